@@ -1,0 +1,506 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum key_type {
+  KEY_BOOL,      /* yes/no, true/false, on/off, 1/0 */
+  KEY_UINT,      /* whole number within [min, max] */
+  KEY_SIZE,      /* bytes with an optional K, M or G suffix (powers of 1024), within [min, max] */
+  KEY_STRING,    /* free text, may be empty */
+  KEY_PATH,      /* a non-empty file system path */
+  KEY_LISTEN,    /* space-separated listener addresses */
+  KEY_BASE_URL,  /* the upstream's scheme://host[:port][/prefix] */
+  KEY_LOG_LEVEL, /* error, warning, info, debug */
+};
+
+struct config_key {
+  const char *section;
+  const char *name;
+  enum key_type type;
+  size_t offset; /* of the target field in struct config */
+  size_t size;   /* of the target field, for strings */
+  uint64_t min, max;
+  const char *default_value;
+};
+
+#define FIELD(member) offsetof(struct config, member), sizeof(((struct config *)0)->member)
+#define DAY 86400u
+#define YEAR (365u * DAY)
+
+static const struct config_key KEYS[] = {
+  {"server", "listen", KEY_LISTEN, FIELD(listen), 0, 0, "127.0.0.1:8750"},
+  {"server", "allow_remote", KEY_BOOL, FIELD(allow_remote), 0, 0, "no"},
+  {"server", "admin", KEY_BOOL, FIELD(admin), 0, 0, "yes"},
+  {"server", "max_connections", KEY_UINT, FIELD(max_connections), 1, 65536, "1024"},
+  {"upstream", "base_url", KEY_BASE_URL, FIELD(base_url), 0, 0, "https://api-utility.flip.energy"},
+  {"upstream", "token_file", KEY_PATH, FIELD(token_file), 0, 0, "/etc/flipcached/token"},
+  {"upstream", "oauth_token_url", KEY_STRING, FIELD(oauth_token_url), 0, 0, ""},
+  {"upstream", "oauth_client_id", KEY_STRING, FIELD(oauth_client_id), 0, 0, ""},
+  {"upstream", "oauth_client_secret_file", KEY_STRING, FIELD(oauth_client_secret_file), 0, 0, ""},
+  {"upstream", "connect_timeout_ms", KEY_UINT, FIELD(connect_timeout_ms), 10, 600000, "3000"},
+  {"upstream", "timeout_ms", KEY_UINT, FIELD(timeout_ms), 10, 600000, "10000"},
+  {"upstream", "max_connections", KEY_UINT, FIELD(upstream_max_connections), 1, 1024, "16"},
+  {"cache", "path", KEY_PATH, FIELD(cache_path), 0, 0, "/var/cache/flipcached"},
+  {"cache", "max_size", KEY_SIZE, FIELD(max_size), 256u * 1024u, 1024ull << 30, "256M"},
+  {"cache", "ttl", KEY_UINT, FIELD(ttl), 0, YEAR, "300"},
+  {"cache", "stale_while_revalidate", KEY_UINT, FIELD(stale_while_revalidate), 0, YEAR, "60"},
+  {"cache", "stale_if_error", KEY_UINT, FIELD(stale_if_error), 0, YEAR, "86400"},
+  {"cache", "negative_ttl", KEY_UINT, FIELD(negative_ttl), 0, YEAR, "30"},
+  {"log", "level", KEY_LOG_LEVEL, FIELD(log_level), 0, 0, "info"},
+};
+#define KEY_COUNT (sizeof(KEYS) / sizeof(KEYS[0]))
+
+struct parse_state {
+  struct config *cfg;
+  struct config_errors *errors;
+  const char *name;     /* the file's name, for messages */
+  int lineno;           /* the line the reader handed to inih last */
+  int key_line[KEY_COUNT];
+  /* the source: a FILE, or a string */
+  FILE *file;
+  const char *text;
+};
+
+__attribute__((format(printf, 3, 4))) static void add_error(struct parse_state *state, int line,
+                                                            const char *fmt, ...) {
+  struct config_errors *errors = state->errors;
+  if (errors->count < CONFIG_MAX_ERRORS) {
+    char message[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    snprintf(errors->text[errors->count], sizeof(errors->text[0]), "%s:%d: %s", state->name, line,
+             message);
+    errors->line[errors->count] = line;
+  }
+  errors->count++;
+}
+
+bool config_parse_size(const char *text, uint64_t *bytes) {
+  if (!isdigit((unsigned char)text[0]))
+    return false;
+  errno = 0;
+  char *end;
+  unsigned long long number = strtoull(text, &end, 10);
+  if (errno)
+    return false;
+  unsigned shift = 0;
+  switch (*end) {
+  case '\0':
+    break;
+  case 'k': case 'K':
+    shift = 10;
+    break;
+  case 'm': case 'M':
+    shift = 20;
+    break;
+  case 'g': case 'G':
+    shift = 30;
+    break;
+  default:
+    return false;
+  }
+  if (*end && end[1] != '\0')
+    return false;
+  if (number > (UINT64_MAX >> shift))
+    return false;
+  *bytes = (uint64_t)number << shift;
+  return true;
+}
+
+static bool parse_uint(const char *text, uint64_t *value) {
+  if (!isdigit((unsigned char)text[0]))
+    return false;
+  errno = 0;
+  char *end;
+  unsigned long long number = strtoull(text, &end, 10);
+  if (errno || *end)
+    return false;
+  *value = number;
+  return true;
+}
+
+static bool parse_bool(const char *text, bool *value) {
+  static const char *const YES[] = {"yes", "true", "on", "1"};
+  static const char *const NO[] = {"no", "false", "off", "0"};
+  for (size_t i = 0; i < 4; i++) {
+    if (strcasecmp(text, YES[i]) == 0)
+      return (*value = true), true;
+    if (strcasecmp(text, NO[i]) == 0)
+      return (*value = false), true;
+  }
+  return false;
+}
+
+bool config_parse_listen(const char *text, struct listen_addr *addr) {
+  memset(addr, 0, sizeof(*addr));
+  if (strncmp(text, "unix:", 5) == 0) {
+    const char *path = text + 5;
+    if (path[0] != '/' || strlen(path) >= sizeof(addr->path))
+      return false;
+    addr->kind = LISTEN_UNIX;
+    addr->loopback = true;
+    strcpy(addr->path, path);
+    return true;
+  }
+  const char *host = text, *host_end, *colon;
+  if (text[0] == '[') {
+    host = text + 1;
+    host_end = strchr(host, ']');
+    if (!host_end || host_end[1] != ':')
+      return false;
+    colon = host_end + 1;
+  } else {
+    colon = strrchr(text, ':');
+    if (!colon)
+      return false;
+    host_end = colon;
+  }
+  size_t host_len = (size_t)(host_end - host);
+  if (host_len == 0 || host_len >= sizeof(addr->host))
+    return false;
+  memcpy(addr->host, host, host_len);
+  addr->host[host_len] = '\0';
+  uint64_t port;
+  if (!parse_uint(colon + 1, &port) || port == 0 || port > 65535)
+    return false;
+  addr->port = (uint16_t)port;
+  addr->kind = LISTEN_TCP;
+
+  struct in_addr v4;
+  struct in6_addr v6;
+  if (text[0] != '[' && inet_pton(AF_INET, addr->host, &v4) == 1) {
+    addr->loopback = (ntohl(v4.s_addr) >> 24) == 127;
+  } else if (text[0] == '[' && inet_pton(AF_INET6, addr->host, &v6) == 1) {
+    addr->loopback = IN6_IS_ADDR_LOOPBACK(&v6);
+  } else {
+    return false; /* numeric addresses only: a name would need a blocking lookup at start-up */
+  }
+  return true;
+}
+
+static bool host_is_loopback(const char *host, size_t len) {
+  char text[64];
+  if (len >= sizeof(text))
+    return false;
+  memcpy(text, host, len);
+  text[len] = '\0';
+  if (strcasecmp(text, "localhost") == 0 || strcmp(text, "[::1]") == 0)
+    return true;
+  struct in_addr v4;
+  return inet_pton(AF_INET, text, &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
+/* scheme://host[:port][/prefix]: https, or http for a loopback host only; no user info (a
+ * credential in the URL would leak into logs), no query, no fragment. Stores it without a trailing
+ * slash so that "/v1/enrollments/..." can be appended. */
+static const char *parse_base_url(const char *text, char *out, size_t out_len) {
+  bool https = strncmp(text, "https://", 8) == 0;
+  bool http = strncmp(text, "http://", 7) == 0;
+  if (!https && !http)
+    return "must start with https:// (or http:// for a loopback host)";
+  const char *authority = text + (https ? 8 : 7);
+  size_t authority_len = strcspn(authority, "/");
+  const char *host_end = authority + authority_len;
+  if (authority_len == 0)
+    return "has no host";
+  for (const char *p = text; *p; p++) {
+    if (*p == '@')
+      return "must not carry user information (put the credential in token_file)";
+    if (*p == '?' || *p == '#')
+      return "must not have a query or fragment";
+    if ((unsigned char)*p <= ' ' || *p == 0x7f)
+      return "must not contain spaces or control characters";
+  }
+  if (authority[0] == '[') {
+    const char *bracket = memchr(authority, ']', authority_len);
+    if (!bracket)
+      return "has an unterminated [IPv6] host";
+    host_end = bracket + 1;
+  } else {
+    const char *port = memchr(authority, ':', authority_len);
+    if (port)
+      host_end = port;
+  }
+  if (http && !host_is_loopback(authority, (size_t)(host_end - authority)))
+    return "http:// is accepted only for a loopback host; use https://";
+  size_t len = strlen(text);
+  while (len > 0 && text[len - 1] == '/')
+    len--;
+  if (len >= out_len)
+    return "is too long";
+  memcpy(out, text, len);
+  out[len] = '\0';
+  return NULL;
+}
+
+static void set_value(struct parse_state *state, const struct config_key *key, const char *value,
+                      int line) {
+  char *field = (char *)state->cfg + key->offset;
+  uint64_t number;
+  switch (key->type) {
+  case KEY_BOOL:
+    if (!parse_bool(value, (bool *)field))
+      add_error(state, line, "%s: '%s' is not a boolean (use yes or no)", key->name, value);
+    return;
+  case KEY_UINT:
+    if (!parse_uint(value, &number))
+      add_error(state, line, "%s: '%s' is not a whole number", key->name, value);
+    else if (number < key->min || number > key->max)
+      add_error(state, line, "%s: %s is out of range [%llu, %llu]", key->name, value,
+                (unsigned long long)key->min, (unsigned long long)key->max);
+    else
+      *(unsigned *)field = (unsigned)number;
+    return;
+  case KEY_SIZE:
+    if (!config_parse_size(value, &number))
+      add_error(state, line, "%s: '%s' is not a size (a number with an optional K, M or G)",
+                key->name, value);
+    else if (number < key->min || number > key->max)
+      add_error(state, line, "%s: %s is out of range [%lluK, %lluG]", key->name, value,
+                (unsigned long long)key->min >> 10, (unsigned long long)key->max >> 30);
+    else
+      *(uint64_t *)field = number;
+    return;
+  case KEY_PATH:
+    if (value[0] == '\0') {
+      add_error(state, line, "%s: must not be empty", key->name);
+      return;
+    }
+    /* fall through */
+  case KEY_STRING:
+    if (strlen(value) >= key->size)
+      add_error(state, line, "%s: longer than %zu characters", key->name, key->size - 1);
+    else
+      strcpy(field, value);
+    return;
+  case KEY_LISTEN: {
+    struct config *cfg = state->cfg;
+    cfg->listen_count = 0;
+    char copy[1024];
+    if (strlen(value) >= sizeof(copy)) {
+      add_error(state, line, "listen: value too long");
+      return;
+    }
+    strcpy(copy, value);
+    char *saveptr = NULL;
+    for (char *item = strtok_r(copy, " \t", &saveptr); item; item = strtok_r(NULL, " \t", &saveptr)) {
+      if (cfg->listen_count == CONFIG_MAX_LISTEN) {
+        add_error(state, line, "listen: more than %d addresses", CONFIG_MAX_LISTEN);
+        return;
+      }
+      if (!config_parse_listen(item, &cfg->listen[cfg->listen_count]))
+        add_error(state, line,
+                  "listen: '%s' is not 127.0.0.1:PORT, [::1]:PORT or unix:/PATH (numeric "
+                  "addresses only)", item);
+      else
+        cfg->listen_count++;
+    }
+    if (cfg->listen_count == 0 && state->errors->count == 0)
+      add_error(state, line, "listen: needs at least one address");
+    return;
+  }
+  case KEY_BASE_URL: {
+    const char *problem = parse_base_url(value, field, key->size);
+    if (problem)
+      add_error(state, line, "base_url: '%s' %s", value, problem);
+    return;
+  }
+  case KEY_LOG_LEVEL:
+    if (!log_level_from_name(value, (enum log_level *)field))
+      add_error(state, line, "level: '%s' is not one of error, warning, info, debug", value);
+    return;
+  }
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value) {
+  struct parse_state *state = user;
+  for (size_t i = 0; i < KEY_COUNT; i++) {
+    if (strcmp(KEYS[i].section, section) != 0 || strcmp(KEYS[i].name, name) != 0)
+      continue;
+    if (state->key_line[i]) {
+      add_error(state, state->lineno, "%s: set again (first set at line %d)", name,
+                state->key_line[i]);
+      return 1;
+    }
+    state->key_line[i] = state->lineno;
+    set_value(state, &KEYS[i], value, state->lineno);
+    return 1;
+  }
+  if (section[0] == '\0')
+    add_error(state, state->lineno, "'%s' is outside any [section]", name);
+  else
+    add_error(state, state->lineno, "unknown key '%s' in section [%s]", name, section);
+  return 1; /* keep going: every error is reported, not only the first */
+}
+
+/* Checks the shape of one raw line, so that a syntax error is reported with its line like any
+ * other, and so that inih never sees a line it would truncate or misread. Returns false for a
+ * line that inih must skip. */
+static bool check_line_syntax(struct parse_state *state, const char *line) {
+  const char *p = line;
+  while (*p == ' ' || *p == '\t')
+    p++;
+  if (*p == '\0' || *p == '\n' || *p == '\r' || *p == '#' || *p == ';')
+    return true;
+  if (*p == '[') {
+    if (!strchr(p, ']')) {
+      add_error(state, state->lineno, "section header without a closing ']'");
+      return false;
+    }
+    return true;
+  }
+  if (!strpbrk(p, "=:")) {
+    add_error(state, state->lineno, "expected 'key = value' or '[section]'");
+    return false;
+  }
+  return true;
+}
+
+/* inih's fgets-style reader: counts lines (so that on_key knows its line) and refuses lines
+ * longer than inih's buffer instead of letting inih parse their pieces as separate lines. */
+static char *read_line(char *out, int out_len, void *stream) {
+  struct parse_state *state = stream;
+  size_t cap = (size_t)out_len;
+  char line[4096];
+  size_t len = 0;
+  bool got_any = false;
+  for (;;) {
+    int c;
+    if (state->file) {
+      c = fgetc(state->file);
+    } else {
+      c = *state->text ? (unsigned char)*state->text++ : EOF;
+    }
+    if (c == EOF)
+      break;
+    got_any = true;
+    if (len + 1 < sizeof(line))
+      line[len] = (char)c;
+    len++;
+    if (c == '\n')
+      break;
+  }
+  if (!got_any)
+    return NULL;
+  state->lineno++;
+  if (len + 1 > cap || len + 1 > sizeof(line)) {
+    add_error(state, state->lineno, "line longer than %zu characters", cap - 3);
+    strcpy(out, "#\n");
+    return out;
+  }
+  line[len] = '\0';
+  if (memchr(line, '\0', len)) {
+    add_error(state, state->lineno, "line contains a NUL byte");
+    strcpy(out, "#\n");
+    return out;
+  }
+  if (!check_line_syntax(state, line)) {
+    strcpy(out, "#\n");
+    return out;
+  }
+  memcpy(out, line, len + 1);
+  return out;
+}
+
+void config_defaults(struct config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  struct config_errors errors = {0};
+  struct parse_state state = {.cfg = cfg, .errors = &errors, .name = "(defaults)"};
+  for (size_t i = 0; i < KEY_COUNT; i++)
+    set_value(&state, &KEYS[i], KEYS[i].default_value, 0);
+}
+
+/* Rules that involve more than one key, checked once the whole file is read. */
+static void check_cross_keys(struct parse_state *state) {
+  const struct config *cfg = state->cfg;
+  int listen_line = 0, oauth_line = 0;
+  for (size_t i = 0; i < KEY_COUNT; i++) {
+    if (strcmp(KEYS[i].name, "listen") == 0)
+      listen_line = state->key_line[i];
+    if (strcmp(KEYS[i].name, "oauth_token_url") == 0)
+      oauth_line = state->key_line[i];
+  }
+  if (!cfg->allow_remote) {
+    for (size_t i = 0; i < cfg->listen_count; i++) {
+      if (!cfg->listen[i].loopback)
+        add_error(state, listen_line,
+                  "listen: %s is not a loopback address; set allow_remote = yes to permit it",
+                  cfg->listen[i].host);
+    }
+  }
+  if (cfg->oauth_token_url[0])
+    add_error(state, oauth_line,
+              "oauth_token_url: the OAuth2 client-credentials grant is not supported by this "
+              "version yet; leave it empty and use token_file");
+}
+
+static void set_inih_options(void) {
+  /* Debian's inih takes its options at run time. Inline '#' comments as the shipped file uses
+   * them; no multi-line values, since an indented key would otherwise silently continue the value
+   * above it. */
+  static char inline_prefixes[] = ";#";
+  ini_inline_comment_prefixes = inline_prefixes;
+  ini_allow_multiline = false;
+  ini_stop_on_first_error = false;
+}
+
+/* Insertion sort by line, stable: errors found after the whole file was read (cross-key rules)
+ * take their place among the others. */
+static void sort_errors(struct config_errors *errors) {
+  size_t count = errors->count < CONFIG_MAX_ERRORS ? errors->count : CONFIG_MAX_ERRORS;
+  for (size_t i = 1; i < count; i++) {
+    int line = errors->line[i];
+    char text[sizeof(errors->text[0])];
+    memcpy(text, errors->text[i], sizeof(text));
+    size_t j = i;
+    for (; j > 0 && errors->line[j - 1] > line; j--) {
+      errors->line[j] = errors->line[j - 1];
+      memcpy(errors->text[j], errors->text[j - 1], sizeof(text));
+    }
+    errors->line[j] = line;
+    memcpy(errors->text[j], text, sizeof(text));
+  }
+}
+
+static int parse(struct parse_state *state) {
+  set_inih_options();
+  int rc = ini_parse_stream(read_line, state, on_key, state);
+  if (rc == -2)
+    add_error(state, 0, "out of memory");
+  if (rc > 0 && state->errors->count == 0)
+    add_error(state, rc, "syntax error");
+  check_cross_keys(state);
+  sort_errors(state->errors);
+  return state->errors->count == 0 ? 0 : -1;
+}
+
+int config_load(const char *path, struct config *cfg, struct config_errors *errors) {
+  memset(errors, 0, sizeof(*errors));
+  config_defaults(cfg);
+  struct parse_state state = {.cfg = cfg, .errors = errors, .name = path};
+  state.file = fopen(path, "re");
+  if (!state.file) {
+    add_error(&state, 0, "cannot open: %s", strerror(errno));
+    return -1;
+  }
+  int rc = parse(&state);
+  fclose(state.file);
+  return rc;
+}
+
+int config_load_string(const char *text, const char *name, struct config *cfg,
+                       struct config_errors *errors) {
+  memset(errors, 0, sizeof(*errors));
+  config_defaults(cfg);
+  struct parse_state state = {.cfg = cfg, .errors = errors, .name = name, .text = text};
+  return parse(&state);
+}

@@ -1,0 +1,77 @@
+/* config: the INI configuration, as a table of keys (section, name, type, bounds, default).
+ *
+ * config_load parses into a fresh struct and reports every error with its line; a caller swaps
+ * the result in only when it is valid. Defaults go through the same parsers as the file's values,
+ * so a default can never be a value the file would refuse. */
+#ifndef FLIPCACHED_CONFIG_H
+#define FLIPCACHED_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/flipcached/flipcached.conf"
+#define CONFIG_MAX_LISTEN 8
+#define CONFIG_MAX_ERRORS 32
+#define CONFIG_URL_MAX 512
+
+enum listen_kind { LISTEN_TCP, LISTEN_UNIX };
+
+struct listen_addr {
+  enum listen_kind kind;
+  char host[64];          /* TCP: a numeric IPv4 or IPv6 address, without brackets */
+  uint16_t port;          /* TCP */
+  char path[108];         /* unix: the socket's path (sun_path's size) */
+  bool loopback;          /* TCP on 127.0.0.0/8 or ::1, or a unix socket */
+};
+
+struct config {
+  /* [server] */
+  struct listen_addr listen[CONFIG_MAX_LISTEN];
+  size_t listen_count;
+  bool allow_remote;             /* permit non-loopback listeners */
+  bool admin;                    /* the /cache/... routes */
+  unsigned max_connections;      /* client connections at once */
+  /* [upstream] */
+  char base_url[CONFIG_URL_MAX]; /* scheme://host[:port][/prefix], no trailing slash */
+  char token_file[PATH_MAX];
+  char oauth_token_url[CONFIG_URL_MAX];
+  char oauth_client_id[256];
+  char oauth_client_secret_file[PATH_MAX];
+  unsigned connect_timeout_ms;
+  unsigned timeout_ms;
+  unsigned upstream_max_connections;
+  /* [cache] */
+  char cache_path[PATH_MAX];
+  uint64_t max_size;             /* bytes: the LMDB map size */
+  unsigned ttl;                  /* seconds fresh after a fetch */
+  unsigned stale_while_revalidate;
+  unsigned stale_if_error;
+  unsigned negative_ttl;
+  /* [log] */
+  enum log_level log_level;
+};
+
+struct config_errors {
+  size_t count;      /* errors recorded; may exceed CONFIG_MAX_ERRORS (the rest are counted only) */
+  int line[CONFIG_MAX_ERRORS];        /* sorted by line once parsing ends */
+  char text[CONFIG_MAX_ERRORS][320];
+};
+
+/* Fills cfg with every default. */
+void config_defaults(struct config *cfg);
+/* Parses the file at path over the defaults. Returns 0 when valid, -1 otherwise with every error
+ * in errors as "PATH:LINE: message" (LINE 0 for errors that belong to no line). */
+int config_load(const char *path, struct config *cfg, struct config_errors *errors);
+/* The same from a string (for tests); `name` is used in error messages. */
+int config_load_string(const char *text, const char *name, struct config *cfg,
+                       struct config_errors *errors);
+
+/* Pure value parsers, exposed for the unit tests. Each returns true on success. */
+bool config_parse_size(const char *text, uint64_t *bytes);
+bool config_parse_listen(const char *text, struct listen_addr *addr);
+
+#endif

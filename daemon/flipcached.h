@@ -1,0 +1,41 @@
+/* The daemon's one context, passed explicitly to every handler. */
+#ifndef FLIPCACHED_FLIPCACHED_H
+#define FLIPCACHED_FLIPCACHED_H
+
+#include <stdbool.h>
+#include <time.h>
+
+#include "config.h"
+#include "creds.h"
+#include "stats.h"
+
+struct event;
+struct event_base;
+struct cache;
+struct upstream;
+struct front;
+struct client_request;
+
+struct flipcached {
+  struct event_base *base;
+  struct config cfg;
+  struct creds creds;          /* the upstream credential; wiped at exit */
+  struct stats stats;
+  struct cache *cache;
+  struct upstream *upstream;
+  struct front *front;
+  struct timespec started;     /* CLOCK_MONOTONIC at start, for uptime */
+  bool stopping;               /* SIGTERM or SIGINT received: /healthz answers 503 */
+  struct event *stop_poll;     /* while stopping: ends the loop once no fetch is in flight */
+};
+
+/* CLOCK_REALTIME seconds: the clock of cache record times, which must survive a restart. */
+long long flipcached_wall_now(void);
+
+/* Route handlers (front_routes); arg is the struct flipcached. */
+void enrollment_handle(struct client_request *request, const char *enrollment_id, void *arg);
+void status_stats(struct client_request *request, void *arg);
+void status_metrics(struct client_request *request, void *arg);
+void status_healthz(struct client_request *request, void *arg);
+
+#endif

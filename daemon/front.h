@@ -1,0 +1,55 @@
+/* front: the HTTP front end. evhttp's types stay in front.c; handlers see a client_request and
+ * answer it with front_reply.
+ *
+ * Lifetime: a client_request is created for each routed request and is answered exactly once with
+ * front_reply, which also frees it, even when the client has gone away meanwhile (evhttp then
+ * frees its own request; answering is the only way to release it). Nothing else may free it. */
+#ifndef FLIPCACHED_FRONT_H
+#define FLIPCACHED_FRONT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct config;
+struct stats;
+struct front;
+struct client_request;
+
+struct front_routes {
+  /* GET/HEAD on the enrollment route; enrollment_id is NULL when the id is not a UUID. */
+  void (*enrollment)(struct client_request *request, const char *enrollment_id, void *arg);
+  void (*stats)(struct client_request *request, void *arg);
+  void (*metrics)(struct client_request *request, void *arg);
+  void (*healthz)(struct client_request *request, void *arg);
+  void *arg;
+};
+
+struct reply {
+  int status;
+  const char *content_type;  /* NULL: application/json */
+  const char *cache_status;  /* NULL: no Cache-Status header */
+  long long age;             /* < 0: no Age header */
+  long retry_after;          /* < 0: no Retry-After header */
+  const char *allow;         /* NULL: no Allow header */
+  const char *body;
+  size_t body_len;
+};
+
+/* Binds every configured listener; returns NULL with err set. */
+struct front *front_new(struct event_base *base, const struct config *cfg, struct stats *stats,
+                        const struct front_routes *routes, char *err, size_t err_len);
+/* Stops accepting new connections (for shutdown). */
+void front_stop_listening(struct front *front);
+/* Frees the server and every connection. Every client_request must have been answered. */
+void front_free(struct front *front);
+
+void front_reply(struct client_request *request, const struct reply *reply);
+/* Answers with the error body of api_error (render.h) and the given Cache-Status (may be NULL). */
+void front_reply_error(struct client_request *request, int api_error, const char *cache_status);
+
+bool client_request_is_head(const struct client_request *request);
+/* True once the client's connection has closed; the request must still be answered. */
+bool client_request_gone(const struct client_request *request);
+
+#endif

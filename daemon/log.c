@@ -1,0 +1,116 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 2048
+
+static enum log_level current_level = LOG_LEVEL_INFO;
+
+static struct {
+  const char *text;
+  size_t len;
+} secrets[LOG_MAX_SECRETS];
+
+static const struct {
+  const char *name;
+  int syslog_priority; /* journald's <N> prefix */
+} LEVELS[] = {
+  [LOG_LEVEL_ERROR] = {"error", 3},
+  [LOG_LEVEL_WARNING] = {"warning", 4},
+  [LOG_LEVEL_INFO] = {"info", 6},
+  [LOG_LEVEL_DEBUG] = {"debug", 7},
+};
+
+void log_set_level(enum log_level level) { current_level = level; }
+
+bool log_enabled(enum log_level level) { return level <= current_level; }
+
+bool log_level_from_name(const char *name, enum log_level *level) {
+  for (size_t i = 0; i < sizeof(LEVELS) / sizeof(LEVELS[0]); i++) {
+    if (strcmp(name, LEVELS[i].name) == 0) {
+      *level = (enum log_level)i;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool log_add_secret(const char *secret, size_t len) {
+  if (!secret || len == 0)
+    return true;
+  for (size_t i = 0; i < LOG_MAX_SECRETS; i++) {
+    if (!secrets[i].text) {
+      secrets[i].text = secret;
+      secrets[i].len = len;
+      return true;
+    }
+  }
+  return false;
+}
+
+void log_remove_secret(const char *secret) {
+  for (size_t i = 0; i < LOG_MAX_SECRETS; i++) {
+    if (secrets[i].text == secret) {
+      secrets[i].text = NULL;
+      secrets[i].len = 0;
+    }
+  }
+}
+
+/* Overwrites every occurrence of every registered secret in line (in place, never longer). */
+static void scrub_secrets(char *line) {
+  static const char REDACTED[] = "[REDACTED]";
+  for (size_t i = 0; i < LOG_MAX_SECRETS; i++) {
+    if (!secrets[i].text)
+      continue;
+    char *hit;
+    while ((hit = memmem(line, strlen(line), secrets[i].text, secrets[i].len)) != NULL) {
+      size_t rest = strlen(hit + secrets[i].len);
+      size_t mark = secrets[i].len < sizeof(REDACTED) - 1 ? secrets[i].len : sizeof(REDACTED) - 1;
+      memcpy(hit, REDACTED, mark);
+      memmove(hit + mark, hit + secrets[i].len, rest + 1);
+    }
+  }
+}
+
+void log_msg(enum log_level level, const char *fmt, ...) {
+  if (!log_enabled(level))
+    return;
+  char message[LOG_LINE_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(message, sizeof(message), fmt, ap);
+  va_end(ap);
+  /* One line per event: a newline inside a message would forge a second log line. */
+  for (char *p = message; *p; p++) {
+    if (*p == '\n' || *p == '\r')
+      *p = ' ';
+  }
+  scrub_secrets(message);
+
+  char line[LOG_LINE_MAX + 64];
+  int len;
+  if (getenv("JOURNAL_STREAM")) {
+    len = snprintf(line, sizeof(line), "<%d>%s\n", LEVELS[level].syslog_priority, message);
+  } else {
+    char stamp[32];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+    len = snprintf(line, sizeof(line), "%s.%03ldZ flipcached[%ld] %s: %s\n", stamp,
+                   now.tv_nsec / 1000000L, (long)getpid(), LEVELS[level].name, message);
+  }
+  if (len > 0) {
+    size_t n = (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1;
+    /* One write per line so that lines from concurrent writers never interleave. */
+    ssize_t written = write(STDERR_FILENO, line, n);
+    (void)written;
+  }
+}

@@ -1,0 +1,219 @@
+/* flipcached: start-up in order, the loop, tear-down in reverse. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "flipcached.h"
+#include "front.h"
+#include "log.h"
+#include "upstream.h"
+
+#define STOP_POLL_MS 50
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: flipcached [-c FILE] [-t] [-h] [--version]\n"
+          "  -c, --config FILE    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+          "  -t, --check-config   validate the configuration and exit 0 (OK) or 1\n"
+          "  -h, --help           this text\n"
+          "      --version        versions of flipcached and its libraries\n");
+}
+
+static void print_versions(void) {
+  const curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
+  int lmdb_major, lmdb_minor, lmdb_patch;
+  mdb_version(&lmdb_major, &lmdb_minor, &lmdb_patch);
+  printf("flipcached %s\nlibevent %s\nlibcurl %s\njson-c %s\nLMDB %d.%d.%d\n", FLIPCACHED_VERSION,
+         event_get_version(), curl->version, json_c_version(), lmdb_major, lmdb_minor, lmdb_patch);
+}
+
+/* Loads the configuration: a missing default file means "all defaults", a missing file named
+ * with -c is an error. Prints every error. */
+static int load_config(const char *path, bool path_given, struct config *cfg) {
+  struct config_errors errors;
+  if (!path_given && access(path, F_OK) != 0 && errno == ENOENT) {
+    config_defaults(cfg);
+    return 0;
+  }
+  if (config_load(path, cfg, &errors) == 0)
+    return 0;
+  for (size_t i = 0; i < errors.count && i < CONFIG_MAX_ERRORS; i++)
+    fprintf(stderr, "%s\n", errors.text[i]);
+  if (errors.count > CONFIG_MAX_ERRORS)
+    fprintf(stderr, "%s: %zu more errors\n", path, errors.count - CONFIG_MAX_ERRORS);
+  return -1;
+}
+
+/* Graceful stop: listeners closed at once, in-flight upstream fetches allowed to finish (libcurl's
+ * own timeout bounds them), then the loop ends. */
+static void on_stop_poll(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct flipcached *daemon = arg;
+  if (upstream_inflight(daemon->upstream) == 0)
+    event_base_loopexit(daemon->base, NULL);
+}
+
+static void on_stop_signal(evutil_socket_t signal_number, short what, void *arg) {
+  (void)what;
+  struct flipcached *daemon = arg;
+  if (daemon->stopping)
+    return;
+  daemon->stopping = true;
+  log_info("%s received: stopping (%zu upstream fetch(es) in flight)",
+           signal_number == SIGINT ? "SIGINT" : "SIGTERM", upstream_inflight(daemon->upstream));
+  front_stop_listening(daemon->front);
+  daemon->stop_poll = event_new(daemon->base, -1, EV_PERSIST, on_stop_poll, daemon);
+  struct timeval interval = {.tv_sec = 0, .tv_usec = STOP_POLL_MS * 1000};
+  if (!daemon->stop_poll || event_add(daemon->stop_poll, &interval) != 0) {
+    event_base_loopexit(daemon->base, NULL);
+    return;
+  }
+  struct timeval deadline = {.tv_sec = (daemon->cfg.timeout_ms + 1000) / 1000};
+  event_base_loopexit(daemon->base, &deadline);
+}
+
+static void on_hangup(evutil_socket_t signal_number, short what, void *arg) {
+  (void)signal_number;
+  (void)what;
+  (void)arg;
+  log_warning("SIGHUP: this version reloads nothing; restart the service to apply changes");
+}
+
+int main(int argc, char **argv) {
+  static const struct option OPTIONS[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"check-config", no_argument, NULL, 't'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+  };
+  const char *config_path = CONFIG_DEFAULT_PATH;
+  bool config_given = false, check_only = false;
+  int option;
+  while ((option = getopt_long(argc, argv, "c:th", OPTIONS, NULL)) != -1) {
+    switch (option) {
+    case 'c':
+      config_path = optarg;
+      config_given = true;
+      break;
+    case 't':
+      check_only = true;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case 'V':
+      print_versions();
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "flipcached: unexpected argument '%s'\n", argv[optind]);
+    usage(stderr);
+    return 2;
+  }
+
+  static struct flipcached daemon; /* static: large, and signal callbacks reach it via arg */
+  if (load_config(config_path, config_given, &daemon.cfg) != 0)
+    return 1;
+  if (check_only) {
+    printf("configuration OK\n");
+    return 0;
+  }
+
+  /* The credential must not be readable through /proc/PID/mem or a core dump. */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  umask(077);
+  signal(SIGPIPE, SIG_IGN);
+  log_set_level(daemon.cfg.log_level);
+  clock_gettime(CLOCK_MONOTONIC, &daemon.started);
+
+  int status = 1;
+  char err[512];
+  struct event *stop_term = NULL, *stop_int = NULL, *hangup = NULL;
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    log_error("curl_global_init failed");
+    return 1;
+  }
+  if (creds_load(&daemon.creds, daemon.cfg.token_file, err, sizeof(err)) != 0) {
+    log_error("credential: %s", err);
+    goto out;
+  }
+  log_info("credential loaded from %s", daemon.creds.source);
+  daemon.base = event_base_new();
+  if (!daemon.base) {
+    log_error("event_base_new failed");
+    goto out;
+  }
+  daemon.cache = cache_open(daemon.cfg.cache_path, daemon.cfg.max_size, err, sizeof(err));
+  if (!daemon.cache) {
+    log_error("%s", err);
+    goto out;
+  }
+  daemon.upstream = upstream_new(daemon.base, &daemon.cfg, &daemon.creds, &daemon.stats, err,
+                                 sizeof(err));
+  if (!daemon.upstream) {
+    log_error("upstream: %s", err);
+    goto out;
+  }
+  struct front_routes routes = {.enrollment = enrollment_handle, .stats = status_stats,
+                                .metrics = status_metrics, .healthz = status_healthz,
+                                .arg = &daemon};
+  daemon.front = front_new(daemon.base, &daemon.cfg, &daemon.stats, &routes, err, sizeof(err));
+  if (!daemon.front) {
+    log_error("%s", err);
+    goto out;
+  }
+  stop_term = evsignal_new(daemon.base, SIGTERM, on_stop_signal, &daemon);
+  stop_int = evsignal_new(daemon.base, SIGINT, on_stop_signal, &daemon);
+  hangup = evsignal_new(daemon.base, SIGHUP, on_hangup, &daemon);
+  if (!stop_term || !stop_int || !hangup || evsignal_add(stop_term, NULL) != 0 ||
+      evsignal_add(stop_int, NULL) != 0 || evsignal_add(hangup, NULL) != 0) {
+    log_error("cannot install signal handlers");
+    goto out;
+  }
+  log_info("flipcached %s ready: upstream %s, cache %s (max %llu MiB), ttl %us", FLIPCACHED_VERSION,
+           daemon.cfg.base_url, daemon.cfg.cache_path,
+           (unsigned long long)(daemon.cfg.max_size >> 20), daemon.cfg.ttl);
+
+  if (event_base_dispatch(daemon.base) < 0) {
+    log_error("event loop failed");
+    goto out;
+  }
+  status = 0;
+  log_info("stopped");
+out:
+  /* Reverse order of acquisition. Aborting the upstream first answers every waiting request, so
+   * that no request is left in evhttp's hands when the front end is freed. */
+  upstream_free(daemon.upstream);
+  front_free(daemon.front);
+  if (daemon.stop_poll)
+    event_free(daemon.stop_poll);
+  if (hangup)
+    event_free(hangup);
+  if (stop_int)
+    event_free(stop_int);
+  if (stop_term)
+    event_free(stop_term);
+  cache_close(daemon.cache);
+  if (daemon.base)
+    event_base_free(daemon.base);
+  creds_wipe(&daemon.creds);
+  curl_global_cleanup();
+  return status;
+}

@@ -1,0 +1,97 @@
+#include "record.h"
+
+#include <string.h>
+
+static void put_u16(unsigned char *p, uint16_t v) {
+  p[0] = (unsigned char)v;
+  p[1] = (unsigned char)(v >> 8);
+}
+static void put_u32(unsigned char *p, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put_i64(unsigned char *p, int64_t v) {
+  uint64_t u = (uint64_t)v;
+  for (int i = 0; i < 8; i++)
+    p[i] = (unsigned char)(u >> (8 * i));
+}
+static uint16_t get_u16(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint32_t get_u32(const unsigned char *p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--)
+    v = (v << 8) | p[i];
+  return v;
+}
+static int64_t get_i64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--)
+    v = (v << 8) | p[i];
+  return (int64_t)v;
+}
+
+size_t record_encoded_len(const struct cache_record *record) {
+  return RECORD_HEADER_LEN + (size_t)record->body_len;
+}
+
+void record_encode(const struct cache_record *record, unsigned char *out) {
+  put_u32(out + 0, RECORD_FORMAT_VERSION);
+  put_u16(out + 4, record->upstream_status);
+  put_u16(out + 6, record->flags);
+  put_i64(out + 8, record->fetched_at);
+  put_i64(out + 16, record->fresh_until);
+  put_i64(out + 24, record->stale_until);
+  put_u32(out + 32, record->body_len);
+  if (record->body_len > 0)
+    memcpy(out + RECORD_HEADER_LEN, record->body, record->body_len);
+}
+
+enum record_decode_result record_decode(const void *buf, size_t len, struct cache_record *out) {
+  const unsigned char *p = buf;
+  memset(out, 0, sizeof(*out));
+  if (len < 4)
+    return RECORD_TRUNCATED;
+  if (get_u32(p) != RECORD_FORMAT_VERSION)
+    return RECORD_BAD_VERSION;
+  if (len < RECORD_HEADER_LEN)
+    return RECORD_TRUNCATED;
+  out->upstream_status = get_u16(p + 4);
+  out->flags = get_u16(p + 6);
+  out->fetched_at = get_i64(p + 8);
+  out->fresh_until = get_i64(p + 16);
+  out->stale_until = get_i64(p + 24);
+  out->body_len = get_u32(p + 32);
+  if (out->body_len > RECORD_MAX_BODY_LEN)
+    return RECORD_BAD_LENGTH;
+  if (len - RECORD_HEADER_LEN < out->body_len)
+    return RECORD_TRUNCATED;
+  if (len - RECORD_HEADER_LEN > out->body_len)
+    return RECORD_BAD_LENGTH;
+  if (out->fresh_until < out->fetched_at || out->stale_until < out->fresh_until)
+    return RECORD_BAD_TIMES;
+  out->body = p + RECORD_HEADER_LEN;
+  return RECORD_OK;
+}
+
+const char *record_decode_strerror(enum record_decode_result result) {
+  switch (result) {
+  case RECORD_OK:
+    return "ok";
+  case RECORD_TRUNCATED:
+    return "record truncated";
+  case RECORD_BAD_VERSION:
+    return "record written by another format version";
+  case RECORD_BAD_LENGTH:
+    return "record length does not match its header";
+  case RECORD_BAD_TIMES:
+    return "record times out of order";
+  }
+  return "unknown record error";
+}
+
+int64_t record_ttl_left(const struct cache_record *record, int64_t now) {
+  return record->fresh_until - now;
+}
+
+int64_t record_age(const struct cache_record *record, int64_t now) {
+  return now > record->fetched_at ? now - record->fetched_at : 0;
+}

@@ -1,0 +1,52 @@
+/* record: the value stored in LMDB for one enrollment id. Pure encoding and decoding.
+ *
+ * Layout, little-endian, RECORD_HEADER_LEN bytes then the body:
+ *   u32 format_version   RECORD_FORMAT_VERSION; a file of another version is refused, never misread
+ *   u16 upstream_status  the upstream's HTTP status (200, or 404 for a remembered absence)
+ *   u16 flags            reserved, 0
+ *   i64 fetched_at       CLOCK_REALTIME seconds when the upstream answered
+ *   i64 fresh_until      served without asking upstream until then
+ *   i64 stale_until      past this the record is garbage for every purpose
+ *   u32 body_len         then body_len bytes: the upstream body, byte for byte
+ * Times are wall-clock seconds because they must survive a restart. */
+#ifndef FLIPCACHED_RECORD_H
+#define FLIPCACHED_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RECORD_FORMAT_VERSION 1u
+#define RECORD_HEADER_LEN 36u
+#define RECORD_MAX_BODY_LEN (64u * 1024u * 1024u)
+
+struct cache_record {
+  uint16_t upstream_status;
+  uint16_t flags;
+  int64_t fetched_at;
+  int64_t fresh_until;
+  int64_t stale_until;
+  const unsigned char *body; /* not owned: points into the caller's or the decoded buffer */
+  uint32_t body_len;
+};
+
+enum record_decode_result {
+  RECORD_OK,
+  RECORD_TRUNCATED,   /* shorter than its header says */
+  RECORD_BAD_VERSION, /* written by another format version */
+  RECORD_BAD_LENGTH,  /* longer than its header says, or an impossible body length */
+  RECORD_BAD_TIMES,   /* times out of order */
+};
+
+size_t record_encoded_len(const struct cache_record *record);
+/* Writes record_encoded_len(record) bytes to out. */
+void record_encode(const struct cache_record *record, unsigned char *out);
+/* Decodes buf[0..len); on RECORD_OK, out->body points into buf. */
+enum record_decode_result record_decode(const void *buf, size_t len, struct cache_record *out);
+const char *record_decode_strerror(enum record_decode_result result);
+
+/* Seconds left fresh (negative once stale): the ttl= of Cache-Status. */
+int64_t record_ttl_left(const struct cache_record *record, int64_t now);
+/* Seconds since it was fetched, never negative (a clock stepped back gives 0): the Age header. */
+int64_t record_age(const struct cache_record *record, int64_t now);
+
+#endif

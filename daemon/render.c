@@ -1,0 +1,130 @@
+#include "render.h"
+
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+struct api_error_text {
+  const char *code;
+  int http_status;
+  const char *loc[2]; /* detail[].loc; loc[1] may be NULL */
+  const char *message;
+  const char *type; /* detail[].type */
+};
+
+static const struct api_error_text API_ERRORS[] = {
+  [API_ERROR_INVALID_ID] = {"invalid_id", 422, {"path", "id"}, "Input should be a valid UUID",
+                            "uuid_parsing"},
+  [API_ERROR_NOT_FOUND] = {"not_found", 404, {"path", NULL}, "Not found", "not_found"},
+  [API_ERROR_METHOD_NOT_ALLOWED] = {"method_not_allowed", 405, {"method", NULL},
+                                    "Method not allowed", "method_not_allowed"},
+  [API_ERROR_BAD_REQUEST] = {"bad_request", 400, {"request", NULL},
+                             "The request is malformed or carries a body", "bad_request"},
+  [API_ERROR_UPSTREAM_UNAVAILABLE] = {"upstream_unavailable", 502, {"upstream", NULL},
+                                      "The Flip API could not be reached or failed",
+                                      "upstream_unavailable"},
+  [API_ERROR_UPSTREAM_TIMEOUT] = {"upstream_timeout", 504, {"upstream", NULL},
+                                  "The Flip API did not answer in time", "upstream_timeout"},
+  [API_ERROR_UPSTREAM_AUTH_FAILED] = {"upstream_auth_failed", 502, {"upstream", NULL},
+                                      "The Flip API rejected the daemon's credentials",
+                                      "upstream_auth_failed"},
+  [API_ERROR_UPSTREAM_INVALID_RESPONSE] = {"upstream_invalid_response", 502, {"upstream", NULL},
+                                           "The Flip API sent an invalid response",
+                                           "upstream_invalid_response"},
+  [API_ERROR_UPSTREAM_RATE_LIMITED] = {"upstream_rate_limited", 503, {"upstream", NULL},
+                                       "The Flip API is rate limiting requests; retry later",
+                                       "upstream_rate_limited"},
+};
+
+const char *api_error_code(enum api_error error) { return API_ERRORS[error].code; }
+
+int api_error_http_status(enum api_error error) { return API_ERRORS[error].http_status; }
+
+char *render_error_body(enum api_error error) {
+  const struct api_error_text *text = &API_ERRORS[error];
+  json_object *root = json_object_new_object();
+  json_object *detail = json_object_new_array();
+  json_object *detail_item = json_object_new_object();
+  json_object *loc = json_object_new_array();
+  json_object *errors = json_object_new_array();
+  json_object *errors_item = json_object_new_object();
+  char *body = NULL;
+  if (!root || !detail || !detail_item || !loc || !errors || !errors_item)
+    goto out;
+
+  for (size_t i = 0; i < 2 && text->loc[i]; i++)
+    json_object_array_add(loc, json_object_new_string(text->loc[i]));
+  json_object_object_add(detail_item, "loc", loc);
+  loc = NULL;
+  json_object_object_add(detail_item, "msg", json_object_new_string(text->message));
+  json_object_object_add(detail_item, "type", json_object_new_string(text->type));
+  json_object_array_add(detail, detail_item);
+  detail_item = NULL;
+
+  json_object_object_add(errors_item, "message", json_object_new_string(text->message));
+  json_object_object_add(errors_item, "path",
+                         json_object_new_string(text->loc[1] ? text->loc[1] : text->loc[0]));
+  json_object_array_add(errors, errors_item);
+  errors_item = NULL;
+
+  json_object_object_add(root, "code", json_object_new_string(text->code));
+  json_object_object_add(root, "detail", detail);
+  detail = NULL;
+  json_object_object_add(root, "errors", errors);
+  errors = NULL;
+  json_object_object_add(root, "message", json_object_new_string(text->message));
+  json_object_object_add(root, "status_code", json_object_new_int(text->http_status));
+  body = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+out:
+  json_object_put(errors_item);
+  json_object_put(errors);
+  json_object_put(loc);
+  json_object_put(detail_item);
+  json_object_put(detail);
+  json_object_put(root);
+  return body;
+}
+
+/* Appends to a bounded text; once full it stays full and truncated. */
+struct text_out {
+  char *text;
+  size_t cap;
+  size_t len;
+};
+
+__attribute__((format(printf, 2, 3))) static void text_append(struct text_out *out,
+                                                              const char *fmt, ...) {
+  if (out->len + 1 >= out->cap)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(out->text + out->len, out->cap - out->len, fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    out->len = out->len + (size_t)n < out->cap ? out->len + (size_t)n : out->cap - 1;
+}
+
+size_t render_cache_status(const struct cache_status *status, char *out, size_t out_len) {
+  if (out_len == 0)
+    return 0;
+  struct text_out text = {out, out_len, 0};
+  out[0] = '\0';
+  text_append(&text, "flipcached");
+  /* RFC 9211 order: hit, fwd, fwd-status, ttl, stored, collapsed, detail. */
+  if (status->hit)
+    text_append(&text, "; hit");
+  if (status->fwd)
+    text_append(&text, "; fwd=%s", status->fwd);
+  if (status->fwd && status->fwd_status > 0)
+    text_append(&text, "; fwd-status=%d", status->fwd_status);
+  if (status->hit)
+    text_append(&text, "; ttl=%lld", (long long)status->ttl);
+  if (status->stored)
+    text_append(&text, "; stored");
+  if (status->collapsed)
+    text_append(&text, "; collapsed");
+  if (status->detail)
+    text_append(&text, "; detail=%s", status->detail);
+  return text.len;
+}

@@ -1,0 +1,46 @@
+/* render: the texts flipcached writes into responses. Pure.
+ *
+ * Error bodies use the upstream's own shape ({code, detail[{loc,msg,type}], errors[{message,path}],
+ * message, status_code}) so that a client handles the daemon's errors and Flip's alike. Messages are
+ * fixed strings: nothing from the request, the upstream or the credential is ever echoed into them. */
+#ifndef FLIPCACHED_RENDER_H
+#define FLIPCACHED_RENDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum api_error {
+  API_ERROR_INVALID_ID,
+  API_ERROR_NOT_FOUND,
+  API_ERROR_METHOD_NOT_ALLOWED,
+  API_ERROR_BAD_REQUEST,
+  API_ERROR_UPSTREAM_UNAVAILABLE,
+  API_ERROR_UPSTREAM_TIMEOUT,
+  API_ERROR_UPSTREAM_AUTH_FAILED,
+  API_ERROR_UPSTREAM_INVALID_RESPONSE,
+  API_ERROR_UPSTREAM_RATE_LIMITED,
+};
+
+/* The `code` of the error body, e.g. "invalid_id". */
+const char *api_error_code(enum api_error error);
+/* The HTTP status that carries it, e.g. 422. */
+int api_error_http_status(enum api_error error);
+/* A malloc'd NUL-terminated JSON error body, or NULL when out of memory. */
+char *render_error_body(enum api_error error);
+
+/* RFC 9211 Cache-Status of one enrollment response; rendered as "flipcached; ...". */
+struct cache_status {
+  bool hit;             /* answered from the cache: "hit; ttl=N" */
+  int64_t ttl;          /* with hit: seconds left fresh, negative when a stale copy is served */
+  const char *fwd;      /* NULL, or why the request went upstream: "uri-miss", "stale" */
+  int fwd_status;       /* with fwd: the upstream's status when it is worth saying (not 200), else 0 */
+  bool stored;          /* the upstream's answer was stored */
+  bool collapsed;       /* answered by another request's fetch */
+  const char *detail;   /* NULL, or a token saying what went wrong, e.g. "upstream_timeout" */
+};
+
+/* Writes the header value into out (NUL-terminated, truncated to out_len) and returns its length. */
+size_t render_cache_status(const struct cache_status *status, char *out, size_t out_len);
+
+#endif

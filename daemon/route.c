@@ -1,0 +1,89 @@
+#include "route.h"
+
+#include <string.h>
+
+static const char ENROLLMENT_PREFIX[] = "/v1/enrollments/";
+
+bool uuid_canonicalize(const char *text, size_t len, char *out) {
+  if (len != UUID_TEXT_LEN)
+    return false;
+  for (size_t i = 0; i < UUID_TEXT_LEN; i++) {
+    char c = text[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-')
+        return false;
+      out[i] = c;
+    } else if (c >= '0' && c <= '9') {
+      out[i] = c;
+    } else if (c >= 'a' && c <= 'f') {
+      out[i] = c;
+    } else if (c >= 'A' && c <= 'F') {
+      out[i] = (char)(c - 'A' + 'a');
+    } else {
+      return false;
+    }
+  }
+  out[UUID_TEXT_LEN] = '\0';
+  return true;
+}
+
+/* A path segment that could be an id: one non-empty segment, no percent-encoding (never decoded,
+ * so never accepted), no ";params", and not a dot segment. Anything else is another path. */
+static bool is_plain_segment(const char *segment, size_t len) {
+  if (len == 0)
+    return false;
+  if ((len == 1 && segment[0] == '.') || (len == 2 && segment[0] == '.' && segment[1] == '.'))
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    if (segment[i] == '/' || segment[i] == '%' || segment[i] == ';')
+      return false;
+  }
+  return true;
+}
+
+static bool path_is(const char *path, size_t len, const char *literal) {
+  return strlen(literal) == len && memcmp(path, literal, len) == 0;
+}
+
+static enum route_kind only_get(enum route_method method, struct route_match *out,
+                                enum route_kind kind) {
+  if (method == ROUTE_METHOD_GET) {
+    out->kind = kind;
+  } else {
+    out->kind = ROUTE_METHOD_NOT_ALLOWED;
+    out->allow = "GET";
+  }
+  return out->kind;
+}
+
+enum route_kind route_match(const char *target, enum route_method method, struct route_match *out) {
+  memset(out, 0, sizeof(*out));
+  out->kind = ROUTE_NOT_FOUND;
+  if (target == NULL || target[0] != '/')
+    return out->kind = ROUTE_BAD_TARGET;
+
+  size_t path_len = strcspn(target, "?");
+  size_t prefix_len = sizeof(ENROLLMENT_PREFIX) - 1;
+
+  if (path_len > prefix_len && memcmp(target, ENROLLMENT_PREFIX, prefix_len) == 0) {
+    const char *segment = target + prefix_len;
+    size_t segment_len = path_len - prefix_len;
+    if (!is_plain_segment(segment, segment_len))
+      return out->kind;
+    if (method != ROUTE_METHOD_GET && method != ROUTE_METHOD_HEAD) {
+      out->kind = ROUTE_METHOD_NOT_ALLOWED;
+      out->allow = "GET, HEAD";
+      return out->kind;
+    }
+    out->kind = uuid_canonicalize(segment, segment_len, out->enrollment_id) ? ROUTE_ENROLLMENT
+                                                                            : ROUTE_INVALID_ID;
+    return out->kind;
+  }
+  if (path_is(target, path_len, "/stats"))
+    return only_get(method, out, ROUTE_STATS);
+  if (path_is(target, path_len, "/metrics"))
+    return only_get(method, out, ROUTE_METRICS);
+  if (path_is(target, path_len, "/healthz"))
+    return only_get(method, out, ROUTE_HEALTHZ);
+  return out->kind;
+}

@@ -1,0 +1,48 @@
+/* route: the raw request target and method -> which route, and the enrollment id.
+ *
+ * Pure: no I/O, no allocation. The target is matched as it arrived on the wire, before any
+ * percent-decoding, so "%2F", "//", "..", a trailing slash or ";params" can never smuggle
+ * another path into the enrollment route (evhttp_decode_uri would turn %2F into '/'). */
+#ifndef FLIPCACHED_ROUTE_H
+#define FLIPCACHED_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define UUID_TEXT_LEN 36 /* 8-4-4-4-12 hex digits and dashes */
+
+enum route_method {
+  ROUTE_METHOD_GET,
+  ROUTE_METHOD_HEAD,
+  ROUTE_METHOD_POST,
+  ROUTE_METHOD_PUT,
+  ROUTE_METHOD_DELETE,
+  ROUTE_METHOD_OTHER,
+};
+
+enum route_kind {
+  ROUTE_NOT_FOUND,          /* 404: no such path */
+  ROUTE_BAD_TARGET,         /* 400: not an origin-form target ("/..."): absolute-form, "*", empty */
+  ROUTE_METHOD_NOT_ALLOWED, /* 405: a known path, another method; `allow` says which */
+  ROUTE_INVALID_ID,         /* 422: the enrollment route with an id that is not a UUID */
+  ROUTE_ENROLLMENT,         /* GET or HEAD /v1/enrollments/{uuid}; `enrollment_id` is set */
+  ROUTE_STATS,              /* GET /stats */
+  ROUTE_METRICS,            /* GET /metrics */
+  ROUTE_HEALTHZ,            /* GET /healthz */
+};
+
+struct route_match {
+  enum route_kind kind;
+  const char *allow;                       /* for ROUTE_METHOD_NOT_ALLOWED: the Allow header value */
+  char enrollment_id[UUID_TEXT_LEN + 1];   /* for ROUTE_ENROLLMENT: lower case, NUL-terminated */
+};
+
+/* Matches `target` (the request-target exactly as received; a query string is ignored and never
+ * forwarded). Always fills `out`; returns out->kind. */
+enum route_kind route_match(const char *target, enum route_method method, struct route_match *out);
+
+/* Writes the canonical (lower-case) form of the UUID in text[0..len) to out and returns true, or
+ * returns false when it is not exactly 8-4-4-4-12 hex digits. out needs UUID_TEXT_LEN + 1 bytes. */
+bool uuid_canonicalize(const char *text, size_t len, char *out);
+
+#endif

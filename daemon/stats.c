@@ -1,0 +1,87 @@
+#include "stats.h"
+
+#include <json-c/json.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct stat_field {
+  const char *name; /* the /stats key; /metrics adds "flipcached_" and "_total" for counters */
+  const char *help;
+  size_t offset;
+  int is_gauge; /* 0: a counter in struct stats; 1: a gauge in struct stats_gauges */
+};
+
+#define COUNTER(name, help) {#name, help, offsetof(struct stats, name), 0}
+#define GAUGE(name, help) {#name, help, offsetof(struct stats_gauges, name), 1}
+
+static const struct stat_field FIELDS[] = {
+  COUNTER(requests_total, "HTTP requests answered"),
+  COUNTER(enrollment_requests, "Enrollment requests answered"),
+  COUNTER(hits, "Enrollments answered from a fresh cache entry"),
+  COUNTER(misses, "Enrollments that needed the upstream"),
+  COUNTER(stale_served, "Stale copies answered"),
+  COUNTER(negative_hits, "Remembered 404s answered"),
+  COUNTER(coalesced, "Requests answered by another request's upstream fetch"),
+  COUNTER(invalid_requests, "Requests refused by flipcached itself (4xx)"),
+  COUNTER(upstream_requests, "Requests sent to the upstream"),
+  COUNTER(upstream_errors, "Upstream requests that failed or answered unusably"),
+  COUNTER(cache_writes, "Entries written to the cache"),
+  COUNTER(cache_write_errors, "Cache writes that failed"),
+  COUNTER(evictions, "Entries evicted to make room"),
+  GAUGE(uptime_seconds, "Seconds since start"),
+  GAUGE(inflight, "Upstream fetches in progress"),
+  GAUGE(cache_entries, "Entries in the cache"),
+  GAUGE(cache_bytes, "Bytes of the cache map in use"),
+  GAUGE(cache_max_bytes, "Size limit of the cache map in bytes"),
+};
+#define FIELD_COUNT (sizeof(FIELDS) / sizeof(FIELDS[0]))
+
+static uint64_t field_value(const struct stat_field *field, const struct stats *stats,
+                            const struct stats_gauges *gauges) {
+  const char *base = field->is_gauge ? (const char *)gauges : (const char *)stats;
+  uint64_t value;
+  memcpy(&value, base + field->offset, sizeof(value));
+  return value;
+}
+
+char *stats_render_json(const struct stats *stats, const struct stats_gauges *gauges) {
+  json_object *root = json_object_new_object();
+  if (!root)
+    return NULL;
+  json_object_object_add(root, "version", json_object_new_string(FLIPCACHED_VERSION));
+  for (size_t i = 0; i < FIELD_COUNT; i++)
+    json_object_object_add(root, FIELDS[i].name,
+                           json_object_new_uint64(field_value(&FIELDS[i], stats, gauges)));
+  char *text = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+  json_object_put(root);
+  return text;
+}
+
+char *stats_render_prometheus(const struct stats *stats, const struct stats_gauges *gauges) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  if (!out)
+    return NULL;
+  fprintf(out, "# HELP flipcached_build_info Version of flipcached\n");
+  fprintf(out, "# TYPE flipcached_build_info gauge\n");
+  fprintf(out, "flipcached_build_info{version=\"%s\"} 1\n", FLIPCACHED_VERSION);
+  for (size_t i = 0; i < FIELD_COUNT; i++) {
+    const struct stat_field *field = &FIELDS[i];
+    /* Prometheus counters end in _total; requests_total already does. */
+    const char *suffix =
+        field->is_gauge || strstr(field->name, "_total") ? "" : "_total";
+    fprintf(out, "# HELP flipcached_%s%s %s\n", field->name, suffix, field->help);
+    fprintf(out, "# TYPE flipcached_%s%s %s\n", field->name, suffix,
+            field->is_gauge ? "gauge" : "counter");
+    fprintf(out, "flipcached_%s%s %llu\n", field->name, suffix,
+            (unsigned long long)field_value(field, stats, gauges));
+  }
+  if (fclose(out) != 0) {
+    free(text);
+    return NULL;
+  }
+  return text;
+}

@@ -1,0 +1,37 @@
+/* stats: the daemon's counters and their renderings for /stats (JSON) and /metrics (Prometheus).
+ * Counters only grow; gauges are sampled by the caller at render time. Nothing secret is ever
+ * counted or rendered here. */
+#ifndef FLIPCACHED_STATS_H
+#define FLIPCACHED_STATS_H
+
+#include <stdint.h>
+
+struct stats {
+  uint64_t requests_total;    /* every HTTP request answered */
+  uint64_t enrollment_requests;
+  uint64_t hits;              /* enrollment answered from a fresh cache entry */
+  uint64_t misses;            /* enrollment that needed the upstream */
+  uint64_t stale_served;      /* a stale copy answered */
+  uint64_t negative_hits;     /* a remembered 404 answered */
+  uint64_t coalesced;         /* answered by another request's fetch */
+  uint64_t invalid_requests;  /* 4xx answered by flipcached itself (bad id, route, method) */
+  uint64_t upstream_requests; /* requests sent upstream */
+  uint64_t upstream_errors;   /* upstream transfers that failed or answered unusably */
+  uint64_t cache_writes;
+  uint64_t cache_write_errors;
+  uint64_t evictions;
+};
+
+struct stats_gauges {
+  uint64_t uptime_seconds;
+  uint64_t inflight;          /* upstream fetches in progress */
+  uint64_t cache_entries;
+  uint64_t cache_bytes;       /* bytes of the LMDB map in use */
+  uint64_t cache_max_bytes;
+};
+
+/* malloc'd NUL-terminated texts, or NULL when out of memory. */
+char *stats_render_json(const struct stats *stats, const struct stats_gauges *gauges);
+char *stats_render_prometheus(const struct stats *stats, const struct stats_gauges *gauges);
+
+#endif

@@ -1,0 +1,69 @@
+/* status: /stats, /metrics and /healthz. */
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "flipcached.h"
+#include "front.h"
+#include "upstream.h"
+
+static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  memset(gauges, 0, sizeof(*gauges));
+  gauges->uptime_seconds = (uint64_t)(now.tv_sec - daemon->started.tv_sec);
+  gauges->inflight = upstream_inflight(daemon->upstream);
+  gauges->cache_max_bytes = daemon->cfg.max_size;
+  cache_usage(daemon->cache, &gauges->cache_entries, &gauges->cache_bytes);
+}
+
+static void reply_text(struct client_request *request, int status, const char *content_type,
+                       char *text) {
+  struct reply out_of_memory = {.status = 500, .age = -1, .retry_after = -1, .body = ""};
+  if (!text) {
+    front_reply(request, &out_of_memory);
+    return;
+  }
+  struct reply reply = {.status = status, .content_type = content_type, .age = -1,
+                        .retry_after = -1, .body = text, .body_len = strlen(text)};
+  front_reply(request, &reply);
+  free(text);
+}
+
+void status_stats(struct client_request *request, void *arg) {
+  struct flipcached *daemon = arg;
+  struct stats_gauges gauges;
+  sample_gauges(daemon, &gauges);
+  reply_text(request, 200, NULL, stats_render_json(&daemon->stats, &gauges));
+}
+
+void status_metrics(struct client_request *request, void *arg) {
+  struct flipcached *daemon = arg;
+  struct stats_gauges gauges;
+  sample_gauges(daemon, &gauges);
+  reply_text(request, 200, "text/plain; version=0.0.4; charset=utf-8",
+             stats_render_prometheus(&daemon->stats, &gauges));
+}
+
+/* 200 while the daemon can serve (listening, cache open); 503 with a reason once it is stopping. */
+void status_healthz(struct client_request *request, void *arg) {
+  struct flipcached *daemon = arg;
+  struct stats_gauges gauges;
+  sample_gauges(daemon, &gauges);
+  json_object *root = json_object_new_object();
+  char *text = NULL;
+  if (root) {
+    json_object_object_add(root, "status",
+                           json_object_new_string(daemon->stopping ? "stopping" : "ok"));
+    if (daemon->stopping)
+      json_object_object_add(root, "reason", json_object_new_string("shutting down"));
+    json_object_object_add(root, "version", json_object_new_string(FLIPCACHED_VERSION));
+    json_object_object_add(root, "uptime_seconds", json_object_new_uint64(gauges.uptime_seconds));
+    json_object_object_add(root, "cache_entries", json_object_new_uint64(gauges.cache_entries));
+    json_object_object_add(root, "upstream_inflight", json_object_new_uint64(gauges.inflight));
+    text = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+    json_object_put(root);
+  }
+  reply_text(request, daemon->stopping ? 503 : 200, NULL, text);
+}

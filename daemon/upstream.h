@@ -1,0 +1,54 @@
+/* upstream: fetching enrollments from the Flip API through one libcurl multi handle driven by the
+ * daemon's libevent loop (the shape of curl's docs/examples/hiperfifo.c).
+ *
+ * Nothing here blocks: sockets and the single timer are libevent events; name lookups use libcurl's
+ * asynchronous resolver (checked at start-up). Finished transfers are collected after every
+ * curl_multi_socket_action and their callbacks run there, never inside a libcurl callback.
+ * The only header sent besides Accept and User-Agent is the daemon's own Authorization. */
+#ifndef FLIPCACHED_UPSTREAM_H
+#define FLIPCACHED_UPSTREAM_H
+
+#include <stddef.h>
+
+struct event_base;
+struct config;
+struct creds;
+struct stats;
+struct upstream;
+
+#define UPSTREAM_MAX_BODY (4u * 1024u * 1024u) /* an enrollment is ~1 KB; more is refused */
+
+enum upstream_outcome {
+  UPSTREAM_RESPONSE,       /* an HTTP response arrived: see http_status and body */
+  UPSTREAM_TIMEOUT,        /* connect or total timeout */
+  UPSTREAM_UNREACHABLE,    /* name lookup, connection or TLS failed */
+  UPSTREAM_BODY_TOO_LARGE, /* the body passed UPSTREAM_MAX_BODY and the transfer was cut */
+  UPSTREAM_FAILED,         /* any other transfer error */
+  UPSTREAM_ABORTED,        /* the daemon is shutting down */
+};
+
+struct upstream_result {
+  enum upstream_outcome outcome;
+  long http_status;          /* with UPSTREAM_RESPONSE */
+  const char *body;          /* with UPSTREAM_RESPONSE; valid only during the callback */
+  size_t body_len;
+  long retry_after_seconds;  /* a 429's or 503's Retry-After in seconds, or -1 */
+  const char *error_text;    /* a short reason for logs, never containing a header */
+};
+
+/* Called exactly once per upstream_fetch_enrollment that returned 0. */
+typedef void (*upstream_done_fn)(const struct upstream_result *result, void *arg);
+
+/* cfg, creds and stats must outlive the upstream. Returns NULL with err set. */
+struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
+                              const struct creds *creds, struct stats *stats, char *err,
+                              size_t err_len);
+/* Starts GET {base_url}/v1/enrollments/{enrollment_id}. 0, or -1 when it could not be started. */
+int upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
+                              upstream_done_fn done, void *arg);
+/* Transfers in progress. */
+size_t upstream_inflight(const struct upstream *upstream);
+/* Aborts every transfer (each callback runs with UPSTREAM_ABORTED), then frees. Accepts NULL. */
+void upstream_free(struct upstream *upstream);
+
+#endif

@@ -1,0 +1,326 @@
+/* flip-fake-upstream: a stand-in for the Flip utility API, for the tests and the README's demo.
+ *
+ * Serves GET /v1/enrollments/{uuid} with a synthetic enrollment shaped like the reference page
+ * (docs: ../shared/seed/get-enrollment.txt), after checking "Authorization: Bearer <token>" against
+ * --token-file. It counts what it receives, and can be told how to misbehave, per id or for all:
+ *
+ *   POST /_fake/mode?id=<uuid|*>&mode=<ok|404|500|401|429|garbage|wrong-id|slow>&delay_ms=N
+ *   GET  /_fake/count?id=<uuid>   -> {"count": N}   enrollment requests received for that id
+ *   GET  /_fake/stats             -> {"total", "auth_ok", "auth_bad", "cookie_seen", "forwarded_seen"}
+ *   POST /_fake/reset             -> counts and modes back to zero and "ok"
+ *
+ * The control routes take no credential: the fake listens on loopback only. Prints
+ * "listening on 127.0.0.1:PORT" on stdout once ready (--port 0 picks a free port). */
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+
+#define MAX_IDS 4096
+#define ID_LEN 36
+
+enum mode { MODE_OK, MODE_404, MODE_500, MODE_401, MODE_429, MODE_GARBAGE, MODE_WRONG_ID, MODE_SLOW };
+static const char *const MODE_NAMES[] = {"ok", "404", "500", "401", "429", "garbage", "wrong-id", "slow"};
+
+struct id_state {
+  char id[ID_LEN + 1];
+  unsigned long count;
+  bool has_mode;
+  enum mode mode;
+  unsigned delay_ms;
+};
+
+static struct {
+  struct event_base *base;
+  char expected_authorization[4200];
+  struct id_state ids[MAX_IDS];
+  size_t id_count;
+  enum mode default_mode;
+  unsigned default_delay_ms;
+  unsigned long total, auth_ok, auth_bad, cookie_seen, forwarded_seen;
+} fake;
+
+static struct id_state *find_id(const char *id, bool create) {
+  for (size_t i = 0; i < fake.id_count; i++) {
+    if (strcmp(fake.ids[i].id, id) == 0)
+      return &fake.ids[i];
+  }
+  if (!create || fake.id_count == MAX_IDS)
+    return NULL;
+  struct id_state *state = &fake.ids[fake.id_count++];
+  memset(state, 0, sizeof(*state));
+  snprintf(state->id, sizeof(state->id), "%s", id);
+  return state;
+}
+
+static bool is_uuid(const char *text) {
+  if (strlen(text) != ID_LEN)
+    return false;
+  for (int i = 0; i < ID_LEN; i++) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash != (text[i] == '-'))
+      return false;
+    if (!dash && !strchr("0123456789abcdefABCDEF", text[i]))
+      return false;
+  }
+  return true;
+}
+
+static void send_json(struct evhttp_request *req, int status, const char *body) {
+  struct evbuffer *out = evbuffer_new();
+  evbuffer_add(out, body, strlen(body));
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+  evhttp_send_reply(req, status, NULL, out);
+  evbuffer_free(out);
+}
+
+static void send_error(struct evhttp_request *req, int status, const char *code, const char *msg) {
+  char body[512];
+  snprintf(body, sizeof(body),
+           "{\"code\":\"%s\",\"detail\":[{\"loc\":[\"path\",\"id\"],\"msg\":\"%s\",\"type\":\"%s\"}],"
+           "\"errors\":[{\"message\":\"%s\",\"path\":\"id\"}],\"message\":\"%s\",\"status_code\":%d}",
+           code, msg, code, msg, msg, status);
+  send_json(req, status, body);
+}
+
+static void send_enrollment(struct evhttp_request *req, const char *id) {
+  char body[2048];
+  snprintf(body, sizeof(body),
+           "{\"created_at\":\"2019-08-24T14:15:22Z\",\"devices\":[{\"attributes\":"
+           "{\"battery_capacity_wh\":15000,\"battery_power_input_w\":6000,"
+           "\"battery_power_output_w\":7500},\"configuration\":{\"reserve_percentage\":20},"
+           "\"created_at\":\"2019-08-24T14:15:22Z\",\"id\":\"xyz-123\",\"install_date\":"
+           "\"2022-02-22T00:00:00Z\",\"manufacturer_name\":\"DeviceMaker\",\"product_name\":"
+           "\"Model 1\",\"serial_number\":\"123456789\",\"site_id\":\"abc-789\",\"type\":\"battery\","
+           "\"updated_at\":\"2019-08-24T14:15:22Z\"}],\"enrolled_at\":\"2019-08-24T14:15:22Z\","
+           "\"id\":\"%s\",\"program_specific_attributes\":[{\"name\":\"opt_in\",\"type\":"
+           "\"boolean\",\"value\":\"true\"}],\"site\":{\"city\":\"San Francisco\",\"company_name\":"
+           "\"ABC Co.\",\"created_at\":\"2019-08-24T14:15:22Z\",\"email\":\"john@example.com\","
+           "\"first_name\":\"John\",\"groups\":[{\"id\":\"my-group\",\"name\":\"My Group\"}],"
+           "\"id\":\"abc-789\",\"last_name\":\"Doe\",\"service_account_id\":\"sa-1\","
+           "\"state_code\":\"CA\",\"street_address\":\"123 Main St\",\"street_address2\":\"\","
+           "\"updated_at\":\"2019-08-24T14:15:22Z\",\"zip_code\":\"88800\"},\"status\":\"ACTIVE\","
+           "\"status_reason\":\"\",\"unenrolled_at\":null,\"updated_at\":\"2019-08-24T14:15:22Z\"}",
+           id);
+  send_json(req, 200, body);
+}
+
+struct delayed {
+  struct evhttp_request *req;
+  char id[ID_LEN + 1];
+  struct event *timer;
+};
+
+static void on_delay_done(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct delayed *delayed = arg;
+  send_enrollment(delayed->req, delayed->id);
+  event_free(delayed->timer);
+  free(delayed);
+}
+
+static void answer_enrollment(struct evhttp_request *req, const char *raw_id) {
+  char id[ID_LEN + 1];
+  snprintf(id, sizeof(id), "%s", raw_id);
+  for (char *p = id; *p; p++)
+    *p = (char)(*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
+  struct id_state *state = find_id(id, true);
+  if (state)
+    state->count++;
+  enum mode mode = state && state->has_mode ? state->mode : fake.default_mode;
+  unsigned delay_ms = state && state->has_mode ? state->delay_ms : fake.default_delay_ms;
+  switch (mode) {
+  case MODE_404:
+    send_error(req, 404, "not_found", "Enrollment not found");
+    return;
+  case MODE_500:
+    send_error(req, 500, "internal_error", "Internal server error");
+    return;
+  case MODE_401:
+    send_error(req, 401, "unauthorized", "Invalid credentials");
+    return;
+  case MODE_429:
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "7");
+    send_error(req, 429, "rate_limited", "Too many requests");
+    return;
+  case MODE_GARBAGE:
+    send_json(req, 200, "<html>this is not an enrollment{");
+    return;
+  case MODE_WRONG_ID:
+    send_enrollment(req, "00000000-0000-4000-8000-000000000000");
+    return;
+  case MODE_SLOW: {
+    struct delayed *delayed = calloc(1, sizeof(*delayed));
+    delayed->req = req;
+    memcpy(delayed->id, id, sizeof(delayed->id));
+    delayed->timer = evtimer_new(fake.base, on_delay_done, delayed);
+    struct timeval tv = {.tv_sec = delay_ms / 1000, .tv_usec = (delay_ms % 1000) * 1000};
+    evtimer_add(delayed->timer, &tv);
+    return;
+  }
+  case MODE_OK:
+    send_enrollment(req, id);
+    return;
+  }
+}
+
+static void answer_control(struct evhttp_request *req, const char *path, const char *query) {
+  struct evkeyvalq params;
+  TAILQ_INIT(&params);
+  if (query)
+    evhttp_parse_query_str(query, &params);
+  const char *id = evhttp_find_header(&params, "id");
+  char body[256];
+  if (strcmp(path, "/_fake/mode") == 0) {
+    const char *mode_name = evhttp_find_header(&params, "mode");
+    const char *delay = evhttp_find_header(&params, "delay_ms");
+    int mode = -1;
+    for (size_t i = 0; mode_name && i < sizeof(MODE_NAMES) / sizeof(MODE_NAMES[0]); i++) {
+      if (strcmp(mode_name, MODE_NAMES[i]) == 0)
+        mode = (int)i;
+    }
+    if (!id || mode < 0) {
+      send_json(req, 400, "{\"error\":\"need id and a known mode\"}");
+    } else if (strcmp(id, "*") == 0) {
+      fake.default_mode = (enum mode)mode;
+      fake.default_delay_ms = delay ? (unsigned)atoi(delay) : 0;
+      send_json(req, 200, "{\"ok\":true}");
+    } else {
+      struct id_state *state = find_id(id, true);
+      state->has_mode = true;
+      state->mode = (enum mode)mode;
+      state->delay_ms = delay ? (unsigned)atoi(delay) : 0;
+      send_json(req, 200, "{\"ok\":true}");
+    }
+  } else if (strcmp(path, "/_fake/count") == 0 && id) {
+    struct id_state *state = find_id(id, false);
+    snprintf(body, sizeof(body), "{\"count\":%lu}", state ? state->count : 0);
+    send_json(req, 200, body);
+  } else if (strcmp(path, "/_fake/stats") == 0) {
+    snprintf(body, sizeof(body),
+             "{\"total\":%lu,\"auth_ok\":%lu,\"auth_bad\":%lu,\"cookie_seen\":%lu,"
+             "\"forwarded_seen\":%lu}",
+             fake.total, fake.auth_ok, fake.auth_bad, fake.cookie_seen, fake.forwarded_seen);
+    send_json(req, 200, body);
+  } else if (strcmp(path, "/_fake/reset") == 0) {
+    fake.id_count = 0;
+    fake.default_mode = MODE_OK;
+    fake.default_delay_ms = 0;
+    fake.total = fake.auth_ok = fake.auth_bad = fake.cookie_seen = fake.forwarded_seen = 0;
+    send_json(req, 200, "{\"ok\":true}");
+  } else {
+    send_json(req, 404, "{\"error\":\"no such control route\"}");
+  }
+  evhttp_clear_headers(&params);
+}
+
+static void on_request(struct evhttp_request *req, void *arg) {
+  (void)arg;
+  const char *uri = evhttp_request_get_uri(req);
+  char path[512];
+  snprintf(path, sizeof(path), "%s", uri);
+  char *query = strchr(path, '?');
+  if (query)
+    *query++ = '\0';
+  if (strncmp(path, "/_fake/", 7) == 0) {
+    answer_control(req, path, query);
+    return;
+  }
+  static const char PREFIX[] = "/v1/enrollments/";
+  if (strncmp(path, PREFIX, sizeof(PREFIX) - 1) != 0) {
+    send_error(req, 404, "not_found", "Not found");
+    return;
+  }
+  fake.total++;
+  struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+  if (evhttp_find_header(headers, "Cookie"))
+    fake.cookie_seen++;
+  if (evhttp_find_header(headers, "X-Forwarded-For") || evhttp_find_header(headers, "Forwarded"))
+    fake.forwarded_seen++;
+  const char *authorization = evhttp_find_header(headers, "Authorization");
+  if (!authorization || strcmp(authorization, fake.expected_authorization) != 0) {
+    fake.auth_bad++;
+    send_error(req, 401, "unauthorized", "Missing or invalid bearer token");
+    return;
+  }
+  fake.auth_ok++;
+  const char *id = path + sizeof(PREFIX) - 1;
+  if (!is_uuid(id)) {
+    send_error(req, 422, "invalid_id", "Input should be a valid UUID");
+    return;
+  }
+  answer_enrollment(req, id);
+}
+
+static void on_signal(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  (void)arg;
+  event_base_loopexit(fake.base, NULL);
+}
+
+int main(int argc, char **argv) {
+  int port = 8751;
+  const char *token_file = NULL;
+  static const struct option OPTIONS[] = {{"port", required_argument, NULL, 'p'},
+                                          {"token-file", required_argument, NULL, 't'},
+                                          {NULL, 0, NULL, 0}};
+  int option;
+  while ((option = getopt_long(argc, argv, "p:t:", OPTIONS, NULL)) != -1) {
+    if (option == 'p')
+      port = atoi(optarg);
+    else if (option == 't')
+      token_file = optarg;
+    else
+      return 2;
+  }
+  if (!token_file) {
+    fprintf(stderr, "usage: flip-fake-upstream --token-file FILE [--port N]\n");
+    return 2;
+  }
+  FILE *file = fopen(token_file, "r");
+  char token[4097] = "";
+  if (!file || !fgets(token, sizeof(token), file)) {
+    fprintf(stderr, "flip-fake-upstream: cannot read %s\n", token_file);
+    return 1;
+  }
+  fclose(file);
+  token[strcspn(token, "\r\n")] = '\0';
+  snprintf(fake.expected_authorization, sizeof(fake.expected_authorization), "Bearer %s", token);
+
+  signal(SIGPIPE, SIG_IGN);
+  fake.base = event_base_new();
+  struct evhttp *http = evhttp_new(fake.base);
+  evhttp_set_gencb(http, on_request, NULL);
+  struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(http, "127.0.0.1", (ev_uint16_t)port);
+  if (!bound) {
+    fprintf(stderr, "flip-fake-upstream: cannot listen on 127.0.0.1:%d\n", port);
+    return 1;
+  }
+  struct sockaddr_storage addr;
+  socklen_t len = sizeof(addr);
+  getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&addr, &len);
+  printf("listening on 127.0.0.1:%d\n", ntohs(((struct sockaddr_in *)&addr)->sin_port));
+  fflush(stdout);
+  struct event *term = evsignal_new(fake.base, SIGTERM, on_signal, NULL);
+  struct event *interrupt = evsignal_new(fake.base, SIGINT, on_signal, NULL);
+  evsignal_add(term, NULL);
+  evsignal_add(interrupt, NULL);
+  event_base_dispatch(fake.base);
+  event_free(term);
+  event_free(interrupt);
+  evhttp_free(http);
+  event_base_free(fake.base);
+  return 0;
+}

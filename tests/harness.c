@@ -1,0 +1,346 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <json-c/json.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, (struct sockaddr *)&addr, &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+void make_token(char *out, size_t out_len) {
+  static const char ALPHABET[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  unsigned char random_bytes[24];
+  int fd = open("/dev/urandom", O_RDONLY);
+  cr_assert(fd >= 0 && read(fd, random_bytes, sizeof(random_bytes)) == (ssize_t)sizeof(random_bytes));
+  close(fd);
+  int n = snprintf(out, out_len, "fl_test_");
+  for (size_t i = 0; i < sizeof(random_bytes) && (size_t)n + 1 < out_len; i++)
+    out[n++] = ALPHABET[random_bytes[i] % (sizeof(ALPHABET) - 1)];
+  out[n] = '\0';
+}
+
+static void write_file(const char *path, const char *text, mode_t mode) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+  cr_assert(fd >= 0, "cannot write %s: %s", path, strerror(errno));
+  cr_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+  fchmod(fd, mode);
+  close(fd);
+}
+
+void fake_start(struct fake_upstream *fake, const char *token) {
+  char dir[] = "/tmp/flipfake.XXXXXX";
+  cr_assert(mkdtemp(dir));
+  char token_path[64];
+  snprintf(token_path, sizeof(token_path), "%s/token", dir);
+  char token_line[128];
+  snprintf(token_line, sizeof(token_line), "%s\n", token);
+  write_file(token_path, token_line, 0600);
+
+  int out[2];
+  cr_assert(pipe(out) == 0);
+  pid_t pid = fork();
+  cr_assert(pid >= 0);
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    close(out[0]);
+    close(out[1]);
+    execl(FAKE_UPSTREAM_BIN, FAKE_UPSTREAM_BIN, "--port", "0", "--token-file", token_path, (char *)NULL);
+    _exit(127);
+  }
+  close(out[1]);
+  char line[128] = "";
+  FILE *stream = fdopen(out[0], "r");
+  cr_assert(fgets(line, sizeof(line), stream), "the fake upstream did not start");
+  fclose(stream);
+  unlink(token_path);
+  rmdir(dir);
+  fake->pid = pid;
+  cr_assert(sscanf(line, "listening on 127.0.0.1:%d", &fake->port) == 1, "fake said: %s", line);
+  snprintf(fake->base_url, sizeof(fake->base_url), "http://127.0.0.1:%d", fake->port);
+}
+
+void fake_stop(struct fake_upstream *fake) {
+  if (fake->pid > 0) {
+    kill(fake->pid, SIGTERM);
+    waitpid(fake->pid, NULL, 0);
+    fake->pid = 0;
+  }
+}
+
+void fake_set_mode(struct fake_upstream *fake, const char *id, const char *mode, unsigned delay_ms) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s/_fake/mode?id=%s&mode=%s&delay_ms=%u", fake->base_url, id, mode,
+           delay_ms);
+  struct http_response response;
+  http_request("POST", url, NULL, &response);
+  cr_assert_eq(response.status, 200, "fake refused mode %s", mode);
+  http_response_free(&response);
+}
+
+long fake_count(struct fake_upstream *fake, const char *id) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s/_fake/count?id=%s", fake->base_url, id);
+  struct http_response response;
+  http_get(url, &response);
+  long count = json_field(response.body, "count");
+  http_response_free(&response);
+  return count;
+}
+
+long fake_stat(struct fake_upstream *fake, const char *field) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s/_fake/stats", fake->base_url);
+  struct http_response response;
+  http_get(url, &response);
+  long value = json_field(response.body, field);
+  http_response_free(&response);
+  return value;
+}
+
+void flipcached_prepare(struct flipcached_proc *proc, const struct fake_upstream *fake,
+                        const struct daemon_options *options) {
+  static const struct daemon_options DEFAULTS = {0};
+  if (!options)
+    options = &DEFAULTS;
+  memset(proc, 0, sizeof(*proc));
+  snprintf(proc->dir, sizeof(proc->dir), "/tmp/flipcached-test.XXXXXX");
+  cr_assert(mkdtemp(proc->dir));
+  snprintf(proc->config, sizeof(proc->config), "%s/flipcached.conf", proc->dir);
+  snprintf(proc->token_path, sizeof(proc->token_path), "%s/token", proc->dir);
+  snprintf(proc->log_path, sizeof(proc->log_path), "%s/flipcached.log", proc->dir);
+  proc->port = free_port();
+  snprintf(proc->url, sizeof(proc->url), "http://127.0.0.1:%d", proc->port);
+  if (options->token)
+    snprintf(proc->token, sizeof(proc->token), "%s", options->token);
+  else
+    make_token(proc->token, sizeof(proc->token));
+
+  char token_line[128];
+  snprintf(token_line, sizeof(token_line), "%s\n", proc->token);
+  write_file(proc->token_path, token_line, 0600);
+  char config[2048];
+  snprintf(config, sizeof(config),
+           "[server]\nlisten = 127.0.0.1:%d\n\n"
+           "[upstream]\nbase_url = %s\ntoken_file = %s\ntimeout_ms = %u\nconnect_timeout_ms = 1000\n%s\n"
+           "[cache]\npath = %s/cache\nttl = %u\nmax_size = 16M\n\n"
+           "[log]\nlevel = %s\n",
+           proc->port, options->base_url ? options->base_url : fake->base_url, proc->token_path,
+           options->timeout_ms ? options->timeout_ms : 5000,
+           options->extra_upstream ? options->extra_upstream : "", proc->dir,
+           options->ttl ? options->ttl : 300, options->log_level ? options->log_level : "debug");
+  write_file(proc->config, config, 0644);
+}
+
+void flipcached_launch(struct flipcached_proc *proc) {
+  pid_t pid = fork();
+  cr_assert(pid >= 0);
+  if (pid == 0) {
+    int log_fd = open(proc->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    dup2(log_fd, STDERR_FILENO);
+    dup2(log_fd, STDOUT_FILENO);
+    close(log_fd);
+    if (proc->credentials_directory[0])
+      setenv("CREDENTIALS_DIRECTORY", proc->credentials_directory, 1);
+    else
+      unsetenv("CREDENTIALS_DIRECTORY");
+    unsetenv("JOURNAL_STREAM");
+    execl(FLIPCACHED_BIN, FLIPCACHED_BIN, "-c", proc->config, (char *)NULL);
+    _exit(127);
+  }
+  proc->pid = pid;
+  char url[128];
+  snprintf(url, sizeof(url), "%s/healthz", proc->url);
+  for (int attempt = 0; attempt < 200; attempt++) {
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      char *log = flipcached_log(proc);
+      proc->pid = 0;
+      cr_assert_fail("flipcached exited during start-up; its log:\n%s", log);
+    }
+    struct http_response response;
+    http_get(url, &response);
+    long code = response.status;
+    http_response_free(&response);
+    if (code == 200)
+      return;
+    sleep_ms(25);
+  }
+  cr_assert_fail("flipcached did not answer /healthz within 5 s");
+}
+
+void flipcached_start(struct flipcached_proc *proc, const struct fake_upstream *fake,
+                      const struct daemon_options *options) {
+  flipcached_prepare(proc, fake, options);
+  flipcached_launch(proc);
+}
+
+int flipcached_stop(struct flipcached_proc *proc) {
+  if (proc->pid <= 0)
+    return -1;
+  kill(proc->pid, SIGTERM);
+  int status = 0;
+  waitpid(proc->pid, &status, 0);
+  proc->pid = 0;
+  if (WIFEXITED(status))
+    return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+char *flipcached_log(const struct flipcached_proc *proc) {
+  FILE *file = fopen(proc->log_path, "r");
+  if (!file)
+    return strdup("");
+  fseek(file, 0, SEEK_END);
+  long len = ftell(file);
+  rewind(file);
+  char *text = calloc(1, (size_t)len + 1);
+  size_t got = fread(text, 1, (size_t)len, file);
+  text[got] = '\0';
+  fclose(file);
+  return text;
+}
+
+struct growing {
+  char *data;
+  size_t len;
+};
+
+static size_t on_data(char *data, size_t size, size_t count, void *arg) {
+  struct growing *buffer = arg;
+  size_t len = size * count;
+  buffer->data = realloc(buffer->data, buffer->len + len + 1);
+  memcpy(buffer->data + buffer->len, data, len);
+  buffer->len += len;
+  buffer->data[buffer->len] = '\0';
+  return len;
+}
+
+void http_request(const char *method, const char *url, const char *const *headers,
+                  struct http_response *response) {
+  memset(response, 0, sizeof(*response));
+  CURL *easy = curl_easy_init();
+  struct growing body = {calloc(1, 1), 0}, header_block = {calloc(1, 1), 0};
+  struct curl_slist *list = NULL;
+  for (size_t i = 0; headers && headers[i]; i++)
+    list = curl_slist_append(list, headers[i]);
+  curl_easy_setopt(easy, CURLOPT_URL, url);
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_data);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &header_block);
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 20000L);
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L); /* send "..", "//" as written */
+  if (method && strcmp(method, "HEAD") == 0)
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+  else if (method)
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+  if (curl_easy_perform(easy) == CURLE_OK)
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &response->status);
+  response->body = body.data;
+  response->body_len = body.len;
+  response->headers = header_block.data;
+  curl_slist_free_all(list);
+  curl_easy_cleanup(easy);
+}
+
+void http_get(const char *url, struct http_response *response) {
+  http_request(NULL, url, NULL, response);
+}
+
+bool http_header(const struct http_response *response, const char *name, char *out, size_t out_len) {
+  size_t name_len = strlen(name);
+  for (const char *line = response->headers; line && *line;) {
+    const char *end = strstr(line, "\r\n");
+    size_t line_len = end ? (size_t)(end - line) : strlen(line);
+    if (line_len > name_len && strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
+      const char *value = line + name_len + 1;
+      while (*value == ' ')
+        value++;
+      size_t value_len = line_len - (size_t)(value - line);
+      if (value_len >= out_len)
+        value_len = out_len - 1;
+      memcpy(out, value, value_len);
+      out[value_len] = '\0';
+      return true;
+    }
+    line = end ? end + 2 : line + line_len;
+  }
+  return false;
+}
+
+void http_response_free(struct http_response *response) {
+  free(response->body);
+  free(response->headers);
+  memset(response, 0, sizeof(*response));
+}
+
+long json_field(const char *json, const char *field) {
+  json_object *root = json ? json_tokener_parse(json) : NULL;
+  json_object *value = NULL;
+  long result = -1;
+  if (root && json_object_object_get_ex(root, field, &value))
+    result = (long)json_object_get_int64(value);
+  json_object_put(root);
+  return result;
+}
+
+int raw_send(int port, const char *request, size_t len) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+  cr_assert(write(fd, request, len) == (ssize_t)len);
+  return fd;
+}
+
+size_t raw_exchange(int port, const char *request, size_t len, char *out, size_t out_cap) {
+  int fd = raw_send(port, request, len);
+  size_t got = 0;
+  ssize_t n;
+  while (got + 1 < out_cap && (n = read(fd, out + got, out_cap - 1 - got)) > 0)
+    got += (size_t)n;
+  out[got] = '\0';
+  close(fd);
+  return got;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+void remove_tree(const char *dir) {
+  if (dir && dir[0])
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}

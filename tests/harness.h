@@ -1,0 +1,84 @@
+/* harness: start the real flipcached and the fake upstream, and talk HTTP to them.
+ * Every helper either succeeds or fails the current Criterion test with a message. */
+#ifndef FLIPCACHED_TEST_HARNESS_H
+#define FLIPCACHED_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct fake_upstream {
+  pid_t pid;
+  int port;
+  char base_url[64];
+};
+
+struct daemon_options {
+  unsigned ttl;               /* 0: 300 */
+  unsigned timeout_ms;        /* 0: 5000 */
+  const char *log_level;      /* NULL: debug */
+  const char *base_url;       /* NULL: the fake's */
+  const char *extra_upstream; /* more lines for [upstream], or NULL */
+  const char *token;          /* NULL: a new random one */
+};
+
+struct flipcached_proc {
+  pid_t pid;
+  int port;
+  char dir[256];       /* a fresh directory: config, token, cache, log */
+  char config[320];
+  char token_path[320];
+  char log_path[320];
+  char url[64];        /* http://127.0.0.1:PORT */
+  char token[64];      /* the credential this instance holds */
+  char credentials_directory[320]; /* non-empty: exported as $CREDENTIALS_DIRECTORY */
+};
+
+struct http_response {
+  long status;
+  char *body;
+  size_t body_len;
+  char *headers;       /* the raw response header block */
+};
+
+void fake_start(struct fake_upstream *fake, const char *token);
+void fake_stop(struct fake_upstream *fake);
+void fake_set_mode(struct fake_upstream *fake, const char *id, const char *mode, unsigned delay_ms);
+long fake_count(struct fake_upstream *fake, const char *id);
+long fake_stat(struct fake_upstream *fake, const char *field);
+
+/* A random token per test, so that a leak check can search for it. */
+void make_token(char *out, size_t out_len);
+/* Writes the config and token into a new directory; does not start anything. */
+void flipcached_prepare(struct flipcached_proc *proc, const struct fake_upstream *fake,
+                        const struct daemon_options *options);
+/* Starts the prepared daemon and waits until /healthz answers 200. */
+void flipcached_launch(struct flipcached_proc *proc);
+void flipcached_start(struct flipcached_proc *proc, const struct fake_upstream *fake,
+                      const struct daemon_options *options);
+/* SIGTERM, wait; returns the exit status (or 128 + signal). */
+int flipcached_stop(struct flipcached_proc *proc);
+/* The whole log written so far (malloc'd). */
+char *flipcached_log(const struct flipcached_proc *proc);
+
+/* method NULL: GET. headers: NULL-terminated "Name: value" lines, or NULL. */
+void http_request(const char *method, const char *url, const char *const *headers,
+                  struct http_response *response);
+void http_get(const char *url, struct http_response *response);
+/* The value of a response header (case-insensitive name), copied into out; false if absent. */
+bool http_header(const struct http_response *response, const char *name, char *out, size_t out_len);
+void http_response_free(struct http_response *response);
+/* A JSON number field of the body, or -1. */
+long json_field(const char *json, const char *field);
+
+/* Connects to 127.0.0.1:port and sends request as given (no client library tidying it). */
+int raw_send(int port, const char *request, size_t len);
+/* raw_send, then reads the answer until the server closes or out is full; returns its length. */
+size_t raw_exchange(int port, const char *request, size_t len, char *out, size_t out_cap);
+
+/* A TCP port free on 127.0.0.1 right now. */
+int free_port(void);
+/* Removes a directory tree made by the harness. */
+void remove_tree(const char *dir);
+
+#endif
