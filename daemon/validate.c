@@ -17,12 +17,20 @@ enum body_verdict validate_enrollment_body(const char *body, size_t len, const c
   json_tokener_set_flags(tokener, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
                                       JSON_TOKENER_VALIDATE_UTF8);
   json_object *root = json_tokener_parse_ex(tokener, body, (int)len);
+  size_t parse_end = json_tokener_get_parse_end(tokener);
+  if (!root && json_tokener_get_error(tokener) == json_tokener_continue) {
+    /* All input consumed and a value may still be open (a bare literal or number waits for a
+     * delimiter): a NUL says the input is complete. */
+    root = json_tokener_parse_ex(tokener, "", 1);
+    parse_end = len;
+  }
   enum body_verdict verdict = BODY_OK;
-  if (!root || json_tokener_get_error(tokener) != json_tokener_success) {
+  /* A literal null parses successfully to a NULL object: test the error, not the pointer. */
+  if (json_tokener_get_error(tokener) != json_tokener_success) {
     verdict = BODY_NOT_JSON;
     goto out;
   }
-  for (size_t i = json_tokener_get_parse_end(tokener); i < len; i++) {
+  for (size_t i = parse_end; i < len; i++) {
     if (body[i] != ' ' && body[i] != '\t' && body[i] != '\r' && body[i] != '\n') {
       verdict = BODY_NOT_JSON;
       goto out;

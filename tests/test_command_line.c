@@ -1,1 +1,127 @@
+/* The command line of the contract: -t, --version, -h, errors; SIGINT stops cleanly. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* Runs flipcached with args; returns its exit status and what it printed (stdout + stderr). */
+static int run(const char *const *args, char *out, size_t out_cap) {
+  int pipe_fds[2];
+  cr_assert(pipe(pipe_fds) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pipe_fds[1], STDOUT_FILENO);
+    dup2(pipe_fds[1], STDERR_FILENO);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    char *argv[16] = {strdup(FLIPCACHED_BIN)};
+    for (size_t i = 0; args[i] && i < 14; i++)
+      argv[i + 1] = strdup(args[i]);
+    execv(FLIPCACHED_BIN, argv);
+    _exit(127);
+  }
+  close(pipe_fds[1]);
+  size_t got = 0;
+  ssize_t n;
+  while (got + 1 < out_cap && (n = read(pipe_fds[0], out + got, out_cap - 1 - got)) > 0)
+    got += (size_t)n;
+  out[got] = '\0';
+  close(pipe_fds[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static char dir[] = "/tmp/flipcli.XXXXXX";
+
+static const char *write_config(const char *text) {
+  static char path[128];
+  if (dir[sizeof(dir) - 2] == 'X')
+    cr_assert(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/flipcached.conf", dir);
+  FILE *file = fopen(path, "w");
+  fputs(text, file);
+  fclose(file);
+  return path;
+}
+
+static void cleanup(void) { remove_tree(dir); }
+
+TestSuite(command_line, .fini = cleanup, .timeout = 30);
+
+Test(command_line, check_config_accepts_a_good_file) {
+  const char *path = write_config("[server]\nlisten = 127.0.0.1:8750\n[cache]\npath = /nonexistent/never/created\n");
+  char out[4096];
+  const char *args[] = {"-t", "-c", path, NULL};
+  cr_expect_eq(run(args, out, sizeof(out)), 0);
+  cr_expect_str_eq(out, "configuration OK\n");
+  /* -t touches no cache: the path above was not created */
+  cr_expect_neq(access("/nonexistent/never/created", F_OK), 0);
+}
+
+Test(command_line, check_config_prints_every_error_with_its_line) {
+  const char *path = write_config("[server]\nlisten = 10.0.0.1:80\n[cache]\nttl = soon\n[log]\nlevel = loud\n");
+  char out[4096];
+  const char *args[] = {"--check-config", "--config", path, NULL};
+  cr_expect_eq(run(args, out, sizeof(out)), 1);
+  char expected[3][256];
+  snprintf(expected[0], sizeof(expected[0]), "%s:2: listen: 10.0.0.1 is not a loopback", path);
+  snprintf(expected[1], sizeof(expected[1]), "%s:4: ttl: 'soon' is not a whole number", path);
+  snprintf(expected[2], sizeof(expected[2]), "%s:6: level: 'loud'", path);
+  for (int i = 0; i < 3; i++)
+    cr_expect(strstr(out, expected[i]) != NULL, "missing \"%s\" in:\n%s", expected[i], out);
+  cr_expect(strstr(out, "configuration OK") == NULL);
+}
+
+Test(command_line, a_missing_file_named_with_c_is_an_error) {
+  char out[4096];
+  const char *args[] = {"-t", "-c", "/nonexistent/flipcached.conf", NULL};
+  cr_expect_eq(run(args, out, sizeof(out)), 1);
+  cr_expect(strstr(out, "/nonexistent/flipcached.conf:0: cannot open: No such file") != NULL, "%s", out);
+}
+
+Test(command_line, version_names_every_library) {
+  char out[4096];
+  const char *args[] = {"--version", NULL};
+  cr_expect_eq(run(args, out, sizeof(out)), 0);
+  const char *names[] = {"flipcached ", "libevent 2.1", "libcurl 7.", "json-c 0.", "LMDB 0.9"};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    cr_expect(strstr(out, names[i]) != NULL, "no \"%s\" in:\n%s", names[i], out);
+}
+
+Test(command_line, help_and_bad_options) {
+  char out[4096];
+  const char *help[] = {"-h", NULL};
+  cr_expect_eq(run(help, out, sizeof(out)), 0);
+  cr_expect(strstr(out, "usage: flipcached") != NULL);
+  const char *bad[] = {"--no-such-option", NULL};
+  cr_expect_eq(run(bad, out, sizeof(out)), 2);
+  const char *extra[] = {"stray", NULL};
+  cr_expect_eq(run(extra, out, sizeof(out)), 2);
+}
+
+Test(command_line, sigint_stops_cleanly_with_exit_0) {
+  char token[64];
+  make_token(token, sizeof(token));
+  struct fake_upstream fake;
+  fake_start(&fake, token);
+  struct flipcached_proc proc;
+  struct daemon_options options = {.token = token};
+  flipcached_start(&proc, &fake, &options);
+  kill(proc.pid, SIGINT);
+  int status;
+  waitpid(proc.pid, &status, 0);
+  cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+  char *log = flipcached_log(&proc);
+  cr_expect(strstr(log, "SIGINT received: stopping") != NULL, "%s", log);
+  cr_expect(strstr(log, "stopped") != NULL);
+  free(log);
+  fake_stop(&fake);
+  remove_tree(proc.dir);
+}

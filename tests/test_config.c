@@ -1,1 +1,204 @@
+/* config: defaults, values, and every error reported with its line. */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+
+static struct config cfg;
+static struct config_errors errors;
+
+static bool has_error(const char *needle) {
+  for (size_t i = 0; i < errors.count && i < CONFIG_MAX_ERRORS; i++) {
+    if (strstr(errors.text[i], needle))
+      return true;
+  }
+  return false;
+}
+
+static void dump_errors(void) {
+  for (size_t i = 0; i < errors.count && i < CONFIG_MAX_ERRORS; i++)
+    cr_log_info("%s", errors.text[i]);
+}
+
+Test(config, defaults_match_the_contract) {
+  config_defaults(&cfg);
+  cr_assert_eq(cfg.listen_count, 1);
+  cr_expect_str_eq(cfg.listen[0].host, "127.0.0.1");
+  cr_expect_eq(cfg.listen[0].port, 8750);
+  cr_expect_not(cfg.allow_remote);
+  cr_expect(cfg.admin);
+  cr_expect_eq(cfg.max_connections, 1024);
+  cr_expect_str_eq(cfg.base_url, "https://api-utility.flip.energy");
+  cr_expect_str_eq(cfg.token_file, "/etc/flipcached/token");
+  cr_expect_str_eq(cfg.oauth_token_url, "");
+  cr_expect_eq(cfg.connect_timeout_ms, 3000);
+  cr_expect_eq(cfg.timeout_ms, 10000);
+  cr_expect_eq(cfg.upstream_max_connections, 16);
+  cr_expect_str_eq(cfg.cache_path, "/var/cache/flipcached");
+  cr_expect_eq(cfg.max_size, 256ull << 20);
+  cr_expect_eq(cfg.ttl, 300);
+  cr_expect_eq(cfg.stale_while_revalidate, 60);
+  cr_expect_eq(cfg.stale_if_error, 86400);
+  cr_expect_eq(cfg.negative_ttl, 30);
+  cr_expect_eq(cfg.log_level, LOG_LEVEL_INFO);
+}
+
+Test(config, a_full_file_with_comments_parses) {
+  const char *text =
+      "# flipcached\n"
+      "; another comment style\n"
+      "[server]\n"
+      "listen = 127.0.0.1:9000 [::1]:9001 unix:/run/flipcached/http.sock   # three\n"
+      "allow_remote = no\n"
+      "admin = off\n"
+      "max_connections = 64\n"
+      "\n"
+      "[upstream]\n"
+      "base_url = https://api-utility-sandbox.flip.energy/\n"
+      "token_file = /etc/flipcached/token ; inline\n"
+      "connect_timeout_ms = 500\n"
+      "timeout_ms = 2500\n"
+      "max_connections = 4\n"
+      "[cache]\n"
+      "path = /tmp/x\n"
+      "max_size = 1G\n"
+      "ttl = 60\n"
+      "stale_while_revalidate = 0\n"
+      "stale_if_error = 3600\n"
+      "negative_ttl = 5\n"
+      "[log]\n"
+      "level = debug\n";
+  int rc = config_load_string(text, "test.conf", &cfg, &errors);
+  dump_errors();
+  cr_assert_eq(rc, 0);
+  cr_assert_eq(cfg.listen_count, 3);
+  cr_expect_eq(cfg.listen[1].port, 9001);
+  cr_expect_str_eq(cfg.listen[1].host, "::1");
+  cr_expect(cfg.listen[1].loopback);
+  cr_expect_eq(cfg.listen[2].kind, LISTEN_UNIX);
+  cr_expect_str_eq(cfg.listen[2].path, "/run/flipcached/http.sock");
+  cr_expect_not(cfg.admin);
+  cr_expect_eq(cfg.max_connections, 64);
+  cr_expect_str_eq(cfg.base_url, "https://api-utility-sandbox.flip.energy", "trailing slash dropped");
+  cr_expect_str_eq(cfg.token_file, "/etc/flipcached/token");
+  cr_expect_eq(cfg.timeout_ms, 2500);
+  cr_expect_eq(cfg.upstream_max_connections, 4);
+  cr_expect_eq(cfg.max_size, 1ull << 30);
+  cr_expect_eq(cfg.ttl, 60);
+  cr_expect_eq(cfg.stale_while_revalidate, 0);
+  cr_expect_eq(cfg.log_level, LOG_LEVEL_DEBUG);
+}
+
+struct bad_config {
+  char text[160];
+  char error[120]; /* a part of the expected message, with its line */
+};
+
+ParameterizedTestParameters(config, bad_values_name_their_line) {
+  static struct bad_config cases[] = {
+    {"[server]\nlisten = 10.1.2.3:80\n", "t.conf:2: listen: 10.1.2.3 is not a loopback address"},
+    {"[server]\nlisten = 0.0.0.0:80\n", "t.conf:2: listen: 0.0.0.0 is not a loopback"},
+    {"[server]\nlisten = localhost:80\n", "t.conf:2: listen: 'localhost:80' is not"},
+    {"[server]\nlisten = 127.0.0.1:0\n", "t.conf:2: listen: '127.0.0.1:0'"},
+    {"[server]\nlisten = 127.0.0.1:65536\n", "t.conf:2: listen"},
+    {"[server]\nlisten = unix:relative.sock\n", "t.conf:2: listen: 'unix:relative.sock'"},
+    {"[server]\nlisten =\n", "t.conf:2: listen: needs at least one address"},
+    {"[server]\nallow_remote = maybe\n", "t.conf:2: allow_remote: 'maybe' is not a boolean"},
+    {"[server]\nmax_connections = 0\n", "t.conf:2: max_connections: 0 is out of range"},
+    {"\n[upstream]\nbase_url = http://api-utility.flip.energy\n", "t.conf:3: base_url: 'http://api-utility.flip.energy' http:// is accepted only for a loopback"},
+    {"[upstream]\nbase_url = ftp://x\n", "t.conf:2: base_url: 'ftp://x' must start with https://"},
+    {"[upstream]\nbase_url = https://user:pw@api.example\n", "t.conf:2: base_url: 'https://user:pw@api.example' must not carry user information"},
+    {"[upstream]\nbase_url = https://api.example/?q=1\n", "must not have a query"},
+    {"[upstream]\nbase_url = https://\n", "t.conf:2: base_url: 'https://' has no host"},
+    {"[upstream]\ntimeout_ms = 10s\n", "t.conf:2: timeout_ms: '10s' is not a whole number"},
+    {"[upstream]\ntoken_file =\n", "t.conf:2: token_file: must not be empty"},
+    {"[upstream]\noauth_token_url = https://oauth.flip.energy/token\n", "t.conf:2: oauth_token_url: the OAuth2 client-credentials grant is not supported"},
+    {"[cache]\nmax_size = 12Q\n", "t.conf:2: max_size: '12Q' is not a size"},
+    {"[cache]\nmax_size = 1K\n", "t.conf:2: max_size: 1K is out of range"},
+    {"[cache]\nttl = -1\n", "t.conf:2: ttl: '-1' is not a whole number"},
+    {"[cache]\nttl = 99999999999999999999999\n", "t.conf:2: ttl"},
+    {"[log]\nlevel = loud\n", "t.conf:2: level: 'loud' is not one of error, warning, info, debug"},
+    {"[server]\nbogus = 1\n", "t.conf:2: unknown key 'bogus' in section [server]"},
+    {"[nosuch]\nttl = 1\n", "t.conf:2: unknown key 'ttl' in section [nosuch]"},
+    {"ttl = 1\n", "t.conf:1: 'ttl' is outside any [section]"},
+    {"[cache]\nttl = 1\nttl = 2\n", "t.conf:3: ttl: set again (first set at line 2)"},
+    {"[cache\n", "t.conf:1: section header without a closing ']'"},
+    {"[cache]\njust words\n", "t.conf:2: expected 'key = value' or '[section]'"},
+  };
+  return cr_make_param_array(struct bad_config, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct bad_config *c, config, bad_values_name_their_line) {
+  cr_assert_eq(config_load_string(c->text, "t.conf", &cfg, &errors), -1, "accepted: %s", c->text);
+  dump_errors();
+  cr_expect(has_error(c->error), "expected an error containing \"%s\"", c->error);
+}
+
+Test(config, every_error_is_reported_in_line_order) {
+  const char *text = "[server]\n"
+                     "listen = 10.0.0.1:80\n"  /* 2: non-loopback, found after the whole file */
+                     "bogus = 1\n"             /* 3 */
+                     "[cache]\n"
+                     "ttl = x\n"               /* 5 */
+                     "junk\n"                  /* 6 */
+                     "[log]\n"
+                     "level = loud\n";         /* 8 */
+  cr_assert_eq(config_load_string(text, "t.conf", &cfg, &errors), -1);
+  cr_assert_eq(errors.count, 5);
+  const char *lines[] = {"t.conf:2:", "t.conf:3:", "t.conf:5:", "t.conf:6:", "t.conf:8:"};
+  for (size_t i = 0; i < 5; i++)
+    cr_expect(strncmp(errors.text[i], lines[i], strlen(lines[i])) == 0, "error %zu: %s", i,
+              errors.text[i]);
+}
+
+Test(config, allow_remote_permits_any_address_in_either_order) {
+  const char *text = "[server]\nlisten = 0.0.0.0:8750\nallow_remote = yes\n";
+  cr_expect_eq(config_load_string(text, "t.conf", &cfg, &errors), 0);
+  cr_expect_not(cfg.listen[0].loopback);
+}
+
+Test(config, http_is_accepted_for_loopback_hosts) {
+  const char *hosts[] = {"http://127.0.0.1:8751", "http://localhost:9000/prefix", "http://[::1]:80",
+                         "http://127.1.2.3"};
+  for (size_t i = 0; i < 4; i++) {
+    char text[200];
+    snprintf(text, sizeof(text), "[upstream]\nbase_url = %s\n", hosts[i]);
+    cr_expect_eq(config_load_string(text, "t.conf", &cfg, &errors), 0, "%s refused", hosts[i]);
+  }
+}
+
+Test(config, indented_keys_are_keys_not_continuations) {
+  const char *text = "[cache]\npath = /tmp/a\n  ttl = 7\n";
+  cr_assert_eq(config_load_string(text, "t.conf", &cfg, &errors), 0);
+  cr_expect_str_eq(cfg.cache_path, "/tmp/a");
+  cr_expect_eq(cfg.ttl, 7);
+}
+
+Test(config, an_overlong_line_is_an_error_not_two_lines) {
+  char text[600];
+  snprintf(text, sizeof(text), "[cache]\npath = /%0400d\n", 0);
+  cr_assert_eq(config_load_string(text, "t.conf", &cfg, &errors), -1);
+  cr_expect(has_error("t.conf:2: line longer than"));
+  cr_expect_eq(errors.count, 1);
+}
+
+Test(config, a_missing_file_is_an_error) {
+  cr_assert_eq(config_load("/nonexistent/flipcached.conf", &cfg, &errors), -1);
+  cr_expect(has_error("/nonexistent/flipcached.conf:0: cannot open"));
+}
+
+Test(config, sizes) {
+  uint64_t bytes;
+  cr_expect(config_parse_size("1024", &bytes) && bytes == 1024);
+  cr_expect(config_parse_size("64K", &bytes) && bytes == 65536);
+  cr_expect(config_parse_size("256m", &bytes) && bytes == 256ull << 20);
+  cr_expect(config_parse_size("2G", &bytes) && bytes == 2ull << 30);
+  cr_expect_not(config_parse_size("", &bytes));
+  cr_expect_not(config_parse_size("M", &bytes));
+  cr_expect_not(config_parse_size("1MB", &bytes));
+  cr_expect_not(config_parse_size("-1M", &bytes));
+  cr_expect_not(config_parse_size("1 M", &bytes));
+  cr_expect_not(config_parse_size("99999999999999999999G", &bytes));
+}

@@ -1,1 +1,184 @@
+/* creds: the credential file's rules, and the logger never printing a registered secret. */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "creds.h"
+#include "log.h"
+
+static char dir[] = "/tmp/flipcreds.XXXXXX";
+static char err[512];
+
+static void make_dir(void) { cr_assert(mkdtemp(dir)); }
+
+static void remove_dir(void) {
+  char command[128];
+  snprintf(command, sizeof(command), "rm -rf '%s'", dir);
+  cr_assert_eq(system(command), 0);
+}
+
+static const char *write_secret(const char *name, const char *content, size_t len, mode_t mode) {
+  static char path[256];
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  cr_assert(fd >= 0);
+  cr_assert_eq(write(fd, content, len), (ssize_t)len);
+  fchmod(fd, mode);
+  close(fd);
+  return path;
+}
+
+TestSuite(creds, .init = make_dir, .fini = remove_dir);
+
+Test(creds, loads_a_private_file_and_strips_one_newline) {
+  const char *path = write_secret("token", "fl_secret_value\n", 16, 0600);
+  struct creds creds = {0};
+  unsetenv("CREDENTIALS_DIRECTORY");
+  cr_assert_eq(creds_load(&creds, path, err, sizeof(err)), 0, "%s", err);
+  cr_expect_str_eq(creds.authorization, "Authorization: Bearer fl_secret_value");
+  cr_expect_eq(creds.token_len, 15);
+  cr_expect_str_eq(creds.source, path);
+  creds_wipe(&creds);
+  cr_expect_eq(creds.authorization[0], '\0', "wiped");
+  cr_expect_null(creds.token);
+}
+
+Test(creds, crlf_is_stripped_too) {
+  const char *path = write_secret("token", "fl_abc\r\n", 8, 0400);
+  char out[64];
+  size_t len;
+  cr_assert_eq(creds_read_secret_file(path, out, sizeof(out), &len, err, sizeof(err)), 0, "%s", err);
+  cr_expect_str_eq(out, "fl_abc");
+}
+
+Test(creds, group_or_world_access_is_refused_and_the_message_says_how_to_fix_it) {
+  mode_t modes[] = {0640, 0604, 0644, 0660, 0610};
+  for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+    const char *path = write_secret("token", "fl_leaky_secret\n", 16, modes[i]);
+    char out[64];
+    size_t len;
+    cr_expect_eq(creds_read_secret_file(path, out, sizeof(out), &len, err, sizeof(err)), -1,
+                 "mode %o accepted", modes[i]);
+    cr_expect(strstr(err, "chmod 600") != NULL, "%s", err);
+    cr_expect(strstr(err, "fl_leaky_secret") == NULL, "the message must not quote the secret");
+  }
+}
+
+Test(creds, a_symlink_is_refused) {
+  const char *target = write_secret("real", "fl_abc\n", 7, 0600);
+  char link_path[300];
+  snprintf(link_path, sizeof(link_path), "%s/link", dir);
+  cr_assert_eq(symlink(target, link_path), 0);
+  char out[64];
+  size_t len;
+  cr_expect_eq(creds_read_secret_file(link_path, out, sizeof(out), &len, err, sizeof(err)), -1);
+  cr_expect(strstr(err, "symbolic link") != NULL, "%s", err);
+}
+
+Test(creds, a_directory_is_refused) {
+  char out[64];
+  size_t len;
+  chmod(dir, 0700);
+  cr_expect_eq(creds_read_secret_file(dir, out, sizeof(out), &len, err, sizeof(err)), -1);
+  cr_expect(strstr(err, "not a regular file") != NULL, "%s", err);
+}
+
+Test(creds, empty_oversized_and_multiline_files_are_refused) {
+  char out[64];
+  size_t len;
+  const char *empty = write_secret("empty", "\n", 1, 0600);
+  cr_expect_eq(creds_read_secret_file(empty, out, sizeof(out), &len, err, sizeof(err)), -1);
+  cr_expect(strstr(err, "empty") != NULL, "%s", err);
+
+  char big[200];
+  memset(big, 'a', sizeof(big));
+  const char *oversized = write_secret("big", big, sizeof(big), 0600);
+  cr_expect_eq(creds_read_secret_file(oversized, out, sizeof(out), &len, err, sizeof(err)), -1);
+
+  const char *two_lines = write_secret("two", "fl_a\nfl_b\n", 10, 0600);
+  cr_expect_eq(creds_read_secret_file(two_lines, out, sizeof(out), &len, err, sizeof(err)), -1);
+  cr_expect(strstr(err, "one line of visible ASCII") != NULL, "%s", err);
+
+  const char *with_space = write_secret("space", "fl a\n", 5, 0600);
+  cr_expect_eq(creds_read_secret_file(with_space, out, sizeof(out), &len, err, sizeof(err)), -1);
+}
+
+Test(creds, the_systemd_credential_wins_over_token_file) {
+  const char *fallback = write_secret("token", "fl_from_token_file\n", 19, 0600);
+  char fallback_path[256];
+  snprintf(fallback_path, sizeof(fallback_path), "%s", fallback);
+  write_secret(CREDS_SYSTEMD_NAME, "fl_from_systemd\n", 16, 0400);
+  setenv("CREDENTIALS_DIRECTORY", dir, 1);
+  struct creds creds = {0};
+  cr_assert_eq(creds_load(&creds, fallback_path, err, sizeof(err)), 0, "%s", err);
+  cr_expect_str_eq(creds.token, "fl_from_systemd");
+  creds_wipe(&creds);
+  unsetenv("CREDENTIALS_DIRECTORY");
+}
+
+Test(creds, token_file_is_used_when_the_systemd_credential_is_absent) {
+  const char *fallback = write_secret("token", "fl_from_token_file\n", 19, 0600);
+  setenv("CREDENTIALS_DIRECTORY", "/nonexistent", 1);
+  struct creds creds = {0};
+  cr_assert_eq(creds_load(&creds, fallback, err, sizeof(err)), 0, "%s", err);
+  cr_expect_str_eq(creds.token, "fl_from_token_file");
+  creds_wipe(&creds);
+  unsetenv("CREDENTIALS_DIRECTORY");
+}
+
+Test(log, a_registered_secret_is_redacted_from_every_line, .init = cr_redirect_stderr) {
+  static const char secret[] = "fl_super_secret_key";
+  log_set_level(LOG_LEVEL_DEBUG);
+  cr_assert(log_add_secret(secret, strlen(secret)));
+  log_error("header was Authorization: Bearer %s and again %s", secret, secret);
+  log_debug("debug %s", secret);
+  log_remove_secret(secret);
+  log_info("after removal: plain text");
+  fflush(stderr);
+  FILE *captured = cr_get_redirected_stderr();
+  char all[4096] = "";
+  size_t got = fread(all, 1, sizeof(all) - 1, captured);
+  all[got] = '\0';
+  cr_expect(strstr(all, secret) == NULL, "the secret leaked: %s", all);
+  cr_expect(strstr(all, "Bearer [REDACTED] and again [REDACTED]") != NULL, "%s", all);
+  cr_expect(strstr(all, "debug [REDACTED]") != NULL, "%s", all);
+  cr_expect(strstr(all, "after removal: plain text") != NULL);
+}
+
+Test(log, a_line_never_spans_two_lines, .init = cr_redirect_stderr) {
+  log_set_level(LOG_LEVEL_INFO);
+  log_warning("forged\nflipcached[1] error: fake line");
+  fflush(stderr);
+  FILE *captured = cr_get_redirected_stderr();
+  char all[1024] = "";
+  size_t got = fread(all, 1, sizeof(all) - 1, captured);
+  all[got] = '\0';
+  cr_expect_eq(strchr(all, '\n'), all + strlen(all) - 1, "one line: %s", all);
+}
+
+Test(log, journald_gets_priority_prefixes, .init = cr_redirect_stderr) {
+  setenv("JOURNAL_STREAM", "8:12345", 1);
+  log_set_level(LOG_LEVEL_DEBUG);
+  log_error("e");
+  log_warning("w");
+  log_info("i");
+  log_debug("d");
+  unsetenv("JOURNAL_STREAM");
+  fflush(stderr);
+  cr_expect_stderr_eq_str("<3>e\n<4>w\n<6>i\n<7>d\n");
+}
+
+Test(log, levels_filter) {
+  log_set_level(LOG_LEVEL_WARNING);
+  cr_expect(log_enabled(LOG_LEVEL_ERROR));
+  cr_expect(log_enabled(LOG_LEVEL_WARNING));
+  cr_expect_not(log_enabled(LOG_LEVEL_INFO));
+  enum log_level level;
+  cr_expect(log_level_from_name("debug", &level) && level == LOG_LEVEL_DEBUG);
+  cr_expect_not(log_level_from_name("verbose", &level));
+}

@@ -1,1 +1,117 @@
+/* render: error bodies in the upstream's shape, and Cache-Status. */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "render.h"
+
+static json_object *field(json_object *object, const char *name) {
+  json_object *value = NULL;
+  cr_assert(json_object_object_get_ex(object, name, &value), "no field %s", name);
+  return value;
+}
+
+Test(error_body, invalid_id_matches_the_contract_exactly) {
+  char *body = render_error_body(API_ERROR_INVALID_ID);
+  json_object *root = json_tokener_parse(body);
+  cr_assert_not_null(root, "not JSON: %s", body);
+  cr_expect_str_eq(json_object_get_string(field(root, "code")), "invalid_id");
+  cr_expect_eq(json_object_get_int(field(root, "status_code")), 422);
+  cr_expect_str_eq(json_object_get_string(field(root, "message")), "Input should be a valid UUID");
+  json_object *detail = json_object_array_get_idx(field(root, "detail"), 0);
+  cr_expect_str_eq(json_object_to_json_string_ext(field(detail, "loc"), JSON_C_TO_STRING_PLAIN),
+                   "[\"path\",\"id\"]");
+  cr_expect_str_eq(json_object_get_string(field(detail, "msg")), "Input should be a valid UUID");
+  cr_expect_str_eq(json_object_get_string(field(detail, "type")), "uuid_parsing");
+  json_object *error = json_object_array_get_idx(field(root, "errors"), 0);
+  cr_expect_str_eq(json_object_get_string(field(error, "message")), "Input should be a valid UUID");
+  cr_expect_str_eq(json_object_get_string(field(error, "path")), "id");
+  json_object_put(root);
+  free(body);
+}
+
+struct error_case {
+  enum api_error error;
+  char code[40];
+  int status;
+};
+
+ParameterizedTestParameters(error_body, every_code_has_its_status_and_shape) {
+  static struct error_case cases[] = {
+    {API_ERROR_INVALID_ID, "invalid_id", 422},
+    {API_ERROR_NOT_FOUND, "not_found", 404},
+    {API_ERROR_METHOD_NOT_ALLOWED, "method_not_allowed", 405},
+    {API_ERROR_BAD_REQUEST, "bad_request", 400},
+    {API_ERROR_UPSTREAM_UNAVAILABLE, "upstream_unavailable", 502},
+    {API_ERROR_UPSTREAM_TIMEOUT, "upstream_timeout", 504},
+    {API_ERROR_UPSTREAM_AUTH_FAILED, "upstream_auth_failed", 502},
+    {API_ERROR_UPSTREAM_INVALID_RESPONSE, "upstream_invalid_response", 502},
+    {API_ERROR_UPSTREAM_RATE_LIMITED, "upstream_rate_limited", 503},
+  };
+  return cr_make_param_array(struct error_case, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct error_case *c, error_body, every_code_has_its_status_and_shape) {
+  cr_expect_str_eq(api_error_code(c->error), c->code);
+  cr_expect_eq(api_error_http_status(c->error), c->status);
+  char *body = render_error_body(c->error);
+  json_object *root = json_tokener_parse(body);
+  cr_assert_not_null(root);
+  cr_expect_str_eq(json_object_get_string(field(root, "code")), c->code);
+  cr_expect_eq(json_object_get_int(field(root, "status_code")), c->status);
+  cr_expect(json_object_is_type(field(root, "detail"), json_type_array));
+  cr_expect(json_object_is_type(field(root, "errors"), json_type_array));
+  cr_expect(json_object_get_string_len(field(root, "message")) > 0);
+  json_object_put(root);
+  free(body);
+}
+
+/* Strings inline: Criterion runs each parameter in a re-executed worker, where a pointer into
+ * the parent's memory would be meaningless. */
+struct status_case {
+  bool hit;
+  int64_t ttl;
+  char fwd[16];
+  int fwd_status;
+  bool stored, collapsed;
+  char detail[40];
+  char expected[120];
+};
+
+ParameterizedTestParameters(cache_status, renders_rfc9211) {
+  static struct status_case cases[] = {
+    {.hit = true, .ttl = 120, .expected = "flipcached; hit; ttl=120"},
+    {.hit = true, .ttl = -30, .expected = "flipcached; hit; ttl=-30"},
+    {.fwd = "uri-miss", .stored = true, .expected = "flipcached; fwd=uri-miss; stored"},
+    {.fwd = "uri-miss", .collapsed = true, .expected = "flipcached; fwd=uri-miss; collapsed"},
+    {.fwd = "stale", .fwd_status = 503, .expected = "flipcached; fwd=stale; fwd-status=503"},
+    {.fwd = "stale", .stored = true, .expected = "flipcached; fwd=stale; stored"},
+    {.fwd = "uri-miss", .fwd_status = 404, .expected = "flipcached; fwd=uri-miss; fwd-status=404"},
+    {.fwd = "uri-miss", .detail = "upstream_timeout",
+     .expected = "flipcached; fwd=uri-miss; detail=upstream_timeout"},
+    {.detail = "invalid_id", .expected = "flipcached; detail=invalid_id"},
+    {.fwd_status = 500, .expected = "flipcached"},
+  };
+  return cr_make_param_array(struct status_case, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct status_case *c, cache_status, renders_rfc9211) {
+  struct cache_status status = {
+    .hit = c->hit, .ttl = c->ttl, .fwd = c->fwd[0] ? c->fwd : NULL, .fwd_status = c->fwd_status,
+    .stored = c->stored, .collapsed = c->collapsed, .detail = c->detail[0] ? c->detail : NULL};
+  char out[160];
+  size_t len = render_cache_status(&status, out, sizeof(out));
+  cr_expect_str_eq(out, c->expected);
+  cr_expect_eq(len, strlen(c->expected));
+}
+
+Test(cache_status, truncates_safely) {
+  struct cache_status status = {.fwd = "uri-miss", .fwd_status = 503, .detail = "upstream_unavailable"};
+  char out[16];
+  size_t len = render_cache_status(&status, out, sizeof(out));
+  cr_expect_eq(len, strlen(out));
+  cr_expect_lt(len, sizeof(out));
+  cr_expect(strncmp(out, "flipcached; fwd", 15) == 0, "got '%s'", out);
+}

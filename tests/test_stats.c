@@ -1,1 +1,45 @@
+/* stats: /stats JSON carries the contract's fields; /metrics is Prometheus text. */
 #include <criterion/criterion.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stats.h"
+
+Test(stats, json_has_every_contract_field) {
+  struct stats stats = {.requests_total = 7, .hits = 3, .misses = 2, .upstream_requests = 2};
+  struct stats_gauges gauges = {.uptime_seconds = 12, .inflight = 1, .cache_entries = 2,
+                                .cache_bytes = 8192};
+  char *text = stats_render_json(&stats, &gauges);
+  json_object *root = json_tokener_parse(text);
+  cr_assert_not_null(root, "%s", text);
+  const char *fields[] = {"uptime_seconds", "requests_total", "hits", "misses", "stale_served",
+                          "negative_hits", "coalesced", "upstream_requests", "upstream_errors",
+                          "inflight", "cache_entries", "cache_bytes", "evictions"};
+  for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+    json_object *value;
+    cr_expect(json_object_object_get_ex(root, fields[i], &value), "missing %s", fields[i]);
+  }
+  json_object *value;
+  cr_assert(json_object_object_get_ex(root, "hits", &value));
+  cr_expect_eq(json_object_get_int64(value), 3);
+  cr_assert(json_object_object_get_ex(root, "uptime_seconds", &value));
+  cr_expect_eq(json_object_get_int64(value), 12);
+  cr_assert(json_object_object_get_ex(root, "version", &value));
+  cr_expect_str_eq(json_object_get_string(value), FLIPCACHED_VERSION);
+  json_object_put(root);
+  free(text);
+}
+
+Test(stats, prometheus_counters_end_in_total_and_have_help_and_type) {
+  struct stats stats = {.requests_total = 5, .hits = 4};
+  struct stats_gauges gauges = {.cache_entries = 9};
+  char *text = stats_render_prometheus(&stats, &gauges);
+  cr_expect(strstr(text, "# HELP flipcached_hits_total ") != NULL);
+  cr_expect(strstr(text, "# TYPE flipcached_hits_total counter\nflipcached_hits_total 4\n") != NULL);
+  cr_expect(strstr(text, "# TYPE flipcached_requests_total counter\nflipcached_requests_total 5\n") != NULL,
+            "requests_total is not suffixed twice");
+  cr_expect(strstr(text, "# TYPE flipcached_cache_entries gauge\nflipcached_cache_entries 9\n") != NULL);
+  cr_expect(strstr(text, "_total_total") == NULL);
+  free(text);
+}
