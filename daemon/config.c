@@ -393,7 +393,7 @@ static char *read_line(char *out, int out_len, void *stream) {
     return NULL;
   state->lineno++;
   if (len + 1 > cap || len + 1 > sizeof(line)) {
-    add_error(state, state->lineno, "line longer than %zu characters", cap - 3);
+    add_error(state, state->lineno, "line longer than %zu characters", cap - 2);
     strcpy(out, "#\n");
     return out;
   }

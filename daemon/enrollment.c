@@ -45,12 +45,7 @@ static void reply_error(struct client_request *request, enum api_error error,
   char cache_status[CACHE_STATUS_MAX];
   cs->detail = api_error_code(error);
   render_cache_status(cs, cache_status, sizeof(cache_status));
-  char *body = render_error_body(error);
-  struct reply reply = {.status = api_error_http_status(error), .cache_status = cache_status,
-                        .age = -1, .retry_after = retry_after, .body = body ? body : "",
-                        .body_len = body ? strlen(body) : 0};
-  front_reply(request, &reply);
-  free(body);
+  front_reply_error(request, error, cache_status, retry_after, NULL);
 }
 
 /* What the client is told for an upstream answer that cannot be served. */

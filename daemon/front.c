@@ -98,14 +98,15 @@ void front_reply(struct client_request *request, const struct reply *reply) {
   free(request);
 }
 
-void front_reply_error(struct client_request *request, int api_error, const char *cache_status) {
+void front_reply_error(struct client_request *request, int api_error, const char *cache_status,
+                       long retry_after, const char *allow) {
   char *body = render_error_body((enum api_error)api_error);
   struct reply reply = {
     .status = api_error_http_status((enum api_error)api_error),
     .cache_status = cache_status,
     .age = -1,
-    .retry_after = -1,
-    .allow = NULL,
+    .retry_after = retry_after,
+    .allow = allow,
     .body = body ? body : "",
     .body_len = body ? strlen(body) : 0,
   };
@@ -149,7 +150,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
   /* No route takes a body; refusing one keeps request smuggling and cache poisoning out. */
   if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > 0) {
     front->stats->invalid_requests++;
-    front_reply_error(request, API_ERROR_BAD_REQUEST, NULL);
+    front_reply_error(request, API_ERROR_BAD_REQUEST, NULL, -1, NULL);
     return;
   }
   struct route_match match;
@@ -169,22 +170,17 @@ static void on_request(struct evhttp_request *req, void *arg) {
   case ROUTE_HEALTHZ:
     front->routes.healthz(request, front->routes.arg);
     return;
-  case ROUTE_METHOD_NOT_ALLOWED: {
+  case ROUTE_METHOD_NOT_ALLOWED:
     front->stats->invalid_requests++;
-    char *body = render_error_body(API_ERROR_METHOD_NOT_ALLOWED);
-    struct reply reply = {.status = 405, .age = -1, .retry_after = -1, .allow = match.allow,
-                          .body = body ? body : "", .body_len = body ? strlen(body) : 0};
-    front_reply(request, &reply);
-    free(body);
+    front_reply_error(request, API_ERROR_METHOD_NOT_ALLOWED, NULL, -1, match.allow);
     return;
-  }
   case ROUTE_BAD_TARGET:
     front->stats->invalid_requests++;
-    front_reply_error(request, API_ERROR_BAD_REQUEST, NULL);
+    front_reply_error(request, API_ERROR_BAD_REQUEST, NULL, -1, NULL);
     return;
   case ROUTE_NOT_FOUND:
     front->stats->invalid_requests++;
-    front_reply_error(request, API_ERROR_NOT_FOUND, NULL);
+    front_reply_error(request, API_ERROR_NOT_FOUND, NULL, -1, NULL);
     return;
   }
 }

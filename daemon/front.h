@@ -45,8 +45,10 @@ void front_stop_listening(struct front *front);
 void front_free(struct front *front);
 
 void front_reply(struct client_request *request, const struct reply *reply);
-/* Answers with the error body of api_error (render.h) and the given Cache-Status (may be NULL). */
-void front_reply_error(struct client_request *request, int api_error, const char *cache_status);
+/* Answers with the error body and status of api_error (render.h). cache_status and allow may be
+ * NULL; retry_after < 0 sends no Retry-After. */
+void front_reply_error(struct client_request *request, int api_error, const char *cache_status,
+                       long retry_after, const char *allow);
 
 bool client_request_is_head(const struct client_request *request);
 /* True once the client's connection has closed; the request must still be answered. */

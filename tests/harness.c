@@ -158,7 +158,7 @@ void flipcached_prepare(struct flipcached_proc *proc, const struct fake_upstream
   write_file(proc->config, config, 0644);
 }
 
-void flipcached_launch(struct flipcached_proc *proc) {
+pid_t flipcached_spawn(const struct flipcached_proc *proc) {
   pid_t pid = fork();
   cr_assert(pid >= 0);
   if (pid == 0) {
@@ -174,6 +174,11 @@ void flipcached_launch(struct flipcached_proc *proc) {
     execl(FLIPCACHED_BIN, FLIPCACHED_BIN, "-c", proc->config, (char *)NULL);
     _exit(127);
   }
+  return pid;
+}
+
+void flipcached_launch(struct flipcached_proc *proc) {
+  pid_t pid = flipcached_spawn(proc);
   proc->pid = pid;
   char url[128];
   snprintf(url, sizeof(url), "%s/healthz", proc->url);

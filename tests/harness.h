@@ -52,6 +52,9 @@ void make_token(char *out, size_t out_len);
 /* Writes the config and token into a new directory; does not start anything. */
 void flipcached_prepare(struct flipcached_proc *proc, const struct fake_upstream *fake,
                         const struct daemon_options *options);
+/* Forks and execs the prepared daemon (stdout and stderr to its log, $CREDENTIALS_DIRECTORY as
+ * the proc says) without waiting for anything; returns its pid. */
+pid_t flipcached_spawn(const struct flipcached_proc *proc);
 /* Starts the prepared daemon and waits until /healthz answers 200. */
 void flipcached_launch(struct flipcached_proc *proc);
 void flipcached_start(struct flipcached_proc *proc, const struct fake_upstream *fake,

@@ -89,21 +89,10 @@ Test(credential, never_in_responses_logs_or_the_cache_file, .fini = stop_all, .t
   cr_expect_not(file_contains(data_path, token), "the token is in the cache file");
 }
 
+/* Runs the prepared daemon, which must fail to start; returns its exit status. */
 static int run_expecting_failure(struct flipcached_proc *proc) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int log_fd = open(proc->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(log_fd, STDERR_FILENO);
-    close(log_fd);
-    if (proc->credentials_directory[0])
-      setenv("CREDENTIALS_DIRECTORY", proc->credentials_directory, 1);
-    else
-      unsetenv("CREDENTIALS_DIRECTORY");
-    execl(FLIPCACHED_BIN, FLIPCACHED_BIN, "-c", proc->config, (char *)NULL);
-    _exit(127);
-  }
   int status;
-  waitpid(pid, &status, 0);
+  waitpid(flipcached_spawn(proc), &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
