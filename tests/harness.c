@@ -145,13 +145,19 @@ void flipcached_prepare(struct flipcached_proc *proc, const struct fake_upstream
   char token_line[128];
   snprintf(token_line, sizeof(token_line), "%s\n", proc->token);
   write_file(proc->token_path, token_line, 0600);
+  char listen_unix[340] = "";
+  if (options->unix_socket) {
+    snprintf(proc->unix_socket, sizeof(proc->unix_socket), "%s/http.sock", proc->dir);
+    snprintf(listen_unix, sizeof(listen_unix), " unix:%s", proc->unix_socket);
+  }
   char config[2048];
   snprintf(config, sizeof(config),
-           "[server]\nlisten = 127.0.0.1:%d\n\n"
+           "[server]\nlisten = 127.0.0.1:%d%s\n\n"
            "[upstream]\nbase_url = %s\ntoken_file = %s\ntimeout_ms = %u\nconnect_timeout_ms = 1000\n%s\n"
            "[cache]\npath = %s/cache\nttl = %u\nmax_size = 16M\n\n"
            "[log]\nlevel = %s\n",
-           proc->port, options->base_url ? options->base_url : fake->base_url, proc->token_path,
+           proc->port, listen_unix, options->base_url ? options->base_url : fake->base_url,
+           proc->token_path,
            options->timeout_ms ? options->timeout_ms : 5000,
            options->extra_upstream ? options->extra_upstream : "", proc->dir,
            options->ttl ? options->ttl : 300, options->log_level ? options->log_level : "debug");
@@ -247,8 +253,8 @@ static size_t on_data(char *data, size_t size, size_t count, void *arg) {
   return len;
 }
 
-void http_request(const char *method, const char *url, const char *const *headers,
-                  struct http_response *response) {
+static void http_perform(const char *method, const char *url, const char *const *headers,
+                         const char *socket_path, struct http_response *response) {
   memset(response, 0, sizeof(*response));
   CURL *easy = curl_easy_init();
   struct growing body = {calloc(1, 1), 0}, header_block = {calloc(1, 1), 0};
@@ -264,6 +270,8 @@ void http_request(const char *method, const char *url, const char *const *header
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 20000L);
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L); /* send "..", "//" as written */
+  if (socket_path)
+    curl_easy_setopt(easy, CURLOPT_UNIX_SOCKET_PATH, socket_path);
   if (method && strcmp(method, "HEAD") == 0)
     curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
   else if (method)
@@ -277,8 +285,17 @@ void http_request(const char *method, const char *url, const char *const *header
   curl_easy_cleanup(easy);
 }
 
+void http_request(const char *method, const char *url, const char *const *headers,
+                  struct http_response *response) {
+  http_perform(method, url, headers, NULL, response);
+}
+
 void http_get(const char *url, struct http_response *response) {
-  http_request(NULL, url, NULL, response);
+  http_perform(NULL, url, NULL, NULL, response);
+}
+
+void http_get_unix(const char *socket_path, const char *url, struct http_response *response) {
+  http_perform(NULL, url, NULL, socket_path, response);
 }
 
 bool http_header(const struct http_response *response, const char *name, char *out, size_t out_len) {

@@ -20,6 +20,7 @@ struct daemon_options {
   const char *base_url;       /* NULL: the fake's */
   const char *extra_upstream; /* more lines for [upstream], or NULL */
   const char *token;          /* NULL: a new random one */
+  bool unix_socket;           /* also listen on unix:DIR/http.sock */
 };
 
 struct flipcached_proc {
@@ -32,6 +33,7 @@ struct flipcached_proc {
   char url[64];        /* http://127.0.0.1:PORT */
   char token[64];      /* the credential this instance holds */
   char credentials_directory[320]; /* non-empty: exported as $CREDENTIALS_DIRECTORY */
+  char unix_socket[320];           /* with options->unix_socket: its path */
 };
 
 struct http_response {
@@ -68,6 +70,8 @@ char *flipcached_log(const struct flipcached_proc *proc);
 void http_request(const char *method, const char *url, const char *const *headers,
                   struct http_response *response);
 void http_get(const char *url, struct http_response *response);
+/* GET over a unix socket: url's host part is ignored. */
+void http_get_unix(const char *socket_path, const char *url, struct http_response *response);
 /* The value of a response header (case-insensitive name), copied into out; false if absent. */
 bool http_header(const struct http_response *response, const char *name, char *out, size_t out_len);
 void http_response_free(struct http_response *response);

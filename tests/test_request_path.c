@@ -417,3 +417,38 @@ Test(request_path_options, unreachable_upstream_gives_502, .init = no_setup, .fi
   cr_expect(strstr(response.body, "\"code\":\"upstream_unavailable\"") != NULL);
   http_response_free(&response);
 }
+
+Test(request_path_options, unix_socket_listener_serves_and_is_removed_at_stop, .init = no_setup,
+     .fini = stop_all, .timeout = 60) {
+  struct daemon_options options = {.unix_socket = true};
+  start_with(&options);
+  struct stat st;
+  cr_assert(stat(daemon_proc.unix_socket, &st) == 0);
+  cr_expect(S_ISSOCK(st.st_mode));
+  cr_expect_eq(st.st_mode & 0777, 0660, "socket mode %o", st.st_mode & 0777);
+  struct http_response response;
+  http_get_unix(daemon_proc.unix_socket, "http://localhost/v1/enrollments/" ID, &response);
+  cr_expect_eq(response.status, 200);
+  expect_header_prefix(&response, "Cache-Status", "flipcached; fwd=uri-miss; stored");
+  http_response_free(&response);
+  cr_assert_eq(flipcached_stop(&daemon_proc), 0);
+  cr_expect_neq(stat(daemon_proc.unix_socket, &st), 0, "the socket file is removed at stop");
+}
+
+Test(request_path_options, a_regular_file_at_the_socket_path_is_never_replaced, .init = no_setup,
+     .fini = stop_all, .timeout = 60) {
+  struct daemon_options options = {.unix_socket = true, .base_url = "http://127.0.0.1:9"};
+  flipcached_prepare(&daemon_proc, NULL, &options);
+  FILE *file = fopen(daemon_proc.unix_socket, "w");
+  fputs("precious", file);
+  fclose(file);
+  int status;
+  waitpid(flipcached_spawn(&daemon_proc), &status, 0);
+  cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 1, "start-up must fail");
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, "exists and is not a socket") != NULL, "log:\n%s", log);
+  free(log);
+  struct stat st;
+  cr_expect(stat(daemon_proc.unix_socket, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 8,
+            "the file is untouched");
+}
