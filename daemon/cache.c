@@ -2,22 +2,31 @@
 
 #include <errno.h>
 #include <lmdb.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "route.h"
+#include "stats.h"
 
 #define KEY_PREFIX "e:"
 #define KEY_LEN (sizeof(KEY_PREFIX) - 1 + UUID_TEXT_LEN)
+#define EVICT_ATTEMPTS 8    /* evictions tried for one write before it is given up */
+#define EVICT_OLDEST_SHARE 10 /* with nothing expired, evict 1/10 of the entries, oldest first */
+#define COMPACT_DIR "compact.tmp"
 
 struct cache {
-  MDB_env *env;
+  char dir[4096];
+  uint64_t max_size;
+  struct stats *stats;
+  MDB_env *env;       /* NULL only if reopening after a purge failed: every call then degrades */
   MDB_dbi dbi;
-  MDB_txn *read_txn; /* reused: reset after each read, renewed before the next */
+  MDB_txn *read_txn;  /* reused: reset after each read, renewed before the next */
+  char sweep_next[KEY_LEN]; /* the sweeper resumes at this key; empty at the start of a pass */
+  size_t sweep_next_len;
 };
 
 static void make_key(const char *enrollment_id, char key[KEY_LEN]) {
@@ -47,25 +56,31 @@ static int prepare_directory(const char *dir, char *err, size_t err_len) {
   return 0;
 }
 
-struct cache *cache_open(const char *dir, uint64_t max_size, char *err, size_t err_len) {
-  if (prepare_directory(dir, err, err_len) != 0)
-    return NULL;
-  struct cache *cache = calloc(1, sizeof(*cache));
-  if (!cache) {
-    snprintf(err, err_len, "out of memory");
-    return NULL;
+static void env_close(struct cache *cache) {
+  if (cache->read_txn)
+    mdb_txn_abort(cache->read_txn);
+  cache->read_txn = NULL;
+  if (cache->env) {
+    mdb_env_sync(cache->env, 1);
+    mdb_env_close(cache->env);
   }
+  cache->env = NULL;
+}
+
+/* Opens the environment in cache->dir; on failure leaves cache->env NULL and sets err. */
+static int env_open(struct cache *cache, char *err, size_t err_len) {
   const char *step = "mdb_env_create";
+  MDB_txn *txn = NULL;
   int rc = mdb_env_create(&cache->env);
   if (rc == 0) {
     step = "mdb_env_set_mapsize";
-    rc = mdb_env_set_mapsize(cache->env, (size_t)max_size);
+    rc = mdb_env_set_mapsize(cache->env, (size_t)cache->max_size);
   }
   if (rc == 0) {
     /* NOMETASYNC: a commit syncs the data but not the meta page; a system crash can lose the last
      * commit, never the file's integrity (docs/architecture.md). NOTLS: one thread, reused txn. */
     step = "mdb_env_open";
-    rc = mdb_env_open(cache->env, dir, MDB_NOMETASYNC | MDB_NOTLS, 0600);
+    rc = mdb_env_open(cache->env, cache->dir, MDB_NOMETASYNC | MDB_NOTLS, 0600);
   }
   if (rc == 0) {
     int dead = 0;
@@ -74,7 +89,6 @@ struct cache *cache_open(const char *dir, uint64_t max_size, char *err, size_t e
     if (rc == 0 && dead > 0)
       log_warning("cache: cleared %d stale reader slot(s) left by a crashed process", dead);
   }
-  MDB_txn *txn = NULL;
   if (rc == 0) {
     step = "mdb_txn_begin";
     rc = mdb_txn_begin(cache->env, NULL, 0, &txn);
@@ -96,8 +110,27 @@ struct cache *cache_open(const char *dir, uint64_t max_size, char *err, size_t e
       mdb_txn_reset(cache->read_txn);
   }
   if (rc != 0) {
-    snprintf(err, err_len, "cache %s: %s: %s", dir, step, mdb_strerror(rc));
-    cache_close(cache);
+    snprintf(err, err_len, "cache %s: %s: %s", cache->dir, step, mdb_strerror(rc));
+    env_close(cache);
+    return -1;
+  }
+  return 0;
+}
+
+struct cache *cache_open(const char *dir, uint64_t max_size, struct stats *stats, char *err,
+                         size_t err_len) {
+  if (prepare_directory(dir, err, err_len) != 0)
+    return NULL;
+  struct cache *cache = calloc(1, sizeof(*cache));
+  if (!cache) {
+    snprintf(err, err_len, "out of memory");
+    return NULL;
+  }
+  snprintf(cache->dir, sizeof(cache->dir), "%s", dir);
+  cache->max_size = max_size;
+  cache->stats = stats;
+  if (env_open(cache, err, err_len) != 0) {
+    free(cache);
     return NULL;
   }
   return cache;
@@ -106,18 +139,15 @@ struct cache *cache_open(const char *dir, uint64_t max_size, char *err, size_t e
 void cache_close(struct cache *cache) {
   if (!cache)
     return;
-  if (cache->read_txn)
-    mdb_txn_abort(cache->read_txn);
-  if (cache->env) {
-    mdb_env_sync(cache->env, 1);
-    mdb_env_close(cache->env);
-  }
+  env_close(cache);
   free(cache);
 }
 
 enum cache_lookup cache_get(struct cache *cache, const char *enrollment_id,
                             struct cache_entry *entry) {
   memset(entry, 0, sizeof(*entry));
+  if (!cache->env)
+    return CACHE_ERROR;
   char key_bytes[KEY_LEN];
   make_key(enrollment_id, key_bytes);
   MDB_val key = {.mv_size = KEY_LEN, .mv_data = key_bytes}, value;
@@ -135,6 +165,7 @@ enum cache_lookup cache_get(struct cache *cache, const char *enrollment_id,
       result = CACHE_ERROR;
     } else {
       memcpy(entry->copy, value.mv_data, value.mv_size);
+      entry->copy_len = value.mv_size;
       enum record_decode_result decoded = record_decode(entry->copy, value.mv_size, &entry->record);
       if (decoded == RECORD_OK) {
         result = CACHE_FOUND;
@@ -158,32 +189,290 @@ void cache_entry_release(struct cache_entry *entry) {
   memset(entry, 0, sizeof(*entry));
 }
 
-int cache_put(struct cache *cache, const char *enrollment_id, const struct cache_record *record,
-              char *err, size_t err_len) {
-  char key_bytes[KEY_LEN];
-  make_key(enrollment_id, key_bytes);
-  MDB_val key = {.mv_size = KEY_LEN, .mv_data = key_bytes};
+/* An entry of the eviction scan: its key and when it was fetched. */
+struct eviction_candidate {
+  int64_t fetched_at;
+  char key[KEY_LEN];
+  size_t key_len;
+};
+
+static int by_fetched_at(const void *a, const void *b) {
+  const struct eviction_candidate *x = a, *y = b;
+  return (x->fetched_at > y->fetched_at) - (x->fetched_at < y->fetched_at);
+}
+
+/* Makes room in one write transaction: deletes every entry past stale_until (or undecodable);
+ * when none was, deletes the oldest tenth. Returns how many it deleted, or -1 (err set). */
+static long evict(struct cache *cache, int64_t now, char *err, size_t err_len) {
+  MDB_txn *txn = NULL;
+  MDB_cursor *cursor = NULL;
+  MDB_stat stat;
+  struct eviction_candidate *candidates = NULL;
+  size_t candidate_count = 0;
+  long deleted = 0;
+  int rc = mdb_txn_begin(cache->env, NULL, 0, &txn);
+  if (rc == 0)
+    rc = mdb_stat(txn, cache->dbi, &stat);
+  if (rc == 0 && stat.ms_entries > 0) {
+    candidates = calloc(stat.ms_entries, sizeof(*candidates));
+    if (!candidates)
+      rc = ENOMEM;
+  }
+  if (rc == 0)
+    rc = mdb_cursor_open(txn, cache->dbi, &cursor);
+  MDB_val key, value;
+  int step = rc == 0 ? mdb_cursor_get(cursor, &key, &value, MDB_FIRST) : rc;
+  while (rc == 0 && step == 0) {
+    struct cache_record record;
+    bool expired = record_decode(value.mv_data, value.mv_size, &record) != RECORD_OK ||
+                   now >= record.stale_until;
+    if (expired) {
+      rc = mdb_cursor_del(cursor, 0);
+      deleted++;
+    } else if (candidate_count < stat.ms_entries && key.mv_size <= KEY_LEN) {
+      struct eviction_candidate *candidate = &candidates[candidate_count++];
+      candidate->fetched_at = record.fetched_at;
+      memcpy(candidate->key, key.mv_data, key.mv_size);
+      candidate->key_len = key.mv_size;
+    }
+    if (rc == 0)
+      step = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
+  }
+  if (rc == 0 && step != MDB_NOTFOUND)
+    rc = step;
+  if (cursor)
+    mdb_cursor_close(cursor);
+  if (rc == 0 && deleted == 0 && candidate_count > 0) {
+    qsort(candidates, candidate_count, sizeof(*candidates), by_fetched_at);
+    size_t oldest = candidate_count / EVICT_OLDEST_SHARE ? candidate_count / EVICT_OLDEST_SHARE : 1;
+    for (size_t i = 0; rc == 0 && i < oldest; i++) {
+      MDB_val victim = {.mv_size = candidates[i].key_len, .mv_data = candidates[i].key};
+      rc = mdb_del(txn, cache->dbi, &victim, NULL);
+      deleted++;
+    }
+  }
+  free(candidates);
+  if (rc == 0) {
+    rc = mdb_txn_commit(txn); /* frees txn whatever it returns */
+    txn = NULL;
+  }
+  if (txn)
+    mdb_txn_abort(txn);
+  if (rc != 0) {
+    snprintf(err, err_len, "eviction: %s", mdb_strerror(rc));
+    return -1;
+  }
+  return deleted;
+}
+
+/* The last resort when even an eviction does not fit: an empty environment. */
+static int recreate(struct cache *cache, char *err, size_t err_len) {
+  char path[4200];
+  env_close(cache);
+  snprintf(path, sizeof(path), "%s/data.mdb", cache->dir);
+  if (unlink(path) != 0 && errno != ENOENT) {
+    snprintf(err, err_len, "cannot remove %s: %s", path, strerror(errno));
+    env_open(cache, err, err_len);
+    return -1;
+  }
+  snprintf(path, sizeof(path), "%s/lock.mdb", cache->dir);
+  unlink(path);
+  cache->sweep_next_len = 0;
+  return env_open(cache, err, err_len);
+}
+
+static int put_once(struct cache *cache, MDB_val *key, const struct cache_record *record) {
   MDB_val value = {.mv_size = record_encoded_len(record)};
   MDB_txn *txn = NULL;
   int rc = mdb_txn_begin(cache->env, NULL, 0, &txn);
-  if (rc != 0) {
-    snprintf(err, err_len, "mdb_txn_begin: %s", mdb_strerror(rc));
-    return -1;
-  }
+  if (rc != 0)
+    return rc;
   /* MDB_RESERVE: LMDB hands out the space and the record is encoded straight into it. */
-  rc = mdb_put(txn, cache->dbi, &key, &value, MDB_RESERVE);
+  rc = mdb_put(txn, cache->dbi, key, &value, MDB_RESERVE);
   if (rc != 0) {
     mdb_txn_abort(txn);
-    snprintf(err, err_len, "mdb_put: %s", mdb_strerror(rc));
-    return -1;
+    return rc;
   }
   record_encode(record, value.mv_data);
-  rc = mdb_txn_commit(txn); /* frees txn whatever it returns: never abort after this */
+  return mdb_txn_commit(txn); /* frees txn whatever it returns: never abort after this */
+}
+
+int cache_put(struct cache *cache, const char *enrollment_id, const struct cache_record *record,
+              int64_t now, char *err, size_t err_len) {
+  if (!cache->env) {
+    snprintf(err, err_len, "the cache is not open");
+    return -1;
+  }
+  char key_bytes[KEY_LEN];
+  make_key(enrollment_id, key_bytes);
+  MDB_val key = {.mv_size = KEY_LEN, .mv_data = key_bytes};
+  int rc = put_once(cache, &key, record);
+  for (int attempt = 0; rc == MDB_MAP_FULL && attempt < EVICT_ATTEMPTS; attempt++) {
+    long evicted = evict(cache, now, err, err_len);
+    if (evicted < 0) {
+      log_warning("cache: full and %s: recreating the cache file", err);
+      uint64_t entries = 0, bytes = 0;
+      cache_usage(cache, &entries, &bytes);
+      if (recreate(cache, err, err_len) != 0)
+        return -1;
+      evicted = (long)entries;
+    }
+    cache->stats->evictions += (uint64_t)evicted;
+    log_debug("cache: map full, evicted %ld entr%s", evicted, evicted == 1 ? "y" : "ies");
+    if (evicted == 0)
+      break; /* empty and still too small: the record is larger than the map */
+    rc = put_once(cache, &key, record);
+  }
   if (rc != 0) {
-    snprintf(err, err_len, "mdb_txn_commit: %s", mdb_strerror(rc));
+    snprintf(err, err_len, "%s", mdb_strerror(rc));
     return -1;
   }
   return 0;
+}
+
+/* Copies the live data into COMPACT_DIR/data.mdb and swaps it in: freed pages, and the bytes of
+ * deleted entries in them, are not copied. The loop waits for the copy; purges are rare. */
+static int compact(struct cache *cache, char *err, size_t err_len) {
+  char tmp_dir[4200], tmp_file[4300], data_file[4200];
+  snprintf(tmp_dir, sizeof(tmp_dir), "%s/" COMPACT_DIR, cache->dir);
+  snprintf(tmp_file, sizeof(tmp_file), "%s/data.mdb", tmp_dir);
+  snprintf(data_file, sizeof(data_file), "%s/data.mdb", cache->dir);
+  unlink(tmp_file);
+  if (mkdir(tmp_dir, 0700) != 0 && errno != EEXIST) {
+    snprintf(err, err_len, "cannot create %s: %s", tmp_dir, strerror(errno));
+    return -1;
+  }
+  int rc = mdb_env_copy2(cache->env, tmp_dir, MDB_CP_COMPACT);
+  if (rc != 0) {
+    snprintf(err, err_len, "mdb_env_copy2: %s", mdb_strerror(rc));
+    unlink(tmp_file);
+    rmdir(tmp_dir);
+    return -1;
+  }
+  env_close(cache);
+  int renamed = rename(tmp_file, data_file);
+  int rename_errno = errno;
+  rmdir(tmp_dir);
+  if (env_open(cache, err, err_len) != 0)
+    return -1;
+  if (renamed != 0) {
+    snprintf(err, err_len, "cannot replace %s: %s", data_file, strerror(rename_errno));
+    return -1;
+  }
+  cache->sweep_next_len = 0;
+  return 0;
+}
+
+int cache_delete(struct cache *cache, const char *enrollment_id, bool *found, char *err,
+                 size_t err_len) {
+  *found = false;
+  if (!cache->env) {
+    snprintf(err, err_len, "the cache is not open");
+    return -1;
+  }
+  char key_bytes[KEY_LEN];
+  make_key(enrollment_id, key_bytes);
+  MDB_val key = {.mv_size = KEY_LEN, .mv_data = key_bytes};
+  MDB_txn *txn = NULL;
+  int rc = mdb_txn_begin(cache->env, NULL, 0, &txn);
+  if (rc == 0) {
+    rc = mdb_del(txn, cache->dbi, &key, NULL);
+    if (rc == MDB_NOTFOUND) {
+      mdb_txn_abort(txn);
+      return 0;
+    }
+    if (rc == 0)
+      rc = mdb_txn_commit(txn);
+    else
+      mdb_txn_abort(txn);
+  }
+  if (rc != 0) {
+    snprintf(err, err_len, "delete: %s", mdb_strerror(rc));
+    return -1;
+  }
+  *found = true;
+  return compact(cache, err, err_len);
+}
+
+int cache_purge_all(struct cache *cache, uint64_t *removed, char *err, size_t err_len) {
+  uint64_t bytes = 0;
+  *removed = 0;
+  if (cache->env)
+    cache_usage(cache, removed, &bytes);
+  return recreate(cache, err, err_len);
+}
+
+long cache_sweep_step(struct cache *cache, int64_t now, size_t max_entries, bool *pass_done) {
+  *pass_done = false;
+  if (!cache->env)
+    return -1;
+  MDB_txn *txn = NULL;
+  MDB_cursor *cursor = NULL;
+  long deleted = 0;
+  int rc = mdb_txn_begin(cache->env, NULL, 0, &txn);
+  if (rc == 0)
+    rc = mdb_cursor_open(txn, cache->dbi, &cursor);
+  MDB_val key = {.mv_size = cache->sweep_next_len, .mv_data = cache->sweep_next}, value;
+  int step = rc;
+  if (rc == 0)
+    step = cache->sweep_next_len ? mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+                                 : mdb_cursor_get(cursor, &key, &value, MDB_FIRST);
+  size_t seen = 0;
+  while (rc == 0 && step == 0 && seen < max_entries) {
+    struct cache_record record;
+    if (record_decode(value.mv_data, value.mv_size, &record) != RECORD_OK ||
+        now >= record.stale_until) {
+      rc = mdb_cursor_del(cursor, 0);
+      deleted++;
+    }
+    seen++;
+    if (rc == 0)
+      step = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
+  }
+  if (rc == 0 && step == 0 && key.mv_size <= KEY_LEN) {
+    memcpy(cache->sweep_next, key.mv_data, key.mv_size); /* resume here next step */
+    cache->sweep_next_len = key.mv_size;
+  } else if (rc == 0 && step == MDB_NOTFOUND) {
+    cache->sweep_next_len = 0;
+    *pass_done = true;
+  } else if (rc == 0) {
+    rc = step;
+  }
+  if (cursor)
+    mdb_cursor_close(cursor);
+  if (rc == 0) {
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+  }
+  if (txn)
+    mdb_txn_abort(txn);
+  if (rc != 0) {
+    log_warning("cache: sweep: %s", mdb_strerror(rc));
+    cache->sweep_next_len = 0;
+    return -1;
+  }
+  cache->stats->expired_removed += (uint64_t)deleted;
+  return deleted;
+}
+
+/* Pages on LMDB's freelist (database 0), counted as mdb_stat -f does: each record is an ID list
+ * whose first element is its length. Runs inside the reused read transaction. */
+static uint64_t free_pages(struct cache *cache) {
+  uint64_t pages = 0;
+  MDB_cursor *cursor = NULL;
+  MDB_val key, value;
+  if (mdb_txn_renew(cache->read_txn) != 0)
+    return 0;
+  if (mdb_cursor_open(cache->read_txn, 0, &cursor) == 0) {
+    while (mdb_cursor_get(cursor, &key, &value, MDB_NEXT) == 0) {
+      size_t count;
+      memcpy(&count, value.mv_data, sizeof(count));
+      pages += count;
+    }
+    mdb_cursor_close(cursor);
+  }
+  mdb_txn_reset(cache->read_txn);
+  return pages;
 }
 
 void cache_usage(struct cache *cache, uint64_t *entries, uint64_t *bytes) {
@@ -191,8 +480,10 @@ void cache_usage(struct cache *cache, uint64_t *entries, uint64_t *bytes) {
   MDB_envinfo info;
   *entries = 0;
   *bytes = 0;
-  if (mdb_env_stat(cache->env, &stat) == 0 && mdb_env_info(cache->env, &info) == 0) {
+  if (cache->env && mdb_env_stat(cache->env, &stat) == 0 && mdb_env_info(cache->env, &info) == 0) {
+    uint64_t used_pages = (uint64_t)info.me_last_pgno + 1;
+    uint64_t free = free_pages(cache);
     *entries = stat.ms_entries;
-    *bytes = (uint64_t)(info.me_last_pgno + 1) * stat.ms_psize;
+    *bytes = (used_pages > free ? used_pages - free : 0) * stat.ms_psize;
   }
 }

@@ -3,28 +3,37 @@
  * One environment per process, opened once (after any fork) in a directory created mode 0700 (the
  * bodies carry personal data). Reads run in one reused read transaction (reset/renew) and copy the
  * value out before it ends: LMDB's memory is never handed to a reply. Writes are one short write
- * transaction each. Keys are "e:" + the lower-case UUID. */
+ * transaction each. Keys are "e:" + the lower-case UUID.
+ *
+ * The map is bounded by max_size. A write that finds it full evicts (entries past their
+ * stale_until first, then the oldest tenth by fetched_at) and retries, so a full map never fails a
+ * request. Purges really remove the data: LMDB leaves a freed page's old bytes in the file until
+ * the page is reused, so deleting one entry compacts the file, and purging all recreates it. */
 #ifndef FLIPCACHED_CACHE_H
 #define FLIPCACHED_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "record.h"
 
 struct cache;
+struct stats;
 
 /* A record copied out of the cache; release with cache_entry_release. */
 struct cache_entry {
   unsigned char *copy;        /* owned: the encoded value */
+  size_t copy_len;
   struct cache_record record; /* record.body points into copy */
 };
 
 enum cache_lookup { CACHE_FOUND, CACHE_ABSENT, CACHE_ERROR };
 
 /* Creates dir (0700) if missing, tightens it to 0700 if looser, and opens the environment with
- * map size max_size. Returns NULL with err set. */
-struct cache *cache_open(const char *dir, uint64_t max_size, char *err, size_t err_len);
+ * map size max_size. stats (evictions, expired_removed) must outlive the cache. NULL with err. */
+struct cache *cache_open(const char *dir, uint64_t max_size, struct stats *stats, char *err,
+                         size_t err_len);
 /* Flushes and closes. Accepts NULL. */
 void cache_close(struct cache *cache);
 
@@ -34,9 +43,22 @@ enum cache_lookup cache_get(struct cache *cache, const char *enrollment_id,
                             struct cache_entry *entry);
 void cache_entry_release(struct cache_entry *entry);
 
-/* Stores record under enrollment_id, replacing any older one. 0, or -1 with err set. */
+/* Stores record under enrollment_id, replacing any older one, evicting when the map is full.
+ * now is the wall clock, for choosing what to evict. 0, or -1 with err set. */
 int cache_put(struct cache *cache, const char *enrollment_id, const struct cache_record *record,
-              char *err, size_t err_len);
+              int64_t now, char *err, size_t err_len);
+
+/* Deletes one entry and compacts the file so that its bytes are gone. *found says whether it
+ * existed. 0, or -1 with err set. */
+int cache_delete(struct cache *cache, const char *enrollment_id, bool *found, char *err,
+                 size_t err_len);
+/* Removes every entry by recreating the environment. *removed: how many there were. */
+int cache_purge_all(struct cache *cache, uint64_t *removed, char *err, size_t err_len);
+
+/* One step of the sweeper: looks at up to max_entries entries from where the last step stopped
+ * and deletes those past stale_until, in one short write transaction. Returns how many it deleted
+ * (-1 on error); *pass_done is set when the step reached the end of the keys. */
+long cache_sweep_step(struct cache *cache, int64_t now, size_t max_entries, bool *pass_done);
 
 /* Entries stored and bytes of the map in use. */
 void cache_usage(struct cache *cache, uint64_t *entries, uint64_t *bytes);

@@ -53,6 +53,7 @@ static const struct config_key KEYS[] = {
   {"cache", "stale_while_revalidate", KEY_UINT, FIELD(stale_while_revalidate), 0, YEAR, "60"},
   {"cache", "stale_if_error", KEY_UINT, FIELD(stale_if_error), 0, YEAR, "86400"},
   {"cache", "negative_ttl", KEY_UINT, FIELD(negative_ttl), 0, YEAR, "30"},
+  {"cache", "sweep_interval", KEY_UINT, FIELD(sweep_interval), 1, DAY, "60"},
   {"log", "level", KEY_LOG_LEVEL, FIELD(log_level), 0, 0, "info"},
 };
 #define KEY_COUNT (sizeof(KEYS) / sizeof(KEYS[0]))

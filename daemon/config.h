@@ -51,6 +51,7 @@ struct config {
   unsigned stale_while_revalidate;
   unsigned stale_if_error;
   unsigned negative_ttl;
+  unsigned sweep_interval;       /* seconds between passes of the expired-entry sweeper */
   /* [log] */
   enum log_level log_level;
 };

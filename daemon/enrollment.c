@@ -1,4 +1,12 @@
-/* enrollment: the policy of GET/HEAD /v1/enrollments/{id}: fresh hit, miss, upstream error. */
+/* enrollment: the policy of GET/HEAD /v1/enrollments/{id}.
+ *
+ *   fresh entry                      -> served (a remembered 404 too)
+ *   stale within stale_while_revalidate -> served at once; one background refresh for the id
+ *   otherwise                        -> one upstream fetch per id; every request for the id waits
+ *                                       on it (coalescing) and gets its result
+ *   that fetch fails                 -> a stale copy within stale_if_error, else the error
+ * What is stored: validated 200 bodies (ttl) and 404s (negative_ttl); never 401, 403, 429, 5xx
+ * or an invalid body. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +14,7 @@
 #include "cache.h"
 #include "flipcached.h"
 #include "front.h"
+#include "inflight.h"
 #include "log.h"
 #include "record.h"
 #include "render.h"
@@ -16,14 +25,7 @@
 #define CACHE_STATUS_MAX 160
 #define RETRY_AFTER_DEFAULT_SECONDS 30
 #define RETRY_AFTER_MAX_SECONDS 3600
-
-/* One request waiting for its upstream fetch. */
-struct pending_fetch {
-  struct flipcached *daemon;
-  struct client_request *request;
-  char enrollment_id[UUID_TEXT_LEN + 1];
-  bool had_expired_copy; /* the cache held an expired entry: Cache-Status says fwd=stale */
-};
+#define RETRY_AFTER_OVERLOADED_SECONDS 1
 
 long long flipcached_wall_now(void) {
   struct timespec now;
@@ -48,6 +50,14 @@ static void reply_error(struct client_request *request, enum api_error error,
   front_reply_error(request, error, cache_status, retry_after, NULL);
 }
 
+/* Answers from a cached record: a hit (ttl >= 0) or a stale copy (ttl < 0). */
+static void reply_record(struct client_request *request, const struct cache_record *record,
+                         struct cache_status *cs, long long now) {
+  cs->ttl = record_ttl_left(record, now);
+  reply_body(request, record->upstream_status, cs, record_age(record, now),
+             (const char *)record->body, record->body_len);
+}
+
 /* What the client is told for an upstream answer that cannot be served. */
 static enum api_error error_for_status(long http_status) {
   if (http_status == 401 || http_status == 403)
@@ -70,22 +80,28 @@ static enum api_error error_for_outcome(enum upstream_outcome outcome) {
   }
 }
 
-/* Stores a validated 200 body; true when it was stored. */
-static bool store_enrollment(struct flipcached *daemon, const char *enrollment_id,
-                             const char *body, size_t body_len, long long now) {
+/* Stores a validated 200 (fresh for ttl, then the stale windows) or a 404 (fresh for
+ * negative_ttl, no stale window); true when it was stored. */
+static bool store(struct flipcached *daemon, const char *enrollment_id, uint16_t upstream_status,
+                  const char *body, size_t body_len, long long now) {
   const struct config *cfg = &daemon->cfg;
-  unsigned grace = cfg->stale_while_revalidate > cfg->stale_if_error ? cfg->stale_while_revalidate
-                                                                     : cfg->stale_if_error;
+  unsigned fresh_for = upstream_status == 200 ? cfg->ttl : cfg->negative_ttl;
+  unsigned grace = 0;
+  if (upstream_status == 200)
+    grace = cfg->stale_while_revalidate > cfg->stale_if_error ? cfg->stale_while_revalidate
+                                                              : cfg->stale_if_error;
+  if (upstream_status == 404 && cfg->negative_ttl == 0)
+    return false;
   struct cache_record record = {
-    .upstream_status = 200,
+    .upstream_status = upstream_status,
     .fetched_at = now,
-    .fresh_until = now + cfg->ttl,
-    .stale_until = now + cfg->ttl + grace,
+    .fresh_until = now + fresh_for,
+    .stale_until = now + fresh_for + grace,
     .body = (const unsigned char *)body,
     .body_len = (uint32_t)body_len,
   };
   char err[256];
-  if (cache_put(daemon->cache, enrollment_id, &record, err, sizeof(err)) != 0) {
+  if (cache_put(daemon->cache, enrollment_id, &record, now, err, sizeof(err)) != 0) {
     daemon->stats.cache_write_errors++;
     log_warning("cache: could not store %s: %s (served without storing)", enrollment_id, err);
     return false;
@@ -94,60 +110,149 @@ static bool store_enrollment(struct flipcached *daemon, const char *enrollment_i
   return true;
 }
 
-static void on_fetched(const struct upstream_result *result, void *arg) {
-  struct pending_fetch *pending = arg;
-  struct flipcached *daemon = pending->daemon;
-  struct client_request *request = pending->request;
-  const char *enrollment_id = pending->enrollment_id;
-  struct cache_status cs = {.fwd = pending->had_expired_copy ? "stale" : "uri-miss"};
+/* The Cache-Status of waiter i: the request that caused the fetch says whether it was stored;
+ * the others say they were collapsed into it. */
+static struct cache_status waiter_status(const struct inflight_fetch *fetch, size_t i) {
+  struct cache_status cs = {.fwd = fetch->had_expired_copy ? "stale" : "uri-miss"};
+  cs.collapsed = fetch->background || i > 0;
+  return cs;
+}
 
-  if (result->outcome != UPSTREAM_RESPONSE) {
-    log_warning("upstream: enrollment %s: %s", enrollment_id, result->error_text);
-    reply_error(request, error_for_outcome(result->outcome), &cs, -1);
-    goto done;
+static void fan_out_body(struct inflight_fetch *fetch, int status, const char *body, size_t len,
+                         bool stored) {
+  for (size_t i = 0; i < fetch->waiter_count; i++) {
+    struct cache_status cs = waiter_status(fetch, i);
+    cs.stored = stored && !cs.collapsed;
+    if (status != 200)
+      cs.fwd_status = status;
+    reply_body(fetch->waiters[i], status, &cs, 0, body, len);
   }
-  long status = result->http_status;
-  if (status != 200)
-    cs.fwd_status = (int)status;
-  if (status == 200) {
-    enum body_verdict verdict = validate_enrollment_body(result->body, result->body_len,
-                                                         enrollment_id);
-    if (verdict != BODY_OK) {
-      daemon->stats.upstream_errors++;
+}
+
+/* The fetch failed: every waiter gets the stale copy when one is usable, else the error. */
+static void fan_out_failure(struct flipcached *daemon, struct inflight_fetch *fetch,
+                            enum api_error error, long fwd_status, long retry_after,
+                            long long now) {
+  struct cache_entry entry;
+  bool stale = fetch->waiter_count > 0 &&
+               cache_get(daemon->cache, fetch->enrollment_id, &entry) == CACHE_FOUND;
+  if (stale && !record_usable_stale(&entry.record, now, daemon->cfg.stale_while_revalidate,
+                                    daemon->cfg.stale_if_error)) {
+    cache_entry_release(&entry);
+    stale = false;
+  }
+  for (size_t i = 0; i < fetch->waiter_count; i++) {
+    struct cache_status cs = waiter_status(fetch, i);
+    cs.fwd_status = (int)fwd_status;
+    if (stale) {
+      /* RFC 9211: forwarded, so not a "hit"; fwd=stale and the upstream's status, plus a detail
+       * when the status does not say what failed (none, or a 200 with an invalid body). Age
+       * tells the copy's age. */
+      cs.fwd = "stale";
+      if (fwd_status <= 0 || fwd_status == 200)
+        cs.detail = api_error_code(error);
+      daemon->stats.stale_served++;
+      reply_record(fetch->waiters[i], &entry.record, &cs, now);
+    } else {
+      reply_error(fetch->waiters[i], error, &cs, retry_after);
+    }
+  }
+  if (stale)
+    cache_entry_release(&entry);
+}
+
+static void on_fetched(const struct upstream_result *result, void *arg) {
+  struct inflight_fetch *fetch = arg;
+  struct flipcached *daemon = fetch->owner;
+  const char *enrollment_id = fetch->enrollment_id;
+  long long now = flipcached_wall_now();
+  long status = result->outcome == UPSTREAM_RESPONSE ? result->http_status : 0;
+  enum body_verdict verdict = status == 200 ? validate_enrollment_body(result->body,
+                                                                       result->body_len,
+                                                                       enrollment_id)
+                                            : BODY_OK;
+  if (status == 200 && verdict == BODY_OK) {
+    bool stored = store(daemon, enrollment_id, 200, result->body, result->body_len, now);
+    fan_out_body(fetch, 200, result->body, result->body_len, stored);
+  } else if (status == 404) {
+    /* The upstream's own body when it is JSON; an empty or non-JSON 404 body gets ours, so that
+     * clients always parse the same shape. What is sent is what is remembered. */
+    char *ours = NULL;
+    const char *body = result->body;
+    size_t len = result->body_len;
+    if (validate_enrollment_body(body, len, enrollment_id) == BODY_NOT_JSON) {
+      ours = render_error_body(API_ERROR_NOT_FOUND);
+      body = ours ? ours : "";
+      len = strlen(body);
+    }
+    bool stored = store(daemon, enrollment_id, 404, body, len, now);
+    fan_out_body(fetch, 404, body, len, stored);
+    free(ours);
+  } else {
+    daemon->stats.upstream_errors += result->outcome == UPSTREAM_RESPONSE;
+    enum api_error error;
+    long retry_after = -1;
+    if (result->outcome != UPSTREAM_RESPONSE) {
+      error = error_for_outcome(result->outcome);
+      log_warning("upstream: enrollment %s: %s", enrollment_id, result->error_text);
+    } else if (status == 200) {
+      error = API_ERROR_UPSTREAM_INVALID_RESPONSE;
       log_warning("upstream: enrollment %s: 200 body refused: %s", enrollment_id,
                   body_verdict_text(verdict));
-      reply_error(request, API_ERROR_UPSTREAM_INVALID_RESPONSE, &cs, -1);
-      goto done;
-    }
-    cs.stored = store_enrollment(daemon, enrollment_id, result->body, result->body_len,
-                                 flipcached_wall_now());
-    reply_body(request, 200, &cs, 0, result->body, result->body_len);
-  } else if (status == 404) {
-    /* Passed on with the upstream's own body when it is JSON in the error shape's spirit; an
-     * empty or non-JSON 404 body gets ours, so clients always parse the same shape. */
-    if (validate_enrollment_body(result->body, result->body_len, enrollment_id) == BODY_NOT_JSON) {
-      reply_error(request, API_ERROR_NOT_FOUND, &cs, -1);
     } else {
-      reply_body(request, 404, &cs, 0, result->body, result->body_len);
+      error = error_for_status(status);
+      if (error == API_ERROR_UPSTREAM_AUTH_FAILED)
+        log_error("upstream rejected the credential from %s (HTTP %ld)", daemon->creds.source,
+                  status);
+      else
+        log_warning("upstream: enrollment %s: HTTP %ld", enrollment_id, status);
     }
-  } else {
-    daemon->stats.upstream_errors++;
-    enum api_error error = error_for_status(status);
-    if (error == API_ERROR_UPSTREAM_AUTH_FAILED)
-      log_error("upstream rejected the credential from %s (HTTP %ld)", daemon->creds.source,
-                status);
-    else
-      log_warning("upstream: enrollment %s: HTTP %ld", enrollment_id, status);
-    long retry_after = -1;
     if (error == API_ERROR_UPSTREAM_RATE_LIMITED)
       retry_after = result->retry_after_seconds >= 0 &&
                             result->retry_after_seconds <= RETRY_AFTER_MAX_SECONDS
                         ? result->retry_after_seconds
                         : RETRY_AFTER_DEFAULT_SECONDS;
-    reply_error(request, error, &cs, retry_after);
+    fan_out_failure(daemon, fetch, error, status, retry_after, now);
   }
-done:
-  free(pending);
+  inflight_finish(daemon->inflight, fetch);
+}
+
+/* Starts the one fetch for an id. NULL when it could not be started. */
+static struct inflight_fetch *start_fetch(struct flipcached *daemon, const char *enrollment_id,
+                                          bool had_expired_copy, bool background) {
+  struct inflight_fetch *fetch = inflight_start(daemon->inflight, enrollment_id);
+  if (!fetch)
+    return NULL;
+  fetch->owner = daemon;
+  fetch->had_expired_copy = had_expired_copy;
+  fetch->background = background;
+  if (upstream_fetch_enrollment(daemon->upstream, enrollment_id, on_fetched, fetch) != 0) {
+    inflight_finish(daemon->inflight, fetch);
+    return NULL;
+  }
+  return fetch;
+}
+
+/* The request waits on the id's fetch, joining one in progress or starting it. */
+static void wait_for_fetch(struct flipcached *daemon, struct client_request *request,
+                           const char *enrollment_id, bool had_expired_copy) {
+  struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
+  bool joined = fetch != NULL;
+  if (!fetch)
+    fetch = start_fetch(daemon, enrollment_id, had_expired_copy, false);
+  if (!fetch) {
+    struct cache_status cs = {.fwd = had_expired_copy ? "stale" : "uri-miss"};
+    reply_error(request, API_ERROR_UPSTREAM_UNAVAILABLE, &cs, -1);
+    return;
+  }
+  if (!inflight_add_waiter(daemon->inflight, fetch, request)) {
+    daemon->stats.waiters_refused++;
+    struct cache_status cs = {.fwd = "uri-miss", .collapsed = true};
+    reply_error(request, API_ERROR_OVERLOADED, &cs, RETRY_AFTER_OVERLOADED_SECONDS);
+    return;
+  }
+  if (joined)
+    daemon->stats.coalesced++;
 }
 
 void enrollment_handle(struct client_request *request, const char *enrollment_id, void *arg) {
@@ -162,36 +267,33 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
 
   long long now = flipcached_wall_now();
   struct cache_entry entry;
-  enum cache_lookup lookup = cache_get(daemon->cache, enrollment_id, &entry);
-  bool had_expired_copy = false;
-  if (lookup == CACHE_FOUND) {
-    const struct cache_record *record = &entry.record;
-    if (now < record->fresh_until && record->upstream_status == 200) {
-      daemon->stats.hits++;
-      struct cache_status cs = {.hit = true, .ttl = record_ttl_left(record, now)};
-      reply_body(request, 200, &cs, record_age(record, now), (const char *)record->body,
-                 record->body_len);
+  bool had_copy = cache_get(daemon->cache, enrollment_id, &entry) == CACHE_FOUND;
+  if (had_copy) {
+    struct cache_status cs = {.hit = true};
+    switch (record_freshness(&entry.record, now, daemon->cfg.stale_while_revalidate,
+                             daemon->cfg.stale_if_error)) {
+    case FRESHNESS_FRESH:
+      if (entry.record.upstream_status == 200)
+        daemon->stats.hits++;
+      else
+        daemon->stats.negative_hits++;
+      reply_record(request, &entry.record, &cs, now);
       cache_entry_release(&entry);
       return;
+    case FRESHNESS_STALE_WHILE_REVALIDATE:
+      daemon->stats.stale_served++;
+      reply_record(request, &entry.record, &cs, now);
+      cache_entry_release(&entry);
+      if (!inflight_find(daemon->inflight, enrollment_id) &&
+          start_fetch(daemon, enrollment_id, true, true))
+        daemon->stats.background_refreshes++;
+      return;
+    case FRESHNESS_STALE_IF_ERROR:
+    case FRESHNESS_EXPIRED:
+      break;
     }
-    had_expired_copy = true;
     cache_entry_release(&entry);
   }
-
   daemon->stats.misses++;
-  struct pending_fetch *pending = calloc(1, sizeof(*pending));
-  if (!pending) {
-    struct cache_status cs = {.fwd = "uri-miss"};
-    reply_error(request, API_ERROR_UPSTREAM_UNAVAILABLE, &cs, -1);
-    return;
-  }
-  pending->daemon = daemon;
-  pending->request = request;
-  pending->had_expired_copy = had_expired_copy;
-  memcpy(pending->enrollment_id, enrollment_id, sizeof(pending->enrollment_id));
-  if (upstream_fetch_enrollment(daemon->upstream, enrollment_id, on_fetched, pending) != 0) {
-    struct cache_status cs = {.fwd = had_expired_copy ? "stale" : "uri-miss"};
-    free(pending);
-    reply_error(request, API_ERROR_UPSTREAM_UNAVAILABLE, &cs, -1);
-  }
+  wait_for_fetch(daemon, request, enrollment_id, had_copy);
 }

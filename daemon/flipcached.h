@@ -13,6 +13,7 @@ struct event;
 struct event_base;
 struct cache;
 struct upstream;
+struct inflight_table;
 struct front;
 struct client_request;
 
@@ -23,6 +24,8 @@ struct flipcached {
   struct stats stats;
   struct cache *cache;
   struct upstream *upstream;
+  struct inflight_table *inflight; /* the one fetch per enrollment id and its waiters */
+  struct event *sweep_timer;   /* the expired-entry sweeper */
   struct front *front;
   struct timespec started;     /* CLOCK_MONOTONIC at start, for uptime */
   bool stopping;               /* SIGTERM or SIGINT received: /healthz answers 503 */
@@ -37,5 +40,8 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
 void status_stats(struct client_request *request, void *arg);
 void status_metrics(struct client_request *request, void *arg);
 void status_healthz(struct client_request *request, void *arg);
+void admin_cache_inspect(struct client_request *request, const char *enrollment_id, void *arg);
+void admin_cache_delete(struct client_request *request, const char *enrollment_id, void *arg);
+void admin_cache_purge(struct client_request *request, void *arg);
 
 #endif

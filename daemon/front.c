@@ -154,12 +154,29 @@ static void on_request(struct evhttp_request *req, void *arg) {
     return;
   }
   struct route_match match;
-  switch (route_match(target, method, &match)) {
+  route_match(target, method, &match);
+  if (match.admin && !front->cfg->admin)
+    match.kind = ROUTE_NOT_FOUND; /* admin routes off: they do not exist */
+  switch (match.kind) {
   case ROUTE_ENROLLMENT:
     front->routes.enrollment(request, match.enrollment_id, front->routes.arg);
     return;
   case ROUTE_INVALID_ID:
-    front->routes.enrollment(request, NULL, front->routes.arg);
+    if (match.admin) {
+      front->stats->invalid_requests++;
+      front_reply_error(request, API_ERROR_INVALID_ID, NULL, -1, NULL);
+    } else {
+      front->routes.enrollment(request, NULL, front->routes.arg);
+    }
+    return;
+  case ROUTE_CACHE_INSPECT:
+    front->routes.cache_inspect(request, match.enrollment_id, front->routes.arg);
+    return;
+  case ROUTE_CACHE_DELETE:
+    front->routes.cache_delete(request, match.enrollment_id, front->routes.arg);
+    return;
+  case ROUTE_CACHE_PURGE:
+    front->routes.cache_purge(request, front->routes.arg);
     return;
   case ROUTE_STATS:
     front->routes.stats(request, front->routes.arg);

@@ -22,6 +22,10 @@ struct front_routes {
   void (*stats)(struct client_request *request, void *arg);
   void (*metrics)(struct client_request *request, void *arg);
   void (*healthz)(struct client_request *request, void *arg);
+  /* The admin routes, reached only when [server] admin = yes (else 404). */
+  void (*cache_inspect)(struct client_request *request, const char *enrollment_id, void *arg);
+  void (*cache_delete)(struct client_request *request, const char *enrollment_id, void *arg);
+  void (*cache_purge)(struct client_request *request, void *arg);
   void *arg;
 };
 

@@ -16,10 +16,13 @@
 #include "cache.h"
 #include "flipcached.h"
 #include "front.h"
+#include "inflight.h"
 #include "log.h"
 #include "upstream.h"
 
 #define STOP_POLL_MS 50
+#define SWEEP_BATCH 256          /* entries looked at per sweeper write transaction */
+#define INFLIGHT_MAX_WAITERS 4096 /* requests that may wait on one enrollment's fetch */
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -82,6 +85,21 @@ static void on_stop_signal(evutil_socket_t signal_number, short what, void *arg)
   }
   struct timeval deadline = {.tv_sec = (daemon->cfg.timeout_ms + 1000) / 1000};
   event_base_loopexit(daemon->base, &deadline);
+}
+
+/* The sweeper deletes entries past every window. A pass runs as a chain of short write
+ * transactions of SWEEP_BATCH entries, each step rescheduled at once so that requests run between
+ * them; passes start every sweep_interval seconds. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct flipcached *daemon = arg;
+  bool pass_done = false;
+  long removed = cache_sweep_step(daemon->cache, flipcached_wall_now(), SWEEP_BATCH, &pass_done);
+  if (removed > 0)
+    log_debug("cache: sweeper removed %ld expired entr%s", removed, removed == 1 ? "y" : "ies");
+  struct timeval next = {.tv_sec = pass_done || removed < 0 ? daemon->cfg.sweep_interval : 0};
+  evtimer_add(daemon->sweep_timer, &next);
 }
 
 static void on_hangup(evutil_socket_t signal_number, short what, void *arg) {
@@ -160,7 +178,8 @@ int main(int argc, char **argv) {
     log_error("event_base_new failed");
     goto out;
   }
-  daemon.cache = cache_open(daemon.cfg.cache_path, daemon.cfg.max_size, err, sizeof(err));
+  daemon.cache = cache_open(daemon.cfg.cache_path, daemon.cfg.max_size, &daemon.stats, err,
+                            sizeof(err));
   if (!daemon.cache) {
     log_error("%s", err);
     goto out;
@@ -171,9 +190,18 @@ int main(int argc, char **argv) {
     log_error("upstream: %s", err);
     goto out;
   }
+  daemon.inflight = inflight_table_new(INFLIGHT_MAX_WAITERS);
+  daemon.sweep_timer = evtimer_new(daemon.base, on_sweep, &daemon);
+  struct timeval first_sweep = {.tv_sec = daemon.cfg.sweep_interval};
+  if (!daemon.inflight || !daemon.sweep_timer || evtimer_add(daemon.sweep_timer, &first_sweep) != 0) {
+    log_error("out of memory");
+    goto out;
+  }
   struct front_routes routes = {.enrollment = enrollment_handle, .stats = status_stats,
                                 .metrics = status_metrics, .healthz = status_healthz,
-                                .arg = &daemon};
+                                .cache_inspect = admin_cache_inspect,
+                                .cache_delete = admin_cache_delete,
+                                .cache_purge = admin_cache_purge, .arg = &daemon};
   daemon.front = front_new(daemon.base, &daemon.cfg, &daemon.stats, &routes, err, sizeof(err));
   if (!daemon.front) {
     log_error("%s", err);
@@ -201,7 +229,10 @@ out:
   /* Reverse order of acquisition. Aborting the upstream first answers every waiting request, so
    * that no request is left in evhttp's hands when the front end is freed. */
   upstream_free(daemon.upstream);
+  inflight_table_free(daemon.inflight);
   front_free(daemon.front);
+  if (daemon.sweep_timer)
+    event_free(daemon.sweep_timer);
   if (daemon.stop_poll)
     event_free(daemon.stop_poll);
   if (hangup)

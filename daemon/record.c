@@ -95,3 +95,23 @@ int64_t record_ttl_left(const struct cache_record *record, int64_t now) {
 int64_t record_age(const struct cache_record *record, int64_t now) {
   return now > record->fetched_at ? now - record->fetched_at : 0;
 }
+
+enum record_freshness record_freshness(const struct cache_record *record, int64_t now,
+                                       unsigned stale_while_revalidate, unsigned stale_if_error) {
+  if (now < record->fresh_until)
+    return FRESHNESS_FRESH;
+  if (record->upstream_status != 200 || now >= record->stale_until)
+    return FRESHNESS_EXPIRED;
+  if (now < record->fresh_until + (int64_t)stale_while_revalidate)
+    return FRESHNESS_STALE_WHILE_REVALIDATE;
+  if (now < record->fresh_until + (int64_t)stale_if_error)
+    return FRESHNESS_STALE_IF_ERROR;
+  return FRESHNESS_EXPIRED;
+}
+
+bool record_usable_stale(const struct cache_record *record, int64_t now,
+                         unsigned stale_while_revalidate, unsigned stale_if_error) {
+  enum record_freshness freshness =
+      record_freshness(record, now, stale_while_revalidate, stale_if_error);
+  return freshness == FRESHNESS_STALE_WHILE_REVALIDATE || freshness == FRESHNESS_STALE_IF_ERROR;
+}

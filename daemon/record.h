@@ -12,6 +12,7 @@
 #ifndef FLIPCACHED_RECORD_H
 #define FLIPCACHED_RECORD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,22 @@ void record_encode(const struct cache_record *record, unsigned char *out);
 /* Decodes buf[0..len); on RECORD_OK, out->body points into buf. */
 enum record_decode_result record_decode(const void *buf, size_t len, struct cache_record *out);
 const char *record_decode_strerror(enum record_decode_result result);
+
+/* What a record may be used for at `now` (RFC 5861's windows, measured from fresh_until). */
+enum record_freshness {
+  FRESHNESS_FRESH,                  /* serve it; the upstream is not asked */
+  FRESHNESS_STALE_WHILE_REVALIDATE, /* serve it at once, and refresh it in the background */
+  FRESHNESS_STALE_IF_ERROR,         /* ask the upstream; serve it only if the upstream fails */
+  FRESHNESS_EXPIRED,                /* of no use: ask the upstream */
+};
+
+/* Only 200 records have stale windows: a remembered 404 is fresh or of no use. Every window
+ * ends at stale_until, whatever the current windows say. */
+enum record_freshness record_freshness(const struct cache_record *record, int64_t now,
+                                       unsigned stale_while_revalidate, unsigned stale_if_error);
+/* True when a stale copy may answer for a failed fetch: within either stale window. */
+bool record_usable_stale(const struct cache_record *record, int64_t now,
+                         unsigned stale_while_revalidate, unsigned stale_if_error);
 
 /* Seconds left fresh (negative once stale): the ttl= of Cache-Status. */
 int64_t record_ttl_left(const struct cache_record *record, int64_t now);

@@ -35,6 +35,9 @@ static const struct api_error_text API_ERRORS[] = {
   [API_ERROR_UPSTREAM_RATE_LIMITED] = {"upstream_rate_limited", 503, {"upstream", NULL},
                                        "The Flip API is rate limiting requests; retry later",
                                        "upstream_rate_limited"},
+  [API_ERROR_OVERLOADED] = {"overloaded", 503, {"request", NULL},
+                            "Too many requests are waiting for this enrollment; retry shortly",
+                            "overloaded"},
 };
 
 const char *api_error_code(enum api_error error) { return API_ERRORS[error].code; }

@@ -20,6 +20,7 @@ enum api_error {
   API_ERROR_UPSTREAM_AUTH_FAILED,
   API_ERROR_UPSTREAM_INVALID_RESPONSE,
   API_ERROR_UPSTREAM_RATE_LIMITED,
+  API_ERROR_OVERLOADED,
 };
 
 /* The `code` of the error body, e.g. "invalid_id". */

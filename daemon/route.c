@@ -3,6 +3,7 @@
 #include <string.h>
 
 static const char ENROLLMENT_PREFIX[] = "/v1/enrollments/";
+static const char CACHE_ENTRY_PREFIX[] = "/cache/enrollments/";
 
 bool uuid_canonicalize(const char *text, size_t len, char *out) {
   if (len != UUID_TEXT_LEN)
@@ -45,15 +46,36 @@ static bool path_is(const char *path, size_t len, const char *literal) {
   return strlen(literal) == len && memcmp(path, literal, len) == 0;
 }
 
+
+/* If path is prefix + one plain segment, points *segment at it and returns true. */
+static bool one_segment_after(const char *path, size_t path_len, const char *prefix,
+                              const char **segment, size_t *segment_len) {
+  size_t prefix_len = strlen(prefix);
+  if (path_len <= prefix_len || memcmp(path, prefix, prefix_len) != 0)
+    return false;
+  *segment = path + prefix_len;
+  *segment_len = path_len - prefix_len;
+  return true;
+}
+
+/* The id of a route whose method is already allowed: a canonical UUID, or ROUTE_INVALID_ID. */
+static enum route_kind with_id(struct route_match *out, const char *segment, size_t segment_len,
+                               enum route_kind kind) {
+  out->kind = uuid_canonicalize(segment, segment_len, out->enrollment_id) ? kind : ROUTE_INVALID_ID;
+  return out->kind;
+}
+
+static enum route_kind not_allowed(struct route_match *out, const char *allow) {
+  out->kind = ROUTE_METHOD_NOT_ALLOWED;
+  out->allow = allow;
+  return out->kind;
+}
+
 static enum route_kind only_get(enum route_method method, struct route_match *out,
                                 enum route_kind kind) {
-  if (method == ROUTE_METHOD_GET) {
-    out->kind = kind;
-  } else {
-    out->kind = ROUTE_METHOD_NOT_ALLOWED;
-    out->allow = "GET";
-  }
-  return out->kind;
+  if (method != ROUTE_METHOD_GET)
+    return not_allowed(out, "GET");
+  return out->kind = kind;
 }
 
 enum route_kind route_match(const char *target, enum route_method method, struct route_match *out) {
@@ -63,21 +85,31 @@ enum route_kind route_match(const char *target, enum route_method method, struct
     return out->kind = ROUTE_BAD_TARGET;
 
   size_t path_len = strcspn(target, "?");
-  size_t prefix_len = sizeof(ENROLLMENT_PREFIX) - 1;
+  const char *segment;
+  size_t segment_len;
 
-  if (path_len > prefix_len && memcmp(target, ENROLLMENT_PREFIX, prefix_len) == 0) {
-    const char *segment = target + prefix_len;
-    size_t segment_len = path_len - prefix_len;
+  if (one_segment_after(target, path_len, ENROLLMENT_PREFIX, &segment, &segment_len)) {
     if (!is_plain_segment(segment, segment_len))
       return out->kind;
-    if (method != ROUTE_METHOD_GET && method != ROUTE_METHOD_HEAD) {
-      out->kind = ROUTE_METHOD_NOT_ALLOWED;
-      out->allow = "GET, HEAD";
+    if (method != ROUTE_METHOD_GET && method != ROUTE_METHOD_HEAD)
+      return not_allowed(out, "GET, HEAD");
+    return with_id(out, segment, segment_len, ROUTE_ENROLLMENT);
+  }
+  if (one_segment_after(target, path_len, CACHE_ENTRY_PREFIX, &segment, &segment_len)) {
+    if (!is_plain_segment(segment, segment_len))
       return out->kind;
-    }
-    out->kind = uuid_canonicalize(segment, segment_len, out->enrollment_id) ? ROUTE_ENROLLMENT
-                                                                            : ROUTE_INVALID_ID;
-    return out->kind;
+    out->admin = true;
+    if (method == ROUTE_METHOD_GET)
+      return with_id(out, segment, segment_len, ROUTE_CACHE_INSPECT);
+    if (method == ROUTE_METHOD_DELETE)
+      return with_id(out, segment, segment_len, ROUTE_CACHE_DELETE);
+    return not_allowed(out, "GET, DELETE");
+  }
+  if (path_is(target, path_len, "/cache")) {
+    out->admin = true;
+    if (method == ROUTE_METHOD_DELETE)
+      return out->kind = ROUTE_CACHE_PURGE;
+    return not_allowed(out, "DELETE");
   }
   if (path_is(target, path_len, "/stats"))
     return only_get(method, out, ROUTE_STATS);

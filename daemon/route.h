@@ -29,12 +29,16 @@ enum route_kind {
   ROUTE_STATS,              /* GET /stats */
   ROUTE_METRICS,            /* GET /metrics */
   ROUTE_HEALTHZ,            /* GET /healthz */
+  ROUTE_CACHE_INSPECT,      /* GET /cache/enrollments/{uuid} (admin); `enrollment_id` is set */
+  ROUTE_CACHE_DELETE,       /* DELETE /cache/enrollments/{uuid} (admin); `enrollment_id` is set */
+  ROUTE_CACHE_PURGE,        /* DELETE /cache (admin) */
 };
 
 struct route_match {
   enum route_kind kind;
+  bool admin;                              /* an admin route (/cache...), whatever the kind */
   const char *allow;                       /* for ROUTE_METHOD_NOT_ALLOWED: the Allow header value */
-  char enrollment_id[UUID_TEXT_LEN + 1];   /* for ROUTE_ENROLLMENT: lower case, NUL-terminated */
+  char enrollment_id[UUID_TEXT_LEN + 1];   /* for routes with an id: lower case, NUL-terminated */
 };
 
 /* Matches `target` (the request-target exactly as received; a query string is ignored and never

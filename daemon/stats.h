@@ -19,7 +19,11 @@ struct stats {
   uint64_t upstream_errors;   /* upstream transfers that failed or answered unusably */
   uint64_t cache_writes;
   uint64_t cache_write_errors;
-  uint64_t evictions;
+  uint64_t evictions;         /* entries deleted to make room in a full map */
+  uint64_t expired_removed;   /* entries past every window deleted by the sweeper */
+  uint64_t purged;            /* entries deleted through the admin routes */
+  uint64_t background_refreshes; /* upstream fetches started to refresh a stale copy */
+  uint64_t waiters_refused;   /* requests refused because a fetch had too many waiters */
 };
 
 struct stats_gauges {

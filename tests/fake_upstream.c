@@ -5,6 +5,7 @@
  * --token-file. It counts what it receives, and can be told how to misbehave, per id or for all:
  *
  *   POST /_fake/mode?id=<uuid|*>&mode=<ok|404|500|401|429|garbage|wrong-id|slow>&delay_ms=N
+ *        (delay_ms holds back any answer; "slow" is "ok", named for readability)
  *   GET  /_fake/count?id=<uuid>   -> {"count": N}   enrollment requests received for that id
  *   GET  /_fake/stats             -> {"total", "auth_ok", "auth_bad", "cookie_seen", "forwarded_seen"}
  *   POST /_fake/reset             -> counts and modes back to zero and "ok"
@@ -115,31 +116,7 @@ static void send_enrollment(struct evhttp_request *req, const char *id) {
   send_json(req, 200, body);
 }
 
-struct delayed {
-  struct evhttp_request *req;
-  char id[ID_LEN + 1];
-  struct event *timer;
-};
-
-static void on_delay_done(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  struct delayed *delayed = arg;
-  send_enrollment(delayed->req, delayed->id);
-  event_free(delayed->timer);
-  free(delayed);
-}
-
-static void answer_enrollment(struct evhttp_request *req, const char *raw_id) {
-  char id[ID_LEN + 1];
-  snprintf(id, sizeof(id), "%s", raw_id);
-  for (char *p = id; *p; p++)
-    *p = (char)(*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
-  struct id_state *state = find_id(id, true);
-  if (state)
-    state->count++;
-  enum mode mode = state && state->has_mode ? state->mode : fake.default_mode;
-  unsigned delay_ms = state && state->has_mode ? state->delay_ms : fake.default_delay_ms;
+static void send_mode(struct evhttp_request *req, const char *id, enum mode mode) {
   switch (mode) {
   case MODE_404:
     send_error(req, 404, "not_found", "Enrollment not found");
@@ -160,19 +137,52 @@ static void answer_enrollment(struct evhttp_request *req, const char *raw_id) {
   case MODE_WRONG_ID:
     send_enrollment(req, "00000000-0000-4000-8000-000000000000");
     return;
-  case MODE_SLOW: {
-    struct delayed *delayed = calloc(1, sizeof(*delayed));
-    delayed->req = req;
-    memcpy(delayed->id, id, sizeof(delayed->id));
-    delayed->timer = evtimer_new(fake.base, on_delay_done, delayed);
-    struct timeval tv = {.tv_sec = delay_ms / 1000, .tv_usec = (delay_ms % 1000) * 1000};
-    evtimer_add(delayed->timer, &tv);
-    return;
-  }
+  case MODE_SLOW:
   case MODE_OK:
     send_enrollment(req, id);
     return;
   }
+}
+
+/* An answer held back by delay_ms. A client that hangs up meanwhile is still answered: evhttp
+ * frees a request whose connection is gone when it is answered. */
+struct delayed {
+  struct evhttp_request *req;
+  char id[ID_LEN + 1];
+  enum mode mode;
+  struct event *timer;
+};
+
+static void on_delay_done(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct delayed *delayed = arg;
+  send_mode(delayed->req, delayed->id, delayed->mode);
+  event_free(delayed->timer);
+  free(delayed);
+}
+
+static void answer_enrollment(struct evhttp_request *req, const char *raw_id) {
+  char id[ID_LEN + 1];
+  snprintf(id, sizeof(id), "%s", raw_id);
+  for (char *p = id; *p; p++)
+    *p = (char)(*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
+  struct id_state *state = find_id(id, true);
+  if (state)
+    state->count++;
+  enum mode mode = state && state->has_mode ? state->mode : fake.default_mode;
+  unsigned delay_ms = state && state->has_mode ? state->delay_ms : fake.default_delay_ms;
+  if (delay_ms == 0) {
+    send_mode(req, id, mode);
+    return;
+  }
+  struct delayed *delayed = calloc(1, sizeof(*delayed));
+  delayed->req = req;
+  delayed->mode = mode;
+  memcpy(delayed->id, id, sizeof(delayed->id));
+  delayed->timer = evtimer_new(fake.base, on_delay_done, delayed);
+  struct timeval tv = {.tv_sec = delay_ms / 1000, .tv_usec = (delay_ms % 1000) * 1000};
+  evtimer_add(delayed->timer, &tv);
 }
 
 static void answer_control(struct evhttp_request *req, const char *path, const char *query) {

@@ -154,13 +154,15 @@ void flipcached_prepare(struct flipcached_proc *proc, const struct fake_upstream
   snprintf(config, sizeof(config),
            "[server]\nlisten = 127.0.0.1:%d%s\n\n"
            "[upstream]\nbase_url = %s\ntoken_file = %s\ntimeout_ms = %u\nconnect_timeout_ms = 1000\n%s\n"
-           "[cache]\npath = %s/cache\nttl = %u\nmax_size = 16M\n\n"
+           "[cache]\npath = %s/cache\nttl = %u\nmax_size = %s\n%s\n"
            "[log]\nlevel = %s\n",
            proc->port, listen_unix, options->base_url ? options->base_url : fake->base_url,
            proc->token_path,
            options->timeout_ms ? options->timeout_ms : 5000,
            options->extra_upstream ? options->extra_upstream : "", proc->dir,
-           options->ttl ? options->ttl : 300, options->log_level ? options->log_level : "debug");
+           options->ttl ? options->ttl : 300, options->max_size ? options->max_size : "16M",
+           options->extra_cache ? options->extra_cache : "",
+           options->log_level ? options->log_level : "debug");
   write_file(proc->config, config, 0644);
 }
 
@@ -253,49 +255,123 @@ static size_t on_data(char *data, size_t size, size_t count, void *arg) {
   return len;
 }
 
-static void http_perform(const char *method, const char *url, const char *const *headers,
-                         const char *socket_path, struct http_response *response) {
-  memset(response, 0, sizeof(*response));
-  CURL *easy = curl_easy_init();
-  struct growing body = {calloc(1, 1), 0}, header_block = {calloc(1, 1), 0};
-  struct curl_slist *list = NULL;
+struct transfer {
+  CURL *easy;
+  struct curl_slist *headers;
+  struct growing body, header_block;
+};
+
+static void transfer_setup(struct transfer *transfer, const char *method, const char *url,
+                           const char *const *headers, const char *socket_path, long timeout_ms) {
+  memset(transfer, 0, sizeof(*transfer));
+  transfer->easy = curl_easy_init();
+  transfer->body.data = calloc(1, 1);
+  transfer->header_block.data = calloc(1, 1);
   for (size_t i = 0; headers && headers[i]; i++)
-    list = curl_slist_append(list, headers[i]);
+    transfer->headers = curl_slist_append(transfer->headers, headers[i]);
+  CURL *easy = transfer->easy;
   curl_easy_setopt(easy, CURLOPT_URL, url);
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer->headers);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_data);
-  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer->body);
   curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_data);
-  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &header_block);
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 20000L);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer->header_block);
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L); /* send "..", "//" as written */
+  curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
   if (socket_path)
     curl_easy_setopt(easy, CURLOPT_UNIX_SOCKET_PATH, socket_path);
   if (method && strcmp(method, "HEAD") == 0)
     curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
   else if (method)
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
-  if (curl_easy_perform(easy) == CURLE_OK)
-    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &response->status);
-  response->body = body.data;
-  response->body_len = body.len;
-  response->headers = header_block.data;
-  curl_slist_free_all(list);
-  curl_easy_cleanup(easy);
+}
+
+/* Hands the transfer's results to response (status 0 when it failed) and frees the rest. */
+static void transfer_finish(struct transfer *transfer, bool ok, struct http_response *response) {
+  memset(response, 0, sizeof(*response));
+  if (ok)
+    curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &response->status);
+  response->body = transfer->body.data;
+  response->body_len = transfer->body.len;
+  response->headers = transfer->header_block.data;
+  curl_slist_free_all(transfer->headers);
+  curl_easy_cleanup(transfer->easy);
+}
+
+static void http_perform(const char *method, const char *url, const char *const *headers,
+                         const char *socket_path, long timeout_ms, struct http_response *response) {
+  struct transfer transfer;
+  transfer_setup(&transfer, method, url, headers, socket_path, timeout_ms);
+  bool ok = curl_easy_perform(transfer.easy) == CURLE_OK;
+  transfer_finish(&transfer, ok, response);
+}
+
+void http_get_concurrently(const char *url, size_t n, struct http_response *responses) {
+  struct transfer *transfers = calloc(n, sizeof(*transfers));
+  bool *ok = calloc(n, sizeof(*ok));
+  CURLM *multi = curl_multi_init();
+  curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
+  for (size_t i = 0; i < n; i++) {
+    transfer_setup(&transfers[i], NULL, url, NULL, NULL, 20000L);
+    curl_easy_setopt(transfers[i].easy, CURLOPT_PRIVATE, (char *)&ok[i]);
+    curl_multi_add_handle(multi, transfers[i].easy);
+  }
+  int running = 1;
+  while (running) {
+    curl_multi_perform(multi, &running);
+    CURLMsg *message;
+    int left;
+    while ((message = curl_multi_info_read(multi, &left)) != NULL) {
+      if (message->msg != CURLMSG_DONE)
+        continue;
+      bool *done_ok = NULL;
+      curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, (char **)&done_ok);
+      *done_ok = message->data.result == CURLE_OK;
+    }
+    if (running)
+      curl_multi_poll(multi, NULL, 0, 100, NULL);
+  }
+  for (size_t i = 0; i < n; i++) {
+    curl_multi_remove_handle(multi, transfers[i].easy);
+    transfer_finish(&transfers[i], ok[i], &responses[i]);
+  }
+  curl_multi_cleanup(multi);
+  free(ok);
+  free(transfers);
 }
 
 void http_request(const char *method, const char *url, const char *const *headers,
                   struct http_response *response) {
-  http_perform(method, url, headers, NULL, response);
+  http_perform(method, url, headers, NULL, 20000L, response);
 }
 
 void http_get(const char *url, struct http_response *response) {
-  http_perform(NULL, url, NULL, NULL, response);
+  http_perform(NULL, url, NULL, NULL, 20000L, response);
+}
+
+void http_get_within(const char *url, long timeout_ms, struct http_response *response) {
+  http_perform(NULL, url, NULL, NULL, timeout_ms, response);
 }
 
 void http_get_unix(const char *socket_path, const char *url, struct http_response *response) {
-  http_perform(NULL, url, NULL, socket_path, response);
+  http_perform(NULL, url, NULL, socket_path, 20000L, response);
+}
+
+bool file_contains(const char *path, const char *needle) {
+  FILE *file = fopen(path, "rb");
+  if (!file)
+    return false;
+  fseek(file, 0, SEEK_END);
+  long len = ftell(file);
+  rewind(file);
+  char *data = malloc((size_t)len + 1);
+  size_t got = fread(data, 1, (size_t)len, file);
+  fclose(file);
+  bool found = memmem(data, got, needle, strlen(needle)) != NULL;
+  free(data);
+  return found;
 }
 
 bool http_header(const struct http_response *response, const char *name, char *out, size_t out_len) {

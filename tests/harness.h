@@ -19,6 +19,8 @@ struct daemon_options {
   const char *log_level;      /* NULL: debug */
   const char *base_url;       /* NULL: the fake's */
   const char *extra_upstream; /* more lines for [upstream], or NULL */
+  const char *extra_cache;    /* more lines for [cache] (not ttl, max_size), or NULL */
+  const char *max_size;       /* NULL: 16M */
   const char *token;          /* NULL: a new random one */
   bool unix_socket;           /* also listen on unix:DIR/http.sock */
 };
@@ -70,11 +72,17 @@ char *flipcached_log(const struct flipcached_proc *proc);
 void http_request(const char *method, const char *url, const char *const *headers,
                   struct http_response *response);
 void http_get(const char *url, struct http_response *response);
+/* GET with a client-side time limit: a response slower than timeout_ms has status 0. */
+void http_get_within(const char *url, long timeout_ms, struct http_response *response);
+/* n GETs of url at once (curl multi, one connection each); responses[i] for the i-th. */
+void http_get_concurrently(const char *url, size_t n, struct http_response *responses);
 /* GET over a unix socket: url's host part is ignored. */
 void http_get_unix(const char *socket_path, const char *url, struct http_response *response);
 /* The value of a response header (case-insensitive name), copied into out; false if absent. */
 bool http_header(const struct http_response *response, const char *name, char *out, size_t out_len);
 void http_response_free(struct http_response *response);
+/* Whether the file at path contains needle (bytes). */
+bool file_contains(const char *path, const char *needle);
 /* A JSON number field of the body, or -1. */
 long json_field(const char *json, const char *field);
 

@@ -42,6 +42,7 @@ Test(config, defaults_match_the_contract) {
   cr_expect_eq(cfg.stale_while_revalidate, 60);
   cr_expect_eq(cfg.stale_if_error, 86400);
   cr_expect_eq(cfg.negative_ttl, 30);
+  cr_expect_eq(cfg.sweep_interval, 60);
   cr_expect_eq(cfg.log_level, LOG_LEVEL_INFO);
 }
 
@@ -120,6 +121,7 @@ ParameterizedTestParameters(config, bad_values_name_their_line) {
     {"[cache]\nttl = -1\n", "t.conf:2: ttl: '-1' is not a whole number"},
     {"[cache]\nttl = 99999999999999999999999\n", "t.conf:2: ttl"},
     {"[log]\nlevel = loud\n", "t.conf:2: level: 'loud' is not one of error, warning, info, debug"},
+    {"[cache]\nsweep_interval = 0\n", "t.conf:2: sweep_interval: 0 is out of range [1, 86400]"},
     {"[server]\nbogus = 1\n", "t.conf:2: unknown key 'bogus' in section [server]"},
     {"[nosuch]\nttl = 1\n", "t.conf:2: unknown key 'ttl' in section [nosuch]"},
     {"ttl = 1\n", "t.conf:1: 'ttl' is outside any [section]"},

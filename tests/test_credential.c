@@ -28,21 +28,6 @@ static void stop_all(void) {
   remove_tree(daemon_proc.dir);
 }
 
-static bool file_contains(const char *path, const char *needle) {
-  FILE *file = fopen(path, "rb");
-  if (!file)
-    return false;
-  fseek(file, 0, SEEK_END);
-  long len = ftell(file);
-  rewind(file);
-  char *data = malloc((size_t)len + 1);
-  size_t got = fread(data, 1, (size_t)len, file);
-  fclose(file);
-  bool found = memmem(data, got, needle, strlen(needle)) != NULL;
-  free(data);
-  return found;
-}
-
 static void expect_no_token_in(const struct http_response *response, const char *what) {
   const char *token = daemon_proc.token;
   cr_expect(!response->body || !strstr(response->body, token), "the token is in the body of %s", what);

@@ -127,3 +127,50 @@ Test(record, every_decode_result_has_a_message) {
   for (int result = RECORD_OK; result <= RECORD_BAD_TIMES; result++)
     cr_expect(strlen(record_decode_strerror((enum record_decode_result)result)) > 0);
 }
+
+/* fetched at 1000, fresh until 1300 (ttl 300), windows swr 60 and sie 600: stale_until 1900. */
+static struct cache_record windows(uint16_t status) {
+  struct cache_record record = {.upstream_status = status, .fetched_at = 1000, .fresh_until = 1300,
+                                .stale_until = 1900};
+  return record;
+}
+
+Test(freshness, windows_follow_rfc5861) {
+  struct cache_record record = windows(200);
+  cr_expect_eq(record_freshness(&record, 1000, 60, 600), FRESHNESS_FRESH);
+  cr_expect_eq(record_freshness(&record, 1299, 60, 600), FRESHNESS_FRESH);
+  cr_expect_eq(record_freshness(&record, 1300, 60, 600), FRESHNESS_STALE_WHILE_REVALIDATE);
+  cr_expect_eq(record_freshness(&record, 1359, 60, 600), FRESHNESS_STALE_WHILE_REVALIDATE);
+  cr_expect_eq(record_freshness(&record, 1360, 60, 600), FRESHNESS_STALE_IF_ERROR);
+  cr_expect_eq(record_freshness(&record, 1899, 60, 600), FRESHNESS_STALE_IF_ERROR);
+  cr_expect_eq(record_freshness(&record, 1900, 60, 600), FRESHNESS_EXPIRED);
+}
+
+Test(freshness, stale_until_bounds_every_window) {
+  struct cache_record record = windows(200);
+  /* the configuration grew after the record was written: the record's bound still holds */
+  cr_expect_eq(record_freshness(&record, 1950, 60, 86400), FRESHNESS_EXPIRED);
+  cr_expect_eq(record_freshness(&record, 1950, 86400, 0), FRESHNESS_EXPIRED);
+}
+
+Test(freshness, zero_windows_mean_expired_at_once) {
+  struct cache_record record = windows(200);
+  cr_expect_eq(record_freshness(&record, 1300, 0, 0), FRESHNESS_EXPIRED);
+  cr_expect_not(record_usable_stale(&record, 1300, 0, 0));
+}
+
+Test(freshness, a_remembered_404_is_never_stale) {
+  struct cache_record record = windows(404);
+  cr_expect_eq(record_freshness(&record, 1299, 60, 600), FRESHNESS_FRESH);
+  cr_expect_eq(record_freshness(&record, 1300, 60, 600), FRESHNESS_EXPIRED);
+  cr_expect_not(record_usable_stale(&record, 1310, 60, 600));
+}
+
+Test(freshness, usable_stale_spans_both_windows) {
+  struct cache_record record = windows(200);
+  cr_expect_not(record_usable_stale(&record, 1200, 60, 600), "fresh is not stale");
+  cr_expect(record_usable_stale(&record, 1330, 60, 600));
+  cr_expect(record_usable_stale(&record, 1800, 60, 600));
+  cr_expect(record_usable_stale(&record, 1330, 60, 0), "within swr, sie 0");
+  cr_expect_not(record_usable_stale(&record, 1900, 60, 600));
+}

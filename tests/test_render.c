@@ -49,6 +49,7 @@ ParameterizedTestParameters(error_body, every_code_has_its_status_and_shape) {
     {API_ERROR_UPSTREAM_AUTH_FAILED, "upstream_auth_failed", 502},
     {API_ERROR_UPSTREAM_INVALID_RESPONSE, "upstream_invalid_response", 502},
     {API_ERROR_UPSTREAM_RATE_LIMITED, "upstream_rate_limited", 503},
+    {API_ERROR_OVERLOADED, "overloaded", 503},
   };
   return cr_make_param_array(struct error_case, cases, sizeof(cases) / sizeof(cases[0]));
 }

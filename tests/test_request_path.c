@@ -376,7 +376,8 @@ static void no_setup(void) {}
 
 Test(request_path_options, expired_entry_is_fetched_again, .init = no_setup, .fini = stop_all,
      .timeout = 60) {
-  struct daemon_options options = {.ttl = 1};
+  struct daemon_options options = {
+    .ttl = 1, .extra_cache = "stale_while_revalidate = 0\nstale_if_error = 0\n"};
   start_with(&options);
   struct http_response response;
   get_enrollment(ID, &response);

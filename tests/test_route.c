@@ -65,6 +65,21 @@ ParameterizedTestParameters(route, matches_raw_targets) {
     {"/v1/enrollments/" ID, ROUTE_METHOD_POST, ROUTE_METHOD_NOT_ALLOWED, "", "GET, HEAD"},
     {"/v1/enrollments/abc", ROUTE_METHOD_PUT, ROUTE_METHOD_NOT_ALLOWED, "", "GET, HEAD"},
     {"/v1/enrollments/" ID "/", ROUTE_METHOD_DELETE, ROUTE_NOT_FOUND, "", ""},
+    /* admin routes */
+    {"/cache/enrollments/" ID, ROUTE_METHOD_GET, ROUTE_CACHE_INSPECT, ID, ""},
+    {"/cache/enrollments/497F6ECA-6276-4993-BFEB-53CBBBBA6F08", ROUTE_METHOD_DELETE, ROUTE_CACHE_DELETE, ID, ""},
+    {"/cache/enrollments/abc", ROUTE_METHOD_GET, ROUTE_INVALID_ID, "", ""},
+    {"/cache/enrollments/abc", ROUTE_METHOD_DELETE, ROUTE_INVALID_ID, "", ""},
+    {"/cache/enrollments/" ID, ROUTE_METHOD_HEAD, ROUTE_METHOD_NOT_ALLOWED, "", "GET, DELETE"},
+    {"/cache/enrollments/" ID, ROUTE_METHOD_POST, ROUTE_METHOD_NOT_ALLOWED, "", "GET, DELETE"},
+    {"/cache/enrollments/" ID "/", ROUTE_METHOD_DELETE, ROUTE_NOT_FOUND, "", ""},
+    {"/cache/enrollments/%2F" ID, ROUTE_METHOD_DELETE, ROUTE_NOT_FOUND, "", ""},
+    {"/cache/enrollments/..", ROUTE_METHOD_DELETE, ROUTE_NOT_FOUND, "", ""},
+    {"/cache", ROUTE_METHOD_DELETE, ROUTE_CACHE_PURGE, "", ""},
+    {"/cache?all=1", ROUTE_METHOD_DELETE, ROUTE_CACHE_PURGE, "", ""},
+    {"/cache", ROUTE_METHOD_GET, ROUTE_METHOD_NOT_ALLOWED, "", "DELETE"},
+    {"/cache/", ROUTE_METHOD_DELETE, ROUTE_NOT_FOUND, "", ""},
+    {"/cache/enrollments", ROUTE_METHOD_DELETE, ROUTE_NOT_FOUND, "", ""},
   };
   return cr_make_param_array(struct route_case, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -79,6 +94,16 @@ ParameterizedTest(struct route_case *c, route, matches_raw_targets) {
     cr_assert_str_eq(match.enrollment_id, c->enrollment_id);
   if (c->kind == ROUTE_METHOD_NOT_ALLOWED)
     cr_assert_str_eq(match.allow, c->allow);
+}
+
+Test(route, admin_routes_say_so) {
+  struct route_match match;
+  route_match("/cache/enrollments/abc", ROUTE_METHOD_GET, &match);
+  cr_expect(match.admin, "an invalid id on an admin route is still an admin route");
+  route_match("/cache", ROUTE_METHOD_POST, &match);
+  cr_expect(match.admin);
+  route_match("/v1/enrollments/abc", ROUTE_METHOD_GET, &match);
+  cr_expect_not(match.admin);
 }
 
 Test(route, null_target_is_a_bad_target) {

@@ -1,0 +1,124 @@
+/* admin: the /cache routes (when [server] admin = yes). They read and delete the cache only and
+ * never contact the upstream. Deletes really remove the data (cache.h says how). */
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache.h"
+#include "flipcached.h"
+#include "front.h"
+#include "inflight.h"
+#include "log.h"
+#include "record.h"
+#include "render.h"
+
+static void reply_json(struct client_request *request, int status, json_object *root) {
+  const char *text = root ? json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN) : NULL;
+  struct reply reply = {.status = root ? status : 500, .age = -1, .retry_after = -1,
+                        .body = text ? text : "", .body_len = text ? strlen(text) : 0};
+  front_reply(request, &reply);
+  json_object_put(root);
+}
+
+static void reply_internal_error(struct client_request *request) {
+  struct reply reply = {.status = 500, .age = -1, .retry_after = -1, .body = ""};
+  front_reply(request, &reply);
+}
+
+static void add_time(json_object *root, const char *name, int64_t seconds) {
+  char text[32] = "";
+  time_t when = (time_t)seconds;
+  struct tm tm;
+  if (gmtime_r(&when, &tm))
+    strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  json_object_object_add(root, name, json_object_new_string(text));
+}
+
+static const char *state_name(const struct cache_record *record, int64_t now,
+                              const struct config *cfg) {
+  switch (record_freshness(record, now, cfg->stale_while_revalidate, cfg->stale_if_error)) {
+  case FRESHNESS_FRESH:
+    return record->upstream_status == 200 ? "fresh" : "negative";
+  case FRESHNESS_STALE_WHILE_REVALIDATE:
+  case FRESHNESS_STALE_IF_ERROR:
+    return "stale";
+  case FRESHNESS_EXPIRED:
+    break;
+  }
+  return "expired";
+}
+
+void admin_cache_inspect(struct client_request *request, const char *enrollment_id, void *arg) {
+  struct flipcached *daemon = arg;
+  struct cache_entry entry;
+  enum cache_lookup lookup = cache_get(daemon->cache, enrollment_id, &entry);
+  if (lookup == CACHE_ERROR) {
+    reply_internal_error(request);
+    return;
+  }
+  if (lookup == CACHE_ABSENT) {
+    front_reply_error(request, API_ERROR_NOT_FOUND, NULL, -1, NULL);
+    return;
+  }
+  const struct cache_record *record = &entry.record;
+  int64_t now = flipcached_wall_now();
+  json_object *root = json_object_new_object();
+  if (root) {
+    json_object_object_add(root, "id", json_object_new_string(enrollment_id));
+    json_object_object_add(root, "state",
+                           json_object_new_string(state_name(record, now, &daemon->cfg)));
+    json_object_object_add(root, "upstream_status", json_object_new_int(record->upstream_status));
+    add_time(root, "fetched_at", record->fetched_at);
+    add_time(root, "fresh_until", record->fresh_until);
+    add_time(root, "stale_until", record->stale_until);
+    json_object_object_add(root, "age_seconds", json_object_new_int64(record_age(record, now)));
+    json_object_object_add(root, "ttl_seconds", json_object_new_int64(record_ttl_left(record, now)));
+    json_object_object_add(root, "body_bytes", json_object_new_int64(record->body_len));
+    json_object_object_add(root, "record_bytes", json_object_new_int64((int64_t)entry.copy_len));
+    json_object_object_add(root, "fetch_in_progress",
+                           json_object_new_boolean(inflight_find(daemon->inflight, enrollment_id) != NULL));
+  }
+  cache_entry_release(&entry);
+  reply_json(request, 200, root);
+}
+
+void admin_cache_delete(struct client_request *request, const char *enrollment_id, void *arg) {
+  struct flipcached *daemon = arg;
+  bool found = false;
+  char err[256];
+  if (cache_delete(daemon->cache, enrollment_id, &found, err, sizeof(err)) != 0) {
+    log_error("admin: purging %s failed: %s", enrollment_id, err);
+    reply_internal_error(request);
+    return;
+  }
+  if (!found) {
+    front_reply_error(request, API_ERROR_NOT_FOUND, NULL, -1, NULL);
+    return;
+  }
+  daemon->stats.purged++;
+  log_info("admin: purged enrollment %s from the cache", enrollment_id);
+  json_object *root = json_object_new_object();
+  if (root) {
+    json_object_object_add(root, "id", json_object_new_string(enrollment_id));
+    json_object_object_add(root, "deleted", json_object_new_boolean(1));
+  }
+  reply_json(request, 200, root);
+}
+
+void admin_cache_purge(struct client_request *request, void *arg) {
+  struct flipcached *daemon = arg;
+  uint64_t removed = 0;
+  char err[256];
+  if (cache_purge_all(daemon->cache, &removed, err, sizeof(err)) != 0) {
+    log_error("admin: purging the cache failed: %s", err);
+    reply_internal_error(request);
+    return;
+  }
+  daemon->stats.purged += removed;
+  log_info("admin: purged the whole cache (%llu entries)", (unsigned long long)removed);
+  json_object *root = json_object_new_object();
+  if (root)
+    json_object_object_add(root, "deleted", json_object_new_uint64(removed));
+  reply_json(request, 200, root);
+}

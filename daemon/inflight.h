@@ -1,0 +1,45 @@
+/* inflight: enrollment id -> the one upstream fetch in progress for it, and the client requests
+ * waiting on it (request coalescing, as nginx's proxy_cache_lock and Varnish's waiting list).
+ *
+ * Pure bookkeeping: no I/O. Waiters are opaque pointers owned by the caller; the table only lists
+ * them. A fetch is in the table from inflight_start until inflight_finish, which the caller calls
+ * after answering every waiter. */
+#ifndef FLIPCACHED_INFLIGHT_H
+#define FLIPCACHED_INFLIGHT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "route.h"
+
+struct client_request;
+struct inflight_table;
+
+struct inflight_fetch {
+  char enrollment_id[UUID_TEXT_LEN + 1];
+  bool background;           /* started to refresh a stale entry, not for a waiting client */
+  bool had_expired_copy;     /* the cache held an expired entry when the fetch started */
+  void *owner;               /* the caller's; the table never touches it */
+  struct client_request **waiters; /* in arrival order; waiters[0] caused the fetch unless background */
+  size_t waiter_count;
+  size_t waiter_cap;
+  struct inflight_fetch *next_in_bucket;
+};
+
+/* max_waiters bounds the waiters of one fetch. NULL when out of memory. */
+struct inflight_table *inflight_table_new(size_t max_waiters);
+/* Frees the table and any fetch still in it (not the waiters). Accepts NULL. */
+void inflight_table_free(struct inflight_table *table);
+
+struct inflight_fetch *inflight_find(struct inflight_table *table, const char *enrollment_id);
+/* Adds a fetch for an id that has none; NULL when out of memory or one is already in progress. */
+struct inflight_fetch *inflight_start(struct inflight_table *table, const char *enrollment_id);
+/* Appends a waiter. false when the fetch already has max_waiters (or out of memory). */
+bool inflight_add_waiter(struct inflight_table *table, struct inflight_fetch *fetch,
+                         struct client_request *waiter);
+/* Removes the fetch from the table and frees it. */
+void inflight_finish(struct inflight_table *table, struct inflight_fetch *fetch);
+/* Fetches in progress. */
+size_t inflight_count(const struct inflight_table *table);
+
+#endif

@@ -1,0 +1,450 @@
+/* Cache semantics against the fake upstream: coalescing, stale-while-revalidate, stale-if-error,
+ * negative caching, a bounded map, the sweeper, purge and inspect, offline start. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
+#define ID2 "0b7a2c1e-2f3d-4e5f-8a9b-0c1d2e3f4a5b"
+
+static struct fake_upstream fake;
+static struct flipcached_proc daemon_proc;
+
+static void start_with(const struct daemon_options *given) {
+  struct daemon_options options = given ? *given : (struct daemon_options){0};
+  char token[64];
+  make_token(token, sizeof(token));
+  options.token = token;
+  fake_start(&fake, token);
+  flipcached_start(&daemon_proc, &fake, &options);
+}
+
+static void stop_all(void) {
+  if (daemon_proc.pid > 0)
+    cr_expect_eq(flipcached_stop(&daemon_proc), 0, "flipcached must exit 0 (and, under ASan, leak nothing)");
+  fake_stop(&fake);
+  remove_tree(daemon_proc.dir);
+}
+
+static void pause_ms(long ms) {
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static void url_of(char *url, size_t len, const char *path) {
+  snprintf(url, len, "%s%s", daemon_proc.url, path);
+}
+
+static void get_enrollment(const char *id, struct http_response *response) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", daemon_proc.url, id);
+  http_get(url, response);
+}
+
+static long stat_of(const char *field) {
+  char url[256];
+  url_of(url, sizeof(url), "/stats");
+  struct http_response response;
+  http_get(url, &response);
+  long value = json_field(response.body, field);
+  http_response_free(&response);
+  return value;
+}
+
+/* A fresh hit, whatever second of its ttl it is in. */
+static bool is_fresh_hit(const struct http_response *response);
+
+static char *cache_status_of(const struct http_response *response) {
+  static char value[256];
+  value[0] = '\0';
+  http_header(response, "Cache-Status", value, sizeof(value));
+  return value;
+}
+
+static bool is_fresh_hit(const struct http_response *response) {
+  char value[256] = "";
+  http_header(response, "Cache-Status", value, sizeof(value));
+  return strncmp(value, "flipcached; hit; ttl=", 21) == 0 && value[21] != '-';
+}
+
+/* Waits (bounded) until the fake has seen `count` requests for id. */
+static void wait_for_upstream_count(const char *id, long count) {
+  for (int i = 0; i < 200 && fake_count(&fake, id) < count; i++)
+    pause_ms(25);
+}
+
+static void prime(const char *id) {
+  struct http_response response;
+  get_enrollment(id, &response);
+  cr_assert_eq(response.status, 200);
+  http_response_free(&response);
+}
+
+/* --- coalescing -------------------------------------------------------------------------------- */
+
+Test(coalescing, hundred_concurrent_misses_make_one_upstream_request, .fini = stop_all, .timeout = 60) {
+  start_with(NULL);
+  fake_set_mode(&fake, ID, "slow", 600);
+  char url[256];
+  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", daemon_proc.url, ID);
+  struct http_response responses[100];
+  http_get_concurrently(url, 100, responses);
+  size_t stored = 0, collapsed = 0;
+  for (size_t i = 0; i < 100; i++) {
+    cr_expect_eq(responses[i].status, 200, "response %zu: %ld", i, responses[i].status);
+    cr_expect(responses[i].body && strstr(responses[i].body, "\"id\":\"" ID "\""));
+    const char *cs = cache_status_of(&responses[i]);
+    stored += strcmp(cs, "flipcached; fwd=uri-miss; stored") == 0;
+    collapsed += strcmp(cs, "flipcached; fwd=uri-miss; collapsed") == 0;
+    http_response_free(&responses[i]);
+  }
+  cr_expect_eq(fake_count(&fake, ID), 1, "exactly one upstream request");
+  cr_expect_eq(stored, 1, "one request caused the fetch and stored it");
+  cr_expect_eq(collapsed, 99, "the others were collapsed into it");
+  cr_expect_eq(stat_of("coalesced"), 99);
+  cr_expect_eq(stat_of("upstream_requests"), 1);
+}
+
+Test(coalescing, one_error_answers_every_waiter, .fini = stop_all, .timeout = 60) {
+  start_with(NULL);
+  fake_set_mode(&fake, ID, "500", 400);
+  char url[256];
+  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", daemon_proc.url, ID);
+  struct http_response responses[20];
+  http_get_concurrently(url, 20, responses);
+  for (size_t i = 0; i < 20; i++) {
+    cr_expect_eq(responses[i].status, 502);
+    cr_expect(strstr(responses[i].body, "\"code\":\"upstream_unavailable\"") != NULL);
+    http_response_free(&responses[i]);
+  }
+  cr_expect_eq(fake_count(&fake, ID), 1);
+}
+
+/* Waiters that hang up are answered (and so freed) when the fetch ends; the fetch goes on and is
+ * stored. The daemon exits 0 afterwards, which under AddressSanitizer also means no leak. */
+Test(coalescing, waiters_that_hang_up_are_harmless, .fini = stop_all, .timeout = 60) {
+  start_with(NULL);
+  fake_set_mode(&fake, ID, "slow", 500);
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n\r\n";
+  int fds[200];
+  for (int i = 0; i < 200; i++)
+    fds[i] = raw_send(daemon_proc.port, request, sizeof(request) - 1);
+  pause_ms(150);
+  for (int i = 0; i < 200; i++)
+    close(fds[i]);
+  wait_for_upstream_count(ID, 1);
+  pause_ms(600);
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect_eq(response.status, 200);
+  cr_expect(is_fresh_hit(&response), "got %s", cache_status_of(&response));
+  http_response_free(&response);
+  cr_expect_eq(fake_count(&fake, ID), 1);
+  cr_expect_eq(stat_of("coalesced"), 199);
+}
+
+/* --- stale-while-revalidate ------------------------------------------------------------------- */
+
+Test(stale_while_revalidate, stale_copy_at_once_and_exactly_one_refresh, .fini = stop_all,
+     .timeout = 60) {
+  struct daemon_options options = {.ttl = 1, .extra_cache = "stale_while_revalidate = 60\nstale_if_error = 0\n"};
+  start_with(&options);
+  prime(ID);
+  pause_ms(2100); /* past ttl, within stale_while_revalidate */
+  fake_set_mode(&fake, ID, "slow", 1500);
+
+  /* A client that gives up after 1 s still gets its answer: the stale copy did not wait for the
+   * 1.5 s upstream. */
+  char url[256];
+  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", daemon_proc.url, ID);
+  for (int i = 0; i < 5; i++) {
+    struct http_response response;
+    http_get_within(url, 1000, &response);
+    cr_expect_eq(response.status, 200, "request %d waited for the upstream", i);
+    cr_expect(strncmp(cache_status_of(&response), "flipcached; hit; ttl=-", 22) == 0, "got '%s'",
+              cache_status_of(&response));
+    char age[16] = "";
+    cr_expect(http_header(&response, "Age", age, sizeof(age)) && atoi(age) >= 2, "Age %s", age);
+    http_response_free(&response);
+  }
+  wait_for_upstream_count(ID, 2);
+  pause_ms(1700); /* the refresh completes and is stored */
+  cr_expect_eq(fake_count(&fake, ID), 2, "exactly one background refresh");
+  cr_expect_eq(stat_of("background_refreshes"), 1);
+  cr_expect_eq(stat_of("stale_served"), 5);
+}
+
+/* --- stale-if-error --------------------------------------------------------------------------- */
+
+static void expect_stale_copy(const char *expected_cache_status) {
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect_eq(response.status, 200, "a stale copy, not the error");
+  cr_expect(strstr(response.body, "\"id\":\"" ID "\"") != NULL);
+  cr_expect_str_eq(cache_status_of(&response), expected_cache_status);
+  char age[16] = "";
+  cr_expect(http_header(&response, "Age", age, sizeof(age)) && atoi(age) >= 2, "Age %s", age);
+  http_response_free(&response);
+}
+
+Test(stale_if_error, failures_get_the_stale_copy, .fini = stop_all, .timeout = 60) {
+  struct daemon_options options = {.ttl = 1, .timeout_ms = 300,
+                                   .extra_cache = "stale_while_revalidate = 0\nstale_if_error = 600\n"};
+  start_with(&options);
+  prime(ID);
+  pause_ms(2100);
+  fake_set_mode(&fake, ID, "500", 0);
+  expect_stale_copy("flipcached; fwd=stale; fwd-status=500");
+  fake_set_mode(&fake, ID, "429", 0);
+  expect_stale_copy("flipcached; fwd=stale; fwd-status=429");
+  fake_set_mode(&fake, ID, "garbage", 0);
+  expect_stale_copy("flipcached; fwd=stale; fwd-status=200; detail=upstream_invalid_response");
+  fake_set_mode(&fake, ID, "slow", 2000);
+  expect_stale_copy("flipcached; fwd=stale; detail=upstream_timeout");
+  fake_stop(&fake);
+  expect_stale_copy("flipcached; fwd=stale; detail=upstream_unavailable");
+  cr_expect_eq(stat_of("stale_served"), 5);
+}
+
+Test(stale_if_error, past_every_window_the_error_is_returned, .fini = stop_all, .timeout = 60) {
+  struct daemon_options options = {.ttl = 1,
+                                   .extra_cache = "stale_while_revalidate = 0\nstale_if_error = 1\n"};
+  start_with(&options);
+  prime(ID);
+  pause_ms(3100); /* past ttl (1 s) and stale_if_error (1 s more) */
+  fake_set_mode(&fake, ID, "500", 0);
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect_eq(response.status, 502);
+  cr_expect(strstr(response.body, "\"code\":\"upstream_unavailable\"") != NULL);
+  http_response_free(&response);
+}
+
+/* --- negative caching ------------------------------------------------------------------------- */
+
+Test(negative_caching, a_404_is_remembered_for_negative_ttl, .fini = stop_all, .timeout = 60) {
+  struct daemon_options options = {.extra_cache = "negative_ttl = 1\n"};
+  start_with(&options);
+  fake_set_mode(&fake, ID, "404", 0);
+  struct http_response first, second, third;
+  get_enrollment(ID, &first);
+  cr_expect_eq(first.status, 404);
+  cr_expect_str_eq(cache_status_of(&first), "flipcached; fwd=uri-miss; fwd-status=404; stored");
+  get_enrollment(ID, &second);
+  cr_expect_eq(second.status, 404);
+  cr_expect(strncmp(cache_status_of(&second), "flipcached; hit; ttl=", 21) == 0, "%s",
+            cache_status_of(&second));
+  cr_expect_str_eq(second.body, first.body);
+  cr_expect_eq(fake_count(&fake, ID), 1, "the 404 was remembered");
+  cr_expect_eq(stat_of("negative_hits"), 1);
+  pause_ms(2100); /* past negative_ttl: asked again, and the enrollment exists now */
+  fake_set_mode(&fake, ID, "ok", 0);
+  get_enrollment(ID, &third);
+  cr_expect_eq(third.status, 200);
+  cr_expect_eq(fake_count(&fake, ID), 2);
+  http_response_free(&first);
+  http_response_free(&second);
+  http_response_free(&third);
+}
+
+Test(negative_caching, errors_are_never_stored, .fini = stop_all, .timeout = 60) {
+  start_with(NULL);
+  const char *modes[] = {"401", "429", "500"};
+  for (size_t i = 0; i < 3; i++) {
+    fake_set_mode(&fake, ID, modes[i], 0);
+    for (int attempt = 0; attempt < 2; attempt++) {
+      struct http_response response;
+      get_enrollment(ID, &response);
+      cr_expect_neq(response.status, 200);
+      http_response_free(&response);
+    }
+    cr_expect_eq(fake_count(&fake, ID), 2 * (long)(i + 1), "%s was stored", modes[i]);
+  }
+  cr_expect_eq(stat_of("cache_entries"), 0);
+}
+
+/* --- a bounded map ----------------------------------------------------------------------------- */
+
+Test(bounded_size, thousands_of_entries_through_a_1_mib_map, .fini = stop_all, .timeout = 300) {
+  struct daemon_options options = {.max_size = "1M", .log_level = "info"};
+  start_with(&options);
+  char url[256];
+  int failures = 0;
+  for (unsigned i = 0; i < 3000; i++) {
+    snprintf(url, sizeof(url), "%s/v1/enrollments/%08x-0000-4000-8000-000000000000",
+             daemon_proc.url, i);
+    struct http_response response;
+    http_get(url, &response);
+    failures += response.status != 200;
+    http_response_free(&response);
+  }
+  cr_expect_eq(failures, 0, "every request answered 200");
+  long evictions = stat_of("evictions");
+  long entries = stat_of("cache_entries");
+  cr_expect_gt(evictions, 0);
+  cr_expect_lt(entries, 3000);
+  cr_expect_gt(entries, 100, "the map is used, not emptied: %ld entries", entries);
+  cr_expect_eq(stat_of("cache_write_errors"), 0, "no write was given up");
+  cr_expect_eq(stat_of("cache_writes"), 3000);
+  cr_expect_leq(stat_of("cache_bytes"), 1 << 20);
+  cr_log_info("3000 entries through 1 MiB: %ld evicted, %ld kept", evictions, entries);
+}
+
+Test(bounded_size, the_sweeper_removes_entries_past_every_window, .fini = stop_all, .timeout = 60) {
+  struct daemon_options options = {
+    .ttl = 1, .extra_cache = "stale_while_revalidate = 0\nstale_if_error = 0\nsweep_interval = 1\n"};
+  start_with(&options);
+  for (unsigned i = 0; i < 5; i++) {
+    char id[40];
+    snprintf(id, sizeof(id), "%08x-0000-4000-8000-000000000000", i);
+    prime(id);
+  }
+  cr_expect_eq(stat_of("cache_entries"), 5);
+  for (int i = 0; i < 100 && stat_of("cache_entries") > 0; i++)
+    pause_ms(50);
+  cr_expect_eq(stat_of("cache_entries"), 0);
+  cr_expect_eq(stat_of("expired_removed"), 5);
+}
+
+/* --- purge and inspect -------------------------------------------------------------------------- */
+
+static void data_file(char *path, size_t len) { snprintf(path, len, "%s/cache/data.mdb", daemon_proc.dir); }
+
+Test(admin, inspect_shows_the_record_without_asking_upstream, .fini = stop_all, .timeout = 60) {
+  start_with(NULL);
+  char url[256];
+  url_of(url, sizeof(url), "/cache/enrollments/" ID);
+  struct http_response response;
+  http_get(url, &response);
+  cr_expect_eq(response.status, 404, "nothing cached yet");
+  http_response_free(&response);
+  prime(ID);
+  http_get(url, &response);
+  cr_assert_eq(response.status, 200);
+  cr_expect(strstr(response.body, "\"state\":\"fresh\"") != NULL, "%s", response.body);
+  cr_expect_eq(json_field(response.body, "upstream_status"), 200);
+  cr_expect_gt(json_field(response.body, "body_bytes"), 1000);
+  long ttl_seconds = json_field(response.body, "ttl_seconds");
+  cr_expect(ttl_seconds >= 298 && ttl_seconds <= 300, "ttl_seconds %ld", ttl_seconds);
+  cr_expect(strstr(response.body, "\"fetched_at\":\"20") != NULL);
+  http_response_free(&response);
+  cr_expect_eq(fake_count(&fake, ID), 1, "inspecting never contacts upstream");
+
+  fake_set_mode(&fake, ID2, "404", 0);
+  {
+    struct http_response missing;
+    get_enrollment(ID2, &missing);
+    cr_expect_eq(missing.status, 404);
+    http_response_free(&missing);
+  }
+  url_of(url, sizeof(url), "/cache/enrollments/" ID2);
+  http_get(url, &response);
+  cr_expect(strstr(response.body, "\"state\":\"negative\"") != NULL, "%s", response.body);
+  http_response_free(&response);
+
+  url_of(url, sizeof(url), "/cache/enrollments/nope");
+  http_get(url, &response);
+  cr_expect_eq(response.status, 422);
+  http_response_free(&response);
+  url_of(url, sizeof(url), "/cache");
+  http_request("POST", url, NULL, &response);
+  cr_expect_eq(response.status, 405);
+  char allow[32];
+  cr_expect(http_header(&response, "Allow", allow, sizeof(allow)) && strcmp(allow, "DELETE") == 0);
+  http_response_free(&response);
+}
+
+Test(admin, delete_one_removes_its_bytes_from_the_file, .fini = stop_all, .timeout = 60) {
+  start_with(NULL);
+  prime(ID);
+  prime(ID2);
+  char path[400];
+  data_file(path, sizeof(path));
+  cr_assert(file_contains(path, "\"id\":\"" ID "\""), "the body is in the file before the purge");
+  char url[256];
+  url_of(url, sizeof(url), "/cache/enrollments/" ID);
+  struct http_response response;
+  http_request("DELETE", url, NULL, &response);
+  cr_expect_eq(response.status, 200, "%s", response.body);
+  http_response_free(&response);
+  cr_expect_not(file_contains(path, ID), "the purged enrollment's bytes are gone from the file");
+  cr_expect(file_contains(path, ID2), "the other entry stays");
+  http_request("DELETE", url, NULL, &response);
+  cr_expect_eq(response.status, 404, "already gone");
+  http_response_free(&response);
+  cr_expect_eq(stat_of("cache_entries"), 1);
+  cr_expect_eq(stat_of("purged"), 1);
+
+  /* the cache still works after the file was swapped */
+  get_enrollment(ID2, &response);
+  cr_expect(is_fresh_hit(&response), "got %s", cache_status_of(&response));
+  http_response_free(&response);
+  get_enrollment(ID, &response);
+  cr_expect_str_eq(cache_status_of(&response), "flipcached; fwd=uri-miss; stored");
+  http_response_free(&response);
+}
+
+Test(admin, delete_all_empties_the_cache_and_the_file, .fini = stop_all, .timeout = 60) {
+  start_with(NULL);
+  prime(ID);
+  prime(ID2);
+  char url[256];
+  url_of(url, sizeof(url), "/cache");
+  struct http_response response;
+  http_request("DELETE", url, NULL, &response);
+  cr_expect_eq(response.status, 200);
+  cr_expect_eq(json_field(response.body, "deleted"), 2);
+  http_response_free(&response);
+  char path[400];
+  data_file(path, sizeof(path));
+  cr_expect_not(file_contains(path, ID));
+  cr_expect_not(file_contains(path, ID2));
+  cr_expect_eq(stat_of("cache_entries"), 0);
+  get_enrollment(ID, &response);
+  cr_expect_str_eq(cache_status_of(&response), "flipcached; fwd=uri-miss; stored");
+  http_response_free(&response);
+}
+
+Test(admin, routes_are_absent_when_admin_is_off, .fini = stop_all, .timeout = 60) {
+  fake.pid = 0;
+  struct daemon_options options = {.base_url = "http://127.0.0.1:9"};
+  flipcached_prepare(&daemon_proc, NULL, &options);
+  FILE *file = fopen(daemon_proc.config, "a");
+  fputs("[server]\nadmin = no\n", file); /* a second [server] section is allowed */
+  fclose(file);
+  flipcached_launch(&daemon_proc);
+  char url[256];
+  url_of(url, sizeof(url), "/cache");
+  struct http_response response;
+  http_request("DELETE", url, NULL, &response);
+  cr_expect_eq(response.status, 404);
+  http_response_free(&response);
+  url_of(url, sizeof(url), "/cache/enrollments/" ID);
+  http_get(url, &response);
+  cr_expect_eq(response.status, 404);
+  http_response_free(&response);
+}
+
+/* --- offline start --------------------------------------------------------------------------- */
+
+Test(offline, restart_with_the_upstream_down_still_serves, .fini = stop_all, .timeout = 60) {
+  struct daemon_options options = {.extra_cache = "stale_if_error = 600\n"};
+  start_with(&options);
+  prime(ID);
+  cr_assert_eq(flipcached_stop(&daemon_proc), 0);
+  fake_stop(&fake);
+  flipcached_launch(&daemon_proc);
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect_eq(response.status, 200);
+  cr_expect(is_fresh_hit(&response), "got %s", cache_status_of(&response));
+  http_response_free(&response);
+  get_enrollment(ID2, &response);
+  cr_expect_eq(response.status, 502, "what was never cached needs the upstream");
+  http_response_free(&response);
+}
