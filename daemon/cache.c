@@ -297,15 +297,26 @@ static int put_once(struct cache *cache, MDB_val *key, const struct cache_record
   return mdb_txn_commit(txn); /* frees txn whatever it returns: never abort after this */
 }
 
-int cache_put(struct cache *cache, const char *enrollment_id, const struct cache_record *record,
-              int64_t now, char *err, size_t err_len) {
+/* The key of enrollment_id, in key_bytes, for a write; -1 with err set when the cache is not
+ * open (a failed reopen after a purge). */
+static int write_key(struct cache *cache, const char *enrollment_id, char key_bytes[KEY_LEN],
+                     MDB_val *key, char *err, size_t err_len) {
   if (!cache->env) {
     snprintf(err, err_len, "the cache is not open");
     return -1;
   }
-  char key_bytes[KEY_LEN];
   make_key(enrollment_id, key_bytes);
-  MDB_val key = {.mv_size = KEY_LEN, .mv_data = key_bytes};
+  key->mv_size = KEY_LEN;
+  key->mv_data = key_bytes;
+  return 0;
+}
+
+int cache_put(struct cache *cache, const char *enrollment_id, const struct cache_record *record,
+              int64_t now, char *err, size_t err_len) {
+  char key_bytes[KEY_LEN];
+  MDB_val key;
+  if (write_key(cache, enrollment_id, key_bytes, &key, err, err_len) != 0)
+    return -1;
   int rc = put_once(cache, &key, record);
   for (int attempt = 0; rc == MDB_MAP_FULL && attempt < EVICT_ATTEMPTS; attempt++) {
     long evicted = evict(cache, now, err, err_len);
@@ -366,13 +377,10 @@ static int compact(struct cache *cache, char *err, size_t err_len) {
 int cache_delete(struct cache *cache, const char *enrollment_id, bool *found, char *err,
                  size_t err_len) {
   *found = false;
-  if (!cache->env) {
-    snprintf(err, err_len, "the cache is not open");
-    return -1;
-  }
   char key_bytes[KEY_LEN];
-  make_key(enrollment_id, key_bytes);
-  MDB_val key = {.mv_size = KEY_LEN, .mv_data = key_bytes};
+  MDB_val key;
+  if (write_key(cache, enrollment_id, key_bytes, &key, err, err_len) != 0)
+    return -1;
   MDB_txn *txn = NULL;
   int rc = mdb_txn_begin(cache->env, NULL, 0, &txn);
   if (rc == 0) {

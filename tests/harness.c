@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static void sleep_ms(long ms) {
+void pause_ms(long ms) {
   struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
 }
@@ -203,7 +203,7 @@ void flipcached_launch(struct flipcached_proc *proc) {
     http_response_free(&response);
     if (code == 200)
       return;
-    sleep_ms(25);
+    pause_ms(25);
   }
   cr_assert_fail("flipcached did not answer /healthz within 5 s");
 }
@@ -238,6 +238,30 @@ char *flipcached_log(const struct flipcached_proc *proc) {
   text[got] = '\0';
   fclose(file);
   return text;
+}
+
+void fixture_start(struct fake_upstream *fake, struct flipcached_proc *proc,
+                   const struct daemon_options *given) {
+  struct daemon_options options = given ? *given : (struct daemon_options){0};
+  char token[64];
+  make_token(token, sizeof(token));
+  options.token = token;
+  fake_start(fake, token);
+  flipcached_start(proc, fake, &options);
+}
+
+void fixture_stop(struct fake_upstream *fake, struct flipcached_proc *proc) {
+  if (proc->pid > 0)
+    cr_expect_eq(flipcached_stop(proc), 0, "flipcached must exit 0 on SIGTERM");
+  fake_stop(fake);
+  remove_tree(proc->dir);
+}
+
+void get_enrollment_from(const struct flipcached_proc *proc, const char *id,
+                         struct http_response *response) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", proc->url, id);
+  http_get(url, response);
 }
 
 struct growing {

@@ -68,6 +68,16 @@ int flipcached_stop(struct flipcached_proc *proc);
 /* The whole log written so far (malloc'd). */
 char *flipcached_log(const struct flipcached_proc *proc);
 
+/* The usual fixture: a fake upstream and a daemon sharing a new random credential. */
+void fixture_start(struct fake_upstream *fake, struct flipcached_proc *proc,
+                   const struct daemon_options *options);
+/* Stops both (a daemon already stopped is skipped) and removes the daemon's directory; expects
+ * the daemon to exit 0 (under AddressSanitizer, exit 0 also means no leak). */
+void fixture_stop(struct fake_upstream *fake, struct flipcached_proc *proc);
+/* GET {proc}/v1/enrollments/{id}. */
+void get_enrollment_from(const struct flipcached_proc *proc, const char *id,
+                         struct http_response *response);
+
 /* method NULL: GET. headers: NULL-terminated "Name: value" lines, or NULL. */
 void http_request(const char *method, const char *url, const char *const *headers,
                   struct http_response *response);
@@ -90,6 +100,9 @@ long json_field(const char *json, const char *field);
 int raw_send(int port, const char *request, size_t len);
 /* raw_send, then reads the answer until the server closes or out is full; returns its length. */
 size_t raw_exchange(int port, const char *request, size_t len, char *out, size_t out_cap);
+
+/* Sleeps ms milliseconds. */
+void pause_ms(long ms);
 
 /* A TCP port free on 127.0.0.1 right now. */
 int free_port(void);

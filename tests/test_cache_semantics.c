@@ -15,35 +15,18 @@
 static struct fake_upstream fake;
 static struct flipcached_proc daemon_proc;
 
-static void start_with(const struct daemon_options *given) {
-  struct daemon_options options = given ? *given : (struct daemon_options){0};
-  char token[64];
-  make_token(token, sizeof(token));
-  options.token = token;
-  fake_start(&fake, token);
-  flipcached_start(&daemon_proc, &fake, &options);
+static void start_with(const struct daemon_options *options) {
+  fixture_start(&fake, &daemon_proc, options);
 }
 
-static void stop_all(void) {
-  if (daemon_proc.pid > 0)
-    cr_expect_eq(flipcached_stop(&daemon_proc), 0, "flipcached must exit 0 (and, under ASan, leak nothing)");
-  fake_stop(&fake);
-  remove_tree(daemon_proc.dir);
-}
+static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
 
-static void pause_ms(long ms) {
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
+static void get_enrollment(const char *id, struct http_response *response) {
+  get_enrollment_from(&daemon_proc, id, response);
 }
 
 static void url_of(char *url, size_t len, const char *path) {
   snprintf(url, len, "%s%s", daemon_proc.url, path);
-}
-
-static void get_enrollment(const char *id, struct http_response *response) {
-  char url[256];
-  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", daemon_proc.url, id);
-  http_get(url, response);
 }
 
 static long stat_of(const char *field) {

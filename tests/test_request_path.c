@@ -21,28 +21,16 @@ static struct fake_upstream fake;
 static struct flipcached_proc daemon_proc;
 
 /* Starts the fake upstream and a daemon that shares its credential. */
-static void start_with(const struct daemon_options *given) {
-  struct daemon_options options = given ? *given : (struct daemon_options){0};
-  char token[64];
-  make_token(token, sizeof(token));
-  options.token = token;
-  fake_start(&fake, token);
-  flipcached_start(&daemon_proc, &fake, &options);
+static void start_with(const struct daemon_options *options) {
+  fixture_start(&fake, &daemon_proc, options);
 }
 
 static void start_default(void) { start_with(NULL); }
 
-static void stop_all(void) {
-  if (daemon_proc.pid > 0)
-    cr_expect_eq(flipcached_stop(&daemon_proc), 0, "flipcached must exit 0 on SIGTERM");
-  fake_stop(&fake);
-  remove_tree(daemon_proc.dir);
-}
+static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
 
 static void get_enrollment(const char *id, struct http_response *response) {
-  char url[256];
-  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", daemon_proc.url, id);
-  http_get(url, response);
+  get_enrollment_from(&daemon_proc, id, response);
 }
 
 static void expect_header_prefix(const struct http_response *response, const char *name,
