@@ -189,7 +189,8 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
     fan_out_body(fetch, 404, body, len, stored);
     free(ours);
   } else {
-    daemon->stats.upstream_errors += result->outcome == UPSTREAM_RESPONSE;
+    if (result->outcome == UPSTREAM_RESPONSE)
+      daemon->stats.upstream_errors++; /* transport failures are counted by upstream.c */
     enum api_error error;
     long retry_after = -1;
     if (result->outcome != UPSTREAM_RESPONSE) {

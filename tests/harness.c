@@ -5,7 +5,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <json-c/json.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -383,20 +382,6 @@ void http_get_unix(const char *socket_path, const char *url, struct http_respons
   http_perform(NULL, url, NULL, socket_path, 20000L, response);
 }
 
-bool file_contains(const char *path, const char *needle) {
-  FILE *file = fopen(path, "rb");
-  if (!file)
-    return false;
-  fseek(file, 0, SEEK_END);
-  long len = ftell(file);
-  rewind(file);
-  char *data = malloc((size_t)len + 1);
-  size_t got = fread(data, 1, (size_t)len, file);
-  fclose(file);
-  bool found = memmem(data, got, needle, strlen(needle)) != NULL;
-  free(data);
-  return found;
-}
 
 bool http_header(const struct http_response *response, const char *name, char *out, size_t out_len) {
   size_t name_len = strlen(name);
@@ -455,14 +440,3 @@ size_t raw_exchange(int port, const char *request, size_t len, char *out, size_t
   return got;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
-}
-
-void remove_tree(const char *dir) {
-  if (dir && dir[0])
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "files.h"
+
 struct fake_upstream {
   pid_t pid;
   int port;
@@ -91,8 +93,6 @@ void http_get_unix(const char *socket_path, const char *url, struct http_respons
 /* The value of a response header (case-insensitive name), copied into out; false if absent. */
 bool http_header(const struct http_response *response, const char *name, char *out, size_t out_len);
 void http_response_free(struct http_response *response);
-/* Whether the file at path contains needle (bytes). */
-bool file_contains(const char *path, const char *needle);
 /* A JSON number field of the body, or -1. */
 long json_field(const char *json, const char *field);
 
@@ -106,7 +106,5 @@ void pause_ms(long ms);
 
 /* A TCP port free on 127.0.0.1 right now. */
 int free_port(void);
-/* Removes a directory tree made by the harness. */
-void remove_tree(const char *dir);
 
 #endif
