@@ -28,6 +28,7 @@ struct config_key {
   size_t size;   /* of the target field, for strings */
   uint64_t min, max;
   const char *default_value;
+  bool restart; /* SIGHUP cannot apply a change of this key: it needs a restart */
 };
 
 #define FIELD(member) offsetof(struct config, member), sizeof(((struct config *)0)->member)
@@ -35,26 +36,26 @@ struct config_key {
 #define YEAR (365u * DAY)
 
 static const struct config_key KEYS[] = {
-  {"server", "listen", KEY_LISTEN, FIELD(listen), 0, 0, "127.0.0.1:8750"},
-  {"server", "allow_remote", KEY_BOOL, FIELD(allow_remote), 0, 0, "no"},
-  {"server", "admin", KEY_BOOL, FIELD(admin), 0, 0, "yes"},
-  {"server", "max_connections", KEY_UINT, FIELD(max_connections), 1, 65536, "1024"},
-  {"upstream", "base_url", KEY_BASE_URL, FIELD(base_url), 0, 0, "https://api-utility.flip.energy"},
-  {"upstream", "token_file", KEY_PATH, FIELD(token_file), 0, 0, "/etc/flipcached/token"},
-  {"upstream", "oauth_token_url", KEY_STRING, FIELD(oauth_token_url), 0, 0, ""},
-  {"upstream", "oauth_client_id", KEY_STRING, FIELD(oauth_client_id), 0, 0, ""},
-  {"upstream", "oauth_client_secret_file", KEY_STRING, FIELD(oauth_client_secret_file), 0, 0, ""},
-  {"upstream", "connect_timeout_ms", KEY_UINT, FIELD(connect_timeout_ms), 10, 600000, "3000"},
-  {"upstream", "timeout_ms", KEY_UINT, FIELD(timeout_ms), 10, 600000, "10000"},
-  {"upstream", "max_connections", KEY_UINT, FIELD(upstream_max_connections), 1, 1024, "16"},
-  {"cache", "path", KEY_PATH, FIELD(cache_path), 0, 0, "/var/cache/flipcached"},
-  {"cache", "max_size", KEY_SIZE, FIELD(max_size), 256u * 1024u, 1024ull << 30, "256M"},
-  {"cache", "ttl", KEY_UINT, FIELD(ttl), 0, YEAR, "300"},
-  {"cache", "stale_while_revalidate", KEY_UINT, FIELD(stale_while_revalidate), 0, YEAR, "60"},
-  {"cache", "stale_if_error", KEY_UINT, FIELD(stale_if_error), 0, YEAR, "86400"},
-  {"cache", "negative_ttl", KEY_UINT, FIELD(negative_ttl), 0, YEAR, "30"},
-  {"cache", "sweep_interval", KEY_UINT, FIELD(sweep_interval), 1, DAY, "60"},
-  {"log", "level", KEY_LOG_LEVEL, FIELD(log_level), 0, 0, "info"},
+  {"server", "listen", KEY_LISTEN, FIELD(listen), 0, 0, "127.0.0.1:8750", true},
+  {"server", "allow_remote", KEY_BOOL, FIELD(allow_remote), 0, 0, "no", true},
+  {"server", "admin", KEY_BOOL, FIELD(admin), 0, 0, "yes", false},
+  {"server", "max_connections", KEY_UINT, FIELD(max_connections), 1, 65536, "1024", false},
+  {"upstream", "base_url", KEY_BASE_URL, FIELD(base_url), 0, 0, "https://api-utility.flip.energy", true},
+  {"upstream", "token_file", KEY_PATH, FIELD(token_file), 0, 0, "/etc/flipcached/token", false},
+  {"upstream", "oauth_token_url", KEY_STRING, FIELD(oauth_token_url), 0, 0, "", true},
+  {"upstream", "oauth_client_id", KEY_STRING, FIELD(oauth_client_id), 0, 0, "", true},
+  {"upstream", "oauth_client_secret_file", KEY_STRING, FIELD(oauth_client_secret_file), 0, 0, "", true},
+  {"upstream", "connect_timeout_ms", KEY_UINT, FIELD(connect_timeout_ms), 10, 600000, "3000", false},
+  {"upstream", "timeout_ms", KEY_UINT, FIELD(timeout_ms), 10, 600000, "10000", false},
+  {"upstream", "max_connections", KEY_UINT, FIELD(upstream_max_connections), 1, 1024, "16", true},
+  {"cache", "path", KEY_PATH, FIELD(cache_path), 0, 0, "/var/cache/flipcached", true},
+  {"cache", "max_size", KEY_SIZE, FIELD(max_size), 256u * 1024u, 1024ull << 30, "256M", true},
+  {"cache", "ttl", KEY_UINT, FIELD(ttl), 0, YEAR, "300", false},
+  {"cache", "stale_while_revalidate", KEY_UINT, FIELD(stale_while_revalidate), 0, YEAR, "60", false},
+  {"cache", "stale_if_error", KEY_UINT, FIELD(stale_if_error), 0, YEAR, "86400", false},
+  {"cache", "negative_ttl", KEY_UINT, FIELD(negative_ttl), 0, YEAR, "30", false},
+  {"cache", "sweep_interval", KEY_UINT, FIELD(sweep_interval), 1, DAY, "60", false},
+  {"log", "level", KEY_LOG_LEVEL, FIELD(log_level), 0, 0, "info", false},
 };
 #define KEY_COUNT (sizeof(KEYS) / sizeof(KEYS[0]))
 
@@ -482,6 +483,25 @@ static int parse(struct parse_state *state) {
   check_cross_keys(state);
   sort_errors(state->errors);
   return state->errors->count == 0 ? 0 : -1;
+}
+
+void config_apply_reload(struct config *live, const struct config *fresh,
+                         void (*needs_restart)(const char *section, const char *name, void *arg),
+                         void *arg) {
+  for (size_t i = 0; i < KEY_COUNT; i++) {
+    const struct config_key *key = &KEYS[i];
+    char *live_field = (char *)live + key->offset;
+    const char *fresh_field = (const char *)fresh + key->offset;
+    bool changed = memcmp(live_field, fresh_field, key->size) != 0;
+    if (key->type == KEY_LISTEN)
+      changed = changed || live->listen_count != fresh->listen_count;
+    if (!changed)
+      continue;
+    if (key->restart)
+      needs_restart(key->section, key->name, arg);
+    else
+      memcpy(live_field, fresh_field, key->size);
+  }
 }
 
 int config_load(const char *path, struct config *cfg, struct config_errors *errors) {

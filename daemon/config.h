@@ -71,6 +71,14 @@ int config_load(const char *path, struct config *cfg, struct config_errors *erro
 int config_load_string(const char *text, const char *name, struct config *cfg,
                        struct config_errors *errors);
 
+/* For SIGHUP: copies into live the value of every key that can change while running, from fresh
+ * (a valid configuration just loaded); for each key that differs but needs a restart (listeners,
+ * the upstream's address and connections, the cache's path and size), calls needs_restart and
+ * keeps the live value. */
+void config_apply_reload(struct config *live, const struct config *fresh,
+                         void (*needs_restart)(const char *section, const char *name, void *arg),
+                         void *arg);
+
 /* Pure value parsers, exposed for the unit tests. Each returns true on success. */
 bool config_parse_size(const char *text, uint64_t *bytes);
 bool config_parse_listen(const char *text, struct listen_addr *addr);

@@ -110,6 +110,20 @@ int creds_load(struct creds *creds, const char *token_file, char *err, size_t er
   return 0;
 }
 
+void creds_move(struct creds *to, struct creds *from) {
+  creds_wipe(to);
+  if (!from->token)
+    return;
+  size_t token_offset = (size_t)(from->token - from->authorization);
+  log_remove_secret(from->token);
+  memcpy(to, from, sizeof(*to));
+  to->token = to->authorization + token_offset;
+  log_add_secret(to->token, to->token_len);
+  explicit_bzero(from->authorization, sizeof(from->authorization));
+  from->token = NULL;
+  from->token_len = 0;
+}
+
 void creds_wipe(struct creds *creds) {
   if (!creds)
     return;

@@ -27,6 +27,9 @@ int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *
                            size_t err_len);
 /* Loads the key from the systemd credential or token_file into creds. 0 or -1 with err set. */
 int creds_load(struct creds *creds, const char *token_file, char *err, size_t err_len);
+/* Moves a loaded key from `from` into `to` (wiping what `to` held), keeping the logger's
+ * registration pointing at the key's new place; `from` is left wiped. */
+void creds_move(struct creds *to, struct creds *from);
 /* Wipes the key and unregisters it from the logger. Accepts a zeroed struct. */
 void creds_wipe(struct creds *creds);
 

@@ -171,6 +171,8 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
                                                                        result->body_len,
                                                                        enrollment_id)
                                             : BODY_OK;
+  if (status == 200 || status == 404)
+    daemon->auth_rejected_status = 0; /* the credential works */
   if (status == 200 && verdict == BODY_OK) {
     bool stored = store(daemon, enrollment_id, 200, result->body, result->body_len, now);
     fan_out_body(fetch, 200, result->body, result->body_len, stored);
@@ -202,9 +204,11 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
                   body_verdict_text(verdict));
     } else {
       error = error_for_status(status);
-      if (error == API_ERROR_UPSTREAM_AUTH_FAILED)
+      if (error == API_ERROR_UPSTREAM_AUTH_FAILED) {
+        daemon->auth_rejected_status = status;
         log_error("upstream rejected the credential from %s (HTTP %ld)", daemon->creds.source,
                   status);
+      }
       else
         log_warning("upstream: enrollment %s: HTTP %ld", enrollment_id, status);
     }

@@ -19,6 +19,8 @@ struct client_request;
 
 struct flipcached {
   struct event_base *base;
+  const char *config_path;     /* for SIGHUP */
+  bool config_given;           /* -c named it: a missing file is an error, not "defaults" */
   struct config cfg;
   struct creds creds;          /* the upstream credential; wiped at exit */
   struct stats stats;
@@ -29,6 +31,7 @@ struct flipcached {
   struct front *front;
   struct timespec started;     /* CLOCK_MONOTONIC at start, for uptime */
   bool stopping;               /* SIGTERM or SIGINT received: /healthz answers 503 */
+  long auth_rejected_status;   /* the upstream's 401/403 to the current credential, or 0 */
   struct event *stop_poll;     /* while stopping: ends the loop once no fetch is in flight */
 };
 

@@ -42,9 +42,10 @@ static void print_versions(void) {
 }
 
 /* Loads the configuration: a missing default file means "all defaults", a missing file named
- * with -c is an error. Prints every error. */
-static int load_config(const char *path, bool path_given, struct config *cfg) {
-  struct config_errors errors;
+ * with -c is an error. Every error goes to `report` (stderr at start-up, the log on SIGHUP). */
+static int load_config(const char *path, bool path_given, struct config *cfg,
+                       void (*report)(const char *line)) {
+  static struct config_errors errors; /* large; only ever used from the loop's one thread */
   if (!path_given && access(path, F_OK) != 0 && errno == ENOENT) {
     config_defaults(cfg);
     return 0;
@@ -52,10 +53,22 @@ static int load_config(const char *path, bool path_given, struct config *cfg) {
   if (config_load(path, cfg, &errors) == 0)
     return 0;
   for (size_t i = 0; i < errors.count && i < CONFIG_MAX_ERRORS; i++)
-    fprintf(stderr, "%s\n", errors.text[i]);
-  if (errors.count > CONFIG_MAX_ERRORS)
-    fprintf(stderr, "%s: %zu more errors\n", path, errors.count - CONFIG_MAX_ERRORS);
+    report(errors.text[i]);
+  if (errors.count > CONFIG_MAX_ERRORS) {
+    char more[64];
+    snprintf(more, sizeof(more), "%zu more errors", errors.count - CONFIG_MAX_ERRORS);
+    report(more);
+  }
   return -1;
+}
+
+static void report_to_stderr(const char *line) { fprintf(stderr, "%s\n", line); }
+
+static void report_to_log(const char *line) { log_error("reload: %s", line); }
+
+static void note_needs_restart(const char *section, const char *name, void *arg) {
+  (void)arg;
+  log_warning("reload: [%s] %s changed; restart the service to apply it", section, name);
 }
 
 /* Graceful stop: listeners closed at once, in-flight upstream fetches allowed to finish (libcurl's
@@ -102,11 +115,39 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
   evtimer_add(daemon->sweep_timer, &next);
 }
 
+/* SIGHUP: re-reads the configuration and applies what can change while running; re-reads the
+ * credential. Nothing is dropped: a transfer in progress keeps the headers it started with. An
+ * invalid file or an unusable credential keeps the running one, with the reason logged. */
 static void on_hangup(evutil_socket_t signal_number, short what, void *arg) {
   (void)signal_number;
   (void)what;
-  (void)arg;
-  log_warning("SIGHUP: this version reloads nothing; restart the service to apply changes");
+  struct flipcached *daemon = arg;
+  static struct config fresh; /* large; the loop's thread only */
+  log_info("SIGHUP received: reloading %s", daemon->config_path);
+  if (load_config(daemon->config_path, daemon->config_given, &fresh, report_to_log) != 0) {
+    log_error("reload: the configuration has errors; the running one stays");
+    return;
+  }
+  config_apply_reload(&daemon->cfg, &fresh, note_needs_restart, NULL);
+  log_set_level(daemon->cfg.log_level);
+  daemon->stats.reloads++;
+
+  struct creds fresh_creds = {0};
+  char err[512];
+  if (creds_load(&fresh_creds, daemon->cfg.token_file, err, sizeof(err)) != 0) {
+    log_error("reload: credential: %s; the current one stays", err);
+    return;
+  }
+  bool changed = fresh_creds.token_len != daemon->creds.token_len ||
+                 memcmp(fresh_creds.token, daemon->creds.token, fresh_creds.token_len) != 0;
+  creds_move(&daemon->creds, &fresh_creds);
+  if (changed) {
+    daemon->stats.credential_reloads++;
+    daemon->auth_rejected_status = 0; /* a new credential deserves a new verdict */
+    log_info("reload: new credential loaded from %s", daemon->creds.source);
+  } else {
+    log_info("reload: credential unchanged (%s)", daemon->creds.source);
+  }
 }
 
 int main(int argc, char **argv) {
@@ -147,7 +188,9 @@ int main(int argc, char **argv) {
   }
 
   static struct flipcached daemon; /* static: large, and signal callbacks reach it via arg */
-  if (load_config(config_path, config_given, &daemon.cfg) != 0)
+  daemon.config_path = config_path;
+  daemon.config_given = config_given;
+  if (load_config(config_path, config_given, &daemon.cfg, report_to_stderr) != 0)
     return 1;
   if (check_only) {
     printf("configuration OK\n");

@@ -34,6 +34,8 @@ static const struct stat_field FIELDS[] = {
   COUNTER(purged, "Entries removed through the admin routes"),
   COUNTER(background_refreshes, "Upstream fetches started to refresh a stale copy"),
   COUNTER(waiters_refused, "Requests refused because one fetch had too many waiters"),
+  COUNTER(reloads, "SIGHUPs that applied a configuration"),
+  COUNTER(credential_reloads, "Credentials replaced by a SIGHUP"),
   GAUGE(uptime_seconds, "Seconds since start"),
   GAUGE(inflight, "Upstream fetches in progress"),
   GAUGE(cache_entries, "Entries in the cache"),

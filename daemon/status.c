@@ -1,5 +1,6 @@
 /* status: /stats, /metrics and /healthz. */
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +47,9 @@ void status_metrics(struct client_request *request, void *arg) {
              stats_render_prometheus(&daemon->stats, &gauges));
 }
 
-/* 200 while the daemon can serve (listening, cache open); 503 with a reason once it is stopping. */
+/* 200 while the daemon can serve; 503 with a reason when it is stopping, or when the upstream
+ * rejected its credential (nothing new can be fetched until an operator acts: cached entries are
+ * still served). */
 void status_healthz(struct client_request *request, void *arg) {
   struct flipcached *daemon = arg;
   struct stats_gauges gauges;
@@ -54,10 +57,19 @@ void status_healthz(struct client_request *request, void *arg) {
   json_object *root = json_object_new_object();
   char *text = NULL;
   if (root) {
-    json_object_object_add(root, "status",
-                           json_object_new_string(daemon->stopping ? "stopping" : "ok"));
+    char reason[128] = "";
     if (daemon->stopping)
-      json_object_object_add(root, "reason", json_object_new_string("shutting down"));
+      snprintf(reason, sizeof(reason), "shutting down");
+    else if (daemon->auth_rejected_status)
+      snprintf(reason, sizeof(reason),
+               "the upstream rejected the credential (HTTP %ld); replace it and send SIGHUP",
+               daemon->auth_rejected_status);
+    json_object_object_add(root, "status",
+                           json_object_new_string(daemon->stopping          ? "stopping"
+                                                  : reason[0]               ? "degraded"
+                                                                            : "ok"));
+    if (reason[0])
+      json_object_object_add(root, "reason", json_object_new_string(reason));
     json_object_object_add(root, "version", json_object_new_string(FLIPCACHED_VERSION));
     json_object_object_add(root, "uptime_seconds", json_object_new_uint64(gauges.uptime_seconds));
     json_object_object_add(root, "cache_entries", json_object_new_uint64(gauges.cache_entries));
@@ -65,5 +77,5 @@ void status_healthz(struct client_request *request, void *arg) {
     text = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
     json_object_put(root);
   }
-  reply_text(request, daemon->stopping ? 503 : 200, NULL, text);
+  reply_text(request, daemon->stopping || daemon->auth_rejected_status ? 503 : 200, NULL, text);
 }

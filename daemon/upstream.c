@@ -17,6 +17,7 @@
 struct transfer {
   struct upstream *upstream;
   CURL *easy;
+  struct curl_slist *request_headers; /* this transfer's own copy, credential included */
   char url[CONFIG_URL_MAX + 64];
   char *body;
   size_t body_len, body_cap;
@@ -35,7 +36,7 @@ struct upstream {
   struct event *timer;              /* the one timer libcurl asks for */
   const struct config *cfg;
   struct stats *stats;
-  struct curl_slist *request_headers; /* shared by every transfer; holds the credential */
+  const struct creds *creds;        /* the daemon's; may be replaced between transfers (SIGHUP) */
   const char *protocols;            /* "https", or "http,https" for a loopback http base_url */
   struct transfer *transfers;
   size_t inflight;
@@ -150,11 +151,34 @@ static size_t on_header(char *line, size_t size, size_t count, void *arg) {
   return len;
 }
 
+static struct curl_slist *build_request_headers(const struct creds *creds) {
+  struct curl_slist *headers = NULL, *next;
+  const char *lines[] = {creds->authorization, "Accept: application/json",
+                         "User-Agent: flipcached/" FLIPCACHED_VERSION};
+  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+    next = curl_slist_append(headers, lines[i]);
+    if (!next) {
+      curl_slist_free_all(headers);
+      return NULL;
+    }
+    headers = next;
+  }
+  return headers;
+}
+
+/* curl_slist_append copied the credential: wipe the copies before they go back to the heap. */
+static void free_request_headers(struct curl_slist *headers) {
+  for (struct curl_slist *item = headers; item; item = item->next)
+    explicit_bzero(item->data, strlen(item->data));
+  curl_slist_free_all(headers);
+}
+
 static void transfer_free(struct transfer *transfer) {
   if (!transfer)
     return;
   if (transfer->easy)
     curl_easy_cleanup(transfer->easy);
+  free_request_headers(transfer->request_headers);
   free(transfer->body);
   free(transfer);
 }
@@ -249,12 +273,15 @@ int upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_
   snprintf(transfer->url, sizeof(transfer->url), "%s/v1/enrollments/%s", upstream->cfg->base_url,
            enrollment_id);
   transfer->easy = curl_easy_init();
-  if (!transfer->easy)
+  /* Each transfer owns its headers: a credential reloaded meanwhile never changes or frees the
+   * headers of a transfer in progress. */
+  transfer->request_headers = build_request_headers(upstream->creds);
+  if (!transfer->easy || !transfer->request_headers)
     goto fail;
   CURL *easy = transfer->easy;
   bool ok = curl_easy_setopt(easy, CURLOPT_URL, transfer->url) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_HTTPHEADER, upstream->request_headers) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer->request_headers) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, upstream->protocols) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, upstream->protocols) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
@@ -290,28 +317,6 @@ fail:
 
 size_t upstream_inflight(const struct upstream *upstream) { return upstream->inflight; }
 
-static struct curl_slist *build_request_headers(const struct creds *creds) {
-  struct curl_slist *headers = NULL, *next;
-  const char *lines[] = {creds->authorization, "Accept: application/json",
-                         "User-Agent: flipcached/" FLIPCACHED_VERSION};
-  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-    next = curl_slist_append(headers, lines[i]);
-    if (!next) {
-      curl_slist_free_all(headers);
-      return NULL;
-    }
-    headers = next;
-  }
-  return headers;
-}
-
-/* curl_slist_append copied the credential: wipe the copies before they go back to the heap. */
-static void free_request_headers(struct curl_slist *headers) {
-  for (struct curl_slist *item = headers; item; item = item->next)
-    explicit_bzero(item->data, strlen(item->data));
-  curl_slist_free_all(headers);
-}
-
 struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
                               const struct creds *creds, struct stats *stats, char *err,
                               size_t err_len) {
@@ -329,11 +334,11 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
   upstream->base = base;
   upstream->cfg = cfg;
   upstream->stats = stats;
+  upstream->creds = creds;
   upstream->protocols = strncmp(cfg->base_url, "http://", 7) == 0 ? "http,https" : "https";
   upstream->multi = curl_multi_init();
   upstream->timer = evtimer_new(base, on_timer, upstream);
-  upstream->request_headers = build_request_headers(creds);
-  if (!upstream->multi || !upstream->timer || !upstream->request_headers) {
+  if (!upstream->multi || !upstream->timer) {
     snprintf(err, err_len, "cannot set up libcurl's multi handle");
     upstream_free(upstream);
     return NULL;
@@ -360,6 +365,5 @@ void upstream_free(struct upstream *upstream) {
     curl_multi_cleanup(upstream->multi);
   if (upstream->timer)
     event_free(upstream->timer);
-  free_request_headers(upstream->request_headers);
   free(upstream);
 }

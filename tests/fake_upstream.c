@@ -8,6 +8,7 @@
  *        (delay_ms holds back any answer; "slow" is "ok", named for readability)
  *   GET  /_fake/count?id=<uuid>   -> {"count": N}   enrollment requests received for that id
  *   GET  /_fake/stats             -> {"total", "auth_ok", "auth_bad", "cookie_seen", "forwarded_seen"}
+ *   POST /_fake/token?value=KEY   -> from now on expect "Authorization: Bearer KEY"
  *   POST /_fake/reset             -> counts and modes back to zero and "ok"
  *
  * The control routes take no credential: the fake listens on loopback only. Prints
@@ -223,6 +224,10 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
              "\"forwarded_seen\":%lu}",
              fake.total, fake.auth_ok, fake.auth_bad, fake.cookie_seen, fake.forwarded_seen);
     send_json(req, 200, body);
+  } else if (strcmp(path, "/_fake/token") == 0 && evhttp_find_header(&params, "value")) {
+    snprintf(fake.expected_authorization, sizeof(fake.expected_authorization), "Bearer %s",
+             evhttp_find_header(&params, "value"));
+    send_json(req, 200, "{\"ok\":true}");
   } else if (strcmp(path, "/_fake/reset") == 0) {
     fake.id_count = 0;
     fake.default_mode = MODE_OK;

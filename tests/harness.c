@@ -103,6 +103,15 @@ void fake_set_mode(struct fake_upstream *fake, const char *id, const char *mode,
   http_response_free(&response);
 }
 
+void fake_expect_token(struct fake_upstream *fake, const char *token) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s/_fake/token?value=%s", fake->base_url, token);
+  struct http_response response;
+  http_request("POST", url, NULL, &response);
+  cr_assert_eq(response.status, 200);
+  http_response_free(&response);
+}
+
 long fake_count(struct fake_upstream *fake, const char *id) {
   char url[256];
   snprintf(url, sizeof(url), "%s/_fake/count?id=%s", fake->base_url, id);
@@ -211,6 +220,29 @@ void flipcached_start(struct flipcached_proc *proc, const struct fake_upstream *
                       const struct daemon_options *options) {
   flipcached_prepare(proc, fake, options);
   flipcached_launch(proc);
+}
+
+void flipcached_write_token(const struct flipcached_proc *proc, const char *token, mode_t mode) {
+  char line[128];
+  snprintf(line, sizeof(line), "%s\n", token);
+  unlink(proc->token_path);
+  write_file(proc->token_path, line, mode);
+}
+
+void flipcached_reload(struct flipcached_proc *proc, const char *then_logged) {
+  char *before = flipcached_log(proc);
+  size_t before_len = strlen(before);
+  free(before);
+  kill(proc->pid, SIGHUP);
+  for (int attempt = 0; attempt < 200; attempt++) {
+    char *log = flipcached_log(proc);
+    bool done = strstr(log + before_len, then_logged) != NULL;
+    free(log);
+    if (done)
+      return;
+    pause_ms(25);
+  }
+  cr_assert_fail("no \"%s\" in the log within 5 s of SIGHUP", then_logged);
 }
 
 int flipcached_stop(struct flipcached_proc *proc) {

@@ -50,6 +50,8 @@ struct http_response {
 void fake_start(struct fake_upstream *fake, const char *token);
 void fake_stop(struct fake_upstream *fake);
 void fake_set_mode(struct fake_upstream *fake, const char *id, const char *mode, unsigned delay_ms);
+/* From now on the fake accepts only "Bearer token". */
+void fake_expect_token(struct fake_upstream *fake, const char *token);
 long fake_count(struct fake_upstream *fake, const char *id);
 long fake_stat(struct fake_upstream *fake, const char *field);
 
@@ -65,6 +67,10 @@ pid_t flipcached_spawn(const struct flipcached_proc *proc);
 void flipcached_launch(struct flipcached_proc *proc);
 void flipcached_start(struct flipcached_proc *proc, const struct fake_upstream *fake,
                       const struct daemon_options *options);
+/* Sends SIGHUP and waits (bounded) until the log gains a line containing `then_logged`. */
+void flipcached_reload(struct flipcached_proc *proc, const char *then_logged);
+/* Writes proc's token file with `token` and mode. */
+void flipcached_write_token(const struct flipcached_proc *proc, const char *token, mode_t mode);
 /* SIGTERM, wait; returns the exit status (or 128 + signal). */
 int flipcached_stop(struct flipcached_proc *proc);
 /* The whole log written so far (malloc'd). */

@@ -204,3 +204,40 @@ Test(config, sizes) {
   cr_expect_not(config_parse_size("1 M", &bytes));
   cr_expect_not(config_parse_size("99999999999999999999G", &bytes));
 }
+
+static char restart_keys[512];
+
+static void collect_restart(const char *section, const char *name, void *arg) {
+  (void)arg;
+  char item[64];
+  snprintf(item, sizeof(item), "[%s] %s;", section, name);
+  strcat(restart_keys, item);
+}
+
+Test(config, reload_applies_live_keys_and_names_the_rest) {
+  struct config live, fresh;
+  cr_assert_eq(config_load_string("[cache]\nttl = 300\n", "a.conf", &live, &errors), 0);
+  cr_assert_eq(config_load_string("[server]\nlisten = 127.0.0.1:9999\nadmin = no\n"
+                                  "[upstream]\ntimeout_ms = 1234\nmax_connections = 3\n"
+                                  "[cache]\nttl = 42\nmax_size = 1G\n[log]\nlevel = debug\n",
+                                  "b.conf", &fresh, &errors), 0);
+  restart_keys[0] = '\0';
+  config_apply_reload(&live, &fresh, collect_restart, NULL);
+  cr_expect_eq(live.ttl, 42);
+  cr_expect_eq(live.timeout_ms, 1234);
+  cr_expect_not(live.admin);
+  cr_expect_eq(live.log_level, LOG_LEVEL_DEBUG);
+  cr_expect_eq(live.listen[0].port, 8750, "listeners need a restart");
+  cr_expect_eq(live.upstream_max_connections, 16);
+  cr_expect_eq(live.max_size, 256ull << 20);
+  cr_expect_str_eq(restart_keys, "[server] listen;[upstream] max_connections;[cache] max_size;");
+}
+
+Test(config, reload_of_the_same_file_changes_nothing) {
+  struct config live, fresh;
+  config_defaults(&live);
+  config_defaults(&fresh);
+  restart_keys[0] = '\0';
+  config_apply_reload(&live, &fresh, collect_restart, NULL);
+  cr_expect_str_eq(restart_keys, "");
+}

@@ -48,6 +48,27 @@ Test(creds, loads_a_private_file_and_strips_one_newline) {
   cr_expect_null(creds.token);
 }
 
+Test(creds, move_keeps_the_key_redacted_at_its_new_place, .init = cr_redirect_stderr) {
+  const char *path = write_secret("token", "fl_moving_key\n", 14, 0600);
+  unsetenv("CREDENTIALS_DIRECTORY");
+  struct creds loaded = {0}, live = {0};
+  cr_assert_eq(creds_load(&loaded, path, err, sizeof(err)), 0, "%s", err);
+  creds_move(&live, &loaded);
+  cr_expect_str_eq(live.token, "fl_moving_key");
+  cr_expect_str_eq(live.authorization, "Authorization: Bearer fl_moving_key");
+  cr_expect_null(loaded.token);
+  cr_expect_eq(loaded.authorization[0], '\0', "the source is wiped");
+  log_set_level(LOG_LEVEL_INFO);
+  log_info("key %s", live.token);
+  creds_wipe(&live);
+  fflush(stderr);
+  FILE *captured = cr_get_redirected_stderr();
+  char all[1024] = "";
+  size_t got = fread(all, 1, sizeof(all) - 1, captured);
+  all[got] = '\0';
+  cr_expect(strstr(all, "key [REDACTED]") != NULL, "%s", all);
+}
+
 Test(creds, crlf_is_stripped_too) {
   const char *path = write_secret("token", "fl_abc\r\n", 8, 0400);
   char out[64];

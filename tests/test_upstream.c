@@ -1,0 +1,166 @@
+/* Upstream discipline and the credential: reload, rotation, health, limits, retries, rate
+ * limits, the circuit breaker and OAuth2, against the fake upstream. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
+#define ID2 "0b7a2c1e-2f3d-4e5f-8a9b-0c1d2e3f4a5b"
+#define ID3 "3c1d2e3f-4a5b-4e5f-8a9b-0b7a2c1e2f3d"
+
+static struct fake_upstream fake;
+static struct flipcached_proc daemon_proc;
+
+static void start_with(const struct daemon_options *options) {
+  fixture_start(&fake, &daemon_proc, options);
+}
+
+static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
+
+static void get_enrollment(const char *id, struct http_response *response) {
+  get_enrollment_from(&daemon_proc, id, response);
+}
+
+static long status_of(const char *id) {
+  struct http_response response;
+  get_enrollment(id, &response);
+  long status = response.status;
+  http_response_free(&response);
+  return status;
+}
+
+static long stat_of(const char *field) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s/stats", daemon_proc.url);
+  struct http_response response;
+  http_get(url, &response);
+  long value = json_field(response.body, field);
+  http_response_free(&response);
+  return value;
+}
+
+static void expect_log_lacks(const char *secret, const char *what) {
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, secret) == NULL, "the %s is in the log", what);
+  free(log);
+}
+
+TestSuite(reload, .fini = stop_all, .timeout = 60);
+
+Test(reload, sighup_rotates_the_token_without_a_restart) {
+  start_with(NULL);
+  char old_token[64], new_token[64];
+  snprintf(old_token, sizeof(old_token), "%s", daemon_proc.token);
+  make_token(new_token, sizeof(new_token));
+  cr_expect_eq(status_of(ID), 200);
+
+  /* Flip rotates the key: the old one is refused until the daemon is given the new one. */
+  fake_expect_token(&fake, new_token);
+  flipcached_write_token(&daemon_proc, new_token, 0600);
+  cr_expect_eq(status_of(ID2), 502, "still the old key before SIGHUP");
+  flipcached_reload(&daemon_proc, "new credential loaded from");
+  cr_expect_eq(status_of(ID3), 200, "the new key after SIGHUP");
+  cr_expect_eq(stat_of("credential_reloads"), 1);
+  cr_expect_eq(flipcached_stop(&daemon_proc), 0);
+  expect_log_lacks(old_token, "old token");
+  expect_log_lacks(new_token, "new token");
+}
+
+Test(reload, an_unsafe_new_credential_file_keeps_the_old_key) {
+  start_with(NULL);
+  char leaked[64];
+  make_token(leaked, sizeof(leaked));
+  flipcached_write_token(&daemon_proc, leaked, 0644);
+  flipcached_reload(&daemon_proc, "the current one stays");
+  cr_expect_eq(status_of(ID), 200, "the old key is still in use");
+  cr_expect_eq(stat_of("credential_reloads"), 0);
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, "lets group or others access it") != NULL, "the log says why");
+  free(log);
+  expect_log_lacks(leaked, "refused token");
+
+  flipcached_write_token(&daemon_proc, "", 0600); /* empty */
+  flipcached_reload(&daemon_proc, "empty; the current one stays");
+  cr_expect_eq(status_of(ID2), 200);
+}
+
+Test(reload, sighup_applies_live_keys_and_names_those_needing_a_restart) {
+  start_with(NULL);
+  cr_expect_eq(status_of(ID), 200);
+  /* ttl 300 -> 42, and a listener change that only a restart can apply */
+  char *config = NULL;
+  size_t len = 0;
+  FILE *in = fopen(daemon_proc.config, "r");
+  cr_assert_not_null(in);
+  FILE *out = open_memstream(&config, &len);
+  char line[512];
+  while (fgets(line, sizeof(line), in)) {
+    if (strncmp(line, "ttl = ", 6) == 0)
+      fputs("ttl = 42\n", out);
+    else if (strncmp(line, "listen = ", 9) == 0)
+      fprintf(out, "listen = 127.0.0.1:%d\n", free_port());
+    else
+      fputs(line, out);
+  }
+  fclose(in);
+  fclose(out);
+  FILE *rewrite = fopen(daemon_proc.config, "w");
+  fputs(config, rewrite);
+  fclose(rewrite);
+  free(config);
+
+  flipcached_reload(&daemon_proc, "[server] listen changed; restart the service to apply it");
+  struct http_response response;
+  get_enrollment(ID2, &response); /* still served on the old port */
+  cr_expect_eq(response.status, 200);
+  http_response_free(&response);
+  get_enrollment(ID2, &response);
+  char cache_status[128] = "";
+  http_header(&response, "Cache-Status", cache_status, sizeof(cache_status));
+  cr_expect(strcmp(cache_status, "flipcached; hit; ttl=42") == 0 ||
+                strcmp(cache_status, "flipcached; hit; ttl=41") == 0,
+            "the new ttl applies to new entries: %s", cache_status);
+  http_response_free(&response);
+  cr_expect_eq(stat_of("reloads"), 1);
+}
+
+Test(reload, a_configuration_with_errors_keeps_the_running_one) {
+  start_with(NULL);
+  FILE *append = fopen(daemon_proc.config, "a");
+  fputs("[cache]\nnegative_ttl = soon\n", append);
+  fclose(append);
+  flipcached_reload(&daemon_proc, "the configuration has errors; the running one stays");
+  char *log = flipcached_log(&daemon_proc);
+  char expected[512];
+  snprintf(expected, sizeof(expected), "reload: %s:", daemon_proc.config);
+  cr_expect(strstr(log, expected) != NULL && strstr(log, "negative_ttl: 'soon'") != NULL,
+            "the error names the file and line:\n%s", log);
+  free(log);
+  cr_expect_eq(status_of(ID), 200);
+  cr_expect_eq(stat_of("reloads"), 0);
+}
+
+Test(reload, healthz_reports_a_rejected_credential_until_it_works_again) {
+  start_with(NULL);
+  char url[256];
+  snprintf(url, sizeof(url), "%s/healthz", daemon_proc.url);
+  fake_set_mode(&fake, ID, "401", 0);
+  cr_expect_eq(status_of(ID), 502);
+  struct http_response health;
+  http_get(url, &health);
+  cr_expect_eq(health.status, 503);
+  cr_expect(strstr(health.body, "\"status\":\"degraded\"") != NULL, "%s", health.body);
+  cr_expect(strstr(health.body, "rejected the credential (HTTP 401)") != NULL, "%s", health.body);
+  cr_expect(strstr(health.body, daemon_proc.token) == NULL);
+  http_response_free(&health);
+  cr_expect_eq(status_of(ID2), 200, "a working answer clears it");
+  http_get(url, &health);
+  cr_expect_eq(health.status, 200);
+  http_response_free(&health);
+}
