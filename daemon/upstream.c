@@ -261,6 +261,14 @@ static void collect_finished(struct upstream *upstream) {
   }
 }
 
+/* The low-speed cut-off: a transfer slower than UPSTREAM_LOW_SPEED_BYTES per second for half the
+ * total timeout (at least 1 s, at most 30 s) is abandoned as timed out: a trickling upstream
+ * cannot hold a fetch, and the clients waiting on it, for the whole timeout. */
+static long low_speed_seconds(const struct config *cfg) {
+  long seconds = (long)cfg->timeout_ms / 2000;
+  return seconds < 1 ? 1 : seconds > 30 ? 30 : seconds;
+}
+
 int upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
                               upstream_done_fn done, void *arg) {
   struct transfer *transfer = calloc(1, sizeof(*transfer));
@@ -289,6 +297,8 @@ int upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_
             curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)upstream->cfg->timeout_ms) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                              (long)upstream->cfg->connect_timeout_ms) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, (long)UPSTREAM_LOW_SPEED_BYTES) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, low_speed_seconds(upstream->cfg)) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "") == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&

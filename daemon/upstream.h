@@ -17,6 +17,7 @@ struct stats;
 struct upstream;
 
 #define UPSTREAM_MAX_BODY (4u * 1024u * 1024u) /* an enrollment is ~1 KB; more is refused */
+#define UPSTREAM_LOW_SPEED_BYTES 1024          /* per second, see low_speed_seconds() */
 
 enum upstream_outcome {
   UPSTREAM_RESPONSE,       /* an HTTP response arrived: see http_status and body */

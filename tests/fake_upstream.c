@@ -9,6 +9,10 @@
  *   GET  /_fake/count?id=<uuid>   -> {"count": N}   enrollment requests received for that id
  *   GET  /_fake/stats             -> {"total", "auth_ok", "auth_bad", "cookie_seen", "forwarded_seen"}
  *   POST /_fake/token?value=KEY   -> from now on expect "Authorization: Bearer KEY"
+ *   POST /_fake/retry-after?seconds=N -> the Retry-After of a 429 (default 7)
+ *   GET  /_fake/redirect-target   -> where "redirect" points; counted as redirect_target_hits
+ * Modes beyond the obvious: 502, 503, "redirect" (302), "huge" (a 64 MiB body, streamed),
+ * "trickle" (one byte every 100 ms). /_fake/stats also counts distinct client connections.
  *   POST /_fake/reset             -> counts and modes back to zero and "ok"
  *
  * The control routes take no credential: the fake listens on loopback only. Prints
@@ -31,8 +35,16 @@
 #define MAX_IDS 4096
 #define ID_LEN 36
 
-enum mode { MODE_OK, MODE_404, MODE_500, MODE_401, MODE_429, MODE_GARBAGE, MODE_WRONG_ID, MODE_SLOW };
-static const char *const MODE_NAMES[] = {"ok", "404", "500", "401", "429", "garbage", "wrong-id", "slow"};
+enum mode {
+  MODE_OK, MODE_404, MODE_500, MODE_401, MODE_429, MODE_GARBAGE, MODE_WRONG_ID, MODE_SLOW,
+  MODE_502, MODE_503, MODE_REDIRECT, MODE_HUGE, MODE_TRICKLE,
+};
+static const char *const MODE_NAMES[] = {"ok", "404", "500", "401", "429", "garbage", "wrong-id",
+                                         "slow", "502", "503", "redirect", "huge", "trickle"};
+
+#define HUGE_BODY_BYTES (64u * 1024u * 1024u)
+#define HUGE_CHUNK_BYTES (64u * 1024u)
+#define MAX_PEERS 1024
 
 struct id_state {
   char id[ID_LEN + 1];
@@ -49,7 +61,13 @@ static struct {
   size_t id_count;
   enum mode default_mode;
   unsigned default_delay_ms;
-  unsigned long total, auth_ok, auth_bad, cookie_seen, forwarded_seen;
+  unsigned long total, auth_ok, auth_bad, cookie_seen, forwarded_seen, redirect_target_hits;
+  unsigned retry_after;          /* the Retry-After of a 429 */
+  struct {
+    char address[64];
+    unsigned short port;
+  } peers[MAX_PEERS];            /* distinct client connections seen (address, port) */
+  size_t peer_count;
 } fake;
 
 static struct id_state *find_id(const char *id, bool create) {
@@ -117,8 +135,82 @@ static void send_enrollment(struct evhttp_request *req, const char *id) {
   send_json(req, 200, body);
 }
 
+/* A body streamed in chunks, each sent when the previous one is written: the fake never holds
+ * more than a chunk, whatever the size. */
+struct stream {
+  struct evhttp_request *req;
+  size_t left;        /* bytes still to send */
+  size_t chunk;       /* bytes per chunk */
+  struct event *timer; /* for a trickle: the pause between chunks */
+};
+
+static void stream_next(struct evhttp_connection *connection, void *arg);
+
+static void on_trickle_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct stream *stream = arg;
+  stream_next(NULL, stream);
+}
+
+static void stream_next(struct evhttp_connection *connection, void *arg) {
+  (void)connection;
+  struct stream *stream = arg;
+  if (stream->left == 0) {
+    evhttp_send_reply_end(stream->req);
+    if (stream->timer)
+      event_free(stream->timer);
+    free(stream);
+    return;
+  }
+  size_t len = stream->left < stream->chunk ? stream->left : stream->chunk;
+  static char filler[HUGE_CHUNK_BYTES];
+  memset(filler, 'x', len);
+  struct evbuffer *out = evbuffer_new();
+  evbuffer_add(out, filler, len);
+  stream->left -= len;
+  if (stream->timer) {
+    evhttp_send_reply_chunk(stream->req, out);
+    struct timeval pause = {.tv_usec = 100 * 1000};
+    evtimer_add(stream->timer, &pause);
+  } else {
+    evhttp_send_reply_chunk_with_cb(stream->req, out, stream_next, stream);
+  }
+  evbuffer_free(out);
+}
+
+static void send_stream(struct evhttp_request *req, size_t total, size_t chunk, bool trickle) {
+  struct stream *stream = calloc(1, sizeof(*stream));
+  stream->req = req;
+  stream->left = total;
+  stream->chunk = chunk;
+  if (trickle)
+    stream->timer = evtimer_new(fake.base, on_trickle_timer, stream);
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+  evhttp_send_reply_start(req, 200, "OK");
+  stream_next(NULL, stream);
+}
+
 static void send_mode(struct evhttp_request *req, const char *id, enum mode mode) {
+  char value[64];
   switch (mode) {
+  case MODE_502:
+    send_error(req, 502, "bad_gateway", "Bad gateway");
+    return;
+  case MODE_503:
+    send_error(req, 503, "unavailable", "Service unavailable");
+    return;
+  case MODE_REDIRECT:
+    snprintf(value, sizeof(value), "/_fake/redirect-target?id=%s", id);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Location", value);
+    send_error(req, 302, "moved", "Moved");
+    return;
+  case MODE_HUGE:
+    send_stream(req, HUGE_BODY_BYTES, HUGE_CHUNK_BYTES, false);
+    return;
+  case MODE_TRICKLE:
+    send_stream(req, 600, 1, true); /* one byte every 100 ms for a minute */
+    return;
   case MODE_404:
     send_error(req, 404, "not_found", "Enrollment not found");
     return;
@@ -129,7 +221,8 @@ static void send_mode(struct evhttp_request *req, const char *id, enum mode mode
     send_error(req, 401, "unauthorized", "Invalid credentials");
     return;
   case MODE_429:
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "7");
+    snprintf(value, sizeof(value), "%u", fake.retry_after);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", value);
     send_error(req, 429, "rate_limited", "Too many requests");
     return;
   case MODE_GARBAGE:
@@ -221,9 +314,16 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
   } else if (strcmp(path, "/_fake/stats") == 0) {
     snprintf(body, sizeof(body),
              "{\"total\":%lu,\"auth_ok\":%lu,\"auth_bad\":%lu,\"cookie_seen\":%lu,"
-             "\"forwarded_seen\":%lu}",
-             fake.total, fake.auth_ok, fake.auth_bad, fake.cookie_seen, fake.forwarded_seen);
+             "\"forwarded_seen\":%lu,\"redirect_target_hits\":%lu,\"connections\":%zu}",
+             fake.total, fake.auth_ok, fake.auth_bad, fake.cookie_seen, fake.forwarded_seen,
+             fake.redirect_target_hits, fake.peer_count);
     send_json(req, 200, body);
+  } else if (strcmp(path, "/_fake/redirect-target") == 0) {
+    fake.redirect_target_hits++;
+    send_json(req, 200, "{\"id\":\"followed\"}");
+  } else if (strcmp(path, "/_fake/retry-after") == 0 && evhttp_find_header(&params, "seconds")) {
+    fake.retry_after = (unsigned)atoi(evhttp_find_header(&params, "seconds"));
+    send_json(req, 200, "{\"ok\":true}");
   } else if (strcmp(path, "/_fake/token") == 0 && evhttp_find_header(&params, "value")) {
     snprintf(fake.expected_authorization, sizeof(fake.expected_authorization), "Bearer %s",
              evhttp_find_header(&params, "value"));
@@ -233,11 +333,32 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
     fake.default_mode = MODE_OK;
     fake.default_delay_ms = 0;
     fake.total = fake.auth_ok = fake.auth_bad = fake.cookie_seen = fake.forwarded_seen = 0;
+    fake.redirect_target_hits = 0;
+    fake.peer_count = 0;
     send_json(req, 200, "{\"ok\":true}");
   } else {
     send_json(req, 404, "{\"error\":\"no such control route\"}");
   }
   evhttp_clear_headers(&params);
+}
+
+/* Counts distinct client connections by their (address, port). */
+static void note_peer(struct evhttp_request *req) {
+  struct evhttp_connection *connection = evhttp_request_get_connection(req);
+  char *address = NULL;
+  ev_uint16_t port = 0;
+  if (!connection)
+    return;
+  evhttp_connection_get_peer(connection, &address, &port);
+  for (size_t i = 0; i < fake.peer_count; i++) {
+    if (fake.peers[i].port == port && address && strcmp(fake.peers[i].address, address) == 0)
+      return;
+  }
+  if (fake.peer_count < MAX_PEERS && address) {
+    snprintf(fake.peers[fake.peer_count].address, sizeof(fake.peers[0].address), "%s", address);
+    fake.peers[fake.peer_count].port = port;
+    fake.peer_count++;
+  }
 }
 
 static void on_request(struct evhttp_request *req, void *arg) {
@@ -258,6 +379,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
     return;
   }
   fake.total++;
+  note_peer(req);
   struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
   if (evhttp_find_header(headers, "Cookie"))
     fake.cookie_seen++;
@@ -315,6 +437,7 @@ int main(int argc, char **argv) {
   snprintf(fake.expected_authorization, sizeof(fake.expected_authorization), "Bearer %s", token);
 
   signal(SIGPIPE, SIG_IGN);
+  fake.retry_after = 7;
   fake.base = event_base_new();
   struct evhttp *http = evhttp_new(fake.base);
   evhttp_set_gencb(http, on_request, NULL);

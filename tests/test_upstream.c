@@ -164,3 +164,83 @@ Test(reload, healthz_reports_a_rejected_credential_until_it_works_again) {
   cr_expect_eq(health.status, 200);
   http_response_free(&health);
 }
+
+/* --- limits ------------------------------------------------------------------------------------ */
+
+TestSuite(limits, .fini = stop_all, .timeout = 60);
+
+Test(limits, a_redirect_is_not_followed_and_its_target_never_contacted) {
+  start_with(NULL);
+  fake_set_mode(&fake, ID, "redirect", 0);
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect_eq(response.status, 502);
+  cr_expect(strstr(response.body, "\"code\":\"upstream_invalid_response\"") != NULL);
+  http_response_free(&response);
+  cr_expect_eq(fake_stat(&fake, "redirect_target_hits"), 0);
+  cr_expect_eq(status_of(ID), 502, "a redirect is never stored");
+}
+
+/* Peak resident memory of a process, from /proc (kB). */
+static long peak_rss_kb(pid_t pid) {
+  char path[64], line[256];
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  FILE *file = fopen(path, "r");
+  long kb = -1;
+  while (file && fgets(line, sizeof(line), file)) {
+    if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+      break;
+  }
+  if (file)
+    fclose(file);
+  return kb;
+}
+
+Test(limits, a_64_mib_body_is_refused_without_being_buffered) {
+  start_with(NULL);
+  long before = peak_rss_kb(daemon_proc.pid);
+  fake_set_mode(&fake, ID, "huge", 0);
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect_eq(response.status, 502);
+  cr_expect(strstr(response.body, "\"code\":\"upstream_invalid_response\"") != NULL);
+  http_response_free(&response);
+  long after = peak_rss_kb(daemon_proc.pid);
+  cr_log_info("peak RSS %ld kB before, %ld kB after a 64 MiB answer", before, after);
+  cr_expect_lt(after - before, 32 * 1024, "the peak grew by %ld kB: the body was buffered",
+               after - before);
+  cr_expect_eq(status_of(ID2), 200, "and the daemon still serves");
+}
+
+/* timeout_ms 6000 puts the low-speed window at 3 s: the client, which gives up at 5 s, gets its
+ * 504 only if the cut-off, not the total timeout, ended the trickle. */
+Test(limits, a_trickling_upstream_is_cut_off_before_the_total_timeout) {
+  struct daemon_options options = {.timeout_ms = 6000};
+  start_with(&options);
+  fake_set_mode(&fake, ID, "trickle", 0);
+  char url[256];
+  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", daemon_proc.url, ID);
+  struct http_response response;
+  http_get_within(url, 5000, &response);
+  cr_expect_eq(response.status, 504);
+  cr_expect(strstr(response.body, "\"code\":\"upstream_timeout\"") != NULL);
+  http_response_free(&response);
+}
+
+Test(limits, a_hanging_upstream_gives_504) {
+  struct daemon_options options = {.timeout_ms = 500};
+  start_with(&options);
+  fake_set_mode(&fake, ID, "slow", 30000);
+  cr_expect_eq(status_of(ID), 504);
+}
+
+Test(limits, connections_to_the_upstream_are_reused) {
+  start_with(NULL);
+  for (unsigned i = 0; i < 10; i++) {
+    char id[40];
+    snprintf(id, sizeof(id), "%08x-0000-4000-8000-000000000000", i);
+    cr_expect_eq(status_of(id), 200);
+  }
+  cr_expect_eq(fake_stat(&fake, "total"), 10);
+  cr_expect_eq(fake_stat(&fake, "connections"), 1, "ten sequential misses over one connection");
+}
