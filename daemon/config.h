@@ -44,6 +44,8 @@ struct config {
   unsigned connect_timeout_ms;
   unsigned timeout_ms;
   unsigned upstream_max_connections;
+  unsigned breaker_failures;     /* consecutive failed fetches that open the circuit; 0: never */
+  unsigned breaker_cooldown_ms;  /* how long it stays open first (doubling, at most a minute) */
   /* [cache] */
   char cache_path[PATH_MAX];
   uint64_t max_size;             /* bytes: the LMDB map size */

@@ -129,18 +129,25 @@ static void fan_out_body(struct inflight_fetch *fetch, int status, const char *b
   }
 }
 
+/* Looks up a stale copy that may answer for a failed or refused fetch; false when none. */
+static bool usable_stale_copy(struct flipcached *daemon, const char *enrollment_id,
+                              long long now, struct cache_entry *entry) {
+  if (cache_get(daemon->cache, enrollment_id, entry) != CACHE_FOUND)
+    return false;
+  if (record_usable_stale(&entry->record, now, daemon->cfg.stale_while_revalidate,
+                          daemon->cfg.stale_if_error))
+    return true;
+  cache_entry_release(entry);
+  return false;
+}
+
 /* The fetch failed: every waiter gets the stale copy when one is usable, else the error. */
 static void fan_out_failure(struct flipcached *daemon, struct inflight_fetch *fetch,
                             enum api_error error, long fwd_status, long retry_after,
                             long long now) {
   struct cache_entry entry;
   bool stale = fetch->waiter_count > 0 &&
-               cache_get(daemon->cache, fetch->enrollment_id, &entry) == CACHE_FOUND;
-  if (stale && !record_usable_stale(&entry.record, now, daemon->cfg.stale_while_revalidate,
-                                    daemon->cfg.stale_if_error)) {
-    cache_entry_release(&entry);
-    stale = false;
-  }
+               usable_stale_copy(daemon, fetch->enrollment_id, now, &entry);
   for (size_t i = 0; i < fetch->waiter_count; i++) {
     struct cache_status cs = waiter_status(fetch, i);
     cs.fwd_status = (int)fwd_status;
@@ -159,6 +166,28 @@ static void fan_out_failure(struct flipcached *daemon, struct inflight_fetch *fe
   }
   if (stale)
     cache_entry_release(&entry);
+}
+
+/* The upstream was not asked (a 429's pause, or an open circuit): a usable stale copy answers as
+ * a stale hit, else 503 with the Retry-After the upstream module knows. */
+static void answer_refused(struct flipcached *daemon, struct client_request *request,
+                           const char *enrollment_id, enum upstream_start refusal,
+                           long long now) {
+  enum api_error error = refusal == UPSTREAM_PAUSED       ? API_ERROR_UPSTREAM_RATE_LIMITED
+                         : refusal == UPSTREAM_CIRCUIT_OPEN ? API_ERROR_CIRCUIT_OPEN
+                                                            : API_ERROR_UPSTREAM_UNAVAILABLE;
+  struct cache_status cs = {0};
+  struct cache_entry entry;
+  if (usable_stale_copy(daemon, enrollment_id, now, &entry)) {
+    cs.hit = true;
+    cs.detail = api_error_code(error);
+    daemon->stats.stale_served++;
+    reply_record(request, &entry.record, &cs, now);
+    cache_entry_release(&entry);
+    return;
+  }
+  reply_error(request, error, &cs,
+              refusal == UPSTREAM_START_FAILED ? -1 : upstream_retry_after(daemon->upstream));
 }
 
 static void on_fetched(const struct upstream_result *result, void *arg) {
@@ -222,33 +251,36 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
   inflight_finish(daemon->inflight, fetch);
 }
 
-/* Starts the one fetch for an id. NULL when it could not be started. */
-static struct inflight_fetch *start_fetch(struct flipcached *daemon, const char *enrollment_id,
-                                          bool had_expired_copy, bool background) {
-  struct inflight_fetch *fetch = inflight_start(daemon->inflight, enrollment_id);
-  if (!fetch)
-    return NULL;
-  fetch->owner = daemon;
-  fetch->had_expired_copy = had_expired_copy;
-  fetch->background = background;
-  if (upstream_fetch_enrollment(daemon->upstream, enrollment_id, on_fetched, fetch) != 0) {
-    inflight_finish(daemon->inflight, fetch);
-    return NULL;
+/* Starts the one fetch for an id; *fetch is set when it returns UPSTREAM_STARTED. */
+static enum upstream_start start_fetch(struct flipcached *daemon, const char *enrollment_id,
+                                       bool had_expired_copy, bool background,
+                                       struct inflight_fetch **fetch) {
+  *fetch = inflight_start(daemon->inflight, enrollment_id);
+  if (!*fetch)
+    return UPSTREAM_START_FAILED;
+  (*fetch)->owner = daemon;
+  (*fetch)->had_expired_copy = had_expired_copy;
+  (*fetch)->background = background;
+  enum upstream_start started =
+      upstream_fetch_enrollment(daemon->upstream, enrollment_id, on_fetched, *fetch);
+  if (started != UPSTREAM_STARTED) {
+    inflight_finish(daemon->inflight, *fetch);
+    *fetch = NULL;
   }
-  return fetch;
+  return started;
 }
 
 /* The request waits on the id's fetch, joining one in progress or starting it. */
 static void wait_for_fetch(struct flipcached *daemon, struct client_request *request,
-                           const char *enrollment_id, bool had_expired_copy) {
+                           const char *enrollment_id, bool had_expired_copy, long long now) {
   struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
   bool joined = fetch != NULL;
-  if (!fetch)
-    fetch = start_fetch(daemon, enrollment_id, had_expired_copy, false);
   if (!fetch) {
-    struct cache_status cs = {.fwd = had_expired_copy ? "stale" : "uri-miss"};
-    reply_error(request, API_ERROR_UPSTREAM_UNAVAILABLE, &cs, -1);
-    return;
+    enum upstream_start started = start_fetch(daemon, enrollment_id, had_expired_copy, false, &fetch);
+    if (started != UPSTREAM_STARTED) {
+      answer_refused(daemon, request, enrollment_id, started, now);
+      return;
+    }
   }
   if (!inflight_add_waiter(daemon->inflight, fetch, request)) {
     daemon->stats.waiters_refused++;
@@ -289,9 +321,11 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
       daemon->stats.stale_served++;
       reply_record(request, &entry.record, &cs, now);
       cache_entry_release(&entry);
-      if (!inflight_find(daemon->inflight, enrollment_id) &&
-          start_fetch(daemon, enrollment_id, true, true))
-        daemon->stats.background_refreshes++;
+      if (!inflight_find(daemon->inflight, enrollment_id)) {
+        struct inflight_fetch *fetch; /* nobody waits on it: a refusal needs no answer */
+        if (start_fetch(daemon, enrollment_id, true, true, &fetch) == UPSTREAM_STARTED)
+          daemon->stats.background_refreshes++;
+      }
       return;
     case FRESHNESS_STALE_IF_ERROR:
     case FRESHNESS_EXPIRED:
@@ -300,5 +334,5 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
     cache_entry_release(&entry);
   }
   daemon->stats.misses++;
-  wait_for_fetch(daemon, request, enrollment_id, had_copy);
+  wait_for_fetch(daemon, request, enrollment_id, had_copy, now);
 }

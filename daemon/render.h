@@ -21,6 +21,7 @@ enum api_error {
   API_ERROR_UPSTREAM_INVALID_RESPONSE,
   API_ERROR_UPSTREAM_RATE_LIMITED,
   API_ERROR_OVERLOADED,
+  API_ERROR_CIRCUIT_OPEN, /* code upstream_unavailable, with 503 and Retry-After */
 };
 
 /* The `code` of the error body, e.g. "invalid_id". */

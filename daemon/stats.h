@@ -17,6 +17,10 @@ struct stats {
   uint64_t invalid_requests;  /* 4xx answered by flipcached itself (bad id, route, method) */
   uint64_t upstream_requests; /* requests sent upstream */
   uint64_t upstream_errors;   /* upstream transfers that failed or answered unusably */
+  uint64_t upstream_retries;  /* attempts repeated after a failed connection or a 502/503/504 */
+  uint64_t rate_limit_pauses; /* 429s that paused every upstream request */
+  uint64_t upstream_refused;  /* fetches not sent: paused for a 429, or the circuit open */
+  uint64_t breaker_opens;     /* times the circuit breaker opened */
   uint64_t cache_writes;
   uint64_t cache_write_errors;
   uint64_t evictions;         /* entries deleted to make room in a full map */
@@ -31,6 +35,8 @@ struct stats {
 struct stats_gauges {
   uint64_t uptime_seconds;
   uint64_t inflight;          /* upstream fetches in progress */
+  uint64_t breaker_state;     /* 0 closed, 1 open, 2 half-open (one probe allowed) */
+  uint64_t upstream_paused_seconds; /* left of a 429's pause, 0 when not paused */
   uint64_t cache_entries;
   uint64_t cache_bytes;       /* bytes of the LMDB map in use */
   uint64_t cache_max_bytes;

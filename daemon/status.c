@@ -15,6 +15,8 @@ static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges
   memset(gauges, 0, sizeof(*gauges));
   gauges->uptime_seconds = (uint64_t)(now.tv_sec - daemon->started.tv_sec);
   gauges->inflight = upstream_inflight(daemon->upstream);
+  gauges->breaker_state = (uint64_t)upstream_breaker_state(daemon->upstream);
+  gauges->upstream_paused_seconds = (uint64_t)upstream_paused_seconds(daemon->upstream);
   gauges->cache_max_bytes = daemon->cfg.max_size;
   cache_usage(daemon->cache, &gauges->cache_entries, &gauges->cache_bytes);
 }

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,19 @@
 #include "log.h"
 #include "stats.h"
 
+#define RETRY_BASE_MS 100
+#define RETRY_CAP_MS 1000
+#define RETRY_MIN_ATTEMPT_MS 200 /* a retry is not worth starting with less budget than this */
+#define BREAKER_COOLDOWN_CAP_MS 60000
+
 struct transfer {
   struct upstream *upstream;
   CURL *easy;
+  bool in_multi;              /* added to the multi handle (not waiting to retry) */
+  int attempts;               /* started so far */
+  int64_t deadline_ms;        /* CLOCK_MONOTONIC: the whole fetch, retries included, ends here */
+  bool breaker_probe;         /* let through by a half-open breaker */
+  struct event *retry_timer;  /* the backoff before the next attempt */
   struct curl_slist *request_headers; /* this transfer's own copy, credential included */
   char url[CONFIG_URL_MAX + 64];
   char *body;
@@ -40,7 +51,21 @@ struct upstream {
   const char *protocols;            /* "https", or "http,https" for a loopback http base_url */
   struct transfer *transfers;
   size_t inflight;
+  int64_t paused_until_ms;          /* CLOCK_MONOTONIC: a 429's pause ends here */
+  struct {
+    enum breaker_state state;
+    unsigned consecutive_failures;  /* fetches, not attempts */
+    long cooldown_ms;               /* of the current or next opening */
+    int64_t open_until_ms;
+    bool probe_in_flight;
+  } breaker;
 };
+
+static int64_t monotonic_ms(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
 
 static void collect_finished(struct upstream *upstream);
 
@@ -176,6 +201,8 @@ static void free_request_headers(struct curl_slist *headers) {
 static void transfer_free(struct transfer *transfer) {
   if (!transfer)
     return;
+  if (transfer->retry_timer)
+    event_free(transfer->retry_timer);
   if (transfer->easy)
     curl_easy_cleanup(transfer->easy);
   free_request_headers(transfer->request_headers);
@@ -201,8 +228,61 @@ static long elapsed_ms(const struct timespec *since) {
 
 /* Hands a finished (or aborted) transfer's result to its owner and frees it. The transfer has
  * already left the multi handle. */
+static void breaker_open(struct upstream *upstream, int64_t now) {
+  upstream->breaker.state = BREAKER_OPEN;
+  upstream->breaker.open_until_ms = now + upstream->breaker.cooldown_ms;
+  upstream->stats->breaker_opens++;
+  log_warning("upstream: circuit open for %ld ms after %u consecutive failed fetches",
+              upstream->breaker.cooldown_ms, upstream->breaker.consecutive_failures);
+}
+
+/* The breaker and the pause learn from each finished fetch (after its retries). */
+static void note_outcome(struct upstream *upstream, struct transfer *transfer,
+                         const struct upstream_result *result) {
+  int64_t now = monotonic_ms();
+  if (transfer->breaker_probe)
+    upstream->breaker.probe_in_flight = false;
+  if (result->outcome == UPSTREAM_RESPONSE && result->http_status == 429) {
+    long seconds = result->retry_after_seconds >= 0 &&
+                           result->retry_after_seconds <= UPSTREAM_RATE_LIMIT_MAX_SECONDS
+                       ? result->retry_after_seconds
+                       : UPSTREAM_RATE_LIMIT_DEFAULT_SECONDS;
+    if (now + seconds * 1000 > upstream->paused_until_ms)
+      upstream->paused_until_ms = now + seconds * 1000;
+    upstream->stats->rate_limit_pauses++;
+    log_warning("upstream: rate limited (429); no request is sent for %ld s", seconds);
+    return;
+  }
+  bool failed = result->outcome != UPSTREAM_RESPONSE || result->http_status >= 500;
+  const struct config *cfg = upstream->cfg;
+  if (!failed) {
+    if (upstream->breaker.state != BREAKER_CLOSED)
+      log_info("upstream: circuit closed; the upstream answers again");
+    upstream->breaker.state = BREAKER_CLOSED;
+    upstream->breaker.consecutive_failures = 0;
+    upstream->breaker.cooldown_ms = cfg->breaker_cooldown_ms;
+    return;
+  }
+  upstream->breaker.consecutive_failures++;
+  if (cfg->breaker_failures == 0)
+    return;
+  if (upstream->breaker.state == BREAKER_HALF_OPEN && transfer->breaker_probe) {
+    long doubled = upstream->breaker.cooldown_ms * 2;
+    upstream->breaker.cooldown_ms = doubled < BREAKER_COOLDOWN_CAP_MS ? doubled : BREAKER_COOLDOWN_CAP_MS;
+    breaker_open(upstream, now);
+  } else if (upstream->breaker.state == BREAKER_CLOSED &&
+             upstream->breaker.consecutive_failures >= cfg->breaker_failures) {
+    upstream->breaker.cooldown_ms = cfg->breaker_cooldown_ms;
+    breaker_open(upstream, now);
+  }
+}
+
 static void finish(struct upstream *upstream, struct transfer *transfer, CURLcode code,
                    bool aborted) {
+  if (transfer->in_multi) {
+    curl_multi_remove_handle(upstream->multi, transfer->easy);
+    transfer->in_multi = false;
+  }
   unlink_transfer(upstream, transfer);
   struct upstream_result result = {.retry_after_seconds = transfer->retry_after_seconds};
   if (aborted) {
@@ -239,11 +319,79 @@ static void finish(struct upstream *upstream, struct transfer *transfer, CURLcod
   }
   if (result.outcome != UPSTREAM_RESPONSE && result.outcome != UPSTREAM_ABORTED)
     upstream->stats->upstream_errors++;
-  log_debug("upstream: GET %s -> %s %ld in %ld ms%s%s", transfer->url,
+  log_debug("upstream: GET %s -> %s %ld in %ld ms, %d attempt%s%s%s", transfer->url,
             result.outcome == UPSTREAM_RESPONSE ? "HTTP" : "failed", result.http_status,
-            elapsed_ms(&transfer->started), result.error_text[0] ? ": " : "", result.error_text);
+            elapsed_ms(&transfer->started), transfer->attempts, transfer->attempts == 1 ? "" : "s",
+            result.error_text[0] ? ": " : "", result.error_text);
+  if (!aborted)
+    note_outcome(upstream, transfer, &result);
   transfer->done(&result, transfer->arg);
   transfer_free(transfer);
+}
+
+static bool connection_failed(CURLcode code) {
+  switch (code) {
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_GOT_NOTHING:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* Sends the next attempt once its backoff has passed. */
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct transfer *transfer = arg;
+  struct upstream *upstream = transfer->upstream;
+  long budget = (long)(transfer->deadline_ms - monotonic_ms());
+  transfer->body_len = 0;
+  transfer->body_too_large = false;
+  transfer->retry_after_seconds = -1;
+  transfer->error[0] = '\0';
+  if (budget < RETRY_MIN_ATTEMPT_MS ||
+      curl_easy_setopt(transfer->easy, CURLOPT_TIMEOUT_MS, budget) != CURLE_OK ||
+      curl_multi_add_handle(upstream->multi, transfer->easy) != CURLM_OK) {
+    finish(upstream, transfer, CURLE_OPERATION_TIMEDOUT, false);
+    return;
+  }
+  transfer->in_multi = true;
+  transfer->attempts++;
+  upstream->stats->upstream_requests++;
+}
+
+/* After a failed connection or a 502/503/504, schedules another attempt when the bound and the
+ * time budget allow one; returns false when the result is final. The handle has left the multi. */
+static bool schedule_retry(struct upstream *upstream, struct transfer *transfer, CURLcode code) {
+  long status = 0;
+  if (code == CURLE_OK)
+    curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &status);
+  bool retryable = connection_failed(code) || status == 502 || status == 503 || status == 504;
+  if (!retryable || transfer->attempts >= UPSTREAM_MAX_ATTEMPTS)
+    return false;
+  /* Exponential, capped, with "equal jitter": between half and all of the step, so that the
+   * retries of many fetches do not arrive together. */
+  long step = RETRY_BASE_MS << (transfer->attempts - 1);
+  if (step > RETRY_CAP_MS)
+    step = RETRY_CAP_MS;
+  long delay = step / 2 + (long)arc4random_uniform((uint32_t)(step / 2 + 1));
+  if (status == 503 && transfer->retry_after_seconds > 0)
+    delay = delay > transfer->retry_after_seconds * 1000 ? delay : transfer->retry_after_seconds * 1000;
+  if (monotonic_ms() + delay + RETRY_MIN_ATTEMPT_MS > transfer->deadline_ms)
+    return false;
+  if (!transfer->retry_timer)
+    transfer->retry_timer = evtimer_new(upstream->base, on_retry_timer, transfer);
+  struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
+  if (!transfer->retry_timer || evtimer_add(transfer->retry_timer, &tv) != 0)
+    return false;
+  upstream->stats->upstream_retries++;
+  log_debug("upstream: GET %s: %s; attempt %d in %ld ms", transfer->url,
+            status ? "HTTP 5xx" : curl_easy_strerror(code), transfer->attempts + 1, delay);
+  return true;
 }
 
 static void collect_finished(struct upstream *upstream) {
@@ -257,8 +405,54 @@ static void collect_finished(struct upstream *upstream) {
     struct transfer *transfer = NULL;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&transfer);
     curl_multi_remove_handle(upstream->multi, easy);
-    finish(upstream, transfer, code, false);
+    transfer->in_multi = false;
+    if (!schedule_retry(upstream, transfer, code))
+      finish(upstream, transfer, code, false);
   }
+}
+
+/* Whether a fetch may be sent now; a half-open breaker lets exactly one through. */
+static enum upstream_start admit(struct upstream *upstream, bool *probe) {
+  int64_t now = monotonic_ms();
+  *probe = false;
+  if (now < upstream->paused_until_ms)
+    return UPSTREAM_PAUSED;
+  if (upstream->cfg->breaker_failures == 0)
+    return UPSTREAM_STARTED;
+  if (upstream->breaker.state == BREAKER_OPEN && now >= upstream->breaker.open_until_ms)
+    upstream->breaker.state = BREAKER_HALF_OPEN;
+  switch (upstream->breaker.state) {
+  case BREAKER_CLOSED:
+    return UPSTREAM_STARTED;
+  case BREAKER_HALF_OPEN:
+    if (upstream->breaker.probe_in_flight)
+      return UPSTREAM_CIRCUIT_OPEN;
+    upstream->breaker.probe_in_flight = true;
+    *probe = true;
+    log_info("upstream: circuit half-open; one probe request goes through");
+    return UPSTREAM_STARTED;
+  case BREAKER_OPEN:
+    break;
+  }
+  return UPSTREAM_CIRCUIT_OPEN;
+}
+
+long upstream_retry_after(const struct upstream *upstream) {
+  int64_t now = monotonic_ms();
+  int64_t until = now < upstream->paused_until_ms ? upstream->paused_until_ms
+                  : upstream->breaker.state == BREAKER_OPEN ? upstream->breaker.open_until_ms
+                                                            : now;
+  long seconds = (long)((until - now + 999) / 1000);
+  return seconds < 1 ? 1 : seconds;
+}
+
+enum breaker_state upstream_breaker_state(const struct upstream *upstream) {
+  return upstream->breaker.state;
+}
+
+long upstream_paused_seconds(const struct upstream *upstream) {
+  int64_t left = upstream->paused_until_ms - monotonic_ms();
+  return left > 0 ? (long)((left + 999) / 1000) : 0;
 }
 
 /* The low-speed cut-off: a transfer slower than UPSTREAM_LOW_SPEED_BYTES per second for half the
@@ -269,11 +463,21 @@ static long low_speed_seconds(const struct config *cfg) {
   return seconds < 1 ? 1 : seconds > 30 ? 30 : seconds;
 }
 
-int upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
-                              upstream_done_fn done, void *arg) {
+enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
+                                              upstream_done_fn done, void *arg) {
+  bool probe = false;
+  enum upstream_start admitted = admit(upstream, &probe);
+  if (admitted != UPSTREAM_STARTED) {
+    upstream->stats->upstream_refused++;
+    return admitted;
+  }
   struct transfer *transfer = calloc(1, sizeof(*transfer));
-  if (!transfer)
-    return -1;
+  if (!transfer) {
+    if (probe)
+      upstream->breaker.probe_in_flight = false;
+    return UPSTREAM_START_FAILED;
+  }
+  transfer->breaker_probe = probe;
   transfer->upstream = upstream;
   transfer->done = done;
   transfer->arg = arg;
@@ -310,19 +514,24 @@ int upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_
   if (!ok)
     goto fail;
   clock_gettime(CLOCK_MONOTONIC, &transfer->started);
+  transfer->deadline_ms = monotonic_ms() + upstream->cfg->timeout_ms;
   if (curl_multi_add_handle(upstream->multi, easy) != CURLM_OK)
     goto fail;
+  transfer->in_multi = true;
+  transfer->attempts = 1;
   transfer->next = upstream->transfers;
   if (transfer->next)
     transfer->next->prev = transfer;
   upstream->transfers = transfer;
   upstream->inflight++;
   upstream->stats->upstream_requests++;
-  return 0;
+  return UPSTREAM_STARTED;
 fail:
   log_error("upstream: could not start a transfer for %s", enrollment_id);
+  if (probe)
+    upstream->breaker.probe_in_flight = false;
   transfer_free(transfer);
-  return -1;
+  return UPSTREAM_START_FAILED;
 }
 
 size_t upstream_inflight(const struct upstream *upstream) { return upstream->inflight; }
@@ -345,6 +554,7 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
   upstream->cfg = cfg;
   upstream->stats = stats;
   upstream->creds = creds;
+  upstream->breaker.cooldown_ms = cfg->breaker_cooldown_ms;
   upstream->protocols = strncmp(cfg->base_url, "http://", 7) == 0 ? "http,https" : "https";
   upstream->multi = curl_multi_init();
   upstream->timer = evtimer_new(base, on_timer, upstream);
@@ -366,11 +576,8 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
 void upstream_free(struct upstream *upstream) {
   if (!upstream)
     return;
-  while (upstream->transfers) {
-    struct transfer *transfer = upstream->transfers;
-    curl_multi_remove_handle(upstream->multi, transfer->easy);
-    finish(upstream, transfer, CURLE_OK, true);
-  }
+  while (upstream->transfers)
+    finish(upstream, upstream->transfers, CURLE_OK, true); /* leaves the multi, or its timer */
   if (upstream->multi)
     curl_multi_cleanup(upstream->multi);
   if (upstream->timer)

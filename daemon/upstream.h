@@ -18,6 +18,9 @@ struct upstream;
 
 #define UPSTREAM_MAX_BODY (4u * 1024u * 1024u) /* an enrollment is ~1 KB; more is refused */
 #define UPSTREAM_LOW_SPEED_BYTES 1024          /* per second, see low_speed_seconds() */
+#define UPSTREAM_MAX_ATTEMPTS 3                /* one try and at most two retries */
+#define UPSTREAM_RATE_LIMIT_DEFAULT_SECONDS 30 /* a 429's pause without a usable Retry-After */
+#define UPSTREAM_RATE_LIMIT_MAX_SECONDS 3600
 
 enum upstream_outcome {
   UPSTREAM_RESPONSE,       /* an HTTP response arrived: see http_status and body */
@@ -37,16 +40,38 @@ struct upstream_result {
   const char *error_text;    /* a short reason for logs, never containing a header */
 };
 
-/* Called exactly once per upstream_fetch_enrollment that returned 0. */
+/* Called exactly once per upstream_fetch_enrollment that returned UPSTREAM_STARTED, never from
+ * inside upstream_fetch_enrollment. */
 typedef void (*upstream_done_fn)(const struct upstream_result *result, void *arg);
+
+enum upstream_start {
+  UPSTREAM_STARTED,
+  UPSTREAM_PAUSED,       /* a 429 paused every upstream request; nothing is sent until it ends */
+  UPSTREAM_CIRCUIT_OPEN, /* the breaker is open, or its one probe is already out */
+  UPSTREAM_START_FAILED, /* out of memory or a libcurl error */
+};
+
+enum breaker_state { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
 
 /* cfg, creds and stats must outlive the upstream. Returns NULL with err set. */
 struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
                               const struct creds *creds, struct stats *stats, char *err,
                               size_t err_len);
-/* Starts GET {base_url}/v1/enrollments/{enrollment_id}. 0, or -1 when it could not be started. */
-int upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
-                              upstream_done_fn done, void *arg);
+/* Starts GET {base_url}/v1/enrollments/{enrollment_id}, or says why it was not sent.
+ *
+ * A failed connection or a 502/503/504 is tried again, at most UPSTREAM_MAX_ATTEMPTS in all,
+ * after a capped exponential backoff with jitter (100 ms, 200 ms, ... at most 1 s; at least a
+ * 503's Retry-After), and only while the whole fetch stays within timeout_ms: the done callback
+ * sees the last attempt's result. A 429 pauses every upstream request for its Retry-After. After
+ * breaker_failures consecutive failed fetches the circuit opens for breaker_cooldown_ms; then one
+ * probe is let through, and its result closes the circuit or opens it again for twice as long. */
+enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
+                                              upstream_done_fn done, void *arg);
+/* For a refused fetch: whole seconds until the upstream may be asked again (at least 1). */
+long upstream_retry_after(const struct upstream *upstream);
+enum breaker_state upstream_breaker_state(const struct upstream *upstream);
+/* Whole seconds left of a 429's pause, 0 when not paused. */
+long upstream_paused_seconds(const struct upstream *upstream);
 /* Transfers in progress. */
 size_t upstream_inflight(const struct upstream *upstream);
 /* Aborts every transfer (each callback runs with UPSTREAM_ABORTED), then frees. Accepts NULL. */

@@ -5,7 +5,8 @@
  * --token-file. It counts what it receives, and can be told how to misbehave, per id or for all:
  *
  *   POST /_fake/mode?id=<uuid|*>&mode=<ok|404|500|401|429|garbage|wrong-id|slow>&delay_ms=N
- *        (delay_ms holds back any answer; "slow" is "ok", named for readability)
+ *        (delay_ms holds back any answer; "slow" is "ok", named for readability;
+ *         &fail_times=N, for one id: the mode answers N requests, then "ok")
  *   GET  /_fake/count?id=<uuid>   -> {"count": N}   enrollment requests received for that id
  *   GET  /_fake/stats             -> {"total", "auth_ok", "auth_bad", "cookie_seen", "forwarded_seen"}
  *   POST /_fake/token?value=KEY   -> from now on expect "Authorization: Bearer KEY"
@@ -52,6 +53,7 @@ struct id_state {
   bool has_mode;
   enum mode mode;
   unsigned delay_ms;
+  unsigned fail_times;   /* > 0: the mode answers that many requests, then "ok" */
 };
 
 static struct {
@@ -266,6 +268,8 @@ static void answer_enrollment(struct evhttp_request *req, const char *raw_id) {
     state->count++;
   enum mode mode = state && state->has_mode ? state->mode : fake.default_mode;
   unsigned delay_ms = state && state->has_mode ? state->delay_ms : fake.default_delay_ms;
+  if (state && state->has_mode && state->fail_times > 0 && state->count > state->fail_times)
+    mode = MODE_OK;
   if (delay_ms == 0) {
     send_mode(req, id, mode);
     return;
@@ -289,6 +293,7 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
   if (strcmp(path, "/_fake/mode") == 0) {
     const char *mode_name = evhttp_find_header(&params, "mode");
     const char *delay = evhttp_find_header(&params, "delay_ms");
+    const char *fail_times = evhttp_find_header(&params, "fail_times");
     int mode = -1;
     for (size_t i = 0; mode_name && i < sizeof(MODE_NAMES) / sizeof(MODE_NAMES[0]); i++) {
       if (strcmp(mode_name, MODE_NAMES[i]) == 0)
@@ -305,6 +310,7 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
       state->has_mode = true;
       state->mode = (enum mode)mode;
       state->delay_ms = delay ? (unsigned)atoi(delay) : 0;
+      state->fail_times = fail_times ? (unsigned)atoi(fail_times) : 0;
       send_json(req, 200, "{\"ok\":true}");
     }
   } else if (strcmp(path, "/_fake/count") == 0 && id) {

@@ -93,23 +93,39 @@ void fake_stop(struct fake_upstream *fake) {
   }
 }
 
-void fake_set_mode(struct fake_upstream *fake, const char *id, const char *mode, unsigned delay_ms) {
+/* POSTs a control request to the fake and requires a 200. */
+static void fake_control(struct fake_upstream *fake, const char *path_and_query) {
   char url[256];
-  snprintf(url, sizeof(url), "%s/_fake/mode?id=%s&mode=%s&delay_ms=%u", fake->base_url, id, mode,
-           delay_ms);
+  snprintf(url, sizeof(url), "%s%s", fake->base_url, path_and_query);
   struct http_response response;
   http_request("POST", url, NULL, &response);
-  cr_assert_eq(response.status, 200, "fake refused mode %s", mode);
+  cr_assert_eq(response.status, 200, "the fake refused %s", path_and_query);
   http_response_free(&response);
 }
 
+void fake_set_mode(struct fake_upstream *fake, const char *id, const char *mode, unsigned delay_ms) {
+  char query[160];
+  snprintf(query, sizeof(query), "/_fake/mode?id=%s&mode=%s&delay_ms=%u", id, mode, delay_ms);
+  fake_control(fake, query);
+}
+
+
+void fake_fail_times(struct fake_upstream *fake, const char *id, const char *mode, unsigned times) {
+  char query[160];
+  snprintf(query, sizeof(query), "/_fake/mode?id=%s&mode=%s&fail_times=%u", id, mode, times);
+  fake_control(fake, query);
+}
+
+void fake_retry_after(struct fake_upstream *fake, unsigned seconds) {
+  char query[64];
+  snprintf(query, sizeof(query), "/_fake/retry-after?seconds=%u", seconds);
+  fake_control(fake, query);
+}
+
 void fake_expect_token(struct fake_upstream *fake, const char *token) {
-  char url[256];
-  snprintf(url, sizeof(url), "%s/_fake/token?value=%s", fake->base_url, token);
-  struct http_response response;
-  http_request("POST", url, NULL, &response);
-  cr_assert_eq(response.status, 200);
-  http_response_free(&response);
+  char query[160];
+  snprintf(query, sizeof(query), "/_fake/token?value=%s", token);
+  fake_control(fake, query);
 }
 
 long fake_count(struct fake_upstream *fake, const char *id) {
@@ -363,13 +379,13 @@ static void http_perform(const char *method, const char *url, const char *const 
   transfer_finish(&transfer, ok, response);
 }
 
-void http_get_concurrently(const char *url, size_t n, struct http_response *responses) {
+void http_get_concurrently(const char *const *urls, size_t n, struct http_response *responses) {
   struct transfer *transfers = calloc(n, sizeof(*transfers));
   bool *ok = calloc(n, sizeof(*ok));
   CURLM *multi = curl_multi_init();
   curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
   for (size_t i = 0; i < n; i++) {
-    transfer_setup(&transfers[i], NULL, url, NULL, NULL, 20000L);
+    transfer_setup(&transfers[i], NULL, urls[i], NULL, NULL, 20000L);
     curl_easy_setopt(transfers[i].easy, CURLOPT_PRIVATE, (char *)&ok[i]);
     curl_multi_add_handle(multi, transfers[i].easy);
   }

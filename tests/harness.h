@@ -50,6 +50,10 @@ struct http_response {
 void fake_start(struct fake_upstream *fake, const char *token);
 void fake_stop(struct fake_upstream *fake);
 void fake_set_mode(struct fake_upstream *fake, const char *id, const char *mode, unsigned delay_ms);
+/* The mode answers the next `times` requests for id, then the fake answers "ok". */
+void fake_fail_times(struct fake_upstream *fake, const char *id, const char *mode, unsigned times);
+/* The Retry-After the fake's 429s carry. */
+void fake_retry_after(struct fake_upstream *fake, unsigned seconds);
 /* From now on the fake accepts only "Bearer token". */
 void fake_expect_token(struct fake_upstream *fake, const char *token);
 long fake_count(struct fake_upstream *fake, const char *id);
@@ -92,8 +96,8 @@ void http_request(const char *method, const char *url, const char *const *header
 void http_get(const char *url, struct http_response *response);
 /* GET with a client-side time limit: a response slower than timeout_ms has status 0. */
 void http_get_within(const char *url, long timeout_ms, struct http_response *response);
-/* n GETs of url at once (curl multi, one connection each); responses[i] for the i-th. */
-void http_get_concurrently(const char *url, size_t n, struct http_response *responses);
+/* n GETs at once (curl multi, one connection each): urls[i] answered in responses[i]. */
+void http_get_concurrently(const char *const *urls, size_t n, struct http_response *responses);
 /* GET over a unix socket: url's host part is ignored. */
 void http_get_unix(const char *socket_path, const char *url, struct http_response *response);
 /* The value of a response header (case-insensitive name), copied into out; false if absent. */

@@ -50,6 +50,7 @@ ParameterizedTestParameters(error_body, every_code_has_its_status_and_shape) {
     {API_ERROR_UPSTREAM_INVALID_RESPONSE, "upstream_invalid_response", 502},
     {API_ERROR_UPSTREAM_RATE_LIMITED, "upstream_rate_limited", 503},
     {API_ERROR_OVERLOADED, "overloaded", 503},
+    {API_ERROR_CIRCUIT_OPEN, "upstream_unavailable", 503},
   };
   return cr_make_param_array(struct error_case, cases, sizeof(cases) / sizeof(cases[0]));
 }

@@ -244,3 +244,191 @@ Test(limits, connections_to_the_upstream_are_reused) {
   cr_expect_eq(fake_stat(&fake, "total"), 10);
   cr_expect_eq(fake_stat(&fake, "connections"), 1, "ten sequential misses over one connection");
 }
+
+/* --- retries ---------------------------------------------------------------------------------- */
+
+TestSuite(retries, .fini = stop_all, .timeout = 60);
+
+Test(retries, a_503_is_retried_until_it_succeeds) {
+  start_with(NULL);
+  fake_fail_times(&fake, ID, "503", 2);
+  cr_expect_eq(status_of(ID), 200);
+  cr_expect_eq(fake_count(&fake, ID), 3, "two retries");
+  cr_expect_eq(stat_of("upstream_retries"), 2);
+  cr_expect_eq(stat_of("upstream_requests"), 3);
+}
+
+Test(retries, 502_and_504_are_retried_and_the_attempts_are_bounded) {
+  start_with(NULL);
+  fake_set_mode(&fake, ID, "502", 0);
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect_eq(response.status, 502);
+  char cache_status[128] = "";
+  http_header(&response, "Cache-Status", cache_status, sizeof(cache_status));
+  cr_expect_str_eq(cache_status, "flipcached; fwd=uri-miss; fwd-status=502; detail=upstream_unavailable");
+  http_response_free(&response);
+  cr_expect_eq(fake_count(&fake, ID), 3, "one try and two retries, no more");
+}
+
+Test(retries, a_500_is_not_retried) {
+  start_with(NULL);
+  fake_set_mode(&fake, ID, "500", 0);
+  cr_expect_eq(status_of(ID), 502);
+  cr_expect_eq(fake_count(&fake, ID), 1);
+  cr_expect_eq(stat_of("upstream_retries"), 0);
+}
+
+/* timeout_ms 300 and a 503 that takes 150 ms: what is left cannot hold a backoff and another
+ * attempt, so none is made. */
+Test(retries, retries_stay_within_the_time_budget) {
+  struct daemon_options options = {.timeout_ms = 300};
+  start_with(&options);
+  fake_set_mode(&fake, ID, "503", 150);
+  cr_expect_eq(status_of(ID), 502);
+  cr_expect_eq(fake_count(&fake, ID), 1);
+}
+
+Test(retries, a_refused_connection_is_retried) {
+  char closed[64];
+  snprintf(closed, sizeof(closed), "http://127.0.0.1:%d", free_port());
+  struct daemon_options options = {.base_url = closed};
+  start_with(&options);
+  cr_expect_eq(status_of(ID), 502);
+  cr_expect_eq(stat_of("upstream_retries"), 2);
+}
+
+/* --- rate limits ------------------------------------------------------------------------------ */
+
+TestSuite(rate_limit, .fini = stop_all, .timeout = 60);
+
+Test(rate_limit, a_429_pauses_upstream_traffic_for_every_id) {
+  start_with(NULL);
+  fake_retry_after(&fake, 60);
+  fake_set_mode(&fake, ID, "429", 0);
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect_eq(response.status, 503);
+  char retry_after[16] = "";
+  cr_expect(http_header(&response, "Retry-After", retry_after, sizeof(retry_after)));
+  cr_expect_eq(atoi(retry_after), 60, "the upstream's Retry-After is passed on");
+  http_response_free(&response);
+
+  get_enrollment(ID2, &response); /* another id, never asked for */
+  cr_expect_eq(response.status, 503);
+  cr_expect(strstr(response.body, "\"code\":\"upstream_rate_limited\"") != NULL);
+  http_header(&response, "Retry-After", retry_after, sizeof(retry_after));
+  cr_expect(atoi(retry_after) >= 55 && atoi(retry_after) <= 60, "Retry-After %s", retry_after);
+  http_response_free(&response);
+  cr_expect_eq(fake_stat(&fake, "total"), 1, "nothing reached the upstream during the pause");
+  cr_expect_eq(stat_of("rate_limit_pauses"), 1);
+  cr_expect_eq(stat_of("upstream_refused"), 1);
+  cr_expect_gt(stat_of("upstream_paused_seconds"), 50);
+}
+
+Test(rate_limit, the_pause_ends_after_retry_after) {
+  start_with(NULL);
+  fake_retry_after(&fake, 1);
+  fake_set_mode(&fake, ID, "429", 0);
+  cr_expect_eq(status_of(ID), 503);
+  pause_ms(1200);
+  cr_expect_eq(status_of(ID2), 200);
+  cr_expect_eq(stat_of("upstream_paused_seconds"), 0);
+}
+
+/* --- the circuit breaker ------------------------------------------------------------------------ */
+
+TestSuite(breaker, .fini = stop_all, .timeout = 60);
+
+static void url_for(char *url, size_t len, unsigned n) {
+  snprintf(url, len, "%s/v1/enrollments/%08x-0000-4000-8000-000000000000", daemon_proc.url, n);
+}
+
+static long status_of_n(unsigned n) {
+  char url[256];
+  url_for(url, sizeof(url), n);
+  struct http_response response;
+  http_get(url, &response);
+  long status = response.status;
+  http_response_free(&response);
+  return status;
+}
+
+Test(breaker, opens_after_consecutive_failures_then_lets_one_probe_through) {
+  struct daemon_options options = {
+    .extra_upstream = "breaker_failures = 3\nbreaker_cooldown_ms = 500\n"};
+  start_with(&options);
+  fake_set_mode(&fake, "*", "500", 0);
+  for (unsigned n = 0; n < 3; n++)
+    cr_expect_eq(status_of_n(n), 502);
+  cr_expect_eq(stat_of("breaker_opens"), 1);
+  cr_expect_eq(stat_of("breaker_state"), 1);
+
+  char url[256];
+  url_for(url, sizeof(url), 10);
+  struct http_response response;
+  http_get(url, &response);
+  cr_expect_eq(response.status, 503, "the open circuit answers at once");
+  cr_expect(strstr(response.body, "\"code\":\"upstream_unavailable\"") != NULL);
+  char retry_after[16] = "";
+  cr_expect(http_header(&response, "Retry-After", retry_after, sizeof(retry_after)));
+  http_response_free(&response);
+  cr_expect_eq(fake_stat(&fake, "total"), 3, "nothing was sent while open");
+
+  /* After the cooldown one probe goes through; the others are refused while it is out. */
+  pause_ms(600);
+  fake_set_mode(&fake, "*", "slow", 400);
+  char urls_text[3][256];
+  const char *urls[3];
+  for (unsigned i = 0; i < 3; i++) {
+    url_for(urls_text[i], sizeof(urls_text[i]), 20 + i);
+    urls[i] = urls_text[i];
+  }
+  struct http_response responses[3];
+  http_get_concurrently(urls, 3, responses);
+  int ok = 0, refused = 0;
+  for (int i = 0; i < 3; i++) {
+    ok += responses[i].status == 200;
+    refused += responses[i].status == 503;
+    http_response_free(&responses[i]);
+  }
+  cr_expect_eq(ok, 1, "one probe");
+  cr_expect_eq(refused, 2);
+  cr_expect_eq(stat_of("breaker_state"), 0, "the probe's success closed the circuit");
+  fake_set_mode(&fake, "*", "ok", 0);
+  cr_expect_eq(status_of_n(30), 200);
+}
+
+Test(breaker, a_failed_probe_opens_it_again) {
+  struct daemon_options options = {
+    .extra_upstream = "breaker_failures = 2\nbreaker_cooldown_ms = 300\n"};
+  start_with(&options);
+  fake_set_mode(&fake, "*", "500", 0);
+  cr_expect_eq(status_of_n(0), 502);
+  cr_expect_eq(status_of_n(1), 502);
+  cr_expect_eq(status_of_n(2), 503);
+  pause_ms(400);
+  cr_expect_eq(status_of_n(3), 502, "the probe reaches the upstream and fails");
+  cr_expect_eq(status_of_n(4), 503, "open again");
+  cr_expect_eq(stat_of("breaker_opens"), 2);
+  cr_expect_eq(fake_stat(&fake, "total"), 3);
+}
+
+Test(breaker, serves_stale_copies_while_open) {
+  struct daemon_options options = {
+    .ttl = 1, .extra_upstream = "breaker_failures = 1\nbreaker_cooldown_ms = 60000\n",
+    .extra_cache = "stale_while_revalidate = 0\nstale_if_error = 600\n"};
+  start_with(&options);
+  cr_expect_eq(status_of(ID), 200);
+  pause_ms(2100);
+  fake_set_mode(&fake, "*", "500", 0);
+  cr_expect_eq(status_of_n(0), 502); /* opens the circuit */
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect_eq(response.status, 200);
+  char cache_status[128] = "";
+  http_header(&response, "Cache-Status", cache_status, sizeof(cache_status));
+  cr_expect(strstr(cache_status, "hit; ttl=-") && strstr(cache_status, "detail=upstream_unavailable"),
+            "%s", cache_status);
+  http_response_free(&response);
+}
