@@ -17,6 +17,7 @@ enum key_type {
   KEY_PATH,      /* a non-empty file system path */
   KEY_LISTEN,    /* space-separated listener addresses */
   KEY_BASE_URL,  /* the upstream's scheme://host[:port][/prefix] */
+  KEY_URL_OR_EMPTY, /* empty, or a URL with the rules of KEY_BASE_URL */
   KEY_LOG_LEVEL, /* error, warning, info, debug */
 };
 
@@ -42,7 +43,7 @@ static const struct config_key KEYS[] = {
   {"server", "max_connections", KEY_UINT, FIELD(max_connections), 1, 65536, "1024", false},
   {"upstream", "base_url", KEY_BASE_URL, FIELD(base_url), 0, 0, "https://api-utility.flip.energy", true},
   {"upstream", "token_file", KEY_PATH, FIELD(token_file), 0, 0, "/etc/flipcached/token", false},
-  {"upstream", "oauth_token_url", KEY_STRING, FIELD(oauth_token_url), 0, 0, "", true},
+  {"upstream", "oauth_token_url", KEY_URL_OR_EMPTY, FIELD(oauth_token_url), 0, 0, "", true},
   {"upstream", "oauth_client_id", KEY_STRING, FIELD(oauth_client_id), 0, 0, "", true},
   {"upstream", "oauth_client_secret_file", KEY_STRING, FIELD(oauth_client_secret_file), 0, 0, "", true},
   {"upstream", "connect_timeout_ms", KEY_UINT, FIELD(connect_timeout_ms), 10, 600000, "3000", false},
@@ -312,10 +313,16 @@ static void set_value(struct parse_state *state, const struct config_key *key, c
       add_error(state, line, "listen: needs at least one address");
     return;
   }
+  case KEY_URL_OR_EMPTY:
+    if (value[0] == '\0') {
+      field[0] = '\0';
+      return;
+    }
+    /* fall through */
   case KEY_BASE_URL: {
     const char *problem = parse_base_url(value, field, key->size);
     if (problem)
-      add_error(state, line, "base_url: '%s' %s", value, problem);
+      add_error(state, line, "%s: '%s' %s", key->name, value, problem);
     return;
   }
   case KEY_LOG_LEVEL:
@@ -441,10 +448,14 @@ static void check_cross_keys(struct parse_state *state) {
                   cfg->listen[i].host);
     }
   }
-  if (cfg->oauth_token_url[0])
-    add_error(state, oauth_line,
-              "oauth_token_url: the OAuth2 client-credentials grant is not supported by this "
-              "version yet; leave it empty and use token_file");
+  if (cfg->oauth_token_url[0] && !cfg->oauth_client_id[0])
+    add_error(state, oauth_line, "oauth_token_url: needs oauth_client_id as well");
+  for (const char *p = cfg->oauth_client_id; *p; p++) {
+    if ((unsigned char)*p <= ' ' || *p == ':' || (unsigned char)*p >= 0x7f) {
+      add_error(state, oauth_line, "oauth_client_id: only visible ASCII without ':' is allowed");
+      break;
+    }
+  }
 }
 
 static void set_inih_options(void) {

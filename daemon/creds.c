@@ -1,6 +1,8 @@
 #include "creds.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "log.h"
 
 int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *out_len, char *err,
@@ -81,25 +84,53 @@ out:
   return rc;
 }
 
-int creds_load(struct creds *creds, const char *token_file, char *err, size_t err_len) {
-  char path[PATH_MAX];
+size_t creds_base64(const unsigned char *in, size_t len, char *out, size_t out_cap) {
+  static const char ALPHABET[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t needed = (len + 2) / 3 * 4;
+  if (out_cap < needed + 1)
+    return 0;
+  size_t o = 0;
+  for (size_t i = 0; i < len; i += 3) {
+    uint32_t group = (uint32_t)in[i] << 16;
+    if (i + 1 < len)
+      group |= (uint32_t)in[i + 1] << 8;
+    if (i + 2 < len)
+      group |= in[i + 2];
+    out[o++] = ALPHABET[(group >> 18) & 63];
+    out[o++] = ALPHABET[(group >> 12) & 63];
+    out[o++] = i + 1 < len ? ALPHABET[(group >> 6) & 63] : '=';
+    out[o++] = i + 2 < len ? ALPHABET[group & 63] : '=';
+  }
+  out[o] = '\0';
+  return o;
+}
+
+/* $CREDENTIALS_DIRECTORY/name when that file exists, else fallback, into path. */
+static int choose_path(const char *name, const char *fallback, char *path, size_t path_len,
+                       char *err, size_t err_len) {
   const char *dir = getenv("CREDENTIALS_DIRECTORY");
   int n = -1;
   if (dir && dir[0])
-    n = snprintf(path, sizeof(path), "%s/%s", dir, CREDS_SYSTEMD_NAME);
-  if (n < 0 || (size_t)n >= sizeof(path) || access(path, F_OK) != 0)
-    n = snprintf(path, sizeof(path), "%s", token_file);
-  if (n < 0 || (size_t)n >= sizeof(path)) {
-    snprintf(err, err_len, "token_file: path too long");
+    n = snprintf(path, path_len, "%s/%s", dir, name);
+  if (n < 0 || (size_t)n >= path_len || access(path, F_OK) != 0)
+    n = snprintf(path, path_len, "%s", fallback);
+  if (n <= 0 || (size_t)n >= path_len) {
+    snprintf(err, err_len, "no file for the credential %s: set the key naming it", name);
     return -1;
   }
+  return 0;
+}
 
+static int load_static_key(struct creds *creds, const struct config *cfg, char *err,
+                           size_t err_len) {
   static const char PREFIX[] = "Authorization: Bearer ";
-  char key[CREDS_MAX_TOKEN + 1];
+  char path[PATH_MAX], key[CREDS_MAX_TOKEN + 1];
   size_t key_len = 0;
-  if (creds_read_secret_file(path, key, sizeof(key), &key_len, err, err_len) != 0)
+  if (choose_path(CREDS_SYSTEMD_NAME, cfg->token_file, path, sizeof(path), err, err_len) != 0 ||
+      creds_read_secret_file(path, key, sizeof(key), &key_len, err, err_len) != 0)
     return -1;
   creds_wipe(creds);
+  creds->kind = CREDS_STATIC_KEY;
   memcpy(creds->authorization, PREFIX, sizeof(PREFIX) - 1);
   memcpy(creds->authorization + sizeof(PREFIX) - 1, key, key_len + 1);
   explicit_bzero(key, sizeof(key));
@@ -110,18 +141,77 @@ int creds_load(struct creds *creds, const char *token_file, char *err, size_t er
   return 0;
 }
 
+static int load_oauth_client(struct creds *creds, const struct config *cfg, char *err,
+                             size_t err_len) {
+  static const char PREFIX[] = "Authorization: Basic ";
+  char path[PATH_MAX], secret[CREDS_MAX_TOKEN + 1];
+  size_t secret_len = 0;
+  if (choose_path(CREDS_SYSTEMD_CLIENT_SECRET_NAME, cfg->oauth_client_secret_file, path,
+                  sizeof(path), err, err_len) != 0 ||
+      creds_read_secret_file(path, secret, sizeof(secret), &secret_len, err, err_len) != 0)
+    return -1;
+  /* RFC 6749 2.3.1: id and secret are form-urlencoded before the Basic encoding; both are
+   * visible ASCII here, and only these characters need it. */
+  char pair[2 * CREDS_MAX_TOKEN + 512];
+  size_t used = 0;
+  bool fits = true;
+  const char *parts[] = {cfg->oauth_client_id, ":", secret};
+  for (size_t p = 0; p < 3 && fits; p++) {
+    for (const char *c = parts[p]; *c && fits; c++) {
+      bool plain = p == 1 || (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+                   (*c >= '0' && *c <= '9') || strchr("-._~", *c);
+      if (used + 4 >= sizeof(pair))
+        fits = false;
+      else if (plain)
+        pair[used++] = *c;
+      else
+        used += (size_t)snprintf(pair + used, 4, "%%%02X", (unsigned char)*c);
+    }
+  }
+  char encoded[CREDS_AUTHORIZATION_MAX];
+  size_t encoded_len = fits ? creds_base64((const unsigned char *)pair, used, encoded,
+                                           sizeof(encoded) - sizeof(PREFIX))
+                            : 0;
+  explicit_bzero(pair, sizeof(pair));
+  if (encoded_len == 0) {
+    explicit_bzero(secret, sizeof(secret));
+    snprintf(err, err_len, "%s: the client id and secret are too long", path);
+    return -1;
+  }
+  creds_wipe(creds);
+  creds->kind = CREDS_OAUTH_CLIENT;
+  memcpy(creds->authorization, PREFIX, sizeof(PREFIX) - 1);
+  memcpy(creds->authorization + sizeof(PREFIX) - 1, encoded, encoded_len + 1);
+  explicit_bzero(encoded, sizeof(encoded));
+  creds->token = creds->authorization + sizeof(PREFIX) - 1;
+  creds->token_len = encoded_len;
+  memcpy(creds->secret, secret, secret_len + 1);
+  creds->secret_len = secret_len;
+  explicit_bzero(secret, sizeof(secret));
+  snprintf(creds->source, sizeof(creds->source), "%s", path);
+  log_add_secret(creds->token, creds->token_len);
+  log_add_secret(creds->secret, creds->secret_len);
+  return 0;
+}
+
+int creds_load(struct creds *creds, const struct config *cfg, char *err, size_t err_len) {
+  if (cfg->oauth_token_url[0])
+    return load_oauth_client(creds, cfg, err, err_len);
+  return load_static_key(creds, cfg, err, err_len);
+}
+
 void creds_move(struct creds *to, struct creds *from) {
   creds_wipe(to);
   if (!from->token)
     return;
   size_t token_offset = (size_t)(from->token - from->authorization);
   log_remove_secret(from->token);
+  log_remove_secret(from->secret);
   memcpy(to, from, sizeof(*to));
   to->token = to->authorization + token_offset;
   log_add_secret(to->token, to->token_len);
-  explicit_bzero(from->authorization, sizeof(from->authorization));
-  from->token = NULL;
-  from->token_len = 0;
+  log_add_secret(to->secret, to->secret_len);
+  explicit_bzero(from, sizeof(*from));
 }
 
 void creds_wipe(struct creds *creds) {
@@ -129,7 +219,6 @@ void creds_wipe(struct creds *creds) {
     return;
   if (creds->token)
     log_remove_secret(creds->token);
-  explicit_bzero(creds->authorization, sizeof(creds->authorization));
-  creds->token = NULL;
-  creds->token_len = 0;
+  log_remove_secret(creds->secret);
+  explicit_bzero(creds, sizeof(*creds));
 }

@@ -1,10 +1,17 @@
-/* creds: the upstream credential, loaded, held and wiped.
+/* creds: the upstream credential, loaded, held and wiped. One of two kinds:
  *
- * The static API key comes from $CREDENTIALS_DIRECTORY/flip-token (systemd's LoadCredential=) when
- * that file exists, else from [upstream] token_file. The file must be a regular file (not a
- * symlink) that neither group nor others may access, at most CREDS_MAX_TOKEN bytes, one line of
- * visible ASCII (one trailing newline is stripped). The key lives only in struct creds, is
- * registered with the logger as a secret to scrub, and is wiped with explicit_bzero. */
+ *  - the static API key, from $CREDENTIALS_DIRECTORY/flip-token (systemd's LoadCredential=) when
+ *    that file exists, else from [upstream] token_file; `authorization` is the API's header,
+ *    "Authorization: Bearer <key>";
+ *  - the OAuth2 client (when [upstream] oauth_token_url is set): the client secret, from
+ *    $CREDENTIALS_DIRECTORY/flip-client-secret or oauth_client_secret_file; `authorization` is
+ *    the token endpoint's header, "Authorization: Basic base64(id:secret)" (RFC 6749 2.3.1). The
+ *    access tokens it buys live in the upstream module.
+ *
+ * A secret file must be a regular file (not a symlink) that neither group nor others may access,
+ * at most CREDS_MAX_TOKEN bytes, one line of visible ASCII (one trailing newline is stripped).
+ * The secret, and its base64 form, live only here, are registered with the logger as secrets to
+ * scrub, and are wiped with explicit_bzero. */
 #ifndef FLIPCACHED_CREDS_H
 #define FLIPCACHED_CREDS_H
 
@@ -13,20 +20,33 @@
 
 #define CREDS_MAX_TOKEN 4096
 #define CREDS_SYSTEMD_NAME "flip-token"
+#define CREDS_SYSTEMD_CLIENT_SECRET_NAME "flip-client-secret"
+#define CREDS_AUTHORIZATION_MAX (2 * CREDS_MAX_TOKEN + 512) /* base64 of id:secret, and more */
+
+struct config;
+
+enum creds_kind { CREDS_STATIC_KEY, CREDS_OAUTH_CLIENT };
 
 struct creds {
-  char authorization[CREDS_MAX_TOKEN + 32]; /* "Authorization: Bearer <key>", a curl header line */
-  const char *token;                          /* points into authorization */
+  enum creds_kind kind;
+  char authorization[CREDS_AUTHORIZATION_MAX]; /* a curl header line, see above */
+  const char *token;          /* into authorization: the key, or base64(id:secret) */
   size_t token_len;
-  char source[PATH_MAX];                      /* where it was read from, for messages */
+  char secret[CREDS_MAX_TOKEN + 1]; /* the OAuth client secret itself (empty for a static key) */
+  size_t secret_len;
+  char source[PATH_MAX];      /* where it was read from, for messages */
 };
+
+/* Standard base64 (RFC 4648) of in[0..len) into out (NUL-terminated); returns the length, or 0
+ * when out_cap is too small. */
+size_t creds_base64(const unsigned char *in, size_t len, char *out, size_t out_cap);
 
 /* Reads a secret file into out (NUL-terminated), checking the rules above. Returns 0, or -1 with a
  * message in err that names the file and the problem, never the content. */
 int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *out_len, char *err,
                            size_t err_len);
-/* Loads the key from the systemd credential or token_file into creds. 0 or -1 with err set. */
-int creds_load(struct creds *creds, const char *token_file, char *err, size_t err_len);
+/* Loads the credential the configuration asks for (see above) into creds. 0 or -1 with err set. */
+int creds_load(struct creds *creds, const struct config *cfg, char *err, size_t err_len);
 /* Moves a loaded key from `from` into `to` (wiping what `to` held), keeping the logger's
  * registration pointing at the key's new place; `from` is left wiped. */
 void creds_move(struct creds *to, struct creds *from);

@@ -62,36 +62,44 @@ void log_remove_secret(const char *secret) {
   }
 }
 
-/* Overwrites every occurrence of every registered secret in line (in place, never longer). */
-static void scrub_secrets(char *line) {
+/* Copies line into out (out_len bytes, NUL-terminated, truncated if need be) with every
+ * occurrence of every registered secret replaced by "[REDACTED]". */
+static void scrub_secrets(const char *line, char *out, size_t out_len) {
   static const char REDACTED[] = "[REDACTED]";
-  for (size_t i = 0; i < LOG_MAX_SECRETS; i++) {
-    if (!secrets[i].text)
-      continue;
-    char *hit;
-    while ((hit = memmem(line, strlen(line), secrets[i].text, secrets[i].len)) != NULL) {
-      size_t rest = strlen(hit + secrets[i].len);
-      size_t mark = secrets[i].len < sizeof(REDACTED) - 1 ? secrets[i].len : sizeof(REDACTED) - 1;
-      memcpy(hit, REDACTED, mark);
-      memmove(hit + mark, hit + secrets[i].len, rest + 1);
+  size_t used = 0;
+  while (*line && used + 1 < out_len) {
+    size_t matched = 0;
+    for (size_t i = 0; i < LOG_MAX_SECRETS && !matched; i++) {
+      if (secrets[i].text && strncmp(line, secrets[i].text, secrets[i].len) == 0)
+        matched = secrets[i].len;
+    }
+    if (matched) {
+      size_t room = out_len - 1 - used;
+      size_t n = sizeof(REDACTED) - 1 < room ? sizeof(REDACTED) - 1 : room;
+      memcpy(out + used, REDACTED, n);
+      used += n;
+      line += matched;
+    } else {
+      out[used++] = *line++;
     }
   }
+  out[used] = '\0';
 }
 
 void log_msg(enum log_level level, const char *fmt, ...) {
   if (!log_enabled(level))
     return;
-  char message[LOG_LINE_MAX];
+  char raw[LOG_LINE_MAX], message[LOG_LINE_MAX];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(message, sizeof(message), fmt, ap);
+  vsnprintf(raw, sizeof(raw), fmt, ap);
   va_end(ap);
   /* One line per event: a newline inside a message would forge a second log line. */
-  for (char *p = message; *p; p++) {
+  for (char *p = raw; *p; p++) {
     if (*p == '\n' || *p == '\r')
       *p = ' ';
   }
-  scrub_secrets(message);
+  scrub_secrets(raw, message, sizeof(message));
 
   char line[LOG_LINE_MAX + 64];
   int len;

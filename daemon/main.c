@@ -134,7 +134,7 @@ static void on_hangup(evutil_socket_t signal_number, short what, void *arg) {
 
   struct creds fresh_creds = {0};
   char err[512];
-  if (creds_load(&fresh_creds, daemon->cfg.token_file, err, sizeof(err)) != 0) {
+  if (creds_load(&fresh_creds, &daemon->cfg, err, sizeof(err)) != 0) {
     log_error("reload: credential: %s; the current one stays", err);
     return;
   }
@@ -211,7 +211,7 @@ int main(int argc, char **argv) {
     log_error("curl_global_init failed");
     return 1;
   }
-  if (creds_load(&daemon.creds, daemon.cfg.token_file, err, sizeof(err)) != 0) {
+  if (creds_load(&daemon.creds, &daemon.cfg, err, sizeof(err)) != 0) {
     log_error("credential: %s", err);
     goto out;
   }

@@ -8,10 +8,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "creds.h"
 #include "log.h"
 
 static char dir[] = "/tmp/flipcreds.XXXXXX";
+
+/* A configuration whose token_file is path (the static-key kind). */
+static const struct config *static_key_config(const char *path) {
+  static struct config cfg;
+  config_defaults(&cfg);
+  snprintf(cfg.token_file, sizeof(cfg.token_file), "%s", path);
+  return &cfg;
+}
 static char err[512];
 
 static void make_dir(void) { cr_assert(mkdtemp(dir)); }
@@ -39,7 +48,7 @@ Test(creds, loads_a_private_file_and_strips_one_newline) {
   const char *path = write_secret("token", "fl_secret_value\n", 16, 0600);
   struct creds creds = {0};
   unsetenv("CREDENTIALS_DIRECTORY");
-  cr_assert_eq(creds_load(&creds, path, err, sizeof(err)), 0, "%s", err);
+  cr_assert_eq(creds_load(&creds, static_key_config(path), err, sizeof(err)), 0, "%s", err);
   cr_expect_str_eq(creds.authorization, "Authorization: Bearer fl_secret_value");
   cr_expect_eq(creds.token_len, 15);
   cr_expect_str_eq(creds.source, path);
@@ -52,7 +61,7 @@ Test(creds, move_keeps_the_key_redacted_at_its_new_place, .init = cr_redirect_st
   const char *path = write_secret("token", "fl_moving_key\n", 14, 0600);
   unsetenv("CREDENTIALS_DIRECTORY");
   struct creds loaded = {0}, live = {0};
-  cr_assert_eq(creds_load(&loaded, path, err, sizeof(err)), 0, "%s", err);
+  cr_assert_eq(creds_load(&loaded, static_key_config(path), err, sizeof(err)), 0, "%s", err);
   creds_move(&live, &loaded);
   cr_expect_str_eq(live.token, "fl_moving_key");
   cr_expect_str_eq(live.authorization, "Authorization: Bearer fl_moving_key");
@@ -136,7 +145,7 @@ Test(creds, the_systemd_credential_wins_over_token_file) {
   write_secret(CREDS_SYSTEMD_NAME, "fl_from_systemd\n", 16, 0400);
   setenv("CREDENTIALS_DIRECTORY", dir, 1);
   struct creds creds = {0};
-  cr_assert_eq(creds_load(&creds, fallback_path, err, sizeof(err)), 0, "%s", err);
+  cr_assert_eq(creds_load(&creds, static_key_config(fallback_path), err, sizeof(err)), 0, "%s", err);
   cr_expect_str_eq(creds.token, "fl_from_systemd");
   creds_wipe(&creds);
   unsetenv("CREDENTIALS_DIRECTORY");
@@ -146,7 +155,7 @@ Test(creds, token_file_is_used_when_the_systemd_credential_is_absent) {
   const char *fallback = write_secret("token", "fl_from_token_file\n", 19, 0600);
   setenv("CREDENTIALS_DIRECTORY", "/nonexistent", 1);
   struct creds creds = {0};
-  cr_assert_eq(creds_load(&creds, fallback, err, sizeof(err)), 0, "%s", err);
+  cr_assert_eq(creds_load(&creds, static_key_config(fallback), err, sizeof(err)), 0, "%s", err);
   cr_expect_str_eq(creds.token, "fl_from_token_file");
   creds_wipe(&creds);
   unsetenv("CREDENTIALS_DIRECTORY");
@@ -202,4 +211,72 @@ Test(log, levels_filter) {
   enum log_level level;
   cr_expect(log_level_from_name("debug", &level) && level == LOG_LEVEL_DEBUG);
   cr_expect_not(log_level_from_name("verbose", &level));
+}
+
+Test(creds, base64_matches_rfc4648) {
+  char out[32];
+  const char *vectors[][2] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
+                              {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
+  for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+    size_t len = creds_base64((const unsigned char *)vectors[i][0], strlen(vectors[i][0]), out,
+                              sizeof(out));
+    cr_expect_str_eq(out, vectors[i][1]);
+    cr_expect_eq(len, strlen(vectors[i][1]));
+  }
+  cr_expect_eq(creds_base64((const unsigned char *)"foobar", 6, out, 8), 0, "too small");
+}
+
+Test(creds, an_oauth_client_authenticates_with_basic_and_both_secrets_are_redacted,
+     .init = cr_redirect_stderr) {
+  const char *path = write_secret("client-secret", "s3cr:t/x\n", 9, 0600);
+  unsetenv("CREDENTIALS_DIRECTORY");
+  struct config cfg;
+  config_defaults(&cfg);
+  snprintf(cfg.oauth_token_url, sizeof(cfg.oauth_token_url), "https://oauth.flip.energy/token");
+  snprintf(cfg.oauth_client_id, sizeof(cfg.oauth_client_id), "client-1");
+  snprintf(cfg.oauth_client_secret_file, sizeof(cfg.oauth_client_secret_file), "%s", path);
+  struct creds creds = {0};
+  cr_assert_eq(creds_load(&creds, &cfg, err, sizeof(err)), 0, "%s", err);
+  cr_expect_eq(creds.kind, CREDS_OAUTH_CLIENT);
+  /* base64("client-1:s3cr%3At%2Fx"): the secret is form-urlencoded first (RFC 6749 2.3.1) */
+  cr_expect_str_eq(creds.authorization, "Authorization: Basic Y2xpZW50LTE6czNjciUzQXQlMkZ4");
+  cr_expect_str_eq(creds.secret, "s3cr:t/x");
+  log_set_level(LOG_LEVEL_INFO);
+  log_info("secret %s basic %s", creds.secret, creds.token);
+  creds_wipe(&creds);
+  fflush(stderr);
+  FILE *captured = cr_get_redirected_stderr();
+  char all[1024] = "";
+  size_t got = fread(all, 1, sizeof(all) - 1, captured);
+  all[got] = '\0';
+  cr_expect(strstr(all, "secret [REDACTED] basic [REDACTED]") != NULL, "%s", all);
+}
+
+Test(creds, the_systemd_client_secret_wins_over_the_configured_file) {
+  const char *fallback = write_secret("client-secret", "from_file\n", 10, 0600);
+  char fallback_path[256];
+  snprintf(fallback_path, sizeof(fallback_path), "%s", fallback);
+  write_secret(CREDS_SYSTEMD_CLIENT_SECRET_NAME, "from_systemd\n", 13, 0400);
+  setenv("CREDENTIALS_DIRECTORY", dir, 1);
+  struct config cfg;
+  config_defaults(&cfg);
+  snprintf(cfg.oauth_token_url, sizeof(cfg.oauth_token_url), "https://oauth.flip.energy/token");
+  snprintf(cfg.oauth_client_id, sizeof(cfg.oauth_client_id), "c");
+  snprintf(cfg.oauth_client_secret_file, sizeof(cfg.oauth_client_secret_file), "%s", fallback_path);
+  struct creds creds = {0};
+  cr_assert_eq(creds_load(&creds, &cfg, err, sizeof(err)), 0, "%s", err);
+  cr_expect_str_eq(creds.secret, "from_systemd");
+  creds_wipe(&creds);
+  unsetenv("CREDENTIALS_DIRECTORY");
+}
+
+Test(creds, an_oauth_client_without_a_secret_file_is_refused) {
+  unsetenv("CREDENTIALS_DIRECTORY");
+  struct config cfg;
+  config_defaults(&cfg);
+  snprintf(cfg.oauth_token_url, sizeof(cfg.oauth_token_url), "https://oauth.flip.energy/token");
+  snprintf(cfg.oauth_client_id, sizeof(cfg.oauth_client_id), "c");
+  struct creds creds = {0};
+  cr_expect_eq(creds_load(&creds, &cfg, err, sizeof(err)), -1);
+  cr_expect(strstr(err, "flip-client-secret") != NULL, "%s", err);
 }
