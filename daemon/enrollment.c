@@ -224,7 +224,14 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
       daemon->stats.upstream_errors++; /* transport failures are counted by upstream.c */
     enum api_error error;
     long retry_after = -1;
-    if (result->outcome != UPSTREAM_RESPONSE) {
+    if (result->outcome == UPSTREAM_TOKEN_FAILED) {
+      /* The token endpoint's 4xx means it rejected the client credentials. */
+      bool rejected = result->http_status >= 400 && result->http_status < 500;
+      error = rejected ? API_ERROR_UPSTREAM_AUTH_FAILED : API_ERROR_UPSTREAM_UNAVAILABLE;
+      if (rejected)
+        daemon->auth_rejected_status = result->http_status;
+      status = 0; /* not the API's status: no fwd-status */
+    } else if (result->outcome != UPSTREAM_RESPONSE) {
       error = error_for_outcome(result->outcome);
       log_warning("upstream: enrollment %s: %s", enrollment_id, result->error_text);
     } else if (status == 200) {

@@ -31,6 +31,8 @@ static const struct stat_field FIELDS[] = {
   COUNTER(rate_limit_pauses, "Upstream 429 answers that paused every upstream request"),
   COUNTER(upstream_refused, "Fetches not sent because of a rate-limit pause or an open circuit"),
   COUNTER(breaker_opens, "Times the upstream circuit breaker opened"),
+  COUNTER(token_refreshes, "OAuth access tokens obtained"),
+  COUNTER(token_failures, "OAuth token requests that failed"),
   COUNTER(cache_writes, "Entries written to the cache"),
   COUNTER(cache_write_errors, "Cache writes that failed"),
   COUNTER(evictions, "Entries evicted to make room in a full cache"),

@@ -21,6 +21,8 @@ struct stats {
   uint64_t rate_limit_pauses; /* 429s that paused every upstream request */
   uint64_t upstream_refused;  /* fetches not sent: paused for a 429, or the circuit open */
   uint64_t breaker_opens;     /* times the circuit breaker opened */
+  uint64_t token_refreshes;   /* OAuth access tokens obtained */
+  uint64_t token_failures;    /* OAuth token requests that failed */
   uint64_t cache_writes;
   uint64_t cache_write_errors;
   uint64_t evictions;         /* entries deleted to make room in a full map */

@@ -14,30 +14,41 @@
 #include "creds.h"
 #include "log.h"
 #include "stats.h"
+#include "validate.h"
 
 #define RETRY_BASE_MS 100
 #define RETRY_CAP_MS 1000
 #define RETRY_MIN_ATTEMPT_MS 200 /* a retry is not worth starting with less budget than this */
 #define BREAKER_COOLDOWN_CAP_MS 60000
 
+enum transfer_kind {
+  TRANSFER_ENROLLMENT, /* GET an enrollment for the owner's callback */
+  TRANSFER_TOKEN,      /* POST the OAuth2 token endpoint for the upstream module itself */
+};
+
 struct transfer {
   struct upstream *upstream;
+  enum transfer_kind kind;
   CURL *easy;
-  bool in_multi;              /* added to the multi handle (not waiting to retry) */
-  int attempts;               /* started so far */
+  bool in_multi;              /* added to the multi handle (not waiting to retry or for a token) */
+  int attempts;               /* sent so far */
   int64_t deadline_ms;        /* CLOCK_MONOTONIC: the whole fetch, retries included, ends here */
   bool breaker_probe;         /* let through by a half-open breaker */
+  bool auth_retried;          /* a 401 already bought a new access token for this fetch */
+  bool waiting_token;         /* in upstream->oauth's queue; retry_timer bounds the wait */
+  unsigned token_generation;  /* the access token its headers carry (OAuth) */
   struct event *retry_timer;  /* the backoff before the next attempt */
-  struct curl_slist *request_headers; /* this transfer's own copy, credential included */
+  struct curl_slist *request_headers; /* this attempt's own copy, credential included */
   char url[CONFIG_URL_MAX + 64];
   char *body;
   size_t body_len, body_cap;
   bool body_too_large;
   long retry_after_seconds;
   struct timespec started;
-  upstream_done_fn done;
+  upstream_done_fn done;      /* NULL for a token transfer */
   void *arg;
-  struct transfer *prev, *next; /* upstream->transfers, so that shutdown can abort them */
+  struct transfer *prev, *next;   /* upstream->transfers, so that shutdown can abort them */
+  struct transfer *next_waiting;  /* upstream->oauth's queue of fetches waiting for a token */
   char error[CURL_ERROR_SIZE];
 };
 
@@ -49,6 +60,7 @@ struct upstream {
   struct stats *stats;
   const struct creds *creds;        /* the daemon's; may be replaced between transfers (SIGHUP) */
   const char *protocols;            /* "https", or "http,https" for a loopback http base_url */
+  const char *token_protocols;      /* the same for oauth_token_url */
   struct transfer *transfers;
   size_t inflight;
   int64_t paused_until_ms;          /* CLOCK_MONOTONIC: a 429's pause ends here */
@@ -59,6 +71,16 @@ struct upstream {
     int64_t open_until_ms;
     bool probe_in_flight;
   } breaker;
+  struct {
+    bool enabled;                   /* oauth_token_url is set */
+    bool valid;                     /* `authorization` holds a token believed good */
+    char authorization[CREDS_MAX_TOKEN + 32]; /* "Authorization: Bearer <access token>" */
+    char *token;                    /* into authorization; registered with the logger */
+    unsigned generation;            /* grows with each token obtained */
+    struct transfer *fetching;      /* the token request in flight, or NULL */
+    struct transfer *waiting_head, *waiting_tail; /* fetches waiting for a token */
+    struct event *refresh_timer;    /* at 80% of expires_in */
+  } oauth;
 };
 
 static int64_t monotonic_ms(void) {
@@ -176,11 +198,13 @@ static size_t on_header(char *line, size_t size, size_t count, void *arg) {
   return len;
 }
 
-static struct curl_slist *build_request_headers(const struct creds *creds) {
+/* The header list of one attempt: the authorization line given, plus the fixed ones. */
+static struct curl_slist *build_request_headers(const char *authorization, bool form_body) {
   struct curl_slist *headers = NULL, *next;
-  const char *lines[] = {creds->authorization, "Accept: application/json",
-                         "User-Agent: flipcached/" FLIPCACHED_VERSION};
-  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+  const char *lines[] = {authorization, "Accept: application/json",
+                         "User-Agent: flipcached/" FLIPCACHED_VERSION,
+                         form_body ? "Content-Type: application/x-www-form-urlencoded" : NULL};
+  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]) && lines[i]; i++) {
     next = curl_slist_append(headers, lines[i]);
     if (!next) {
       curl_slist_free_all(headers);
@@ -226,8 +250,136 @@ static long elapsed_ms(const struct timespec *since) {
   return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
-/* Hands a finished (or aborted) transfer's result to its owner and frees it. The transfer has
- * already left the multi handle. */
+/* The low-speed cut-off: a transfer slower than UPSTREAM_LOW_SPEED_BYTES per second for half the
+ * total timeout (at least 1 s, at most 30 s) is abandoned as timed out: a trickling upstream
+ * cannot hold a fetch, and the clients waiting on it, for the whole timeout. */
+static long low_speed_seconds(const struct config *cfg) {
+  long seconds = (long)cfg->timeout_ms / 2000;
+  return seconds < 1 ? 1 : seconds > 30 ? 30 : seconds;
+}
+
+/* A transfer with every option but its headers and time limit (set per attempt by launch), in
+ * upstream->transfers. NULL when out of memory or libcurl refuses an option. */
+static struct transfer *transfer_new(struct upstream *upstream, enum transfer_kind kind,
+                                     const char *url) {
+  struct transfer *transfer = calloc(1, sizeof(*transfer));
+  if (!transfer)
+    return NULL;
+  transfer->upstream = upstream;
+  transfer->kind = kind;
+  transfer->retry_after_seconds = -1;
+  snprintf(transfer->url, sizeof(transfer->url), "%s", url);
+  transfer->easy = curl_easy_init();
+  CURL *easy = transfer->easy;
+  const char *protocols = kind == TRANSFER_TOKEN ? upstream->token_protocols : upstream->protocols;
+  bool ok = easy &&
+            curl_easy_setopt(easy, CURLOPT_URL, transfer->url) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, protocols) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, protocols) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                             (long)upstream->cfg->connect_timeout_ms) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, (long)UPSTREAM_LOW_SPEED_BYTES) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, low_speed_seconds(upstream->cfg)) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_WRITEDATA, transfer) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_HEADERDATA, transfer) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer) == CURLE_OK;
+  if (ok && kind == TRANSFER_ENROLLMENT)
+    ok = curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
+         curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "") == CURLE_OK &&
+         curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L) == CURLE_OK;
+  if (ok && kind == TRANSFER_TOKEN)
+    ok = curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, "grant_type=client_credentials") == CURLE_OK;
+  if (!ok) {
+    transfer_free(transfer);
+    return NULL;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &transfer->started);
+  transfer->deadline_ms = monotonic_ms() + upstream->cfg->timeout_ms;
+  transfer->next = upstream->transfers;
+  if (transfer->next)
+    transfer->next->prev = transfer;
+  upstream->transfers = transfer;
+  upstream->inflight++;
+  return transfer;
+}
+
+static void start_token_fetch(struct upstream *upstream);
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg);
+
+/* Queues an enrollment fetch until an access token arrives. Its retry timer is armed for what is
+ * left of its budget: if no token comes by then, it ends as a timeout, from the loop, never from
+ * inside the call that queued it. */
+static bool wait_for_token(struct upstream *upstream, struct transfer *transfer) {
+  if (!transfer->retry_timer)
+    transfer->retry_timer = evtimer_new(upstream->base, on_retry_timer, transfer);
+  long left = (long)(transfer->deadline_ms - monotonic_ms());
+  struct timeval tv = {.tv_sec = left > 0 ? left / 1000 : 0,
+                       .tv_usec = left > 0 ? (left % 1000) * 1000 : 1000};
+  if (!transfer->retry_timer || evtimer_add(transfer->retry_timer, &tv) != 0)
+    return false;
+  transfer->waiting_token = true;
+  transfer->next_waiting = NULL;
+  if (upstream->oauth.waiting_tail)
+    upstream->oauth.waiting_tail->next_waiting = transfer;
+  else
+    upstream->oauth.waiting_head = transfer;
+  upstream->oauth.waiting_tail = transfer;
+  start_token_fetch(upstream);
+  return true;
+}
+
+static void stop_waiting_for_token(struct upstream *upstream, struct transfer *transfer) {
+  struct transfer **link = &upstream->oauth.waiting_head, *previous = NULL;
+  while (*link && *link != transfer) {
+    previous = *link;
+    link = &(*link)->next_waiting;
+  }
+  if (*link) {
+    *link = transfer->next_waiting;
+    if (upstream->oauth.waiting_tail == transfer)
+      upstream->oauth.waiting_tail = previous;
+  }
+  transfer->waiting_token = false;
+  transfer->next_waiting = NULL;
+  evtimer_del(transfer->retry_timer);
+}
+
+/* Sends the transfer's next attempt: fresh headers from the current credential, the time left of
+ * its budget. An enrollment fetch that needs an access token and has none is queued until one
+ * arrives (true: it is in hand). false when it cannot be sent: the caller finishes it. */
+static bool launch(struct upstream *upstream, struct transfer *transfer) {
+  if (transfer->kind == TRANSFER_ENROLLMENT && upstream->oauth.enabled && !upstream->oauth.valid)
+    return wait_for_token(upstream, transfer);
+  long budget = (long)(transfer->deadline_ms - monotonic_ms());
+  if (transfer->attempts > 0 && budget < RETRY_MIN_ATTEMPT_MS)
+    return false;
+  const char *authorization = transfer->kind == TRANSFER_TOKEN ? upstream->creds->authorization
+                              : upstream->oauth.enabled        ? upstream->oauth.authorization
+                                                               : upstream->creds->authorization;
+  free_request_headers(transfer->request_headers);
+  transfer->request_headers = build_request_headers(authorization, transfer->kind == TRANSFER_TOKEN);
+  transfer->token_generation = upstream->oauth.generation;
+  transfer->body_len = 0;
+  transfer->body_too_large = false;
+  transfer->retry_after_seconds = -1;
+  transfer->error[0] = '\0';
+  if (!transfer->request_headers ||
+      curl_easy_setopt(transfer->easy, CURLOPT_HTTPHEADER, transfer->request_headers) != CURLE_OK ||
+      curl_easy_setopt(transfer->easy, CURLOPT_TIMEOUT_MS, budget > 1 ? budget : 1L) != CURLE_OK ||
+      curl_multi_add_handle(upstream->multi, transfer->easy) != CURLM_OK)
+    return false;
+  transfer->in_multi = true;
+  transfer->attempts++;
+  if (transfer->kind == TRANSFER_ENROLLMENT)
+    upstream->stats->upstream_requests++;
+  return true;
+}
+
 static void breaker_open(struct upstream *upstream, int64_t now) {
   upstream->breaker.state = BREAKER_OPEN;
   upstream->breaker.open_until_ms = now + upstream->breaker.cooldown_ms;
@@ -277,57 +429,176 @@ static void note_outcome(struct upstream *upstream, struct transfer *transfer,
   }
 }
 
-static void finish(struct upstream *upstream, struct transfer *transfer, CURLcode code,
-                   bool aborted) {
-  if (transfer->in_multi) {
-    curl_multi_remove_handle(upstream->multi, transfer->easy);
-    transfer->in_multi = false;
-  }
-  unlink_transfer(upstream, transfer);
+/* What a finished attempt amounts to, for the owner. */
+static struct upstream_result result_of(struct transfer *transfer, CURLcode code) {
   struct upstream_result result = {.retry_after_seconds = transfer->retry_after_seconds};
-  if (aborted) {
-    result.outcome = UPSTREAM_ABORTED;
-    result.error_text = "aborted at shutdown";
-  } else if (code == CURLE_OK) {
+  if (code == CURLE_OK) {
     result.outcome = UPSTREAM_RESPONSE;
     curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &result.http_status);
     result.body = transfer->body ? transfer->body : "";
     result.body_len = transfer->body_len;
     result.error_text = "";
-  } else if (transfer->body_too_large) {
+    return result;
+  }
+  if (transfer->body_too_large) {
     result.outcome = UPSTREAM_BODY_TOO_LARGE;
     result.error_text = "response body over the size limit";
-  } else {
-    switch (code) {
-    case CURLE_OPERATION_TIMEDOUT:
-      result.outcome = UPSTREAM_TIMEOUT;
-      break;
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-      result.outcome = UPSTREAM_UNREACHABLE;
-      break;
-    default:
-      result.outcome = UPSTREAM_FAILED;
-      break;
-    }
-    result.error_text = transfer->error[0] ? transfer->error : curl_easy_strerror(code);
+    return result;
   }
-  if (result.outcome != UPSTREAM_RESPONSE && result.outcome != UPSTREAM_ABORTED)
+  switch (code) {
+  case CURLE_OPERATION_TIMEDOUT:
+    result.outcome = UPSTREAM_TIMEOUT;
+    break;
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_GOT_NOTHING:
+    result.outcome = UPSTREAM_UNREACHABLE;
+    break;
+  default:
+    result.outcome = UPSTREAM_FAILED;
+    break;
+  }
+  result.error_text = transfer->error[0] ? transfer->error : curl_easy_strerror(code);
+  return result;
+}
+
+/* Hands a fetch's final result to its owner and frees the transfer. */
+static void deliver(struct upstream *upstream, struct transfer *transfer,
+                    const struct upstream_result *result) {
+  if (transfer->in_multi) {
+    curl_multi_remove_handle(upstream->multi, transfer->easy);
+    transfer->in_multi = false;
+  }
+  unlink_transfer(upstream, transfer);
+  /* Only enrollment fetches that reached a verdict feed the counters and the breaker: a token
+   * request talks to another host, and an abort or a missing token says nothing of the API. */
+  bool verdict = transfer->kind == TRANSFER_ENROLLMENT && result->outcome != UPSTREAM_ABORTED &&
+                 result->outcome != UPSTREAM_TOKEN_FAILED;
+  if (verdict && result->outcome != UPSTREAM_RESPONSE)
     upstream->stats->upstream_errors++;
-  log_debug("upstream: GET %s -> %s %ld in %ld ms, %d attempt%s%s%s", transfer->url,
-            result.outcome == UPSTREAM_RESPONSE ? "HTTP" : "failed", result.http_status,
+  log_debug("upstream: %s %s -> %s %ld in %ld ms, %d attempt%s%s%s",
+            transfer->kind == TRANSFER_TOKEN ? "POST" : "GET", transfer->url,
+            result->outcome == UPSTREAM_RESPONSE ? "HTTP" : "failed", result->http_status,
             elapsed_ms(&transfer->started), transfer->attempts, transfer->attempts == 1 ? "" : "s",
-            result.error_text[0] ? ": " : "", result.error_text);
-  if (!aborted)
-    note_outcome(upstream, transfer, &result);
-  transfer->done(&result, transfer->arg);
+            result->error_text[0] ? ": " : "", result->error_text);
+  if (verdict)
+    note_outcome(upstream, transfer, result);
+  else if (transfer->breaker_probe)
+    upstream->breaker.probe_in_flight = false;
+  if (transfer->done)
+    transfer->done(result, transfer->arg);
   transfer_free(transfer);
 }
+
+static void finish(struct upstream *upstream, struct transfer *transfer, CURLcode code) {
+  struct upstream_result result = result_of(transfer, code);
+  deliver(upstream, transfer, &result);
+}
+
+static void abort_transfer(struct upstream *upstream, struct transfer *transfer) {
+  struct upstream_result result = {.outcome = UPSTREAM_ABORTED, .retry_after_seconds = -1,
+                                   .error_text = "aborted at shutdown"};
+  deliver(upstream, transfer, &result);
+}
+
+/* --- OAuth2 client credentials ----------------------------------------------------------------- */
+
+static void on_token_refresh(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  start_token_fetch(arg);
+}
+
+/* Asks the token endpoint for an access token, unless a request is already out. */
+static void start_token_fetch(struct upstream *upstream) {
+  if (!upstream->oauth.enabled || upstream->oauth.fetching)
+    return;
+  struct transfer *transfer = transfer_new(upstream, TRANSFER_TOKEN, upstream->cfg->oauth_token_url);
+  if (!transfer || !launch(upstream, transfer)) {
+    log_error("upstream: could not start the OAuth token request; trying again in 1 s");
+    if (transfer)
+      abort_transfer(upstream, transfer);
+    struct timeval again = {.tv_sec = 1};
+    evtimer_add(upstream->oauth.refresh_timer, &again);
+    return;
+  }
+  upstream->oauth.fetching = transfer;
+}
+
+/* Replaces the access token (wiping the old one) and schedules its refresh. */
+static void install_token(struct upstream *upstream, const char *token, long expires_in) {
+  static const char PREFIX[] = "Authorization: Bearer ";
+  if (upstream->oauth.token)
+    log_remove_secret(upstream->oauth.token);
+  explicit_bzero(upstream->oauth.authorization, sizeof(upstream->oauth.authorization));
+  snprintf(upstream->oauth.authorization, sizeof(upstream->oauth.authorization), "%s%s", PREFIX,
+           token);
+  upstream->oauth.token = upstream->oauth.authorization + sizeof(PREFIX) - 1;
+  log_add_secret(upstream->oauth.token, strlen(upstream->oauth.token));
+  upstream->oauth.valid = true;
+  upstream->oauth.generation++;
+  upstream->stats->token_refreshes++;
+  /* Refresh at 80% of the lifetime, so that a token never expires in use. */
+  long refresh_ms = expires_in * 800;
+  struct timeval tv = {.tv_sec = refresh_ms / 1000, .tv_usec = (refresh_ms % 1000) * 1000};
+  evtimer_add(upstream->oauth.refresh_timer, &tv);
+  log_info("upstream: OAuth access token obtained; valid for %ld s, renewed in %ld ms", expires_in,
+           refresh_ms);
+}
+
+/* The token request ended: install the token and send the fetches that waited for it, or fail
+ * them (when no valid token is left). */
+static void token_finished(struct upstream *upstream, struct transfer *transfer, CURLcode code) {
+  upstream->oauth.fetching = NULL;
+  struct upstream_result result = result_of(transfer, code);
+  char token[CREDS_MAX_TOKEN + 1];
+  long expires_in = 0;
+  const char *problem = NULL;
+  if (result.outcome != UPSTREAM_RESPONSE)
+    problem = result.error_text;
+  else if (result.http_status != 200)
+    problem = "the token endpoint refused the request";
+  else
+    problem = validate_token_response(result.body, result.body_len, token, sizeof(token),
+                                      &expires_in);
+  long token_status = result.http_status;
+  if (!problem) {
+    install_token(upstream, token, expires_in);
+    explicit_bzero(token, sizeof(token));
+  } else {
+    upstream->stats->token_failures++;
+    log_error("upstream: OAuth token request to %s failed (HTTP %ld): %s",
+              upstream->cfg->oauth_token_url, token_status, problem);
+    if (upstream->oauth.valid) {
+      /* The current token still works: try again in a while. */
+      struct timeval again = {.tv_sec = 10};
+      evtimer_add(upstream->oauth.refresh_timer, &again);
+    }
+  }
+  deliver(upstream, transfer, &result); /* no owner: logged and freed */
+  struct transfer *waiting = upstream->oauth.waiting_head;
+  while (waiting) {
+    struct transfer *next = waiting->next_waiting;
+    stop_waiting_for_token(upstream, waiting);
+    if (upstream->oauth.valid) {
+      if (!launch(upstream, waiting))
+        finish(upstream, waiting, CURLE_OPERATION_TIMEDOUT);
+    } else {
+      struct upstream_result failed = {.outcome = UPSTREAM_TOKEN_FAILED,
+                                       .http_status = token_status,
+                                       .retry_after_seconds = -1,
+                                       .error_text = "no OAuth access token"};
+      deliver(upstream, waiting, &failed);
+    }
+    waiting = next;
+  }
+}
+
+/* --- attempts, retries, completion ------------------------------------------------------------- */
 
 static bool connection_failed(CURLcode code) {
   switch (code) {
@@ -347,21 +618,14 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   struct transfer *transfer = arg;
-  struct upstream *upstream = transfer->upstream;
-  long budget = (long)(transfer->deadline_ms - monotonic_ms());
-  transfer->body_len = 0;
-  transfer->body_too_large = false;
-  transfer->retry_after_seconds = -1;
-  transfer->error[0] = '\0';
-  if (budget < RETRY_MIN_ATTEMPT_MS ||
-      curl_easy_setopt(transfer->easy, CURLOPT_TIMEOUT_MS, budget) != CURLE_OK ||
-      curl_multi_add_handle(upstream->multi, transfer->easy) != CURLM_OK) {
-    finish(upstream, transfer, CURLE_OPERATION_TIMEDOUT, false);
+  if (transfer->waiting_token) {
+    /* Its budget ran out while it waited for an access token. */
+    stop_waiting_for_token(transfer->upstream, transfer);
+    finish(transfer->upstream, transfer, CURLE_OPERATION_TIMEDOUT);
     return;
   }
-  transfer->in_multi = true;
-  transfer->attempts++;
-  upstream->stats->upstream_requests++;
+  if (!launch(transfer->upstream, transfer))
+    finish(transfer->upstream, transfer, CURLE_OPERATION_TIMEDOUT);
 }
 
 /* After a failed connection or a 502/503/504, schedules another attempt when the bound and the
@@ -394,6 +658,22 @@ static bool schedule_retry(struct upstream *upstream, struct transfer *transfer,
   return true;
 }
 
+/* A 401 to an OAuth access token: that token is dropped (unless a newer one exists already), a
+ * new one is requested, and the fetch is sent once more with it. Once per fetch. */
+static bool reauthorize(struct upstream *upstream, struct transfer *transfer, CURLcode code) {
+  long status = 0;
+  if (code == CURLE_OK)
+    curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &status);
+  if (!upstream->oauth.enabled || status != 401 || transfer->auth_retried)
+    return false;
+  transfer->auth_retried = true;
+  if (transfer->token_generation == upstream->oauth.generation && upstream->oauth.valid) {
+    upstream->oauth.valid = false;
+    log_warning("upstream: the API refused the OAuth access token (401); requesting a new one");
+  }
+  return launch(upstream, transfer);
+}
+
 static void collect_finished(struct upstream *upstream) {
   CURLMsg *message;
   int pending;
@@ -406,8 +686,10 @@ static void collect_finished(struct upstream *upstream) {
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&transfer);
     curl_multi_remove_handle(upstream->multi, easy);
     transfer->in_multi = false;
-    if (!schedule_retry(upstream, transfer, code))
-      finish(upstream, transfer, code, false);
+    if (transfer->kind == TRANSFER_TOKEN)
+      token_finished(upstream, transfer, code);
+    else if (!reauthorize(upstream, transfer, code) && !schedule_retry(upstream, transfer, code))
+      finish(upstream, transfer, code);
   }
 }
 
@@ -455,14 +737,6 @@ long upstream_paused_seconds(const struct upstream *upstream) {
   return left > 0 ? (long)((left + 999) / 1000) : 0;
 }
 
-/* The low-speed cut-off: a transfer slower than UPSTREAM_LOW_SPEED_BYTES per second for half the
- * total timeout (at least 1 s, at most 30 s) is abandoned as timed out: a trickling upstream
- * cannot hold a fetch, and the clients waiting on it, for the whole timeout. */
-static long low_speed_seconds(const struct config *cfg) {
-  long seconds = (long)cfg->timeout_ms / 2000;
-  return seconds < 1 ? 1 : seconds > 30 ? 30 : seconds;
-}
-
 enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
                                               upstream_done_fn done, void *arg) {
   bool probe = false;
@@ -471,70 +745,35 @@ enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const c
     upstream->stats->upstream_refused++;
     return admitted;
   }
-  struct transfer *transfer = calloc(1, sizeof(*transfer));
+  char url[CONFIG_URL_MAX + 64];
+  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", upstream->cfg->base_url, enrollment_id);
+  struct transfer *transfer = transfer_new(upstream, TRANSFER_ENROLLMENT, url);
   if (!transfer) {
     if (probe)
       upstream->breaker.probe_in_flight = false;
+    log_error("upstream: could not set up a transfer for %s", enrollment_id);
     return UPSTREAM_START_FAILED;
   }
   transfer->breaker_probe = probe;
-  transfer->upstream = upstream;
+  if (!launch(upstream, transfer)) {
+    log_error("upstream: could not start a transfer for %s", enrollment_id);
+    if (probe)
+      upstream->breaker.probe_in_flight = false;
+    unlink_transfer(upstream, transfer);
+    transfer_free(transfer);
+    return UPSTREAM_START_FAILED;
+  }
+  /* Only now: a refusal above must not call back into the owner. */
   transfer->done = done;
   transfer->arg = arg;
-  transfer->retry_after_seconds = -1;
-  snprintf(transfer->url, sizeof(transfer->url), "%s/v1/enrollments/%s", upstream->cfg->base_url,
-           enrollment_id);
-  transfer->easy = curl_easy_init();
-  /* Each transfer owns its headers: a credential reloaded meanwhile never changes or frees the
-   * headers of a transfer in progress. */
-  transfer->request_headers = build_request_headers(upstream->creds);
-  if (!transfer->easy || !transfer->request_headers)
-    goto fail;
-  CURL *easy = transfer->easy;
-  bool ok = curl_easy_setopt(easy, CURLOPT_URL, transfer->url) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer->request_headers) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, upstream->protocols) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, upstream->protocols) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)upstream->cfg->timeout_ms) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-                             (long)upstream->cfg->connect_timeout_ms) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, (long)UPSTREAM_LOW_SPEED_BYTES) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, low_speed_seconds(upstream->cfg)) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "") == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_WRITEDATA, transfer) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_HEADERDATA, transfer) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer) == CURLE_OK;
-  if (!ok)
-    goto fail;
-  clock_gettime(CLOCK_MONOTONIC, &transfer->started);
-  transfer->deadline_ms = monotonic_ms() + upstream->cfg->timeout_ms;
-  if (curl_multi_add_handle(upstream->multi, easy) != CURLM_OK)
-    goto fail;
-  transfer->in_multi = true;
-  transfer->attempts = 1;
-  transfer->next = upstream->transfers;
-  if (transfer->next)
-    transfer->next->prev = transfer;
-  upstream->transfers = transfer;
-  upstream->inflight++;
-  upstream->stats->upstream_requests++;
   return UPSTREAM_STARTED;
-fail:
-  log_error("upstream: could not start a transfer for %s", enrollment_id);
-  if (probe)
-    upstream->breaker.probe_in_flight = false;
-  transfer_free(transfer);
-  return UPSTREAM_START_FAILED;
 }
 
 size_t upstream_inflight(const struct upstream *upstream) { return upstream->inflight; }
+
+static const char *protocols_for(const char *url) {
+  return strncmp(url, "http://", 7) == 0 ? "http,https" : "https";
+}
 
 struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
                               const struct creds *creds, struct stats *stats, char *err,
@@ -555,10 +794,13 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
   upstream->stats = stats;
   upstream->creds = creds;
   upstream->breaker.cooldown_ms = cfg->breaker_cooldown_ms;
-  upstream->protocols = strncmp(cfg->base_url, "http://", 7) == 0 ? "http,https" : "https";
+  upstream->protocols = protocols_for(cfg->base_url);
+  upstream->token_protocols = protocols_for(cfg->oauth_token_url);
+  upstream->oauth.enabled = cfg->oauth_token_url[0] != '\0';
   upstream->multi = curl_multi_init();
   upstream->timer = evtimer_new(base, on_timer, upstream);
-  if (!upstream->multi || !upstream->timer) {
+  upstream->oauth.refresh_timer = evtimer_new(base, on_token_refresh, upstream);
+  if (!upstream->multi || !upstream->timer || !upstream->oauth.refresh_timer) {
     snprintf(err, err_len, "cannot set up libcurl's multi handle");
     upstream_free(upstream);
     return NULL;
@@ -570,17 +812,28 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
   curl_multi_setopt(upstream->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                     (long)cfg->upstream_max_connections);
   curl_multi_setopt(upstream->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  /* An access token is bought at once, so that the first miss does not wait for it; a failure
+   * here is logged and retried by the first fetch. */
+  start_token_fetch(upstream);
   return upstream;
 }
 
 void upstream_free(struct upstream *upstream) {
   if (!upstream)
     return;
+  /* Every transfer, in the multi, waiting to retry or waiting for a token, is answered. */
+  upstream->oauth.waiting_head = upstream->oauth.waiting_tail = NULL;
+  upstream->oauth.fetching = NULL;
   while (upstream->transfers)
-    finish(upstream, upstream->transfers, CURLE_OK, true); /* leaves the multi, or its timer */
+    abort_transfer(upstream, upstream->transfers);
   if (upstream->multi)
     curl_multi_cleanup(upstream->multi);
   if (upstream->timer)
     event_free(upstream->timer);
+  if (upstream->oauth.refresh_timer)
+    event_free(upstream->oauth.refresh_timer);
+  if (upstream->oauth.token)
+    log_remove_secret(upstream->oauth.token);
+  explicit_bzero(upstream->oauth.authorization, sizeof(upstream->oauth.authorization));
   free(upstream);
 }

@@ -1,5 +1,8 @@
 /* upstream: fetching enrollments from the Flip API through one libcurl multi handle driven by the
- * daemon's libevent loop (the shape of curl's docs/examples/hiperfifo.c).
+ * daemon's libevent loop (the shape of curl's docs/examples/hiperfifo.c). With OAuth2 configured,
+ * it also buys access tokens from oauth_token_url through the same handle, keeps the current one
+ * in memory only, renews it at 80% of its lifetime, holds fetches back while it has none, and
+ * answers an API 401 with one new token and one more attempt of that fetch.
  *
  * Nothing here blocks: sockets and the single timer are libevent events; name lookups use libcurl's
  * asynchronous resolver (checked at start-up). Finished transfers are collected after every
@@ -29,6 +32,8 @@ enum upstream_outcome {
   UPSTREAM_BODY_TOO_LARGE, /* the body passed UPSTREAM_MAX_BODY and the transfer was cut */
   UPSTREAM_FAILED,         /* any other transfer error */
   UPSTREAM_ABORTED,        /* the daemon is shutting down */
+  UPSTREAM_TOKEN_FAILED,   /* OAuth: no access token could be had; http_status is the token
+                              endpoint's (0 when it gave none) */
 };
 
 struct upstream_result {

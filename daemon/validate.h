@@ -22,4 +22,15 @@ enum body_verdict {
 enum body_verdict validate_enrollment_body(const char *body, size_t len, const char *enrollment_id);
 const char *body_verdict_text(enum body_verdict verdict);
 
+#define TOKEN_DEFAULT_EXPIRES_IN 3600L
+#define TOKEN_MAX_EXPIRES_IN (365L * 86400L)
+
+/* An OAuth2 token response (RFC 6749 5.1): a JSON object with "access_token" (one run of visible
+ * ASCII, shorter than token_cap), "token_type" absent or "Bearer" (any case), and "expires_in"
+ * a positive number of seconds (TOKEN_DEFAULT_EXPIRES_IN when absent, at most
+ * TOKEN_MAX_EXPIRES_IN). Returns NULL and fills token and *expires_in, or returns what is wrong
+ * (a fixed text that never quotes the body). */
+const char *validate_token_response(const char *body, size_t len, char *token, size_t token_cap,
+                                    long *expires_in);
+
 #endif

@@ -14,7 +14,14 @@
  *   GET  /_fake/redirect-target   -> where "redirect" points; counted as redirect_target_hits
  * Modes beyond the obvious: 502, 503, "redirect" (302), "huge" (a 64 MiB body, streamed),
  * "trickle" (one byte every 100 ms). /_fake/stats also counts distinct client connections.
+ *   POST /_fake/oauth?expires_in=N -> the lifetime of access tokens issued from now on
+ *   POST /_fake/oauth-revoke      -> every access token issued so far is refused from now on
+ *   GET  /_fake/oauth-tokens      -> {"tokens": [...]} every access token issued
  *   POST /_fake/reset             -> counts and modes back to zero and "ok"
+ *
+ * With --client-id and --client-secret-file it is also an OAuth2 token endpoint:
+ * POST /oauth/token (Basic client authentication, grant_type=client_credentials) issues access
+ * tokens, which the enrollment route then accepts besides the static key.
  *
  * The control routes take no credential: the fake listens on loopback only. Prints
  * "listening on 127.0.0.1:PORT" on stdout once ready (--port 0 picks a free port). */
@@ -31,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 #include <sys/queue.h>
 
 #define MAX_IDS 4096
@@ -56,9 +65,20 @@ struct id_state {
   unsigned fail_times;   /* > 0: the mode answers that many requests, then "ok" */
 };
 
+#define MAX_TOKENS 64
+
 static struct {
   struct event_base *base;
   char expected_authorization[4200];
+  char expected_client_basic[8400];   /* "Basic base64(id:secret)", empty: no token endpoint */
+  unsigned token_expires_in;          /* the expires_in of tokens issued */
+  struct {
+    char value[64];
+    time_t expires_at;
+    bool revoked;
+  } tokens[MAX_TOKENS];               /* access tokens issued by /oauth/token */
+  size_t token_count;
+  unsigned long tokens_issued, token_requests_refused;
   struct id_state ids[MAX_IDS];
   size_t id_count;
   enum mode default_mode;
@@ -134,6 +154,59 @@ static void send_enrollment(struct evhttp_request *req, const char *id) {
            "\"updated_at\":\"2019-08-24T14:15:22Z\",\"zip_code\":\"88800\"},\"status\":\"ACTIVE\","
            "\"status_reason\":\"\",\"unenrolled_at\":null,\"updated_at\":\"2019-08-24T14:15:22Z\"}",
            id);
+  send_json(req, 200, body);
+}
+
+/* Whether authorization is "Bearer <an issued, unexpired, unrevoked access token>". */
+static bool issued_token_accepted(const char *authorization) {
+  if (strncmp(authorization, "Bearer ", 7) != 0)
+    return false;
+  for (size_t i = 0; i < fake.token_count; i++) {
+    if (strcmp(fake.tokens[i].value, authorization + 7) == 0)
+      return !fake.tokens[i].revoked && time(NULL) < fake.tokens[i].expires_at;
+  }
+  return false;
+}
+
+static void base64(const unsigned char *in, size_t len, char *out) {
+  static const char ALPHABET[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t o = 0;
+  for (size_t i = 0; i < len; i += 3) {
+    unsigned group = (unsigned)in[i] << 16 | (i + 1 < len ? (unsigned)in[i + 1] << 8 : 0) |
+                     (i + 2 < len ? in[i + 2] : 0);
+    out[o++] = ALPHABET[(group >> 18) & 63];
+    out[o++] = ALPHABET[(group >> 12) & 63];
+    out[o++] = i + 1 < len ? ALPHABET[(group >> 6) & 63] : '=';
+    out[o++] = i + 2 < len ? ALPHABET[group & 63] : '=';
+  }
+  out[o] = '\0';
+}
+
+/* POST /oauth/token: RFC 6749 client credentials, the client authenticated with Basic. */
+static void answer_token(struct evhttp_request *req) {
+  struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+  const char *authorization = evhttp_find_header(headers, "Authorization");
+  struct evbuffer *input = evhttp_request_get_input_buffer(req);
+  char form[128] = "";
+  evbuffer_copyout(input, form, sizeof(form) - 1);
+  if (evhttp_request_get_command(req) != EVHTTP_REQ_POST || !fake.expected_client_basic[0] ||
+      !authorization || strcmp(authorization, fake.expected_client_basic) != 0 ||
+      strcmp(form, "grant_type=client_credentials") != 0 || fake.token_count == MAX_TOKENS) {
+    fake.token_requests_refused++;
+    send_json(req, 401, "{\"error\":\"invalid_client\"}");
+    return;
+  }
+  unsigned random_part = (unsigned)rand();
+  snprintf(fake.tokens[fake.token_count].value, sizeof(fake.tokens[0].value), "at_%lu_%08x",
+           fake.tokens_issued + 1, random_part);
+  fake.tokens[fake.token_count].expires_at = time(NULL) + fake.token_expires_in;
+  fake.tokens[fake.token_count].revoked = false;
+  char body[256];
+  snprintf(body, sizeof(body),
+           "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%u}",
+           fake.tokens[fake.token_count].value, fake.token_expires_in);
+  fake.token_count++;
+  fake.tokens_issued++;
   send_json(req, 200, body);
 }
 
@@ -320,9 +393,11 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
   } else if (strcmp(path, "/_fake/stats") == 0) {
     snprintf(body, sizeof(body),
              "{\"total\":%lu,\"auth_ok\":%lu,\"auth_bad\":%lu,\"cookie_seen\":%lu,"
-             "\"forwarded_seen\":%lu,\"redirect_target_hits\":%lu,\"connections\":%zu}",
+             "\"forwarded_seen\":%lu,\"redirect_target_hits\":%lu,\"connections\":%zu,"
+             "\"tokens_issued\":%lu,\"token_requests_refused\":%lu}",
              fake.total, fake.auth_ok, fake.auth_bad, fake.cookie_seen, fake.forwarded_seen,
-             fake.redirect_target_hits, fake.peer_count);
+             fake.redirect_target_hits, fake.peer_count, fake.tokens_issued,
+             fake.token_requests_refused);
     send_json(req, 200, body);
   } else if (strcmp(path, "/_fake/redirect-target") == 0) {
     fake.redirect_target_hits++;
@@ -334,6 +409,23 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
     snprintf(fake.expected_authorization, sizeof(fake.expected_authorization), "Bearer %s",
              evhttp_find_header(&params, "value"));
     send_json(req, 200, "{\"ok\":true}");
+  } else if (strcmp(path, "/_fake/oauth") == 0 && evhttp_find_header(&params, "expires_in")) {
+    fake.token_expires_in = (unsigned)atoi(evhttp_find_header(&params, "expires_in"));
+    send_json(req, 200, "{\"ok\":true}");
+  } else if (strcmp(path, "/_fake/oauth-revoke") == 0) {
+    for (size_t i = 0; i < fake.token_count; i++)
+      fake.tokens[i].revoked = true;
+    send_json(req, 200, "{\"ok\":true}");
+  } else if (strcmp(path, "/_fake/oauth-tokens") == 0) {
+    /* The access tokens issued, so that a test can look for them where they must not be. */
+    char list[MAX_TOKENS * 70 + 32] = "{\"tokens\":[";
+    for (size_t i = 0; i < fake.token_count; i++) {
+      strcat(list, i ? ",\"" : "\"");
+      strcat(list, fake.tokens[i].value);
+      strcat(list, "\"");
+    }
+    strcat(list, "]}");
+    send_json(req, 200, list);
   } else if (strcmp(path, "/_fake/reset") == 0) {
     fake.id_count = 0;
     fake.default_mode = MODE_OK;
@@ -379,6 +471,10 @@ static void on_request(struct evhttp_request *req, void *arg) {
     answer_control(req, path, query);
     return;
   }
+  if (strcmp(path, "/oauth/token") == 0) {
+    answer_token(req);
+    return;
+  }
   static const char PREFIX[] = "/v1/enrollments/";
   if (strncmp(path, PREFIX, sizeof(PREFIX) - 1) != 0) {
     send_error(req, 404, "not_found", "Not found");
@@ -392,7 +488,8 @@ static void on_request(struct evhttp_request *req, void *arg) {
   if (evhttp_find_header(headers, "X-Forwarded-For") || evhttp_find_header(headers, "Forwarded"))
     fake.forwarded_seen++;
   const char *authorization = evhttp_find_header(headers, "Authorization");
-  if (!authorization || strcmp(authorization, fake.expected_authorization) != 0) {
+  if (!authorization || (strcmp(authorization, fake.expected_authorization) != 0 &&
+                         !issued_token_accepted(authorization))) {
     fake.auth_bad++;
     send_error(req, 401, "unauthorized", "Missing or invalid bearer token");
     return;
@@ -415,18 +512,41 @@ static void on_signal(evutil_socket_t fd, short what, void *arg) {
 
 int main(int argc, char **argv) {
   int port = 8751;
-  const char *token_file = NULL;
+  const char *token_file = NULL, *client_id = NULL, *client_secret_file = NULL;
   static const struct option OPTIONS[] = {{"port", required_argument, NULL, 'p'},
                                           {"token-file", required_argument, NULL, 't'},
+                                          {"client-id", required_argument, NULL, 'i'},
+                                          {"client-secret-file", required_argument, NULL, 's'},
                                           {NULL, 0, NULL, 0}};
   int option;
-  while ((option = getopt_long(argc, argv, "p:t:", OPTIONS, NULL)) != -1) {
+  while ((option = getopt_long(argc, argv, "p:t:i:s:", OPTIONS, NULL)) != -1) {
     if (option == 'p')
       port = atoi(optarg);
     else if (option == 't')
       token_file = optarg;
+    else if (option == 'i')
+      client_id = optarg;
+    else if (option == 's')
+      client_secret_file = optarg;
     else
       return 2;
+  }
+  fake.token_expires_in = 3600;
+  srand((unsigned)time(NULL) ^ (unsigned)getpid());
+  if (client_id && client_secret_file) {
+    FILE *secret_file = fopen(client_secret_file, "r");
+    char secret[4097] = "", pair[8300];
+    if (!secret_file || !fgets(secret, sizeof(secret), secret_file)) {
+      fprintf(stderr, "flip-fake-upstream: cannot read %s\n", client_secret_file);
+      return 1;
+    }
+    fclose(secret_file);
+    secret[strcspn(secret, "\r\n")] = '\0';
+    /* the daemon form-urlencodes; tests use id and secret that need no encoding */
+    snprintf(pair, sizeof(pair), "%s:%s", client_id, secret);
+    char encoded[8300];
+    base64((const unsigned char *)pair, strlen(pair), encoded);
+    snprintf(fake.expected_client_basic, sizeof(fake.expected_client_basic), "Basic %s", encoded);
   }
   if (!token_file) {
     fprintf(stderr, "usage: flip-fake-upstream --token-file FILE [--port N]\n");

@@ -54,13 +54,23 @@ static void write_file(const char *path, const char *text, mode_t mode) {
 }
 
 void fake_start(struct fake_upstream *fake, const char *token) {
+  fake_start_oauth(fake, token, NULL, NULL);
+}
+
+void fake_start_oauth(struct fake_upstream *fake, const char *token, const char *client_id,
+                      const char *client_secret) {
   char dir[] = "/tmp/flipfake.XXXXXX";
   cr_assert(mkdtemp(dir));
-  char token_path[64];
+  char token_path[64], secret_path[64];
   snprintf(token_path, sizeof(token_path), "%s/token", dir);
+  snprintf(secret_path, sizeof(secret_path), "%s/client-secret", dir);
   char token_line[128];
   snprintf(token_line, sizeof(token_line), "%s\n", token);
   write_file(token_path, token_line, 0600);
+  if (client_secret) {
+    snprintf(token_line, sizeof(token_line), "%s\n", client_secret);
+    write_file(secret_path, token_line, 0600);
+  }
 
   int out[2];
   cr_assert(pipe(out) == 0);
@@ -70,7 +80,12 @@ void fake_start(struct fake_upstream *fake, const char *token) {
     dup2(out[1], STDOUT_FILENO);
     close(out[0]);
     close(out[1]);
-    execl(FAKE_UPSTREAM_BIN, FAKE_UPSTREAM_BIN, "--port", "0", "--token-file", token_path, (char *)NULL);
+    if (client_id && client_secret)
+      execl(FAKE_UPSTREAM_BIN, FAKE_UPSTREAM_BIN, "--port", "0", "--token-file", token_path,
+            "--client-id", client_id, "--client-secret-file", secret_path, (char *)NULL);
+    else
+      execl(FAKE_UPSTREAM_BIN, FAKE_UPSTREAM_BIN, "--port", "0", "--token-file", token_path,
+            (char *)NULL);
     _exit(127);
   }
   close(out[1]);
@@ -79,6 +94,7 @@ void fake_start(struct fake_upstream *fake, const char *token) {
   cr_assert(fgets(line, sizeof(line), stream), "the fake upstream did not start");
   fclose(stream);
   unlink(token_path);
+  unlink(secret_path);
   rmdir(dir);
   fake->pid = pid;
   cr_assert(sscanf(line, "listening on 127.0.0.1:%d", &fake->port) == 1, "fake said: %s", line);
@@ -174,15 +190,26 @@ void flipcached_prepare(struct flipcached_proc *proc, const struct fake_upstream
     snprintf(proc->unix_socket, sizeof(proc->unix_socket), "%s/http.sock", proc->dir);
     snprintf(listen_unix, sizeof(listen_unix), " unix:%s", proc->unix_socket);
   }
-  char config[2048];
+  char oauth[800] = "";
+  if (options->oauth_client_id && options->oauth_client_secret) {
+    snprintf(proc->client_secret_path, sizeof(proc->client_secret_path), "%s/client-secret",
+             proc->dir);
+    char secret_line[128];
+    snprintf(secret_line, sizeof(secret_line), "%s\n", options->oauth_client_secret);
+    write_file(proc->client_secret_path, secret_line, 0600);
+    snprintf(oauth, sizeof(oauth),
+             "oauth_token_url = %s/oauth/token\noauth_client_id = %s\noauth_client_secret_file = %s\n",
+             fake->base_url, options->oauth_client_id, proc->client_secret_path);
+  }
+  char config[3072];
   snprintf(config, sizeof(config),
            "[server]\nlisten = 127.0.0.1:%d%s\n\n"
-           "[upstream]\nbase_url = %s\ntoken_file = %s\ntimeout_ms = %u\nconnect_timeout_ms = 1000\n%s\n"
+           "[upstream]\nbase_url = %s\ntoken_file = %s\ntimeout_ms = %u\nconnect_timeout_ms = 1000\n%s%s\n"
            "[cache]\npath = %s/cache\nttl = %u\nmax_size = %s\n%s\n"
            "[log]\nlevel = %s\n",
            proc->port, listen_unix, options->base_url ? options->base_url : fake->base_url,
            proc->token_path,
-           options->timeout_ms ? options->timeout_ms : 5000,
+           options->timeout_ms ? options->timeout_ms : 5000, oauth,
            options->extra_upstream ? options->extra_upstream : "", proc->dir,
            options->ttl ? options->ttl : 300, options->max_size ? options->max_size : "16M",
            options->extra_cache ? options->extra_cache : "",

@@ -25,6 +25,8 @@ struct daemon_options {
   const char *max_size;       /* NULL: 16M */
   const char *token;          /* NULL: a new random one */
   bool unix_socket;           /* also listen on unix:DIR/http.sock */
+  const char *oauth_client_id;     /* set: OAuth2 against the fake's /oauth/token, with... */
+  const char *oauth_client_secret; /* ...this secret, written to DIR/client-secret (0600) */
 };
 
 struct flipcached_proc {
@@ -38,6 +40,7 @@ struct flipcached_proc {
   char token[64];      /* the credential this instance holds */
   char credentials_directory[320]; /* non-empty: exported as $CREDENTIALS_DIRECTORY */
   char unix_socket[320];           /* with options->unix_socket: its path */
+  char client_secret_path[320];    /* with options->oauth_client_secret */
 };
 
 struct http_response {
@@ -48,6 +51,9 @@ struct http_response {
 };
 
 void fake_start(struct fake_upstream *fake, const char *token);
+/* The fake also issues OAuth2 access tokens to this client. */
+void fake_start_oauth(struct fake_upstream *fake, const char *token, const char *client_id,
+                      const char *client_secret);
 void fake_stop(struct fake_upstream *fake);
 void fake_set_mode(struct fake_upstream *fake, const char *id, const char *mode, unsigned delay_ms);
 /* The mode answers the next `times` requests for id, then the fake answers "ok". */

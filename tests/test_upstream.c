@@ -432,3 +432,114 @@ Test(breaker, serves_stale_copies_while_open) {
             "%s", cache_status);
   http_response_free(&response);
 }
+
+/* --- OAuth2 client credentials ------------------------------------------------------------------ */
+
+TestSuite(oauth, .fini = stop_all, .timeout = 60);
+
+#define CLIENT_ID "flipcached-test"
+
+static void start_oauth(const char *secret_for_daemon, const struct daemon_options *given) {
+  struct daemon_options options = given ? *given : (struct daemon_options){0};
+  char token[64], secret[64];
+  make_token(token, sizeof(token));
+  make_token(secret, sizeof(secret));
+  fake_start_oauth(&fake, token, CLIENT_ID, secret);
+  options.token = "fl_static_key_not_used"; /* the API accepts only the static key above, */
+  options.oauth_client_id = CLIENT_ID;       /* or the access tokens bought with the secret */
+  options.oauth_client_secret = secret_for_daemon ? secret_for_daemon : secret;
+  flipcached_start(&daemon_proc, &fake, &options);
+}
+
+static long fake_token_count(void) { return fake_stat(&fake, "tokens_issued"); }
+
+Test(oauth, a_token_is_fetched_and_used) {
+  start_oauth(NULL, NULL);
+  cr_expect_eq(status_of(ID), 200);
+  cr_expect_eq(fake_token_count(), 1, "one token, bought at start");
+  cr_expect_eq(fake_stat(&fake, "auth_ok"), 1);
+  cr_expect_eq(fake_stat(&fake, "auth_bad"), 0);
+  cr_expect_eq(stat_of("token_refreshes"), 1);
+}
+
+Test(oauth, the_token_is_renewed_before_it_expires) {
+  char url[256];
+  start_oauth(NULL, NULL);
+  /* from now on the fake issues tokens valid for 2 s: renewed at 1.6 s */
+  snprintf(url, sizeof(url), "%s/_fake/oauth?expires_in=2", fake.base_url);
+  struct http_response response;
+  http_request("POST", url, NULL, &response);
+  http_response_free(&response);
+  snprintf(url, sizeof(url), "%s/_fake/oauth-revoke", fake.base_url);
+  http_request("POST", url, NULL, &response); /* the start-up token is gone: the next fetch */
+  http_response_free(&response);              /* gets a 401 and buys a 2 s token */
+  cr_expect_eq(status_of(ID), 200);
+  long after_first = fake_token_count();
+  pause_ms(2600); /* past that token's life, and past its 80% renewal */
+  cr_expect_gt(fake_token_count(), after_first, "renewed without waiting for a request");
+  long bad_before = fake_stat(&fake, "auth_bad");
+  cr_expect_eq(status_of(ID2), 200);
+  cr_expect_eq(fake_stat(&fake, "auth_bad"), bad_before, "the renewed token was accepted at once");
+}
+
+Test(oauth, a_401_buys_a_new_token_and_the_request_is_retried_once) {
+  start_oauth(NULL, NULL);
+  cr_expect_eq(status_of(ID), 200);
+  char url[256];
+  snprintf(url, sizeof(url), "%s/_fake/oauth-revoke", fake.base_url);
+  struct http_response response;
+  http_request("POST", url, NULL, &response);
+  http_response_free(&response);
+  cr_expect_eq(status_of(ID2), 200, "refreshed and retried");
+  cr_expect_eq(fake_token_count(), 2);
+  cr_expect_eq(fake_stat(&fake, "auth_bad"), 1, "one 401, then success");
+  cr_expect_eq(fake_stat(&fake, "total"), 3, "ID, then ID2 refused and ID2 again");
+  cr_expect_eq(fake_count(&fake, ID2), 1, "the fake counts only authorized requests");
+}
+
+Test(oauth, a_rejected_client_secret_gives_502_and_degraded_health) {
+  start_oauth("not-the-right-secret", NULL);
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect_eq(response.status, 502);
+  cr_expect(strstr(response.body, "\"code\":\"upstream_auth_failed\"") != NULL, "%s", response.body);
+  http_response_free(&response);
+  cr_expect_eq(fake_stat(&fake, "total"), 0, "no enrollment request went out without a token");
+  cr_expect_gt(stat_of("token_failures"), 0);
+  char url[256];
+  snprintf(url, sizeof(url), "%s/healthz", daemon_proc.url);
+  http_get(url, &response);
+  cr_expect_eq(response.status, 503);
+  http_response_free(&response);
+}
+
+Test(oauth, secrets_and_tokens_never_reach_the_log) {
+  start_oauth(NULL, NULL);
+  cr_expect_eq(status_of(ID), 200);
+  char url[256];
+  snprintf(url, sizeof(url), "%s/_fake/oauth-revoke", fake.base_url);
+  struct http_response response;
+  http_request("POST", url, NULL, &response);
+  http_response_free(&response);
+  cr_expect_eq(status_of(ID2), 200);
+  cr_assert_eq(flipcached_stop(&daemon_proc), 0);
+
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, "OAuth access token obtained") != NULL, "%s", log);
+  FILE *secret_file = fopen(daemon_proc.client_secret_path, "r");
+  char secret[128] = "";
+  cr_assert(fgets(secret, sizeof(secret), secret_file));
+  fclose(secret_file);
+  secret[strcspn(secret, "\n")] = '\0';
+  cr_expect(strstr(log, secret) == NULL, "the client secret is in the log");
+  snprintf(url, sizeof(url), "%s/_fake/oauth-tokens", fake.base_url);
+  http_get(url, &response);
+  cr_assert(strstr(response.body, "at_") != NULL, "%s", response.body);
+  for (char *token = strstr(response.body, "at_"); token; token = strstr(token + 1, "at_")) {
+    char value[64];
+    sscanf(token, "%63[^\"]", value);
+    cr_expect(strstr(log, value) == NULL, "access token %s is in the log", value);
+  }
+  http_response_free(&response);
+  free(log);
+}

@@ -1,6 +1,7 @@
 /* validate: which upstream 200 bodies may be stored and served. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,4 +72,53 @@ Test(validate, nesting_deeper_than_the_limit_is_refused) {
 Test(validate, every_verdict_has_a_text) {
   for (int verdict = BODY_OK; verdict <= BODY_WRONG_ID; verdict++)
     cr_expect(strlen(body_verdict_text((enum body_verdict)verdict)) > 0);
+}
+
+struct token_case {
+  char body[200];
+  bool ok;
+  char token[40];
+  long expires_in;
+};
+
+ParameterizedTestParameters(token_response, classifies_token_responses) {
+  static struct token_case cases[] = {
+    {"{\"access_token\":\"at_1\",\"token_type\":\"Bearer\",\"expires_in\":3600}", true, "at_1", 3600},
+    {"{\"access_token\":\"at_2\",\"token_type\":\"bearer\",\"expires_in\":60}", true, "at_2", 60},
+    {"{\"access_token\":\"at_3\"}", true, "at_3", TOKEN_DEFAULT_EXPIRES_IN},
+    {"{\"access_token\":\"at_4\",\"expires_in\":99999999999}", true, "at_4", TOKEN_MAX_EXPIRES_IN},
+    {"{\"access_token\":\"at_5\",\"token_type\":\"mac\"}", false, "", 0},
+    {"{\"access_token\":\"at 6\"}", false, "", 0},
+    {"{\"access_token\":\"\"}", false, "", 0},
+    {"{\"access_token\":42}", false, "", 0},
+    {"{\"access_token\":\"at_7\",\"expires_in\":0}", false, "", 0},
+    {"{\"access_token\":\"at_8\",\"expires_in\":\"3600\"}", false, "", 0},
+    {"{\"token\":\"at_9\"}", false, "", 0},
+    {"[\"at_10\"]", false, "", 0},
+    {"not json", false, "", 0},
+    {"", false, "", 0},
+  };
+  return cr_make_param_array(struct token_case, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct token_case *c, token_response, classifies_token_responses) {
+  char token[64] = "";
+  long expires_in = 0;
+  const char *problem = validate_token_response(c->body, strlen(c->body), token, sizeof(token),
+                                                &expires_in);
+  if (c->ok) {
+    cr_expect_null(problem, "'%s': %s", c->body, problem);
+    cr_expect_str_eq(token, c->token);
+    cr_expect_eq(expires_in, c->expires_in);
+  } else {
+    cr_expect_not_null(problem, "'%s' accepted", c->body);
+    cr_expect(strstr(problem, "at_") == NULL, "the message never quotes the body");
+  }
+}
+
+Test(token_response, a_token_longer_than_the_buffer_is_refused) {
+  char token[8];
+  long expires_in;
+  const char body[] = "{\"access_token\":\"0123456789\"}";
+  cr_expect_not_null(validate_token_response(body, sizeof(body) - 1, token, sizeof(token), &expires_in));
 }
