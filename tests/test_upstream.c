@@ -543,3 +543,21 @@ Test(oauth, secrets_and_tokens_never_reach_the_log) {
   http_response_free(&response);
   free(log);
 }
+
+Test(reload, a_request_in_flight_survives_sighup) {
+  start_with(NULL);
+  fake_set_mode(&fake, ID, "slow", 600);
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  int fd = raw_send(daemon_proc.port, request, sizeof(request) - 1);
+  pause_ms(150);
+  flipcached_reload(&daemon_proc, "reload: credential unchanged");
+  char answer[4096];
+  size_t got = 0;
+  ssize_t n;
+  while (got + 1 < sizeof(answer) && (n = read(fd, answer + got, sizeof(answer) - 1 - got)) > 0)
+    got += (size_t)n;
+  answer[got] = '\0';
+  close(fd);
+  cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "answered: %.60s", answer);
+  cr_expect(strstr(answer, "\"id\":\"" ID "\"") != NULL);
+}
