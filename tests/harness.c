@@ -331,6 +331,18 @@ void fixture_stop(struct fake_upstream *fake, struct flipcached_proc *proc) {
   remove_tree(proc->dir);
 }
 
+long flipcached_stat(const struct flipcached_proc *proc, const char *field) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s/stats", proc->url);
+  struct http_response response;
+  http_get(url, &response);
+  long value = json_field(response.body, field);
+  http_response_free(&response);
+  return value;
+}
+
+void fake_oauth_revoke(struct fake_upstream *fake) { fake_control(fake, "/_fake/oauth-revoke"); }
+
 void get_enrollment_from(const struct flipcached_proc *proc, const char *id,
                          struct http_response *response) {
   char url[256];

@@ -86,6 +86,11 @@ int flipcached_stop(struct flipcached_proc *proc);
 /* The whole log written so far (malloc'd). */
 char *flipcached_log(const struct flipcached_proc *proc);
 
+/* A number of the daemon's /stats, or -1. */
+long flipcached_stat(const struct flipcached_proc *proc, const char *field);
+/* The fake refuses every OAuth access token issued so far. */
+void fake_oauth_revoke(struct fake_upstream *fake);
+
 /* The usual fixture: a fake upstream and a daemon sharing a new random credential. */
 void fixture_start(struct fake_upstream *fake, struct flipcached_proc *proc,
                    const struct daemon_options *options);

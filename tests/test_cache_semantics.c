@@ -29,15 +29,7 @@ static void url_of(char *url, size_t len, const char *path) {
   snprintf(url, len, "%s%s", daemon_proc.url, path);
 }
 
-static long stat_of(const char *field) {
-  char url[256];
-  url_of(url, sizeof(url), "/stats");
-  struct http_response response;
-  http_get(url, &response);
-  long value = json_field(response.body, field);
-  http_response_free(&response);
-  return value;
-}
+static long stat_of(const char *field) { return flipcached_stat(&daemon_proc, field); }
 
 /* A fresh hit, whatever second of its ttl it is in. */
 static bool is_fresh_hit(const struct http_response *response);

@@ -44,6 +44,14 @@ static const char *write_secret(const char *name, const char *content, size_t le
 
 TestSuite(creds, .init = make_dir, .fini = remove_dir);
 
+/* What the test wrote to stderr (redirected by .init = cr_redirect_stderr). */
+static void captured_stderr(char *out, size_t out_len) {
+  fflush(stderr);
+  FILE *captured = cr_get_redirected_stderr();
+  size_t got = fread(out, 1, out_len - 1, captured);
+  out[got] = '\0';
+}
+
 Test(creds, loads_a_private_file_and_strips_one_newline) {
   const char *path = write_secret("token", "fl_secret_value\n", 16, 0600);
   struct creds creds = {0};
@@ -70,11 +78,8 @@ Test(creds, move_keeps_the_key_redacted_at_its_new_place, .init = cr_redirect_st
   log_set_level(LOG_LEVEL_INFO);
   log_info("key %s", live.token);
   creds_wipe(&live);
-  fflush(stderr);
-  FILE *captured = cr_get_redirected_stderr();
-  char all[1024] = "";
-  size_t got = fread(all, 1, sizeof(all) - 1, captured);
-  all[got] = '\0';
+  char all[1024];
+  captured_stderr(all, sizeof(all));
   cr_expect(strstr(all, "key [REDACTED]") != NULL, "%s", all);
 }
 
@@ -169,11 +174,8 @@ Test(log, a_registered_secret_is_redacted_from_every_line, .init = cr_redirect_s
   log_debug("debug %s", secret);
   log_remove_secret(secret);
   log_info("after removal: plain text");
-  fflush(stderr);
-  FILE *captured = cr_get_redirected_stderr();
-  char all[4096] = "";
-  size_t got = fread(all, 1, sizeof(all) - 1, captured);
-  all[got] = '\0';
+  char all[4096];
+  captured_stderr(all, sizeof(all));
   cr_expect(strstr(all, secret) == NULL, "the secret leaked: %s", all);
   cr_expect(strstr(all, "Bearer [REDACTED] and again [REDACTED]") != NULL, "%s", all);
   cr_expect(strstr(all, "debug [REDACTED]") != NULL, "%s", all);
@@ -183,11 +185,8 @@ Test(log, a_registered_secret_is_redacted_from_every_line, .init = cr_redirect_s
 Test(log, a_line_never_spans_two_lines, .init = cr_redirect_stderr) {
   log_set_level(LOG_LEVEL_INFO);
   log_warning("forged\nflipcached[1] error: fake line");
-  fflush(stderr);
-  FILE *captured = cr_get_redirected_stderr();
-  char all[1024] = "";
-  size_t got = fread(all, 1, sizeof(all) - 1, captured);
-  all[got] = '\0';
+  char all[1024];
+  captured_stderr(all, sizeof(all));
   cr_expect_eq(strchr(all, '\n'), all + strlen(all) - 1, "one line: %s", all);
 }
 
@@ -244,11 +243,8 @@ Test(creds, an_oauth_client_authenticates_with_basic_and_both_secrets_are_redact
   log_set_level(LOG_LEVEL_INFO);
   log_info("secret %s basic %s", creds.secret, creds.token);
   creds_wipe(&creds);
-  fflush(stderr);
-  FILE *captured = cr_get_redirected_stderr();
-  char all[1024] = "";
-  size_t got = fread(all, 1, sizeof(all) - 1, captured);
-  all[got] = '\0';
+  char all[1024];
+  captured_stderr(all, sizeof(all));
   cr_expect(strstr(all, "secret [REDACTED] basic [REDACTED]") != NULL, "%s", all);
 }
 

@@ -35,15 +35,7 @@ static long status_of(const char *id) {
   return status;
 }
 
-static long stat_of(const char *field) {
-  char url[256];
-  snprintf(url, sizeof(url), "%s/stats", daemon_proc.url);
-  struct http_response response;
-  http_get(url, &response);
-  long value = json_field(response.body, field);
-  http_response_free(&response);
-  return value;
-}
+static long stat_of(const char *field) { return flipcached_stat(&daemon_proc, field); }
 
 static void expect_log_lacks(const char *secret, const char *what) {
   char *log = flipcached_log(&daemon_proc);
@@ -470,9 +462,8 @@ Test(oauth, the_token_is_renewed_before_it_expires) {
   struct http_response response;
   http_request("POST", url, NULL, &response);
   http_response_free(&response);
-  snprintf(url, sizeof(url), "%s/_fake/oauth-revoke", fake.base_url);
-  http_request("POST", url, NULL, &response); /* the start-up token is gone: the next fetch */
-  http_response_free(&response);              /* gets a 401 and buys a 2 s token */
+  fake_oauth_revoke(&fake); /* the start-up token is gone: the next fetch gets a 401 and buys a
+                               2 s token */
   cr_expect_eq(status_of(ID), 200);
   long after_first = fake_token_count();
   pause_ms(2600); /* past that token's life, and past its 80% renewal */
@@ -485,11 +476,7 @@ Test(oauth, the_token_is_renewed_before_it_expires) {
 Test(oauth, a_401_buys_a_new_token_and_the_request_is_retried_once) {
   start_oauth(NULL, NULL);
   cr_expect_eq(status_of(ID), 200);
-  char url[256];
-  snprintf(url, sizeof(url), "%s/_fake/oauth-revoke", fake.base_url);
-  struct http_response response;
-  http_request("POST", url, NULL, &response);
-  http_response_free(&response);
+  fake_oauth_revoke(&fake);
   cr_expect_eq(status_of(ID2), 200, "refreshed and retried");
   cr_expect_eq(fake_token_count(), 2);
   cr_expect_eq(fake_stat(&fake, "auth_bad"), 1, "one 401, then success");
@@ -516,11 +503,7 @@ Test(oauth, a_rejected_client_secret_gives_502_and_degraded_health) {
 Test(oauth, secrets_and_tokens_never_reach_the_log) {
   start_oauth(NULL, NULL);
   cr_expect_eq(status_of(ID), 200);
-  char url[256];
-  snprintf(url, sizeof(url), "%s/_fake/oauth-revoke", fake.base_url);
-  struct http_response response;
-  http_request("POST", url, NULL, &response);
-  http_response_free(&response);
+  fake_oauth_revoke(&fake);
   cr_expect_eq(status_of(ID2), 200);
   cr_assert_eq(flipcached_stop(&daemon_proc), 0);
 
@@ -532,7 +515,9 @@ Test(oauth, secrets_and_tokens_never_reach_the_log) {
   fclose(secret_file);
   secret[strcspn(secret, "\n")] = '\0';
   cr_expect(strstr(log, secret) == NULL, "the client secret is in the log");
+  char url[256];
   snprintf(url, sizeof(url), "%s/_fake/oauth-tokens", fake.base_url);
+  struct http_response response;
   http_get(url, &response);
   cr_assert(strstr(response.body, "at_") != NULL, "%s", response.body);
   for (char *token = strstr(response.body, "at_"); token; token = strstr(token + 1, "at_")) {
