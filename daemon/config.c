@@ -59,6 +59,7 @@ static const struct config_key KEYS[] = {
   {"cache", "negative_ttl", KEY_UINT, FIELD(negative_ttl), 0, YEAR, "30", false},
   {"cache", "sweep_interval", KEY_UINT, FIELD(sweep_interval), 1, DAY, "60", false},
   {"log", "level", KEY_LOG_LEVEL, FIELD(log_level), 0, 0, "info", false},
+  {"log", "access", KEY_BOOL, FIELD(access_log), 0, 0, "no", false},
 };
 #define KEY_COUNT (sizeof(KEYS) / sizeof(KEYS[0]))
 

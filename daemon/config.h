@@ -56,6 +56,7 @@ struct config {
   unsigned sweep_interval;       /* seconds between passes of the expired-entry sweeper */
   /* [log] */
   enum log_level log_level;
+  bool access_log;               /* one info line per request answered */
 };
 
 struct config_errors {

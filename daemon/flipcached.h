@@ -33,6 +33,8 @@ struct flipcached {
   bool stopping;               /* SIGTERM or SIGINT received: /healthz answers 503 */
   long auth_rejected_status;   /* the upstream's 401/403 to the current credential, or 0 */
   struct event *stop_poll;     /* while stopping: ends the loop once no fetch is in flight */
+  struct event *status_timer;  /* refreshes systemd's STATUS= line */
+  struct sd_watchdog *watchdog; /* WATCHDOG=1 pings, when the unit asks for them */
 };
 
 /* CLOCK_REALTIME seconds: the clock of cache record times, which must survive a restart. */

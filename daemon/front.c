@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <time.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -30,6 +32,8 @@ struct front {
   struct evhttp *http;
   const struct config *cfg;
   struct stats *stats;
+  size_t unanswered;      /* client_requests alive */
+  size_t unwritten;       /* answers handed to evhttp and not yet written out */
   struct front_routes routes;
   struct {
     struct evhttp_bound_socket *socket;
@@ -43,7 +47,47 @@ struct client_request {
   struct evhttp_request *req;
   bool head;
   bool gone; /* the connection closed; evhttp detached req, answering frees it */
+  struct timespec started; /* CLOCK_MONOTONIC, for the access log */
 };
+
+static const char *method_name(enum evhttp_cmd_type command) {
+  switch (command) {
+  case EVHTTP_REQ_GET:
+    return "GET";
+  case EVHTTP_REQ_HEAD:
+    return "HEAD";
+  case EVHTTP_REQ_POST:
+    return "POST";
+  case EVHTTP_REQ_PUT:
+    return "PUT";
+  case EVHTTP_REQ_DELETE:
+    return "DELETE";
+  case EVHTTP_REQ_OPTIONS:
+    return "OPTIONS";
+  case EVHTTP_REQ_TRACE:
+    return "TRACE";
+  case EVHTTP_REQ_CONNECT:
+    return "CONNECT";
+  case EVHTTP_REQ_PATCH:
+    return "PATCH";
+  }
+  return "?";
+}
+
+/* One line per request: method, path (the query is left out: it is the client's data and no
+ * route uses it), status, Cache-Status, milliseconds. Nothing of the request's headers. */
+static void log_access(const struct client_request *request, int status, const char *cache_status) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  double ms = (double)(now.tv_sec - request->started.tv_sec) * 1e3 +
+              (double)(now.tv_nsec - request->started.tv_nsec) / 1e6;
+  const char *target = evhttp_request_get_uri(request->req);
+  int path_len = target ? (int)strcspn(target, "?") : 0;
+  if (path_len > 200)
+    path_len = 200;
+  log_info("access: %s %.*s %d \"%s\" %.1f ms", method_name(evhttp_request_get_command(request->req)),
+           path_len, target ? target : "", status, cache_status ? cache_status : "-", ms);
+}
 
 static void on_connection_close(struct evhttp_connection *connection, void *arg) {
   (void)connection;
@@ -51,6 +95,15 @@ static void on_connection_close(struct evhttp_connection *connection, void *arg)
   request->gone = true;
   log_debug("client went away before its answer");
 }
+
+/* evhttp's "this answer has been written out" (or the connection died trying). */
+static void on_answer_written(struct evhttp_request *req, void *arg) {
+  (void)req;
+  struct front *front = arg;
+  front->unwritten--;
+}
+
+size_t front_unfinished(const struct front *front) { return front->unanswered + front->unwritten; }
 
 bool client_request_is_head(const struct client_request *request) { return request->head; }
 
@@ -80,8 +133,14 @@ void front_reply(struct client_request *request, const struct reply *reply) {
     evhttp_add_header(headers, "Content-Length", number);
   }
   struct evhttp_connection *connection = evhttp_request_get_connection(req);
-  if (connection)
+  if (connection) {
     evhttp_connection_set_closecb(connection, NULL, NULL);
+    /* Only a connected request is written out and completes; a detached one is freed at once. */
+    evhttp_request_set_on_complete_cb(req, on_answer_written, request->front);
+    request->front->unwritten++;
+  }
+  if (request->front->cfg->access_log)
+    log_access(request, reply->status, reply->cache_status);
 
   struct evbuffer *body = evbuffer_new();
   if (body && reply->body_len > 0 && evbuffer_add(body, reply->body, reply->body_len) != 0) {
@@ -95,6 +154,7 @@ void front_reply(struct client_request *request, const struct reply *reply) {
     evhttp_send_error(req, 500, NULL); /* out of memory: still the one terminal call */
   }
   request->front->stats->requests_total++;
+  request->front->unanswered--;
   free(request);
 }
 
@@ -140,6 +200,8 @@ static void on_request(struct evhttp_request *req, void *arg) {
   }
   request->front = front;
   request->req = req;
+  front->unanswered++;
+  clock_gettime(CLOCK_MONOTONIC, &request->started);
   enum route_method method = route_method_of(evhttp_request_get_command(req));
   request->head = method == ROUTE_METHOD_HEAD;
   struct evhttp_connection *connection = evhttp_request_get_connection(req);
@@ -265,8 +327,30 @@ static int listen_socket_unix(const struct listen_addr *addr, char *err, size_t 
   return fd;
 }
 
+/* Takes a listening socket (inherited or our own) into evhttp; closes it on failure. */
+static int serve_socket(struct front *front, int fd, const struct listen_addr *addr, char *err,
+                        size_t err_len) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    snprintf(err, err_len, "listening socket %d: %s", fd, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(front->http, fd);
+  if (!bound) {
+    close(fd);
+    snprintf(err, err_len, "evhttp_accept_socket_with_handle failed");
+    return -1;
+  }
+  front->bound[front->bound_count].socket = bound;
+  front->bound[front->bound_count].addr = addr; /* NULL: inherited, systemd owns its path */
+  front->bound_count++;
+  return 0;
+}
+
 struct front *front_new(struct event_base *base, const struct config *cfg, struct stats *stats,
-                        const struct front_routes *routes, char *err, size_t err_len) {
+                        const struct front_routes *routes, const int *inherited,
+                        size_t inherited_count, char *err, size_t err_len) {
   struct front *front = calloc(1, sizeof(*front));
   if (!front) {
     snprintf(err, err_len, "out of memory");
@@ -292,21 +376,19 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
                                               EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
   evhttp_set_gencb(front->http, on_request, front);
 
-  for (size_t i = 0; i < cfg->listen_count; i++) {
+  /* Socket activation: systemd's sockets replace the configured listeners (the .socket unit
+   * says where to listen; binding the same addresses again would fail). */
+  for (size_t i = 0; i < inherited_count && i < CONFIG_MAX_LISTEN; i++) {
+    if (serve_socket(front, inherited[i], NULL, err, err_len) != 0)
+      goto fail;
+    log_info("listening on socket fd %d passed by systemd", inherited[i]);
+  }
+  for (size_t i = 0; inherited_count == 0 && i < cfg->listen_count; i++) {
     const struct listen_addr *addr = &cfg->listen[i];
     int fd = addr->kind == LISTEN_UNIX ? listen_socket_unix(addr, err, err_len)
                                        : listen_socket_tcp(addr, err, err_len);
-    if (fd < 0)
+    if (fd < 0 || serve_socket(front, fd, addr, err, err_len) != 0)
       goto fail;
-    struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(front->http, fd);
-    if (!bound) {
-      close(fd);
-      snprintf(err, err_len, "evhttp_accept_socket_with_handle failed");
-      goto fail;
-    }
-    front->bound[front->bound_count].socket = bound;
-    front->bound[front->bound_count].addr = addr;
-    front->bound_count++;
     if (addr->kind == LISTEN_UNIX)
       log_info("listening on unix:%s", addr->path);
     else if (strchr(addr->host, ':'))
@@ -325,7 +407,7 @@ void front_stop_listening(struct front *front) {
     return;
   for (size_t i = 0; i < front->bound_count; i++) {
     evhttp_del_accept_socket(front->http, front->bound[i].socket); /* closes the socket */
-    if (front->bound[i].addr->kind == LISTEN_UNIX)
+    if (front->bound[i].addr && front->bound[i].addr->kind == LISTEN_UNIX)
       unlink(front->bound[i].addr->path); /* ours: bound by this process */
   }
   front->bound_count = 0;

@@ -40,11 +40,16 @@ struct reply {
   size_t body_len;
 };
 
-/* Binds every configured listener; returns NULL with err set. */
+/* Serves the listening sockets systemd passed (inherited_count > 0), or else binds every
+ * configured listener. Returns NULL with err set. */
 struct front *front_new(struct event_base *base, const struct config *cfg, struct stats *stats,
-                        const struct front_routes *routes, char *err, size_t err_len);
+                        const struct front_routes *routes, const int *inherited,
+                        size_t inherited_count, char *err, size_t err_len);
 /* Stops accepting new connections (for shutdown). */
 void front_stop_listening(struct front *front);
+/* Requests not answered yet, plus answers not yet written out to a connected client: shutdown
+ * waits for this to reach 0, so that no answer given is lost by closing the connections. */
+size_t front_unfinished(const struct front *front);
 /* Frees the server and every connection. Every client_request must have been answered. */
 void front_free(struct front *front);
 

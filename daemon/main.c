@@ -14,23 +14,28 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "cli.h"
 #include "flipcached.h"
 #include "front.h"
 #include "inflight.h"
 #include "log.h"
+#include "sd.h"
 #include "upstream.h"
 
 #define STOP_POLL_MS 50
+#define STATUS_INTERVAL_SECONDS 10
 #define SWEEP_BATCH 256          /* entries looked at per sweeper write transaction */
 #define INFLIGHT_MAX_WAITERS 4096 /* requests that may wait on one enrollment's fetch */
 
 static void usage(FILE *out) {
   fprintf(out,
           "usage: flipcached [-c FILE] [-t] [-h] [--version]\n"
+          "       flipcached stats [-c FILE] [--url URL]\n"
           "  -c, --config FILE    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
           "  -t, --check-config   validate the configuration and exit 0 (OK) or 1\n"
           "  -h, --help           this text\n"
-          "      --version        versions of flipcached and its libraries\n");
+          "      --version        versions of flipcached and its libraries\n"
+          "  stats                a running daemon's counters, with the hit ratio\n");
 }
 
 static void print_versions(void) {
@@ -72,13 +77,35 @@ static void note_needs_restart(const char *section, const char *name, void *arg)
 }
 
 /* Graceful stop: listeners closed at once, in-flight upstream fetches allowed to finish (libcurl's
- * own timeout bounds them), then the loop ends. */
+ * own timeout bounds them) and their answers written out, then the loop ends. */
 static void on_stop_poll(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   struct flipcached *daemon = arg;
-  if (upstream_inflight(daemon->upstream) == 0)
+  if (upstream_inflight(daemon->upstream) == 0 && front_unfinished(daemon->front) == 0)
     event_base_loopexit(daemon->base, NULL);
+}
+
+/* systemd's STATUS= line: what an operator sees in `systemctl status`. */
+static void send_status(struct flipcached *daemon) {
+  uint64_t entries = 0, bytes = 0;
+  cache_usage(daemon->cache, &entries, &bytes);
+  const struct stats *stats = &daemon->stats;
+  uint64_t answered = stats->hits + stats->misses + stats->stale_served + stats->negative_hits;
+  const char *upstream = daemon->auth_rejected_status ? "credential rejected"
+                         : upstream_paused_seconds(daemon->upstream) > 0 ? "rate limited"
+                         : upstream_breaker_state(daemon->upstream) != BREAKER_CLOSED ? "circuit open"
+                                                                                     : "ok";
+  sd_send_status("%llu entries, %llu%% from cache of %llu enrollment requests, upstream %s",
+                 (unsigned long long)entries,
+                 (unsigned long long)(answered ? (answered - stats->misses) * 100 / answered : 0),
+                 (unsigned long long)answered, upstream);
+}
+
+static void on_status_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  send_status(arg);
 }
 
 static void on_stop_signal(evutil_socket_t signal_number, short what, void *arg) {
@@ -87,6 +114,7 @@ static void on_stop_signal(evutil_socket_t signal_number, short what, void *arg)
   if (daemon->stopping)
     return;
   daemon->stopping = true;
+  sd_send("STOPPING=1");
   log_info("%s received: stopping (%zu upstream fetch(es) in flight)",
            signal_number == SIGINT ? "SIGINT" : "SIGTERM", upstream_inflight(daemon->upstream));
   front_stop_listening(daemon->front);
@@ -115,6 +143,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
   evtimer_add(daemon->sweep_timer, &next);
 }
 
+static void reload(struct flipcached *daemon, struct config *fresh);
+
 /* SIGHUP: re-reads the configuration and applies what can change while running; re-reads the
  * credential. Nothing is dropped: a transfer in progress keeps the headers it started with. An
  * invalid file or an unusable credential keeps the running one, with the reason logged. */
@@ -124,11 +154,18 @@ static void on_hangup(evutil_socket_t signal_number, short what, void *arg) {
   struct flipcached *daemon = arg;
   static struct config fresh; /* large; the loop's thread only */
   log_info("SIGHUP received: reloading %s", daemon->config_path);
-  if (load_config(daemon->config_path, daemon->config_given, &fresh, report_to_log) != 0) {
+  sd_send("RELOADING=1");
+  reload(daemon, &fresh);
+  sd_send("READY=1");
+  send_status(daemon);
+}
+
+static void reload(struct flipcached *daemon, struct config *fresh) {
+  if (load_config(daemon->config_path, daemon->config_given, fresh, report_to_log) != 0) {
     log_error("reload: the configuration has errors; the running one stays");
     return;
   }
-  config_apply_reload(&daemon->cfg, &fresh, note_needs_restart, NULL);
+  config_apply_reload(&daemon->cfg, fresh, note_needs_restart, NULL);
   log_set_level(daemon->cfg.log_level);
   daemon->stats.reloads++;
 
@@ -158,6 +195,8 @@ int main(int argc, char **argv) {
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
   };
+  if (argc > 1 && strcmp(argv[1], "stats") == 0)
+    return cli_stats(argc - 1, argv + 1);
   const char *config_path = CONFIG_DEFAULT_PATH;
   bool config_given = false, check_only = false;
   int option;
@@ -245,7 +284,10 @@ int main(int argc, char **argv) {
                                 .cache_inspect = admin_cache_inspect,
                                 .cache_delete = admin_cache_delete,
                                 .cache_purge = admin_cache_purge, .arg = &daemon};
-  daemon.front = front_new(daemon.base, &daemon.cfg, &daemon.stats, &routes, err, sizeof(err));
+  int inherited[SD_MAX_INHERITED];
+  size_t inherited_count = sd_inherited_sockets(inherited, SD_MAX_INHERITED);
+  daemon.front = front_new(daemon.base, &daemon.cfg, &daemon.stats, &routes, inherited,
+                           inherited_count, err, sizeof(err));
   if (!daemon.front) {
     log_error("%s", err);
     goto out;
@@ -258,9 +300,18 @@ int main(int argc, char **argv) {
     log_error("cannot install signal handlers");
     goto out;
   }
+  daemon.status_timer = event_new(daemon.base, -1, EV_PERSIST, on_status_timer, &daemon);
+  struct timeval status_interval = {.tv_sec = STATUS_INTERVAL_SECONDS};
+  if (!daemon.status_timer || event_add(daemon.status_timer, &status_interval) != 0) {
+    log_error("out of memory");
+    goto out;
+  }
+  daemon.watchdog = sd_watchdog_start(daemon.base);
   log_info("flipcached %s ready: upstream %s, cache %s (max %llu MiB), ttl %us", FLIPCACHED_VERSION,
            daemon.cfg.base_url, daemon.cfg.cache_path,
            (unsigned long long)(daemon.cfg.max_size >> 20), daemon.cfg.ttl);
+  sd_send("READY=1");
+  send_status(&daemon);
 
   if (event_base_dispatch(daemon.base) < 0) {
     log_error("event loop failed");
@@ -278,6 +329,9 @@ out:
     event_free(daemon.sweep_timer);
   if (daemon.stop_poll)
     event_free(daemon.stop_poll);
+  if (daemon.status_timer)
+    event_free(daemon.status_timer);
+  sd_watchdog_free(daemon.watchdog);
   if (hangup)
     event_free(hangup);
   if (stop_int)

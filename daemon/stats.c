@@ -52,6 +52,19 @@ static const struct stat_field FIELDS[] = {
 };
 #define FIELD_COUNT (sizeof(FIELDS) / sizeof(FIELDS[0]))
 
+const double STATS_LATENCY_BOUNDS[STATS_LATENCY_BUCKETS] = {
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+};
+
+void stats_observe_upstream_latency(struct stats *stats, double seconds) {
+  size_t bucket = 0;
+  while (bucket < STATS_LATENCY_BUCKETS && seconds > STATS_LATENCY_BOUNDS[bucket])
+    bucket++;
+  stats->upstream_latency_bucket[bucket]++;
+  stats->upstream_latency_count++;
+  stats->upstream_latency_sum_seconds += seconds;
+}
+
 static uint64_t field_value(const struct stat_field *field, const struct stats *stats,
                             const struct stats_gauges *gauges) {
   const char *base = field->is_gauge ? (const char *)gauges : (const char *)stats;
@@ -93,6 +106,20 @@ char *stats_render_prometheus(const struct stats *stats, const struct stats_gaug
     fprintf(out, "flipcached_%s%s %llu\n", field->name, suffix,
             (unsigned long long)field_value(field, stats, gauges));
   }
+  /* A Prometheus histogram: cumulative buckets, then +Inf, _sum and _count. */
+  const char *name = "flipcached_upstream_request_duration_seconds";
+  fprintf(out, "# HELP %s Duration of upstream fetches, retries included\n", name);
+  fprintf(out, "# TYPE %s histogram\n", name);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < STATS_LATENCY_BUCKETS; i++) {
+    cumulative += stats->upstream_latency_bucket[i];
+    fprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name, STATS_LATENCY_BOUNDS[i],
+            (unsigned long long)cumulative);
+  }
+  cumulative += stats->upstream_latency_bucket[STATS_LATENCY_BUCKETS];
+  fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cumulative);
+  fprintf(out, "%s_sum %.6f\n", name, stats->upstream_latency_sum_seconds);
+  fprintf(out, "%s_count %llu\n", name, (unsigned long long)stats->upstream_latency_count);
   if (fclose(out) != 0) {
     free(text);
     return NULL;

@@ -6,6 +6,10 @@
 
 #include <stdint.h>
 
+/* Upper bounds (seconds) of the upstream latency histogram's buckets; +Inf is implied. */
+#define STATS_LATENCY_BUCKETS 12
+extern const double STATS_LATENCY_BOUNDS[STATS_LATENCY_BUCKETS];
+
 struct stats {
   uint64_t requests_total;    /* every HTTP request answered */
   uint64_t enrollment_requests;
@@ -32,7 +36,15 @@ struct stats {
   uint64_t waiters_refused;   /* requests refused because a fetch had too many waiters */
   uint64_t reloads;           /* SIGHUPs that applied a configuration */
   uint64_t credential_reloads; /* credentials replaced by a SIGHUP */
+  /* Upstream fetch durations (retries included), for /metrics: counts per bucket (not
+   * cumulative; the renderer accumulates), their number and their sum. */
+  uint64_t upstream_latency_bucket[STATS_LATENCY_BUCKETS + 1];
+  uint64_t upstream_latency_count;
+  double upstream_latency_sum_seconds;
 };
+
+/* Records one upstream fetch's duration. */
+void stats_observe_upstream_latency(struct stats *stats, double seconds);
 
 struct stats_gauges {
   uint64_t uptime_seconds;

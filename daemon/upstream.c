@@ -485,8 +485,10 @@ static void deliver(struct upstream *upstream, struct transfer *transfer,
             result->outcome == UPSTREAM_RESPONSE ? "HTTP" : "failed", result->http_status,
             elapsed_ms(&transfer->started), transfer->attempts, transfer->attempts == 1 ? "" : "s",
             result->error_text[0] ? ": " : "", result->error_text);
-  if (verdict)
+  if (verdict) {
     note_outcome(upstream, transfer, result);
+    stats_observe_upstream_latency(upstream->stats, (double)elapsed_ms(&transfer->started) / 1e3);
+  }
   else if (transfer->breaker_probe)
     upstream->breaker.probe_in_flight = false;
   if (transfer->done)

@@ -230,6 +230,25 @@ pid_t flipcached_spawn(const struct flipcached_proc *proc) {
     else
       unsetenv("CREDENTIALS_DIRECTORY");
     unsetenv("JOURNAL_STREAM");
+    for (size_t i = 0; i < sizeof(proc->env) / sizeof(proc->env[0]); i++) {
+      if (proc->env[i][0])
+        putenv(strdup(proc->env[i]));
+    }
+    /* sd_listen_fds(3): the sockets at 3, 4, ..., LISTEN_FDS their number, LISTEN_PID ours. */
+    for (size_t i = 0; i < proc->inherited_count; i++) {
+      int target = 3 + (int)i;
+      if (proc->inherited[i] != target) {
+        dup2(proc->inherited[i], target);
+        close(proc->inherited[i]);
+      }
+    }
+    if (proc->inherited_count) {
+      char value[32];
+      snprintf(value, sizeof(value), "%zu", proc->inherited_count);
+      setenv("LISTEN_FDS", value, 1);
+      snprintf(value, sizeof(value), "%d", (int)getpid());
+      setenv("LISTEN_PID", value, 1);
+    }
     execl(FLIPCACHED_BIN, FLIPCACHED_BIN, "-c", proc->config, (char *)NULL);
     _exit(127);
   }
@@ -348,6 +367,17 @@ void get_enrollment_from(const struct flipcached_proc *proc, const char *id,
   char url[256];
   snprintf(url, sizeof(url), "%s/v1/enrollments/%s", proc->url, id);
   http_get(url, response);
+}
+
+int run_command(const char *command, char *out, size_t out_cap) {
+  char wrapped[2048];
+  snprintf(wrapped, sizeof(wrapped), "(%s) 2>&1", command);
+  FILE *pipe = popen(wrapped, "r");
+  cr_assert_not_null(pipe, "cannot run %s", command);
+  size_t got = fread(out, 1, out_cap - 1, pipe);
+  out[got] = '\0';
+  int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
 struct growing {

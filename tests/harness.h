@@ -41,6 +41,9 @@ struct flipcached_proc {
   char credentials_directory[320]; /* non-empty: exported as $CREDENTIALS_DIRECTORY */
   char unix_socket[320];           /* with options->unix_socket: its path */
   char client_secret_path[320];    /* with options->oauth_client_secret */
+  char env[4][512];                /* extra "NAME=value" for the daemon's environment */
+  int inherited[2];                /* listening sockets passed as systemd does (fd 3, 4, ...) */
+  size_t inherited_count;
 };
 
 struct http_response {
@@ -124,6 +127,9 @@ size_t raw_exchange(int port, const char *request, size_t len, char *out, size_t
 
 /* Sleeps ms milliseconds. */
 void pause_ms(long ms);
+
+/* Runs a shell command; returns its exit status and what it printed (stdout and stderr). */
+int run_command(const char *command, char *out, size_t out_cap);
 
 /* A TCP port free on 127.0.0.1 right now. */
 int free_port(void);

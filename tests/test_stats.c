@@ -1,6 +1,7 @@
 /* stats: /stats JSON carries the contract's fields; /metrics is Prometheus text. */
 #include <criterion/criterion.h>
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,5 +42,34 @@ Test(stats, prometheus_counters_end_in_total_and_have_help_and_type) {
             "requests_total is not suffixed twice");
   cr_expect(strstr(text, "# TYPE flipcached_cache_entries gauge\nflipcached_cache_entries 9\n") != NULL);
   cr_expect(strstr(text, "_total_total") == NULL);
+  free(text);
+}
+
+Test(stats, the_latency_histogram_is_cumulative_with_sum_and_count) {
+  struct stats stats = {0};
+  struct stats_gauges gauges = {0};
+  stats_observe_upstream_latency(&stats, 0.003);  /* le 0.005 */
+  stats_observe_upstream_latency(&stats, 0.2);    /* le 0.25 */
+  stats_observe_upstream_latency(&stats, 0.25);   /* le 0.25: bounds are inclusive */
+  stats_observe_upstream_latency(&stats, 99);     /* +Inf only */
+  char *text = stats_render_prometheus(&stats, &gauges);
+  const char *name = "flipcached_upstream_request_duration_seconds";
+  char line[160];
+  snprintf(line, sizeof(line), "# TYPE %s histogram\n", name);
+  cr_expect(strstr(text, line) != NULL, "%s", text);
+  snprintf(line, sizeof(line), "%s_bucket{le=\"0.005\"} 1\n", name);
+  cr_expect(strstr(text, line) != NULL, "%s", text);
+  snprintf(line, sizeof(line), "%s_bucket{le=\"0.1\"} 1\n", name);
+  cr_expect(strstr(text, line) != NULL);
+  snprintf(line, sizeof(line), "%s_bucket{le=\"0.25\"} 3\n", name);
+  cr_expect(strstr(text, line) != NULL);
+  snprintf(line, sizeof(line), "%s_bucket{le=\"30\"} 3\n", name);
+  cr_expect(strstr(text, line) != NULL);
+  snprintf(line, sizeof(line), "%s_bucket{le=\"+Inf\"} 4\n", name);
+  cr_expect(strstr(text, line) != NULL);
+  snprintf(line, sizeof(line), "%s_count 4\n", name);
+  cr_expect(strstr(text, line) != NULL);
+  snprintf(line, sizeof(line), "%s_sum 99.453000\n", name);
+  cr_expect(strstr(text, line) != NULL, "%s", text);
   free(text);
 }

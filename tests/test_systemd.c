@@ -1,0 +1,292 @@
+/* Running it the way operators do: systemd's notify protocol, watchdog and socket activation
+ * (played for real: a NOTIFY_SOCKET datagram socket, sockets passed as fd 3...), shutdown during
+ * a fetch, /metrics through promtool, the unit's security score, the man pages through mandoc,
+ * the install layout, the stats command and the access log. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
+
+static struct fake_upstream fake;
+static struct flipcached_proc daemon_proc;
+
+static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
+
+static long status_of(const char *id) {
+  struct http_response response;
+  get_enrollment_from(&daemon_proc, id, &response);
+  long status = response.status;
+  http_response_free(&response);
+  return status;
+}
+
+/* A fake upstream and a prepared (not started) daemon sharing a credential. */
+static void prepare(const struct daemon_options *given) {
+  struct daemon_options options = given ? *given : (struct daemon_options){0};
+  char token[64];
+  make_token(token, sizeof(token));
+  options.token = token;
+  fake_start(&fake, token);
+  flipcached_prepare(&daemon_proc, &fake, &options);
+}
+
+/* --- sd_notify ---------------------------------------------------------------------------------- */
+
+static int notify_fd = -1;
+
+static void open_notify_socket(char *path, size_t len) {
+  snprintf(path, len, "%s/notify.sock", daemon_proc.dir);
+  notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  cr_assert_lt(strlen(path), sizeof(addr.sun_path));
+  memcpy(addr.sun_path, path, strlen(path) + 1);
+  cr_assert(bind(notify_fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+}
+
+/* Reads datagrams until one contains `wanted` (within timeout_ms); true if it came. */
+static bool notified(const char *wanted, int timeout_ms) {
+  char message[1024];
+  for (int waited = 0; waited < timeout_ms; waited += 50) {
+    struct pollfd pfd = {.fd = notify_fd, .events = POLLIN};
+    if (poll(&pfd, 1, 50) == 1) {
+      ssize_t n = recv(notify_fd, message, sizeof(message) - 1, 0);
+      if (n > 0) {
+        message[n] = '\0';
+        if (strstr(message, wanted))
+          return true;
+      }
+    }
+  }
+  return false;
+}
+
+Test(systemd, notify_ready_status_reloading_stopping_and_watchdog, .fini = stop_all, .timeout = 60) {
+  prepare(NULL);
+  char path[400];
+  open_notify_socket(path, sizeof(path));
+  snprintf(daemon_proc.env[0], sizeof(daemon_proc.env[0]), "NOTIFY_SOCKET=%s", path);
+  snprintf(daemon_proc.env[1], sizeof(daemon_proc.env[1]), "WATCHDOG_USEC=400000");
+  flipcached_launch(&daemon_proc);
+  cr_expect(notified("READY=1", 3000), "READY=1 once listening with the cache open");
+  cr_expect(notified("STATUS=", 3000), "a STATUS= line");
+  cr_expect(notified("WATCHDOG=1", 1000), "a first watchdog ping");
+  cr_expect(notified("WATCHDOG=1", 1000), "pings keep coming from the loop");
+  kill(daemon_proc.pid, SIGHUP);
+  cr_expect(notified("RELOADING=1", 3000));
+  cr_expect(notified("READY=1", 3000), "READY=1 again after the reload");
+  kill(daemon_proc.pid, SIGTERM);
+  cr_expect(notified("STOPPING=1", 3000));
+  int status;
+  waitpid(daemon_proc.pid, &status, 0);
+  daemon_proc.pid = 0;
+  cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(notify_fd);
+}
+
+/* --- socket activation ------------------------------------------------------------------------ */
+
+static int listening_tcp(int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0); /* no CLOEXEC: it is passed on */
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 && listen(fd, 16) == 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, (struct sockaddr *)&addr, &len);
+  *port = ntohs(addr.sin_port);
+  return fcntl(fd, F_DUPFD, 100); /* far from 3 and 4, where the daemon expects them */
+}
+
+static int listening_unix(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  cr_assert_lt(strlen(path), sizeof(addr.sun_path));
+  memcpy(addr.sun_path, path, strlen(path) + 1);
+  cr_assert(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 && listen(fd, 16) == 0);
+  return fcntl(fd, F_DUPFD, 110);
+}
+
+Test(systemd, serves_sockets_passed_by_systemd, .fini = stop_all, .timeout = 60) {
+  prepare(NULL);
+  int port;
+  char unix_path[400];
+  snprintf(unix_path, sizeof(unix_path), "%s/activated.sock", daemon_proc.dir);
+  daemon_proc.inherited[0] = listening_tcp(&port);
+  daemon_proc.inherited[1] = listening_unix(unix_path);
+  daemon_proc.inherited_count = 2;
+  int configured_port = daemon_proc.port; /* what the config says: not bound when activated */
+  daemon_proc.port = port;
+  snprintf(daemon_proc.url, sizeof(daemon_proc.url), "http://127.0.0.1:%d", port);
+  flipcached_launch(&daemon_proc);
+  close(daemon_proc.inherited[0]);
+  close(daemon_proc.inherited[1]);
+
+  cr_expect_eq(status_of(ID), 200, "served on the inherited TCP socket");
+  struct http_response response;
+  http_get_unix(unix_path, "http://localhost/v1/enrollments/" ID, &response);
+  cr_expect_eq(response.status, 200, "served on the inherited unix socket");
+  http_response_free(&response);
+  char url[128];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", configured_port);
+  http_get(url, &response);
+  cr_expect_eq(response.status, 0, "the configured listener is not bound when activated");
+  http_response_free(&response);
+  cr_expect_eq(flipcached_stop(&daemon_proc), 0);
+  struct stat st;
+  cr_expect_eq(stat(unix_path, &st), 0, "systemd's socket file is left to systemd");
+}
+
+/* --- shutdown --------------------------------------------------------------------------------- */
+
+Test(systemd, sigterm_during_a_slow_fetch_still_answers_it_and_exits_0, .fini = stop_all,
+     .timeout = 60) {
+  prepare(NULL);
+  flipcached_launch(&daemon_proc);
+  fake_set_mode(&fake, ID, "slow", 800);
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  int fd = raw_send(daemon_proc.port, request, sizeof(request) - 1);
+  pause_ms(200);
+  kill(daemon_proc.pid, SIGTERM);
+  char answer[4096];
+  size_t got = 0;
+  ssize_t n;
+  while (got + 1 < sizeof(answer) && (n = read(fd, answer + got, sizeof(answer) - 1 - got)) > 0)
+    got += (size_t)n;
+  answer[got] = '\0';
+  close(fd);
+  cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "answered: %.60s", answer);
+  int status;
+  waitpid(daemon_proc.pid, &status, 0);
+  daemon_proc.pid = 0;
+  cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+}
+
+/* --- observability ---------------------------------------------------------------------------- */
+
+Test(systemd, metrics_pass_promtool_check_metrics, .fini = stop_all, .timeout = 60) {
+  prepare(NULL);
+  flipcached_launch(&daemon_proc);
+  cr_expect_eq(status_of(ID), 200);
+  cr_expect_eq(status_of(ID), 200);
+  char command[600], out[8192];
+  snprintf(command, sizeof(command), "curl -sf %s/metrics | promtool check metrics", daemon_proc.url);
+  int status = run_command(command, out, sizeof(out));
+  cr_expect_eq(status, 0, "promtool says:\n%s", out);
+  snprintf(command, sizeof(command), "curl -sf %s/metrics", daemon_proc.url);
+  run_command(command, out, sizeof(out));
+  cr_expect(strstr(out, "flipcached_upstream_request_duration_seconds_count 1\n") != NULL, "%s", out);
+  cr_expect(strstr(out, "flipcached_hits_total 1\n") != NULL);
+}
+
+Test(systemd, the_stats_command_prints_a_table_with_the_hit_ratio, .fini = stop_all, .timeout = 60) {
+  prepare(NULL);
+  flipcached_launch(&daemon_proc);
+  cr_expect_eq(status_of(ID), 200);
+  for (int i = 0; i < 3; i++)
+    cr_expect_eq(status_of(ID), 200);
+  char command[600], out[8192];
+  snprintf(command, sizeof(command), "%s stats -c %s", FLIPCACHED_BIN, daemon_proc.config);
+  cr_expect_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
+  cr_expect(strstr(out, "hit ratio                  75.0%") != NULL, "%s", out);
+  cr_expect(strstr(out, "hits                                    3\n") != NULL, "%s", out);
+  cr_expect(strstr(out, daemon_proc.token) == NULL);
+}
+
+Test(systemd, the_stats_command_says_when_no_daemon_answers) {
+  char out[1024];
+  cr_expect_eq(run_command(FLIPCACHED_BIN " stats --url http://127.0.0.1:9/stats", out, sizeof(out)), 1);
+  cr_expect(strstr(out, "flipcached stats: http://127.0.0.1:9/stats:") != NULL, "%s", out);
+}
+
+Test(systemd, access_log_lines_without_query_or_credentials, .fini = stop_all, .timeout = 60) {
+  struct daemon_options options = {.log_level = "info"};
+  prepare(&options);
+  FILE *config = fopen(daemon_proc.config, "a");
+  fputs("[log]\naccess = yes\n", config); /* a second [log] section is allowed */
+  fclose(config);
+  flipcached_launch(&daemon_proc);
+  const char *headers[] = {"Authorization: Bearer client-secret-xyz", NULL};
+  char url[256];
+  snprintf(url, sizeof(url), "%s/v1/enrollments/%s?email=someone@example.com", daemon_proc.url, ID);
+  struct http_response response;
+  http_request(NULL, url, headers, &response);
+  cr_expect_eq(response.status, 200);
+  http_response_free(&response);
+  cr_assert_eq(flipcached_stop(&daemon_proc), 0);
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, "info: access: GET /v1/enrollments/" ID " 200 \"flipcached; fwd=uri-miss; stored\" ") != NULL,
+            "%s", log);
+  cr_expect(strstr(log, "someone@example.com") == NULL, "the query is not logged");
+  cr_expect(strstr(log, "client-secret-xyz") == NULL);
+  cr_expect(strstr(log, daemon_proc.token) == NULL);
+  free(log);
+}
+
+Test(systemd, journald_gets_priority_prefixes, .fini = stop_all, .timeout = 60) {
+  prepare(NULL);
+  snprintf(daemon_proc.env[0], sizeof(daemon_proc.env[0]), "JOURNAL_STREAM=8:12345");
+  flipcached_launch(&daemon_proc);
+  cr_assert_eq(flipcached_stop(&daemon_proc), 0);
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strncmp(log, "<6>credential loaded from", 25) == 0, "%s", log);
+  free(log);
+}
+
+/* --- packaging ---------------------------------------------------------------------------------- */
+
+Test(packaging, the_service_unit_is_exposed_2_0_or_less) {
+  char command[600], out[16384];
+  snprintf(command, sizeof(command),
+           "systemd-analyze security --offline=yes %s/systemd/flipcached.service", SOURCE_DIR);
+  run_command(command, out, sizeof(out));
+  const char *line = strstr(out, "Overall exposure level for flipcached.service: ");
+  cr_assert_not_null(line, "%s", out);
+  double exposure = atof(line + strlen("Overall exposure level for flipcached.service: "));
+  cr_log_info("exposure %.1f", exposure);
+  cr_expect_leq(exposure, 2.0, "exposure %.1f", exposure);
+}
+
+Test(packaging, the_man_pages_pass_mandoc_lint) {
+  char command[600], out[8192];
+  snprintf(command, sizeof(command), "cd %s/docs && mandoc -Tlint flipcached.8 flipcached.conf.5",
+           SOURCE_DIR);
+  int status = run_command(command, out, sizeof(out));
+  cr_expect_eq(status, 0, "%s", out);
+  /* mandoc may also remark on the machine's own man database; nothing about our pages */
+  cr_expect(strstr(out, "flipcached.8:") == NULL && strstr(out, "flipcached.conf.5:") == NULL, "%s", out);
+}
+
+Test(packaging, install_lays_out_the_contract_files, .timeout = 120) {
+  char dir[] = "/tmp/flipinstall.XXXXXX";
+  cr_assert(mkdtemp(dir));
+  char command[800], out[8192];
+  snprintf(command, sizeof(command), "DESTDIR=%s cmake --install %s", dir, BINARY_DIR);
+  cr_assert_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
+  const char *files[] = {"/usr/sbin/flipcached", "/etc/flipcached/flipcached.conf",
+                         "/lib/systemd/system/flipcached.service",
+                         "/lib/systemd/system/flipcached.socket",
+                         "/usr/share/man/man8/flipcached.8", "/usr/share/man/man5/flipcached.conf.5",
+                         "/usr/lib/sysusers.d/flipcached.conf"};
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    char path[600];
+    snprintf(path, sizeof(path), "%s%s", dir, files[i]);
+    struct stat st;
+    cr_expect_eq(stat(path, &st), 0, "%s was not installed", files[i]);
+  }
+  char binary[600];
+  snprintf(binary, sizeof(binary), "%s/usr/sbin/flipcached -t -c %s/etc/flipcached/flipcached.conf", dir, dir);
+  cr_expect_eq(run_command(binary, out, sizeof(out)), 0, "the installed configuration: %s", out);
+  remove_tree(dir);
+}
