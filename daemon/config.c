@@ -499,6 +499,13 @@ static int parse(struct parse_state *state) {
   return state->errors->count == 0 ? 0 : -1;
 }
 
+void config_each_key(void (*fn)(const char *section, const char *name, const char *default_value,
+                                void *arg),
+                     void *arg) {
+  for (size_t i = 0; i < KEY_COUNT; i++)
+    fn(KEYS[i].section, KEYS[i].name, KEYS[i].default_value, arg);
+}
+
 void config_apply_reload(struct config *live, const struct config *fresh,
                          void (*needs_restart)(const char *section, const char *name, void *arg),
                          void *arg) {

@@ -82,6 +82,12 @@ void config_apply_reload(struct config *live, const struct config *fresh,
                          void (*needs_restart)(const char *section, const char *name, void *arg),
                          void *arg);
 
+/* Calls fn for every key of the table, in order: its section, name and default (as written in a
+ * file). For documentation checks. */
+void config_each_key(void (*fn)(const char *section, const char *name, const char *default_value,
+                                void *arg),
+                     void *arg);
+
 /* Pure value parsers, exposed for the unit tests. Each returns true on success. */
 bool config_parse_size(const char *text, uint64_t *bytes);
 bool config_parse_listen(const char *text, struct listen_addr *addr);

@@ -1,6 +1,7 @@
 /* config: defaults, values, and every error reported with its line. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -242,4 +243,50 @@ Test(config, reload_of_the_same_file_changes_nothing) {
   restart_keys[0] = '\0';
   config_apply_reload(&live, &fresh, collect_restart, NULL);
   cr_expect_str_eq(restart_keys, "");
+}
+
+/* The shipped configuration and the man page keep up with the table of keys. */
+struct documents {
+  char *conf;
+  char *manual;
+};
+
+static char *read_text(const char *path) {
+  FILE *file = fopen(path, "r");
+  cr_assert_not_null(file, "%s", path);
+  fseek(file, 0, SEEK_END);
+  long len = ftell(file);
+  rewind(file);
+  char *text = calloc(1, (size_t)len + 1);
+  cr_assert_eq(fread(text, 1, (size_t)len, file), (size_t)len);
+  fclose(file);
+  return text;
+}
+
+static void check_documented(const char *section, const char *name, const char *default_value,
+                             void *arg) {
+  struct documents *documents = arg;
+  char header[64], line[300], entry[128];
+  snprintf(header, sizeof(header), "\n[%s]\n", section);
+  if (default_value[0])
+    snprintf(line, sizeof(line), "\n%s = %s\n", name, default_value);
+  else
+    snprintf(line, sizeof(line), "\n%s =\n", name); /* an empty default: no trailing space */
+  const char *section_start = strstr(documents->conf, header);
+  cr_assert_not_null(section_start, "conf/flipcached.conf has no [%s]", section);
+  const char *next_section = strstr(section_start + 1, "\n[");
+  const char *found = strstr(section_start, line);
+  cr_expect(found && (!next_section || found < next_section),
+            "conf/flipcached.conf lacks \"%s = %s\" in [%s]", name, default_value, section);
+  snprintf(entry, sizeof(entry), ".It Cm %s ", name);
+  cr_expect(strstr(documents->manual, entry) != NULL, "flipcached.conf(5) lacks %s", name);
+}
+
+Test(config, every_key_is_documented_with_its_default) {
+  struct documents documents = {read_text(SOURCE_DIR "/conf/flipcached.conf"),
+                                read_text(SOURCE_DIR "/docs/flipcached.conf.5")};
+  config_each_key(check_documented, &documents);
+  cr_expect_eq(config_load(SOURCE_DIR "/conf/flipcached.conf", &cfg, &errors), 0);
+  free(documents.conf);
+  free(documents.manual);
 }
