@@ -8,10 +8,12 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -191,6 +193,24 @@ static enum route_method route_method_of(enum evhttp_cmd_type command) {
   }
 }
 
+/* No route takes a body, so any sign of one is refused: a body read, any Transfer-Encoding, a
+ * Content-Length other than 0, or more than one Content-Length (whose disagreement is how
+ * requests get smuggled past a proxy). */
+static bool carries_body(struct evhttp_request *req) {
+  if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > 0)
+    return true;
+  int lengths = 0;
+  struct evkeyval *header;
+  TAILQ_FOREACH(header, evhttp_request_get_input_headers(req), next) {
+    if (strcasecmp(header->key, "Transfer-Encoding") == 0)
+      return true;
+    if (strcasecmp(header->key, "Content-Length") == 0 &&
+        (++lengths > 1 || strcmp(header->value, "0") != 0))
+      return true;
+  }
+  return false;
+}
+
 static void on_request(struct evhttp_request *req, void *arg) {
   struct front *front = arg;
   struct client_request *request = calloc(1, sizeof(*request));
@@ -209,9 +229,10 @@ static void on_request(struct evhttp_request *req, void *arg) {
     evhttp_connection_set_closecb(connection, on_connection_close, request);
 
   const char *target = evhttp_request_get_uri(req);
-  /* No route takes a body; refusing one keeps request smuggling and cache poisoning out. */
-  if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > 0) {
+  if (carries_body(req)) {
+    /* The stream's framing cannot be trusted any more: answer, then close. */
     front->stats->invalid_requests++;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     front_reply_error(request, API_ERROR_BAD_REQUEST, NULL, -1, NULL);
     return;
   }
