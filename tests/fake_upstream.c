@@ -13,7 +13,10 @@
  *   POST /_fake/retry-after?seconds=N -> the Retry-After of a 429 (default 7)
  *   GET  /_fake/redirect-target   -> where "redirect" points; counted as redirect_target_hits
  * Modes beyond the obvious: 502, 503, "redirect" (302), "huge" (a 64 MiB body, streamed),
- * "trickle" (one byte every 100 ms). /_fake/stats also counts distinct client connections.
+ * "trickle" (one byte every 100 ms), "reset" (the socket shut mid-body), "truncated-chunked",
+ * "short-length" (a Content-Length shorter than the body), "garbage-status" (an unparsable
+ * status line), "nested" (valid JSON nested 10,000 deep), "huge-json" (valid JSON of 5 MiB).
+ * /_fake/stats also counts distinct client connections.
  *   POST /_fake/oauth?expires_in=N -> the lifetime of access tokens issued from now on
  *   POST /_fake/oauth-revoke      -> every access token issued so far is refused from now on
  *   GET  /_fake/oauth-tokens      -> {"tokens": [...]} every access token issued
@@ -26,12 +29,14 @@
  * The control routes take no credential: the fake listens on loopback only. Prints
  * "listening on 127.0.0.1:PORT" on stdout once ready (--port 0 picks a free port). */
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -48,9 +53,13 @@
 enum mode {
   MODE_OK, MODE_404, MODE_500, MODE_401, MODE_429, MODE_GARBAGE, MODE_WRONG_ID, MODE_SLOW,
   MODE_502, MODE_503, MODE_REDIRECT, MODE_HUGE, MODE_TRICKLE,
+  MODE_RESET, MODE_TRUNCATED_CHUNKED, MODE_SHORT_LENGTH, MODE_GARBAGE_STATUS, MODE_NESTED,
+  MODE_HUGE_JSON,
 };
-static const char *const MODE_NAMES[] = {"ok", "404", "500", "401", "429", "garbage", "wrong-id",
-                                         "slow", "502", "503", "redirect", "huge", "trickle"};
+static const char *const MODE_NAMES[] = {
+  "ok", "404", "500", "401", "429", "garbage", "wrong-id", "slow", "502", "503", "redirect",
+  "huge", "trickle", "reset", "truncated-chunked", "short-length", "garbage-status", "nested",
+  "huge-json"};
 
 #define HUGE_BODY_BYTES (64u * 1024u * 1024u)
 #define HUGE_CHUNK_BYTES (64u * 1024u)
@@ -266,9 +275,76 @@ static void send_stream(struct evhttp_request *req, size_t total, size_t chunk, 
   stream_next(NULL, stream);
 }
 
+/* Writes `raw` straight to the client's socket and shuts the socket down: the answers no HTTP
+ * library would produce. Answering the request afterwards lets evhttp notice the dead connection
+ * and free it. */
+static void send_raw_and_hang_up(struct evhttp_request *req, const char *raw, size_t len) {
+  struct evhttp_connection *connection = evhttp_request_get_connection(req);
+  int fd = connection ? bufferevent_getfd(evhttp_connection_get_bufferevent(connection)) : -1;
+  if (fd >= 0) {
+    ssize_t sent = send(fd, raw, len, MSG_NOSIGNAL);
+    (void)sent;
+    shutdown(fd, SHUT_RDWR);
+  }
+  evhttp_send_reply(req, 200, "OK", NULL);
+}
+
 static void send_mode(struct evhttp_request *req, const char *id, enum mode mode) {
   char value[64];
+  char raw[512];
+  int len;
   switch (mode) {
+  case MODE_RESET:
+    len = snprintf(raw, sizeof(raw),
+                   "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
+                   "\r\n{\"id\":\"%s\",\"sta", id);
+    send_raw_and_hang_up(req, raw, (size_t)len);
+    return;
+  case MODE_TRUNCATED_CHUNKED:
+    len = snprintf(raw, sizeof(raw),
+                   "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n30\r\n{\"id\":\"%s\",\"stat\r\n", id);
+    send_raw_and_hang_up(req, raw, (size_t)len);
+    return;
+  case MODE_SHORT_LENGTH:
+    /* Content-Length says 10: the client must read only "{"id":"49" and find it invalid. */
+    len = snprintf(raw, sizeof(raw),
+                   "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n"
+                   "\r\n{\"id\":\"%s\"}", id);
+    send_raw_and_hang_up(req, raw, (size_t)len);
+    return;
+  case MODE_GARBAGE_STATUS:
+    len = snprintf(raw, sizeof(raw), "HTTP/1.1 two hundred\r\nX: y\r\n\r\n{}");
+    send_raw_and_hang_up(req, raw, (size_t)len);
+    return;
+  case MODE_NESTED: {
+    /* valid JSON with the right id, nested 10,000 deep */
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add_printf(out, "{\"id\":\"%s\",\"x\":", id);
+    for (int i = 0; i < 10000; i++)
+      evbuffer_add(out, "[", 1);
+    for (int i = 0; i < 10000; i++)
+      evbuffer_add(out, "]", 1);
+    evbuffer_add(out, "}", 1);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, 200, "OK", out);
+    evbuffer_free(out);
+    return;
+  }
+  case MODE_HUGE_JSON: {
+    /* valid JSON with the right id, 5 MiB: over the daemon's body cap */
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add_printf(out, "{\"id\":\"%s\",\"pad\":\"", id);
+    static char filler[64 * 1024];
+    memset(filler, 'p', sizeof(filler));
+    for (int i = 0; i < 80; i++)
+      evbuffer_add(out, filler, sizeof(filler));
+    evbuffer_add(out, "\"}", 2);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, 200, "OK", out);
+    evbuffer_free(out);
+    return;
+  }
   case MODE_502:
     send_error(req, 502, "bad_gateway", "Bad gateway");
     return;
