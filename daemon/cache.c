@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -17,6 +18,8 @@
 #define EVICT_ATTEMPTS 8    /* evictions tried for one write before it is given up */
 #define EVICT_OLDEST_SHARE 10 /* with nothing expired, evict 1/10 of the entries, oldest first */
 #define COMPACT_DIR "compact.tmp"
+#define FORMAT_FILE "format"
+#define FORMAT_TEXT "flipcached cache format 1\n" /* RECORD_FORMAT_VERSION, keys "e:"+uuid */
 
 struct cache {
   char dir[4096];
@@ -25,9 +28,17 @@ struct cache {
   MDB_env *env;       /* NULL only if reopening after a purge failed: every call then degrades */
   MDB_dbi dbi;
   MDB_txn *read_txn;  /* reused: reset after each read, renewed before the next */
+  int last_open_rc;   /* the LMDB code of the last failed env_open, to tell damage apart */
   char sweep_next[KEY_LEN]; /* the sweeper resumes at this key; empty at the start of a pass */
   size_t sweep_next_len;
+  char unavailable[256];    /* why env is NULL, for /healthz; empty while open */
 };
+
+/* LMDB's ways of saying the file is not a sound environment of ours. */
+static bool is_damage(int rc) {
+  return rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
+         rc == MDB_VERSION_MISMATCH || rc == MDB_BAD_TXN;
+}
 
 static void make_key(const char *enrollment_id, char key[KEY_LEN]) {
   memcpy(key, KEY_PREFIX, sizeof(KEY_PREFIX) - 1);
@@ -111,16 +122,103 @@ static int env_open(struct cache *cache, char *err, size_t err_len) {
   }
   if (rc != 0) {
     snprintf(err, err_len, "cache %s: %s: %s", cache->dir, step, mdb_strerror(rc));
+    cache->last_open_rc = rc;
     env_close(cache);
     return -1;
   }
   return 0;
 }
 
+/* Renames data.mdb to data.mdb.broken-<time> (kept for a post-mortem: it holds personal data,
+ * so it stays in the 0700 directory until an operator removes it) and drops the lock file. */
+static void move_aside(struct cache *cache, const char *why) {
+  char from[4200], to[4300];
+  snprintf(from, sizeof(from), "%s/data.mdb", cache->dir);
+  snprintf(to, sizeof(to), "%s/data.mdb.broken-%lld", cache->dir, (long long)time(NULL));
+  if (rename(from, to) != 0 && errno != ENOENT) {
+    log_error("cache: %s, and it cannot be moved aside (%s): removing it", why, strerror(errno));
+    unlink(from);
+  } else {
+    log_warning("cache: %s; moved it aside to %s and starting with an empty cache", why, to);
+  }
+  snprintf(from, sizeof(from), "%s/lock.mdb", cache->dir);
+  unlink(from);
+  cache->stats->cache_rebuilds++;
+}
+
+/* Whether the format file names this format (or there is no data yet, and it is written now). */
+static bool format_matches(struct cache *cache, char *why, size_t why_len) {
+  char data[4200], format[4200], text[64] = "";
+  snprintf(data, sizeof(data), "%s/data.mdb", cache->dir);
+  snprintf(format, sizeof(format), "%s/" FORMAT_FILE, cache->dir);
+  FILE *file = fopen(format, "re");
+  if (file) {
+    size_t got = fread(text, 1, sizeof(text) - 1, file);
+    text[got] = '\0';
+    fclose(file);
+    if (strcmp(text, FORMAT_TEXT) == 0)
+      return true;
+    snprintf(why, why_len, "data.mdb was written in another format (%.*s)",
+             (int)strcspn(text, "\n"), text);
+    return access(data, F_OK) != 0; /* no data: nothing to misread */
+  }
+  if (access(data, F_OK) == 0) {
+    snprintf(why, why_len, "data.mdb has no format file beside it");
+    return false;
+  }
+  return true;
+}
+
+static void write_format(struct cache *cache) {
+  char format[4200];
+  snprintf(format, sizeof(format), "%s/" FORMAT_FILE, cache->dir);
+  FILE *file = fopen(format, "we");
+  if (file) {
+    fputs(FORMAT_TEXT, file);
+    fclose(file);
+  }
+}
+
+/* A file shorter than its last page would be mapped past its end: the first read there is a
+ * SIGBUS, and the daemon would crash again at every start. */
+static bool truncated(struct cache *cache) {
+  MDB_envinfo info;
+  MDB_stat stat;
+  struct stat st;
+  char data[4200];
+  snprintf(data, sizeof(data), "%s/data.mdb", cache->dir);
+  if (mdb_env_info(cache->env, &info) != 0 || mdb_env_stat(cache->env, &stat) != 0 ||
+      lstat(data, &st) != 0)
+    return false;
+  return (uint64_t)st.st_size < ((uint64_t)info.me_last_pgno + 1) * stat.ms_psize;
+}
+
+/* Opens the environment, moving a damaged, truncated or foreign data.mdb aside first. */
+static int open_or_rebuild(struct cache *cache, char *err, size_t err_len) {
+  char why[256];
+  if (!format_matches(cache, why, sizeof(why)))
+    move_aside(cache, why);
+  int rc = env_open(cache, err, err_len);
+  if (rc != 0 && is_damage(cache->last_open_rc)) {
+    snprintf(why, sizeof(why), "data.mdb is damaged (%s)", mdb_strerror(cache->last_open_rc));
+    move_aside(cache, why);
+    rc = env_open(cache, err, err_len);
+  } else if (rc == 0 && truncated(cache)) {
+    env_close(cache);
+    move_aside(cache, "data.mdb is shorter than its own last page (truncated)");
+    rc = env_open(cache, err, err_len);
+  }
+  if (rc == 0) {
+    write_format(cache);
+    cache->unavailable[0] = '\0';
+  } else {
+    snprintf(cache->unavailable, sizeof(cache->unavailable), "%s", err);
+  }
+  return rc;
+}
+
 struct cache *cache_open(const char *dir, uint64_t max_size, struct stats *stats, char *err,
                          size_t err_len) {
-  if (prepare_directory(dir, err, err_len) != 0)
-    return NULL;
   struct cache *cache = calloc(1, sizeof(*cache));
   if (!cache) {
     snprintf(err, err_len, "out of memory");
@@ -129,11 +227,37 @@ struct cache *cache_open(const char *dir, uint64_t max_size, struct stats *stats
   snprintf(cache->dir, sizeof(cache->dir), "%s", dir);
   cache->max_size = max_size;
   cache->stats = stats;
-  if (env_open(cache, err, err_len) != 0) {
-    free(cache);
-    return NULL;
+  if (prepare_directory(dir, err, err_len) != 0 || open_or_rebuild(cache, err, err_len) != 0) {
+    snprintf(cache->unavailable, sizeof(cache->unavailable), "%s", err);
+    log_error("cache: %s; serving from the upstream only until it can be opened", err);
   }
   return cache;
+}
+
+const char *cache_unavailable(const struct cache *cache) {
+  return cache->env ? NULL : cache->unavailable;
+}
+
+int cache_try_reopen(struct cache *cache) {
+  if (cache->env)
+    return 0;
+  char err[256];
+  if (prepare_directory(cache->dir, err, sizeof(err)) != 0 ||
+      open_or_rebuild(cache, err, sizeof(err)) != 0)
+    return -1;
+  log_info("cache: %s is open again", cache->dir);
+  return 0;
+}
+
+/* Damage found while running: the environment is closed, the file moved aside, a new one
+ * opened. The request at hand goes on as a miss. */
+static void rebuild(struct cache *cache, int rc) {
+  char why[128], err[256];
+  snprintf(why, sizeof(why), "data.mdb is damaged (%s)", mdb_strerror(rc));
+  env_close(cache);
+  move_aside(cache, why);
+  if (open_or_rebuild(cache, err, sizeof(err)) != 0)
+    log_error("cache: %s; serving from the upstream only until it can be opened", err);
 }
 
 void cache_close(struct cache *cache) {
@@ -179,6 +303,10 @@ enum cache_lookup cache_get(struct cache *cache, const char *enrollment_id,
     result = CACHE_ERROR;
   }
   mdb_txn_reset(cache->read_txn);
+  if (rc != 0 && is_damage(rc)) {
+    rebuild(cache, rc);
+    result = CACHE_ABSENT;
+  }
   return result;
 }
 
@@ -336,6 +464,8 @@ int cache_put(struct cache *cache, const char *enrollment_id, const struct cache
   }
   if (rc != 0) {
     snprintf(err, err_len, "%s", mdb_strerror(rc));
+    if (is_damage(rc))
+      rebuild(cache, rc);
     return -1;
   }
   return 0;
@@ -457,6 +587,8 @@ long cache_sweep_step(struct cache *cache, int64_t now, size_t max_entries, bool
   if (rc != 0) {
     log_warning("cache: sweep: %s", mdb_strerror(rc));
     cache->sweep_next_len = 0;
+    if (is_damage(rc))
+      rebuild(cache, rc);
     return -1;
   }
   cache->stats->expired_removed += (uint64_t)deleted;

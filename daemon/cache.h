@@ -31,9 +31,17 @@ struct cache_entry {
 enum cache_lookup { CACHE_FOUND, CACHE_ABSENT, CACHE_ERROR };
 
 /* Creates dir (0700) if missing, tightens it to 0700 if looser, and opens the environment with
- * map size max_size. stats (evictions, expired_removed) must outlive the cache. NULL with err. */
+ * map size max_size. A data.mdb that is damaged, truncated, or written in another format (the
+ * "format" file beside it) is moved aside to data.mdb.broken-<time> with a log line, and an empty
+ * cache starts. When the cache cannot be opened at all (a read-only or failing disk), the cache
+ * is returned unavailable: lookups find nothing, writes are refused, and the daemon serves from
+ * the upstream. stats must outlive the cache. NULL only when out of memory. */
 struct cache *cache_open(const char *dir, uint64_t max_size, struct stats *stats, char *err,
                          size_t err_len);
+/* NULL while the cache is open; else why it is not. */
+const char *cache_unavailable(const struct cache *cache);
+/* Tries to open an unavailable cache again (from a timer). 0 when it is open. */
+int cache_try_reopen(struct cache *cache);
 /* Flushes and closes. Accepts NULL. */
 void cache_close(struct cache *cache);
 

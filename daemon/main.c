@@ -136,6 +136,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   struct flipcached *daemon = arg;
   bool pass_done = false;
+  if (cache_unavailable(daemon->cache))
+    cache_try_reopen(daemon->cache); /* a disk that failed may be back */
   long removed = cache_sweep_step(daemon->cache, flipcached_wall_now(), SWEEP_BATCH, &pass_done);
   if (removed > 0)
     log_debug("cache: sweeper removed %ld expired entr%s", removed, removed == 1 ? "y" : "ies");

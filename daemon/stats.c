@@ -38,6 +38,7 @@ static const struct stat_field FIELDS[] = {
   COUNTER(evictions, "Entries evicted to make room in a full cache"),
   COUNTER(expired_removed, "Entries past every stale window removed by the sweeper"),
   COUNTER(purged, "Entries removed through the admin routes"),
+  COUNTER(cache_rebuilds, "Damaged or foreign cache files moved aside"),
   COUNTER(background_refreshes, "Upstream fetches started to refresh a stale copy"),
   COUNTER(waiters_refused, "Requests refused because one fetch had too many waiters"),
   COUNTER(reloads, "SIGHUPs that applied a configuration"),

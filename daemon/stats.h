@@ -32,6 +32,7 @@ struct stats {
   uint64_t evictions;         /* entries deleted to make room in a full map */
   uint64_t expired_removed;   /* entries past every window deleted by the sweeper */
   uint64_t purged;            /* entries deleted through the admin routes */
+  uint64_t cache_rebuilds;    /* damaged or foreign cache files moved aside */
   uint64_t background_refreshes; /* upstream fetches started to refresh a stale copy */
   uint64_t waiters_refused;   /* requests refused because a fetch had too many waiters */
   uint64_t reloads;           /* SIGHUPs that applied a configuration */

@@ -51,7 +51,8 @@ void status_metrics(struct client_request *request, void *arg) {
 
 /* 200 while the daemon can serve; 503 with a reason when it is stopping, or when the upstream
  * rejected its credential (nothing new can be fetched until an operator acts: cached entries are
- * still served). */
+ * still served). An unavailable cache is reported but stays 200: everything is served from the
+ * upstream meanwhile. */
 void status_healthz(struct client_request *request, void *arg) {
   struct flipcached *daemon = arg;
   struct stats_gauges gauges;
@@ -75,6 +76,11 @@ void status_healthz(struct client_request *request, void *arg) {
     json_object_object_add(root, "version", json_object_new_string(FLIPCACHED_VERSION));
     json_object_object_add(root, "uptime_seconds", json_object_new_uint64(gauges.uptime_seconds));
     json_object_object_add(root, "cache_entries", json_object_new_uint64(gauges.cache_entries));
+    const char *cache_problem = cache_unavailable(daemon->cache);
+    json_object_object_add(root, "cache",
+                           json_object_new_string(cache_problem ? "unavailable" : "ok"));
+    if (cache_problem)
+      json_object_object_add(root, "cache_reason", json_object_new_string(cache_problem));
     json_object_object_add(root, "upstream_inflight", json_object_new_uint64(gauges.inflight));
     text = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
     json_object_put(root);

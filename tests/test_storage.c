@@ -1,0 +1,224 @@
+/* Storage faults: a damaged, truncated or foreign cache file is moved aside instead of crashing or
+ * being misread; an unusable cache directory degrades to serving from the upstream; kill -9 in
+ * the middle of writes never loses a committed entry. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
+
+static struct fake_upstream fake;
+static struct flipcached_proc daemon_proc;
+
+static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
+
+static void id_of(unsigned n, char id[40]) { snprintf(id, 40, "%08x-0000-4000-8000-000000000000", n); }
+
+static char *cache_status_of(unsigned n) {
+  static char value[128];
+  char id[40];
+  id_of(n, id);
+  struct http_response response;
+  get_enrollment_from(&daemon_proc, id, &response);
+  value[0] = '\0';
+  if (response.status == 200)
+    http_header(&response, "Cache-Status", value, sizeof(value));
+  http_response_free(&response);
+  return value;
+}
+
+static void data_path(char *path, size_t len, const char *file) {
+  snprintf(path, len, "%s/cache/%s", daemon_proc.dir, file);
+}
+
+/* Primes a few entries, stops the daemon, lets `damage` spoil the file, starts it again. */
+static void restart_after(void (*damage)(void)) {
+  fixture_start(&fake, &daemon_proc, NULL);
+  for (unsigned n = 0; n < 20; n++)
+    cr_assert(strstr(cache_status_of(n), "stored") != NULL);
+  cr_assert_eq(flipcached_stop(&daemon_proc), 0);
+  damage();
+  flipcached_launch(&daemon_proc);
+}
+
+static void expect_moved_aside_and_serving(const char *why) {
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, why) != NULL, "the log says why: %s", log);
+  cr_expect(strstr(log, "moved it aside to ") != NULL);
+  free(log);
+  cr_expect_eq(flipcached_stat(&daemon_proc, "cache_rebuilds"), 1);
+  cr_expect_str_eq(cache_status_of(0), "flipcached; fwd=uri-miss; stored", "refetched and stored again");
+  char broken[400];
+  snprintf(broken, sizeof(broken), "ls %s/cache/data.mdb.broken-* >/dev/null", daemon_proc.dir);
+  char out[256];
+  cr_expect_eq(run_command(broken, out, sizeof(out)), 0, "the old file is kept for a post-mortem");
+}
+
+static void overwrite_meta_pages(void) {
+  char path[400];
+  data_path(path, sizeof(path), "data.mdb");
+  int fd = open(path, O_WRONLY);
+  char junk[8192];
+  memset(junk, 0x5a, sizeof(junk));
+  cr_assert_eq(pwrite(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+  close(fd);
+}
+
+static void truncate_to_the_meta_pages(void) {
+  char path[400];
+  data_path(path, sizeof(path), "data.mdb");
+  cr_assert_eq(truncate(path, 8192), 0);
+}
+
+static void write_another_format(void) {
+  char path[400];
+  data_path(path, sizeof(path), "format");
+  FILE *file = fopen(path, "w");
+  fputs("flipcached cache format 99\n", file);
+  fclose(file);
+}
+
+TestSuite(storage, .fini = stop_all, .timeout = 120);
+
+Test(storage, a_damaged_file_is_moved_aside) {
+  restart_after(overwrite_meta_pages);
+  expect_moved_aside_and_serving("data.mdb is damaged");
+}
+
+Test(storage, a_truncated_file_is_moved_aside_instead_of_crashing) {
+  restart_after(truncate_to_the_meta_pages);
+  expect_moved_aside_and_serving("truncated");
+}
+
+Test(storage, a_file_of_another_format_is_moved_aside) {
+  restart_after(write_another_format);
+  expect_moved_aside_and_serving("another format");
+}
+
+Test(storage, an_unusable_cache_directory_degrades_to_the_upstream) {
+  fake.pid = 0;
+  char token[64];
+  make_token(token, sizeof(token));
+  fake_start(&fake, token);
+  struct daemon_options options = {.token = token};
+  flipcached_prepare(&daemon_proc, &fake, &options);
+  /* [cache] path under a regular file: it can never be created */
+  char blocker[400];
+  snprintf(blocker, sizeof(blocker), "%s/cache", daemon_proc.dir);
+  FILE *file = fopen(blocker, "w");
+  fputs("not a directory", file);
+  fclose(file);
+  FILE *config = fopen(daemon_proc.config, "r+");
+  char text[4096];
+  size_t len = fread(text, 1, sizeof(text) - 1, config);
+  text[len] = '\0';
+  char *path_line = strstr(text, "\npath = ");
+  cr_assert_not_null(path_line);
+  char *line_end = strchr(path_line + 1, '\n');
+  char rewritten[4096];
+  snprintf(rewritten, sizeof(rewritten), "%.*s\npath = %s/cache/inner%s", (int)(path_line - text),
+           text, daemon_proc.dir, line_end);
+  fclose(config);
+  config = fopen(daemon_proc.config, "w");
+  fputs(rewritten, config);
+  fclose(config);
+  flipcached_launch(&daemon_proc);
+
+  cr_expect_str_eq(cache_status_of(1), "flipcached; fwd=uri-miss", "served, not stored");
+  cr_expect_str_eq(cache_status_of(1), "flipcached; fwd=uri-miss", "asked again: nothing cached");
+  char url[256];
+  snprintf(url, sizeof(url), "%s/healthz", daemon_proc.url);
+  struct http_response response;
+  http_get(url, &response);
+  cr_expect_eq(response.status, 200, "it still serves");
+  cr_expect(strstr(response.body, "\"cache\":\"unavailable\"") != NULL, "%s", response.body);
+  http_response_free(&response);
+  cr_expect_gt(flipcached_stat(&daemon_proc, "cache_write_errors"), 0);
+}
+
+/* 20 times: a child writes new entries as fast as it can, the daemon is killed with SIGKILL at a
+ * random moment; after a restart, every entry whose answer said "stored" is still there. */
+Test(storage, kill_9_during_a_write_storm_loses_no_committed_entry, .timeout = 240) {
+  fixture_start(&fake, &daemon_proc, NULL);
+  char stored_path[400];
+  snprintf(stored_path, sizeof(stored_path), "%s/stored.txt", daemon_proc.dir);
+  unsigned next_id = 0;
+  for (int round = 0; round < 20; round++) {
+    unsigned first = next_id;
+    pid_t writer = fork();
+    if (writer == 0) {
+      FILE *stored = fopen(stored_path, "w");
+      for (unsigned n = first;; n++) {
+        if (strstr(cache_status_of(n), "stored")) {
+          fprintf(stored, "%u\n", n);
+          fflush(stored);
+        }
+      }
+    }
+    pause_ms(100 + (long)(arc4random_uniform(200)));
+    kill(daemon_proc.pid, SIGKILL);
+    waitpid(daemon_proc.pid, NULL, 0);
+    daemon_proc.pid = 0;
+    kill(writer, SIGKILL);
+    waitpid(writer, NULL, 0);
+
+    flipcached_launch(&daemon_proc);
+    FILE *stored = fopen(stored_path, "r");
+    unsigned n, checked = 0;
+    while (stored && fscanf(stored, "%u", &n) == 1) {
+      cr_expect(strncmp(cache_status_of(n), "flipcached; hit;", 16) == 0,
+                "round %d: entry %u was stored, then lost", round, n);
+      checked++;
+      if (n >= next_id)
+        next_id = n + 1;
+    }
+    if (stored)
+      fclose(stored);
+    next_id += 1000; /* ids the killed writer may have half-asked for are never reused */
+    cr_expect_gt(checked, 0, "round %d stored nothing before the kill", round);
+  }
+}
+
+/* A reader slot is left behind by a killed daemon only while another process keeps the
+ * environment open (otherwise LMDB resets the reader table when the first process opens it):
+ * that other process is played here by a child holding a read transaction. */
+Test(storage, the_reader_slot_of_a_killed_daemon_is_cleared_at_start_up) {
+  fixture_start(&fake, &daemon_proc, NULL);
+  cr_assert(strstr(cache_status_of(0), "stored") != NULL);
+  int ready[2];
+  cr_assert_eq(pipe(ready), 0);
+  pid_t holder = fork();
+  if (holder == 0) {
+    char path[400];
+    snprintf(path, sizeof(path), "%s/cache", daemon_proc.dir);
+    MDB_env *env;
+    MDB_txn *txn;
+    if (mdb_env_create(&env) != 0 || mdb_env_open(env, path, MDB_RDONLY, 0600) != 0 ||
+        mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0)
+      _exit(1);
+    cr_assert_eq(write(ready[1], "r", 1), 1);
+    pause();
+    _exit(0);
+  }
+  char byte;
+  cr_assert_eq(read(ready[0], &byte, 1), 1, "the holder opened the environment");
+  kill(daemon_proc.pid, SIGKILL);
+  waitpid(daemon_proc.pid, NULL, 0);
+  daemon_proc.pid = 0;
+  flipcached_launch(&daemon_proc);
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, "cleared 1 stale reader slot(s) left by a crashed process") != NULL, "%s", log);
+  free(log);
+  cr_expect(strncmp(cache_status_of(0), "flipcached; hit;", 16) == 0);
+  kill(holder, SIGKILL);
+  waitpid(holder, NULL, 0);
+}
