@@ -281,7 +281,7 @@ static void set_value(struct parse_state *state, const struct config_key *key, c
       add_error(state, line, "%s: must not be empty", key->name);
       return;
     }
-    /* fall through */
+    __attribute__((fallthrough));
   case KEY_STRING:
     if (strlen(value) >= key->size)
       add_error(state, line, "%s: longer than %zu characters", key->name, key->size - 1);
@@ -319,7 +319,7 @@ static void set_value(struct parse_state *state, const struct config_key *key, c
       field[0] = '\0';
       return;
     }
-    /* fall through */
+    __attribute__((fallthrough));
   case KEY_BASE_URL: {
     const char *problem = parse_base_url(value, field, key->size);
     if (problem)
