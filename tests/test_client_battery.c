@@ -139,6 +139,17 @@ Test(client_battery, an_absolute_form_uri_with_an_odd_host) {
   expect_refused("an absolute-form URI", request, sizeof(request) - 1);
 }
 
+/* A known gap (docs/reliability.md): evhttp accepts bare LF line endings, as RFC 9112 2.2 lets a
+ * recipient do. Pinned down here: the request is the ordinary one and nothing else happens. */
+Test(client_battery, bare_lf_line_endings_are_read_as_lines) {
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\nHost: x\nConnection: close\n\n";
+  char answer[8192];
+  raw_exchange(daemon_proc.port, request, sizeof(request) - 1, answer, sizeof(answer));
+  cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "answered %.40s", answer);
+  cr_expect_eq(fake_stat(&fake, "total"), 1, "one request, not two");
+  cr_expect_eq(status_of_healthz(), 200);
+}
+
 /* RFC 9110 15.6.2: an unrecognized method is 501, which evhttp answers before any route. */
 Test(client_battery, an_unknown_method_is_not_implemented) {
   const char request[] = "BREW /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n\r\n";
