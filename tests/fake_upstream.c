@@ -83,7 +83,7 @@ static struct {
   unsigned token_expires_in;          /* the expires_in of tokens issued */
   struct {
     char value[64];
-    time_t expires_at;
+    long long expires_at_ms;  /* CLOCK_MONOTONIC: whole seconds would make a 2 s token live 1 s */
     bool revoked;
   } tokens[MAX_TOKENS];               /* access tokens issued by /oauth/token */
   size_t token_count;
@@ -166,13 +166,19 @@ static void send_enrollment(struct evhttp_request *req, const char *id) {
   send_json(req, 200, body);
 }
 
+static long long now_ms(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
 /* Whether authorization is "Bearer <an issued, unexpired, unrevoked access token>". */
 static bool issued_token_accepted(const char *authorization) {
   if (strncmp(authorization, "Bearer ", 7) != 0)
     return false;
   for (size_t i = 0; i < fake.token_count; i++) {
     if (strcmp(fake.tokens[i].value, authorization + 7) == 0)
-      return !fake.tokens[i].revoked && time(NULL) < fake.tokens[i].expires_at;
+      return !fake.tokens[i].revoked && now_ms() < fake.tokens[i].expires_at_ms;
   }
   return false;
 }
@@ -208,7 +214,7 @@ static void answer_token(struct evhttp_request *req) {
   unsigned random_part = (unsigned)rand();
   snprintf(fake.tokens[fake.token_count].value, sizeof(fake.tokens[0].value), "at_%lu_%08x",
            fake.tokens_issued + 1, random_part);
-  fake.tokens[fake.token_count].expires_at = time(NULL) + fake.token_expires_in;
+  fake.tokens[fake.token_count].expires_at_ms = now_ms() + 1000LL * fake.token_expires_in;
   fake.tokens[fake.token_count].revoked = false;
   char body[256];
   snprintf(body, sizeof(body),
