@@ -121,6 +121,22 @@ static int choose_path(const char *name, const char *fallback, char *path, size_
   return 0;
 }
 
+/* Puts "<prefix><value>" into creds->authorization (wiping what it held) and registers the value
+ * with the logger as a secret. */
+static void set_authorization(struct creds *creds, enum creds_kind kind, const char *prefix,
+                              const char *value, size_t value_len, const char *source) {
+  size_t prefix_len = strlen(prefix);
+  creds_wipe(creds);
+  creds->kind = kind;
+  memcpy(creds->authorization, prefix, prefix_len);
+  memcpy(creds->authorization + prefix_len, value, value_len);
+  creds->authorization[prefix_len + value_len] = '\0';
+  creds->token = creds->authorization + prefix_len;
+  creds->token_len = value_len;
+  snprintf(creds->source, sizeof(creds->source), "%s", source);
+  log_add_secret(creds->token, creds->token_len);
+}
+
 static int load_static_key(struct creds *creds, const struct config *cfg, char *err,
                            size_t err_len) {
   static const char PREFIX[] = "Authorization: Bearer ";
@@ -129,15 +145,8 @@ static int load_static_key(struct creds *creds, const struct config *cfg, char *
   if (choose_path(CREDS_SYSTEMD_NAME, cfg->token_file, path, sizeof(path), err, err_len) != 0 ||
       creds_read_secret_file(path, key, sizeof(key), &key_len, err, err_len) != 0)
     return -1;
-  creds_wipe(creds);
-  creds->kind = CREDS_STATIC_KEY;
-  memcpy(creds->authorization, PREFIX, sizeof(PREFIX) - 1);
-  memcpy(creds->authorization + sizeof(PREFIX) - 1, key, key_len + 1);
+  set_authorization(creds, CREDS_STATIC_KEY, PREFIX, key, key_len, path);
   explicit_bzero(key, sizeof(key));
-  creds->token = creds->authorization + sizeof(PREFIX) - 1;
-  creds->token_len = key_len;
-  snprintf(creds->source, sizeof(creds->source), "%s", path);
-  log_add_secret(creds->token, creds->token_len);
   return 0;
 }
 
@@ -178,18 +187,11 @@ static int load_oauth_client(struct creds *creds, const struct config *cfg, char
     snprintf(err, err_len, "%s: the client id and secret are too long", path);
     return -1;
   }
-  creds_wipe(creds);
-  creds->kind = CREDS_OAUTH_CLIENT;
-  memcpy(creds->authorization, PREFIX, sizeof(PREFIX) - 1);
-  memcpy(creds->authorization + sizeof(PREFIX) - 1, encoded, encoded_len + 1);
+  set_authorization(creds, CREDS_OAUTH_CLIENT, PREFIX, encoded, encoded_len, path);
   explicit_bzero(encoded, sizeof(encoded));
-  creds->token = creds->authorization + sizeof(PREFIX) - 1;
-  creds->token_len = encoded_len;
   memcpy(creds->secret, secret, secret_len + 1);
   creds->secret_len = secret_len;
   explicit_bzero(secret, sizeof(secret));
-  snprintf(creds->source, sizeof(creds->source), "%s", path);
-  log_add_secret(creds->token, creds->token_len);
   log_add_secret(creds->secret, creds->secret_len);
   return 0;
 }

@@ -559,14 +559,36 @@ int raw_send(int port, const char *request, size_t len) {
   return fd;
 }
 
-size_t raw_exchange(int port, const char *request, size_t len, char *out, size_t out_cap) {
-  int fd = raw_send(port, request, len);
+size_t raw_read_all(int fd, char *out, size_t out_cap) {
   size_t got = 0;
   ssize_t n;
   while (got + 1 < out_cap && (n = read(fd, out + got, out_cap - 1 - got)) > 0)
     got += (size_t)n;
   out[got] = '\0';
+  return got;
+}
+
+size_t raw_exchange(int port, const char *request, size_t len, char *out, size_t out_cap) {
+  int fd = raw_send(port, request, len);
+  size_t got = raw_read_all(fd, out, out_cap);
   close(fd);
   return got;
+}
+
+long proc_status_kb(pid_t pid, const char *field) {
+  char path[64], line[256];
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  size_t field_len = strlen(field);
+  FILE *file = fopen(path, "r");
+  long kb = -1;
+  while (file && fgets(line, sizeof(line), file)) {
+    if (strncmp(line, field, field_len) == 0 && line[field_len] == ':') {
+      kb = strtol(line + field_len + 1, NULL, 10);
+      break;
+    }
+  }
+  if (file)
+    fclose(file);
+  return kb;
 }
 

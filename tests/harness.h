@@ -122,6 +122,10 @@ long json_field(const char *json, const char *field);
 
 /* Connects to 127.0.0.1:port and sends request as given (no client library tidying it). */
 int raw_send(int port, const char *request, size_t len);
+/* Reads fd until the peer closes or out is full (NUL-terminated); returns the length. */
+size_t raw_read_all(int fd, char *out, size_t out_cap);
+/* A "Name: N kB" field of /proc/PID/status (VmRSS, VmHWM...), or -1. */
+long proc_status_kb(pid_t pid, const char *field);
 /* raw_send, then reads the answer until the server closes or out is full; returns its length. */
 size_t raw_exchange(int port, const char *request, size_t len, char *out, size_t out_cap);
 

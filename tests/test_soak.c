@@ -11,19 +11,6 @@ static struct flipcached_proc daemon_proc;
 
 static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
 
-static long resident_kb(pid_t pid) {
-  char path[64], line[256];
-  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-  FILE *file = fopen(path, "r");
-  long kb = -1;
-  while (file && fgets(line, sizeof(line), file)) {
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-      break;
-  }
-  if (file)
-    fclose(file);
-  return kb;
-}
 
 static void round_of_requests(unsigned round) {
   for (unsigned i = 0; i < 1000; i++) {
@@ -53,10 +40,10 @@ Test(soak, resident_memory_stays_flat_over_thousands_of_requests, .fini = stop_a
   }
   round_of_requests(0); /* warm up: caches, pools, the map's first pages */
   round_of_requests(1);
-  long settled = resident_kb(daemon_proc.pid);
+  long settled = proc_status_kb(daemon_proc.pid, "VmRSS");
   for (unsigned round = 2; round < 7; round++)
     round_of_requests(round);
-  long after = resident_kb(daemon_proc.pid);
+  long after = proc_status_kb(daemon_proc.pid, "VmRSS");
   cr_log_info("resident %ld kB after 2,000 requests, %ld kB after 7,000", settled, after);
   /* 500 new entries live in LMDB's page cache, not the heap; allow a little for that. */
   cr_expect_lt(after - settled, 2048, "grew by %ld kB over 5,000 requests", after - settled);

@@ -160,11 +160,7 @@ Test(systemd, sigterm_during_a_slow_fetch_still_answers_it_and_exits_0, .fini = 
   pause_ms(200);
   kill(daemon_proc.pid, SIGTERM);
   char answer[4096];
-  size_t got = 0;
-  ssize_t n;
-  while (got + 1 < sizeof(answer) && (n = read(fd, answer + got, sizeof(answer) - 1 - got)) > 0)
-    got += (size_t)n;
-  answer[got] = '\0';
+  raw_read_all(fd, answer, sizeof(answer));
   close(fd);
   cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "answered: %.60s", answer);
   int status;

@@ -173,31 +173,17 @@ Test(limits, a_redirect_is_not_followed_and_its_target_never_contacted) {
   cr_expect_eq(status_of(ID), 502, "a redirect is never stored");
 }
 
-/* Peak resident memory of a process, from /proc (kB). */
-static long peak_rss_kb(pid_t pid) {
-  char path[64], line[256];
-  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-  FILE *file = fopen(path, "r");
-  long kb = -1;
-  while (file && fgets(line, sizeof(line), file)) {
-    if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
-      break;
-  }
-  if (file)
-    fclose(file);
-  return kb;
-}
 
 Test(limits, a_64_mib_body_is_refused_without_being_buffered) {
   start_with(NULL);
-  long before = peak_rss_kb(daemon_proc.pid);
+  long before = proc_status_kb(daemon_proc.pid, "VmHWM");
   fake_set_mode(&fake, ID, "huge", 0);
   struct http_response response;
   get_enrollment(ID, &response);
   cr_expect_eq(response.status, 502);
   cr_expect(strstr(response.body, "\"code\":\"upstream_invalid_response\"") != NULL);
   http_response_free(&response);
-  long after = peak_rss_kb(daemon_proc.pid);
+  long after = proc_status_kb(daemon_proc.pid, "VmHWM");
   cr_log_info("peak RSS %ld kB before, %ld kB after a 64 MiB answer", before, after);
   cr_expect_lt(after - before, 32 * 1024, "the peak grew by %ld kB: the body was buffered",
                after - before);
@@ -537,11 +523,7 @@ Test(reload, a_request_in_flight_survives_sighup) {
   pause_ms(150);
   flipcached_reload(&daemon_proc, "reload: credential unchanged");
   char answer[4096];
-  size_t got = 0;
-  ssize_t n;
-  while (got + 1 < sizeof(answer) && (n = read(fd, answer + got, sizeof(answer) - 1 - got)) > 0)
-    got += (size_t)n;
-  answer[got] = '\0';
+  raw_read_all(fd, answer, sizeof(answer));
   close(fd);
   cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "answered: %.60s", answer);
   cr_expect(strstr(answer, "\"id\":\"" ID "\"") != NULL);
