@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -77,6 +78,7 @@ void fake_start_oauth(struct fake_upstream *fake, const char *token, const char 
   pid_t pid = fork();
   cr_assert(pid >= 0);
   if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with the test, even one killed by its timeout */
     dup2(out[1], STDOUT_FILENO);
     close(out[0]);
     close(out[1]);
@@ -224,6 +226,7 @@ pid_t flipcached_spawn(const struct flipcached_proc *proc) {
   pid_t pid = fork();
   cr_assert(pid >= 0);
   if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with the test, even one killed by its timeout */
     int log_fd = open(proc->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
     dup2(log_fd, STDERR_FILENO);
     dup2(log_fd, STDOUT_FILENO);
