@@ -462,6 +462,11 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
       send_json(req, 200, "{\"ok\":true}");
     } else {
       struct id_state *state = find_id(id, true);
+      if (!state) {
+        send_json(req, 507, "{\"error\":\"the fake's table of ids is full\"}");
+        evhttp_clear_headers(&params);
+        return;
+      }
       state->has_mode = true;
       state->mode = (enum mode)mode;
       state->delay_ms = delay ? (unsigned)atoi(delay) : 0;
