@@ -393,20 +393,23 @@ static long evict(struct cache *cache, int64_t now, char *err, size_t err_len) {
   return deleted;
 }
 
-/* The last resort when even an eviction does not fit: an empty environment. */
+/* An empty environment: for a full purge, and the last resort when even an eviction does not
+ * fit. Reopens through open_or_rebuild, like every reopen, so that a failure leaves the cache
+ * "unavailable" with its reason. */
 static int recreate(struct cache *cache, char *err, size_t err_len) {
   char path[4200];
   env_close(cache);
   snprintf(path, sizeof(path), "%s/data.mdb", cache->dir);
   if (unlink(path) != 0 && errno != ENOENT) {
     snprintf(err, err_len, "cannot remove %s: %s", path, strerror(errno));
-    env_open(cache, err, err_len);
+    char reopen_err[256];
+    open_or_rebuild(cache, reopen_err, sizeof(reopen_err));
     return -1;
   }
   snprintf(path, sizeof(path), "%s/lock.mdb", cache->dir);
   unlink(path);
   cache->sweep_next_len = 0;
-  return env_open(cache, err, err_len);
+  return open_or_rebuild(cache, err, err_len);
 }
 
 static int put_once(struct cache *cache, MDB_val *key, const struct cache_record *record) {
@@ -494,7 +497,7 @@ static int compact(struct cache *cache, char *err, size_t err_len) {
   int renamed = rename(tmp_file, data_file);
   int rename_errno = errno;
   rmdir(tmp_dir);
-  if (env_open(cache, err, err_len) != 0)
+  if (open_or_rebuild(cache, err, err_len) != 0)
     return -1;
   if (renamed != 0) {
     snprintf(err, err_len, "cannot replace %s: %s", data_file, strerror(rename_errno));
