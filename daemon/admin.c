@@ -21,11 +21,6 @@ static void reply_json(struct client_request *request, int status, json_object *
   json_object_put(root);
 }
 
-static void reply_internal_error(struct client_request *request) {
-  struct reply reply = {.status = 500, .age = -1, .retry_after = -1, .body = ""};
-  front_reply(request, &reply);
-}
-
 static void add_time(json_object *root, const char *name, int64_t seconds) {
   char text[32] = "";
   time_t when = (time_t)seconds;
@@ -54,7 +49,7 @@ void admin_cache_inspect(struct client_request *request, const char *enrollment_
   struct cache_entry entry;
   enum cache_lookup lookup = cache_get(daemon->cache, enrollment_id, &entry);
   if (lookup == CACHE_ERROR) {
-    reply_internal_error(request);
+    front_reply_empty(request, 500);
     return;
   }
   if (lookup == CACHE_ABSENT) {
@@ -89,7 +84,7 @@ void admin_cache_delete(struct client_request *request, const char *enrollment_i
   char err[256];
   if (cache_delete(daemon->cache, enrollment_id, &found, err, sizeof(err)) != 0) {
     log_error("admin: purging %s failed: %s", enrollment_id, err);
-    reply_internal_error(request);
+    front_reply_empty(request, 500);
     return;
   }
   if (!found) {
@@ -112,7 +107,7 @@ void admin_cache_purge(struct client_request *request, void *arg) {
   char err[256];
   if (cache_purge_all(daemon->cache, &removed, err, sizeof(err)) != 0) {
     log_error("admin: purging the cache failed: %s", err);
-    reply_internal_error(request);
+    front_reply_empty(request, 500);
     return;
   }
   daemon->stats.purged += removed;

@@ -160,6 +160,11 @@ void front_reply(struct client_request *request, const struct reply *reply) {
   free(request);
 }
 
+void front_reply_empty(struct client_request *request, int status) {
+  struct reply reply = {.status = status, .age = -1, .retry_after = -1, .body = ""};
+  front_reply(request, &reply);
+}
+
 void front_reply_error(struct client_request *request, int api_error, const char *cache_status,
                        long retry_after, const char *allow) {
   char *body = render_error_body((enum api_error)api_error);

@@ -54,6 +54,8 @@ size_t front_unfinished(const struct front *front);
 void front_free(struct front *front);
 
 void front_reply(struct client_request *request, const struct reply *reply);
+/* Answers with `status` and no body (out of memory, or a cache that failed under an admin route). */
+void front_reply_empty(struct client_request *request, int status);
 /* Answers with the error body and status of api_error (render.h). cache_status and allow may be
  * NULL; retry_after < 0 sends no Retry-After. */
 void front_reply_error(struct client_request *request, int api_error, const char *cache_status,

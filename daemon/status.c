@@ -23,9 +23,8 @@ static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges
 
 static void reply_text(struct client_request *request, int status, const char *content_type,
                        char *text) {
-  struct reply out_of_memory = {.status = 500, .age = -1, .retry_after = -1, .body = ""};
   if (!text) {
-    front_reply(request, &out_of_memory);
+    front_reply_empty(request, 500); /* out of memory */
     return;
   }
   struct reply reply = {.status = status, .content_type = content_type, .age = -1,
