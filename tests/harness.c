@@ -114,6 +114,15 @@ void fake_stop(struct fake_upstream *fake) {
   }
 }
 
+/* GETs url and returns one number of its JSON body, or -1. */
+static long json_field_at(const char *url, const char *field) {
+  struct http_response response;
+  http_get(url, &response);
+  long value = json_field(response.body, field);
+  http_response_free(&response);
+  return value;
+}
+
 /* POSTs a control request to the fake and requires a 200. */
 static void fake_control(struct fake_upstream *fake, const char *path_and_query) {
   char url[256];
@@ -152,21 +161,13 @@ void fake_expect_token(struct fake_upstream *fake, const char *token) {
 long fake_count(struct fake_upstream *fake, const char *id) {
   char url[256];
   snprintf(url, sizeof(url), "%s/_fake/count?id=%s", fake->base_url, id);
-  struct http_response response;
-  http_get(url, &response);
-  long count = json_field(response.body, "count");
-  http_response_free(&response);
-  return count;
+  return json_field_at(url, "count");
 }
 
 long fake_stat(struct fake_upstream *fake, const char *field) {
   char url[256];
   snprintf(url, sizeof(url), "%s/_fake/stats", fake->base_url);
-  struct http_response response;
-  http_get(url, &response);
-  long value = json_field(response.body, field);
-  http_response_free(&response);
-  return value;
+  return json_field_at(url, field);
 }
 
 void flipcached_prepare(struct flipcached_proc *proc, const struct fake_upstream *fake,
@@ -369,11 +370,7 @@ void fixture_stop(struct fake_upstream *fake, struct flipcached_proc *proc) {
 long flipcached_stat(const struct flipcached_proc *proc, const char *field) {
   char url[256];
   snprintf(url, sizeof(url), "%s/stats", proc->url);
-  struct http_response response;
-  http_get(url, &response);
-  long value = json_field(response.body, field);
-  http_response_free(&response);
-  return value;
+  return json_field_at(url, field);
 }
 
 void fake_oauth_revoke(struct fake_upstream *fake) { fake_control(fake, "/_fake/oauth-revoke"); }
