@@ -41,6 +41,8 @@ static const struct config_key KEYS[] = {
   {"server", "allow_remote", KEY_BOOL, FIELD(allow_remote), 0, 0, "no", true},
   {"server", "admin", KEY_BOOL, FIELD(admin), 0, 0, "yes", false},
   {"server", "max_connections", KEY_UINT, FIELD(max_connections), 1, 65536, "1024", false},
+  {"server", "request_timeout", KEY_UINT, FIELD(request_timeout), 1, 3600, "10", false},
+  {"server", "idle_timeout", KEY_UINT, FIELD(idle_timeout), 1, 3600, "60", false},
   {"upstream", "base_url", KEY_BASE_URL, FIELD(base_url), 0, 0, "https://api-utility.flip.energy", true},
   {"upstream", "token_file", KEY_PATH, FIELD(token_file), 0, 0, "/etc/flipcached/token", false},
   {"upstream", "oauth_token_url", KEY_URL_OR_EMPTY, FIELD(oauth_token_url), 0, 0, "", true},

@@ -34,7 +34,10 @@ struct config {
   size_t listen_count;
   bool allow_remote;             /* permit non-loopback listeners */
   bool admin;                    /* the /cache/... routes */
-  unsigned max_connections;      /* client connections at once */
+  unsigned max_connections;      /* client connections at once; more are answered 503 */
+  unsigned request_timeout;      /* seconds from a request's first byte to its last header, and
+                                    for an answer to be taken by the client */
+  unsigned idle_timeout;         /* seconds a keep-alive connection may wait for a request */
   /* [upstream] */
   char base_url[CONFIG_URL_MAX]; /* scheme://host[:port][/prefix], no trailing slash */
   char token_file[PATH_MAX];

@@ -1,80 +1,336 @@
+/* front: flipcached's own HTTP/1.1 connection layer on the libevent loop.
+ *
+ * Why not evhttp (docs/architecture.md): evhttp spends four epoll_ctl, an ioctl and a readv per
+ * request, hides the raw bytes (so NUL in a value or bare LF cannot be refused) and never says
+ * when a connection opens or closes (so max_connections cannot be enforced). Here each connection
+ * has one persistent read event; a request costs one read and one write:
+ *
+ *   read -> http1_parse -> route -> handler -> front_reply appends the answer -> ... -> one write
+ *
+ * Pipelined requests are answered one at a time, in order: the next head is parsed only once the
+ * current request is answered (a handler may answer later, after an upstream fetch). The write
+ * event is armed only when the socket would block. Deadlines (request_timeout for a head and for
+ * an answer to be taken, idle_timeout between requests, a short linger after a close) are kept as
+ * numbers and checked by one sweep timer, so the hot path touches no timer.
+ *
+ * Lifetime: a connection is freed when it closes, except while its request is unanswered: then
+ * its socket is closed, the request is marked gone, and front_reply frees the rest. */
 #include "front.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <time.h>
-#include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <sys/queue.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "http1.h"
 #include "log.h"
 #include "render.h"
 #include "route.h"
 #include "stats.h"
 
-#define FRONT_MAX_HEADERS_SIZE 16384   /* request line and headers */
-#define FRONT_MAX_BODY_SIZE 1024       /* no route takes a body; a larger one is 413 at once */
-#define FRONT_TIMEOUT_SECONDS 30       /* idle keep-alive and slow-request cut-off */
 #define FRONT_LISTEN_BACKLOG 511
+#define FRONT_ACCEPTS_PER_WAKEUP 64
+#define FRONT_ACCEPT_PAUSE_MS 100   /* out of file descriptors: accept again after this */
+#define FRONT_IN_INITIAL 2048       /* input buffer; grows to HTTP1_MAX_HEAD for one long head */
+#define FRONT_OUT_INITIAL 2048
+#define FRONT_OUT_HIGH_WATER 65536  /* unsent answer bytes beyond which no more requests are read */
+#define FRONT_LINGER_MS 2000        /* after a close, unread input is drained for this long */
+#define FRONT_MAX_LINGERING 256     /* connections lingering at once; beyond, closed at once */
+#define FRONT_SWEEP_MS 250
+#define FRONT_RETRY_AFTER_SECONDS 1 /* for a refused connection */
 
-struct front {
-  struct evhttp *http;
-  const struct config *cfg;
-  struct stats *stats;
-  size_t unanswered;      /* client_requests alive */
-  size_t unwritten;       /* answers handed to evhttp and not yet written out */
-  struct front_routes routes;
-  struct {
-    struct evhttp_bound_socket *socket;
-    const struct listen_addr *addr;
-  } bound[CONFIG_MAX_LISTEN];
-  size_t bound_count;
+enum connection_state {
+  CONNECTION_OPEN,      /* reading requests and answering them */
+  CONNECTION_LINGERING, /* answered and shut for writing; input drained until EOF or timeout */
+  CONNECTION_ORPHANED,  /* socket closed while a request was unanswered; freed by front_reply */
 };
 
 struct client_request {
-  struct front *front;
-  struct evhttp_request *req;
+  struct connection *connection;
+  enum http1_method method;
   bool head;
-  bool gone; /* the connection closed; evhttp detached req, answering frees it */
+  bool gone;          /* the client went away; the request must still be answered */
+  bool unanswered;
+  bool keep_alive;    /* the client wants the connection kept after the answer */
+  int version_minor;
+  const char *target; /* inside the connection's input buffer until answered */
+  size_t head_len;    /* input bytes to drop once answered */
   struct timespec started; /* CLOCK_MONOTONIC, for the access log */
 };
 
-static const char *method_name(enum evhttp_cmd_type command) {
-  switch (command) {
-  case EVHTTP_REQ_GET:
-    return "GET";
-  case EVHTTP_REQ_HEAD:
-    return "HEAD";
-  case EVHTTP_REQ_POST:
-    return "POST";
-  case EVHTTP_REQ_PUT:
-    return "PUT";
-  case EVHTTP_REQ_DELETE:
-    return "DELETE";
-  case EVHTTP_REQ_OPTIONS:
-    return "OPTIONS";
-  case EVHTTP_REQ_TRACE:
-    return "TRACE";
-  case EVHTTP_REQ_CONNECT:
-    return "CONNECT";
-  case EVHTTP_REQ_PATCH:
-    return "PATCH";
-  }
-  return "?";
+struct connection {
+  struct front *front;
+  int fd;
+  enum connection_state state;
+  struct event *read_event;  /* persistent; added while reading_enabled */
+  struct event *write_event; /* added only while an answer waits for room in the socket */
+  bool reading_enabled;
+  bool writing_enabled;
+  bool busy;          /* inside connection_run: an answer given now is flushed by it */
+  bool close_after;   /* close once the answer queued so far is written */
+  bool peer_closed;   /* read EOF: answer what was received, then close */
+  bool broken;        /* a read or write failed: close without writing more */
+  bool counted_open;  /* counted in open_count (against max_connections), else in lingering_count */
+  char *in;
+  size_t in_len, in_cap, in_scanned;
+  char *out;
+  size_t out_len, out_cap, out_sent;
+  int64_t head_started_ms;  /* first byte of the head being read, 0 when none */
+  int64_t out_started_ms;   /* when unsent answer bytes appeared, 0 when none */
+  int64_t idle_since_ms;
+  int64_t linger_until_ms;
+  struct client_request request; /* one at a time; request.unanswered says if it is in use */
+  TAILQ_ENTRY(connection) link;
+};
+
+TAILQ_HEAD(connection_list, connection);
+
+struct listener {
+  struct front *front;
+  int fd;
+  struct event *accept_event;
+  const struct listen_addr *addr; /* NULL: inherited, systemd owns its path */
+};
+
+struct front {
+  struct event_base *base;
+  const struct config *cfg;
+  struct stats *stats;
+  struct front_routes routes;
+  struct listener listeners[CONFIG_MAX_LISTEN];
+  size_t listener_count;
+  struct event *accept_resume;  /* after EMFILE */
+  struct event *sweep;          /* deadlines */
+  struct connection_list connections;
+  size_t open_count;       /* connections counted against max_connections */
+  size_t lingering_count;
+  size_t unanswered;       /* client_requests alive */
+  bool stopping;           /* front_stop_listening was called: every answer closes */
+  char *refusal;           /* the whole 503 answer to a connection beyond max_connections */
+  size_t refusal_len;
+  time_t last_refusal_log;
+  time_t date_second;
+  char date[40];           /* IMF-fixdate of date_second */
+};
+
+static int64_t now_ms(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
+
+static const char *reason_phrase(int status) {
+  switch (status) {
+  case 200: return "OK";
+  case 204: return "No Content";
+  case 400: return "Bad Request";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 422: return "Unprocessable Content";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
+  default: return "Status";
+  }
+}
+
+/* ---- output ---------------------------------------------------------------------------- */
+
+static bool out_reserve(struct connection *c, size_t more) {
+  if (c->out_len + more <= c->out_cap)
+    return true;
+  size_t cap = c->out_cap ? c->out_cap : FRONT_OUT_INITIAL;
+  while (cap < c->out_len + more)
+    cap *= 2;
+  char *grown = realloc(c->out, cap);
+  if (!grown)
+    return false;
+  c->out = grown;
+  c->out_cap = cap;
+  return true;
+}
+
+/* Callers reserve first; these never fail. */
+static void out_add(struct connection *c, const void *bytes, size_t len) {
+  memcpy(c->out + c->out_len, bytes, len);
+  c->out_len += len;
+}
+
+static void out_add_str(struct connection *c, const char *text) { out_add(c, text, strlen(text)); }
+
+static void out_add_number(struct connection *c, unsigned long long value) {
+  char digits[24];
+  size_t at = sizeof(digits);
+  do {
+    digits[--at] = (char)('0' + value % 10);
+    value /= 10;
+  } while (value);
+  out_add(c, digits + at, sizeof(digits) - at);
+}
+
+static void out_add_header(struct connection *c, const char *name, const char *value) {
+  out_add_str(c, name);
+  out_add(c, ": ", 2);
+  out_add_str(c, value);
+  out_add(c, "\r\n", 2);
+}
+
+static const char *http_date(struct front *front) {
+  time_t now = time(NULL);
+  if (now != front->date_second) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(front->date, sizeof(front->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    front->date_second = now;
+  }
+  return front->date;
+}
+
+/* ---- connections ----------------------------------------------------------------------- */
+
+static void connection_run(struct connection *c);
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+static void on_writable(evutil_socket_t fd, short what, void *arg);
+
+static void set_reading(struct connection *c, bool enabled) {
+  if (c->reading_enabled == enabled)
+    return;
+  if (enabled ? event_add(c->read_event, NULL) == 0 : event_del(c->read_event) == 0)
+    c->reading_enabled = enabled;
+}
+
+static void set_writing(struct connection *c, bool enabled) {
+  if (c->writing_enabled == enabled)
+    return;
+  if (enabled ? event_add(c->write_event, NULL) == 0 : event_del(c->write_event) == 0)
+    c->writing_enabled = enabled;
+}
+
+static void release_socket(struct connection *c) {
+  if (c->fd < 0)
+    return;
+  event_free(c->read_event);
+  event_free(c->write_event);
+  c->read_event = c->write_event = NULL;
+  c->reading_enabled = c->writing_enabled = false;
+  close(c->fd);
+  c->fd = -1;
+  if (c->counted_open)
+    c->front->open_count--;
+  else
+    c->front->lingering_count--;
+}
+
+static void connection_free(struct connection *c) {
+  release_socket(c);
+  TAILQ_REMOVE(&c->front->connections, c, link);
+  free(c->in);
+  free(c->out);
+  free(c);
+}
+
+/* The socket is done with. An unanswered request keeps the rest alive until it is answered. */
+static void connection_close(struct connection *c) {
+  if (c->request.unanswered) {
+    release_socket(c);
+    c->state = CONNECTION_ORPHANED;
+    c->request.gone = true;
+    log_debug("client went away before its answer");
+    return;
+  }
+  connection_free(c);
+}
+
+static struct connection *connection_new(struct front *front, int fd, bool refused) {
+  struct connection *c = calloc(1, sizeof(*c));
+  if (!c)
+    return NULL;
+  c->front = front;
+  c->fd = fd;
+  c->state = CONNECTION_OPEN;
+  c->counted_open = !refused;
+  c->read_event = event_new(front->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+  c->write_event = event_new(front->base, fd, EV_WRITE | EV_PERSIST, on_writable, c);
+  if (!c->read_event || !c->write_event) {
+    if (c->read_event)
+      event_free(c->read_event);
+    if (c->write_event)
+      event_free(c->write_event);
+    free(c);
+    return NULL;
+  }
+  c->idle_since_ms = now_ms();
+  if (refused)
+    front->lingering_count++;
+  else
+    front->open_count++;
+  TAILQ_INSERT_TAIL(&front->connections, c, link);
+  return c;
+}
+
+/* Writes what it can of the queued answers: one send in the usual case. */
+static void connection_flush(struct connection *c) {
+  while (c->out_sent < c->out_len) {
+    ssize_t n = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      c->out_sent += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    c->broken = true; /* the client is gone: what was queued for it goes nowhere */
+    return;
+  }
+  c->out_len = c->out_sent = 0;
+  c->out_started_ms = 0;
+}
+
+/* After a close-delimited answer is written: shut the write side (the client sees the end) and
+ * drain what the client still sends, so that closing with unread input does not reset the
+ * connection and destroy the answer in flight. */
+static void connection_linger(struct connection *c) {
+  struct front *front = c->front;
+  if (c->peer_closed || front->lingering_count >= FRONT_MAX_LINGERING) {
+    connection_close(c);
+    return;
+  }
+  if (c->counted_open) {
+    front->open_count--;
+    front->lingering_count++;
+    c->counted_open = false;
+  }
+  c->state = CONNECTION_LINGERING;
+  shutdown(c->fd, SHUT_WR);
+  c->linger_until_ms = now_ms() + FRONT_LINGER_MS;
+  c->in_len = c->in_scanned = 0;
+  set_writing(c, false);
+  set_reading(c, true);
+}
+
+/* ---- answers --------------------------------------------------------------------------- */
 
 /* One line per request: method, path (the query is left out: it is the client's data and no
  * route uses it), status, Cache-Status, milliseconds. Nothing of the request's headers. */
@@ -83,81 +339,126 @@ static void log_access(const struct client_request *request, int status, const c
   clock_gettime(CLOCK_MONOTONIC, &now);
   double ms = (double)(now.tv_sec - request->started.tv_sec) * 1e3 +
               (double)(now.tv_nsec - request->started.tv_nsec) / 1e6;
-  const char *target = evhttp_request_get_uri(request->req);
-  int path_len = target ? (int)strcspn(target, "?") : 0;
+  int path_len = (int)strcspn(request->target, "?");
   if (path_len > 200)
     path_len = 200;
-  log_info("access: %s %.*s %d \"%s\" %.1f ms", method_name(evhttp_request_get_command(request->req)),
-           path_len, target ? target : "", status, cache_status ? cache_status : "-", ms);
+  log_info("access: %s %.*s %d \"%s\" %.1f ms", http1_method_name(request->method), path_len,
+           request->target, status, cache_status ? cache_status : "-", ms);
 }
 
-static void on_connection_close(struct evhttp_connection *connection, void *arg) {
-  (void)connection;
-  struct client_request *request = arg;
-  request->gone = true;
-  log_debug("client went away before its answer");
+/* Queues one whole answer. head: the headers only, with the Content-Length GET would have.
+ * version_minor 0 with the connection kept: HTTP/1.0 needs "Connection: keep-alive" said. */
+static bool queue_answer(struct connection *c, const struct reply *reply, bool head,
+                         int version_minor) {
+  const char *content_type = reply->content_type ? reply->content_type : "application/json";
+  size_t need = 320 + strlen(content_type) + (reply->cache_status ? strlen(reply->cache_status) : 0) +
+                (reply->allow ? strlen(reply->allow) : 0) + (head ? 0 : reply->body_len);
+  if (!out_reserve(c, need))
+    return false;
+  if (c->out_len == c->out_sent)
+    c->out_started_ms = now_ms();
+  out_add(c, "HTTP/1.1 ", 9);
+  out_add_number(c, (unsigned long long)reply->status);
+  out_add(c, " ", 1);
+  out_add_str(c, reason_phrase(reply->status));
+  out_add(c, "\r\n", 2);
+  out_add_header(c, "Date", http_date(c->front));
+  out_add_header(c, "Content-Type", content_type);
+  if (reply->cache_status)
+    out_add_header(c, "Cache-Status", reply->cache_status);
+  if (reply->age >= 0) {
+    out_add_str(c, "Age: ");
+    out_add_number(c, (unsigned long long)reply->age);
+    out_add(c, "\r\n", 2);
+  }
+  if (reply->retry_after >= 0) {
+    out_add_str(c, "Retry-After: ");
+    out_add_number(c, (unsigned long long)reply->retry_after);
+    out_add(c, "\r\n", 2);
+  }
+  if (reply->allow)
+    out_add_header(c, "Allow", reply->allow);
+  if (c->close_after)
+    out_add_str(c, "Connection: close\r\n");
+  else if (version_minor == 0)
+    out_add_str(c, "Connection: keep-alive\r\n");
+  out_add_str(c, "Content-Length: ");
+  out_add_number(c, (unsigned long long)reply->body_len);
+  out_add(c, "\r\n\r\n", 4);
+  if (!head && reply->body_len > 0)
+    out_add(c, reply->body, reply->body_len);
+  return true;
 }
 
-/* evhttp's "this answer has been written out" (or the connection died trying). */
-static void on_answer_written(struct evhttp_request *req, void *arg) {
-  (void)req;
-  struct front *front = arg;
-  front->unwritten--;
+/* Answers a request head that cannot be served (or did not arrive in time) and closes: after a
+ * malformed head the stream's framing cannot be trusted. */
+static void refuse_head(struct connection *c, enum api_error error) {
+  struct front *front = c->front;
+  front->stats->invalid_requests++;
+  front->stats->requests_total++;
+  log_debug("refused a request head: %d %s", api_error_http_status(error), api_error_code(error));
+  char *body = render_error_body(error);
+  struct reply reply = {.status = api_error_http_status(error), .age = -1, .retry_after = -1,
+                        .body = body ? body : "", .body_len = body ? strlen(body) : 0};
+  c->close_after = true;
+  c->in_len = c->in_scanned = 0;
+  c->head_started_ms = 0;
+  if (!queue_answer(c, &reply, false, 1))
+    c->broken = true;
+  free(body);
 }
 
-size_t front_unfinished(const struct front *front) { return front->unanswered + front->unwritten; }
+static enum api_error error_of_refusal(int status) {
+  switch (status) {
+  case 414:
+    return API_ERROR_URI_TOO_LONG;
+  case 431:
+    return API_ERROR_HEADERS_TOO_LARGE;
+  case 505:
+    return API_ERROR_VERSION_NOT_SUPPORTED;
+  default:
+    return API_ERROR_BAD_REQUEST;
+  }
+}
+
+size_t front_unfinished(const struct front *front) {
+  size_t unwritten = 0;
+  const struct connection *c;
+  TAILQ_FOREACH(c, &front->connections, link)
+    if (c->fd >= 0 && c->out_sent < c->out_len)
+      unwritten++;
+  return front->unanswered + unwritten;
+}
+
+size_t front_connections(const struct front *front) { return front->open_count; }
 
 bool client_request_is_head(const struct client_request *request) { return request->head; }
 
 bool client_request_gone(const struct client_request *request) { return request->gone; }
 
 void front_reply(struct client_request *request, const struct reply *reply) {
-  struct evhttp_request *req = request->req;
-  struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-  char number[32];
-  evhttp_add_header(headers, "Content-Type",
-                    reply->content_type ? reply->content_type : "application/json");
-  if (reply->cache_status)
-    evhttp_add_header(headers, "Cache-Status", reply->cache_status);
-  if (reply->age >= 0) {
-    snprintf(number, sizeof(number), "%lld", reply->age);
-    evhttp_add_header(headers, "Age", number);
-  }
-  if (reply->retry_after >= 0) {
-    snprintf(number, sizeof(number), "%ld", reply->retry_after);
-    evhttp_add_header(headers, "Retry-After", number);
-  }
-  if (reply->allow)
-    evhttp_add_header(headers, "Allow", reply->allow);
-  if (request->head) {
-    /* evhttp sends no body to HEAD and so adds no Content-Length: say what GET would send. */
-    snprintf(number, sizeof(number), "%zu", reply->body_len);
-    evhttp_add_header(headers, "Content-Length", number);
-  }
-  struct evhttp_connection *connection = evhttp_request_get_connection(req);
-  if (connection) {
-    evhttp_connection_set_closecb(connection, NULL, NULL);
-    /* Only a connected request is written out and completes; a detached one is freed at once. */
-    evhttp_request_set_on_complete_cb(req, on_answer_written, request->front);
-    request->front->unwritten++;
-  }
-  if (request->front->cfg->access_log)
+  struct connection *c = request->connection;
+  struct front *front = c->front;
+  if (front->cfg->access_log)
     log_access(request, reply->status, reply->cache_status);
-
-  struct evbuffer *body = evbuffer_new();
-  if (body && reply->body_len > 0 && evbuffer_add(body, reply->body, reply->body_len) != 0) {
-    evbuffer_free(body);
-    body = NULL;
+  front->stats->requests_total++;
+  front->unanswered--;
+  request->unanswered = false;
+  if (c->state == CONNECTION_ORPHANED) {
+    connection_free(c);
+    return;
   }
-  if (body) {
-    evhttp_send_reply(req, reply->status, NULL, body);
-    evbuffer_free(body);
-  } else {
-    evhttp_send_error(req, 500, NULL); /* out of memory: still the one terminal call */
-  }
-  request->front->stats->requests_total++;
-  request->front->unanswered--;
-  free(request);
+  if (!request->keep_alive || front->stopping)
+    c->close_after = true;
+  if (!queue_answer(c, reply, request->head, request->version_minor))
+    c->broken = true; /* out of memory: the one thing left to do is to close */
+  /* The head is done with: later pipelined bytes move to the front. */
+  c->in_len -= request->head_len;
+  memmove(c->in, c->in + request->head_len, c->in_len);
+  c->in_scanned = 0;
+  c->head_started_ms = c->in_len > 0 ? now_ms() : 0;
+  if (!c->busy)
+    connection_run(c); /* answered later than its read: write it out and go on */
 }
 
 void front_reply_empty(struct client_request *request, int status) {
@@ -181,68 +482,34 @@ void front_reply_error(struct client_request *request, int api_error, const char
   free(body);
 }
 
-static enum route_method route_method_of(enum evhttp_cmd_type command) {
-  switch (command) {
-  case EVHTTP_REQ_GET:
+/* ---- requests -------------------------------------------------------------------------- */
+
+static enum route_method route_method_of(enum http1_method method) {
+  switch (method) {
+  case HTTP1_GET:
     return ROUTE_METHOD_GET;
-  case EVHTTP_REQ_HEAD:
+  case HTTP1_HEAD:
     return ROUTE_METHOD_HEAD;
-  case EVHTTP_REQ_POST:
+  case HTTP1_POST:
     return ROUTE_METHOD_POST;
-  case EVHTTP_REQ_PUT:
+  case HTTP1_PUT:
     return ROUTE_METHOD_PUT;
-  case EVHTTP_REQ_DELETE:
+  case HTTP1_DELETE:
     return ROUTE_METHOD_DELETE;
   default:
     return ROUTE_METHOD_OTHER;
   }
 }
 
-/* No route takes a body, so any sign of one is refused: a body read, any Transfer-Encoding, a
- * Content-Length other than 0, or more than one Content-Length (whose disagreement is how
- * requests get smuggled past a proxy). */
-static bool carries_body(struct evhttp_request *req) {
-  if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > 0)
-    return true;
-  int lengths = 0;
-  struct evkeyval *header;
-  TAILQ_FOREACH(header, evhttp_request_get_input_headers(req), next) {
-    if (strcasecmp(header->key, "Transfer-Encoding") == 0)
-      return true;
-    if (strcasecmp(header->key, "Content-Length") == 0 &&
-        (++lengths > 1 || strcmp(header->value, "0") != 0))
-      return true;
-  }
-  return false;
-}
-
-static void on_request(struct evhttp_request *req, void *arg) {
-  struct front *front = arg;
-  struct client_request *request = calloc(1, sizeof(*request));
-  if (!request) {
-    evhttp_send_error(req, 503, NULL);
-    return;
-  }
-  request->front = front;
-  request->req = req;
-  front->unanswered++;
-  clock_gettime(CLOCK_MONOTONIC, &request->started);
-  enum route_method method = route_method_of(evhttp_request_get_command(req));
-  request->head = method == ROUTE_METHOD_HEAD;
-  struct evhttp_connection *connection = evhttp_request_get_connection(req);
-  if (connection)
-    evhttp_connection_set_closecb(connection, on_connection_close, request);
-
-  const char *target = evhttp_request_get_uri(req);
-  if (carries_body(req)) {
-    /* The stream's framing cannot be trusted any more: answer, then close. */
+static void dispatch(struct front *front, struct client_request *request) {
+  if (request->method == HTTP1_UNKNOWN) { /* RFC 9110 15.6.2 */
     front->stats->invalid_requests++;
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-    front_reply_error(request, API_ERROR_BAD_REQUEST, NULL, -1, NULL);
+    request->connection->close_after = true; /* a client speaking something else: stop there */
+    front_reply_error(request, API_ERROR_NOT_IMPLEMENTED, NULL, -1, NULL);
     return;
   }
   struct route_match match;
-  route_match(target, method, &match);
+  route_match(request->target, route_method_of(request->method), &match);
   if (match.admin && !front->cfg->admin)
     match.kind = ROUTE_NOT_FOUND; /* admin routes off: they do not exist */
   switch (match.kind) {
@@ -281,12 +548,245 @@ static void on_request(struct evhttp_request *req, void *arg) {
     return;
   case ROUTE_BAD_TARGET:
     front->stats->invalid_requests++;
+    request->connection->close_after = true;
     front_reply_error(request, API_ERROR_BAD_REQUEST, NULL, -1, NULL);
     return;
   case ROUTE_NOT_FOUND:
     front->stats->invalid_requests++;
     front_reply_error(request, API_ERROR_NOT_FOUND, NULL, -1, NULL);
     return;
+  }
+}
+
+static void start_request(struct connection *c, const struct http1_request *parsed) {
+  struct front *front = c->front;
+  struct client_request *request = &c->request;
+  *request = (struct client_request){
+    .connection = c,
+    .method = parsed->method,
+    .head = parsed->method == HTTP1_HEAD,
+    .unanswered = true,
+    .keep_alive = parsed->keep_alive,
+    .version_minor = parsed->version_minor,
+    .target = parsed->target,
+    .head_len = parsed->head_len,
+  };
+  clock_gettime(CLOCK_MONOTONIC, &request->started);
+  front->unanswered++;
+  if (parsed->carries_body) {
+    /* No route takes a body; the stream's framing cannot be trusted any more: answer, close. */
+    front->stats->invalid_requests++;
+    c->close_after = true;
+    front_reply_error(request, API_ERROR_BAD_REQUEST, NULL, -1, NULL);
+    return;
+  }
+  dispatch(front, request);
+}
+
+/* Parses and starts the requests already read, one at a time. */
+static void process_requests(struct connection *c) {
+  while (c->state == CONNECTION_OPEN && !c->request.unanswered && !c->close_after &&
+         !c->broken && c->in_len > 0 && c->out_len - c->out_sent < FRONT_OUT_HIGH_WATER) {
+    struct http1_request parsed;
+    int status = 400;
+    enum http1_result result = http1_parse(c->in, c->in_len, &c->in_scanned, &parsed, &status);
+    if (result == HTTP1_INCOMPLETE)
+      return;
+    if (result == HTTP1_REFUSED) {
+      refuse_head(c, error_of_refusal(status));
+      return;
+    }
+    start_request(c, &parsed);
+  }
+}
+
+/* Decides what the connection waits for next, once its input is processed and its output
+ * written as far as the socket takes it. May free c. */
+static void connection_settle(struct connection *c) {
+  if (c->broken) {
+    connection_close(c);
+    return;
+  }
+  if (c->state != CONNECTION_OPEN)
+    return;
+  bool unsent = c->out_sent < c->out_len;
+  set_writing(c, unsent);
+  if (unsent)
+    return; /* reading resumes once the client takes its answers */
+  if (!c->request.unanswered && (c->close_after || c->peer_closed)) {
+    connection_linger(c);
+    return;
+  }
+  if (!c->request.unanswered && c->in_len == 0)
+    c->idle_since_ms = now_ms();
+  /* While a request waits for its answer the input buffer must not move (its target is in it):
+   * once it is full, reading stops until the answer. */
+  set_reading(c, !c->peer_closed && !c->close_after &&
+                     !(c->request.unanswered && c->in_len == c->in_cap));
+}
+
+static void connection_run(struct connection *c) {
+  c->busy = true;
+  process_requests(c);
+  c->busy = false;
+  if (!c->broken && c->fd >= 0 && c->out_sent < c->out_len)
+    connection_flush(c);
+  connection_settle(c);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg) {
+  (void)what;
+  struct connection *c = arg;
+  if (c->state == CONNECTION_LINGERING) {
+    char sink[4096];
+    ssize_t n = recv(fd, sink, sizeof(sink), 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+      connection_free(c);
+    return;
+  }
+  if (c->in_len == c->in_cap) {
+    size_t cap = c->in_cap ? c->in_cap * 2 : FRONT_IN_INITIAL;
+    if (cap > HTTP1_MAX_HEAD)
+      cap = HTTP1_MAX_HEAD;
+    char *grown = cap > c->in_cap && !c->request.unanswered ? realloc(c->in, cap) : NULL;
+    if (!grown) { /* full while a request waits (or out of memory): wait for its answer */
+      set_reading(c, false);
+      return;
+    }
+    c->in = grown;
+    c->in_cap = cap;
+  }
+  ssize_t n = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+  if (n > 0) {
+    if (c->in_len == 0 && !c->request.unanswered)
+      c->head_started_ms = now_ms();
+    c->in_len += (size_t)n;
+  } else if (n == 0) {
+    c->peer_closed = true; /* what was received is still answered */
+  } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+    return;
+  } else {
+    c->broken = true;
+  }
+  connection_run(c);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  connection_run(arg);
+}
+
+/* ---- deadlines ------------------------------------------------------------------------- */
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct front *front = arg;
+  int64_t now = now_ms();
+  int64_t request_ms = (int64_t)front->cfg->request_timeout * 1000;
+  int64_t idle_ms = (int64_t)front->cfg->idle_timeout * 1000;
+  struct connection *c = TAILQ_FIRST(&front->connections);
+  while (c) {
+    struct connection *next = TAILQ_NEXT(c, link);
+    if (c->state == CONNECTION_LINGERING) {
+      if (now >= c->linger_until_ms)
+        connection_free(c);
+    } else if (c->state == CONNECTION_OPEN && !c->request.unanswered) {
+      if (c->out_sent < c->out_len) {
+        if (now - c->out_started_ms >= request_ms) {
+          log_debug("a client did not take its answer within request_timeout: closed");
+          connection_close(c);
+        }
+      } else if (c->in_len > 0) {
+        if (now - c->head_started_ms >= request_ms) {
+          front->stats->request_timeouts++;
+          refuse_head(c, API_ERROR_REQUEST_TIMEOUT);
+          connection_run(c);
+        }
+      } else if (now - c->idle_since_ms >= idle_ms) {
+        connection_close(c);
+      }
+    }
+    c = next;
+  }
+}
+
+/* ---- listening ------------------------------------------------------------------------- */
+
+static void set_accepting(struct front *front, bool enabled) {
+  for (size_t i = 0; i < front->listener_count; i++) {
+    if (enabled)
+      event_add(front->listeners[i].accept_event, NULL);
+    else
+      event_del(front->listeners[i].accept_event);
+  }
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  set_accepting(arg, true);
+}
+
+/* Beyond max_connections: a whole 503 answer, then a close. The answer is written at once (it is
+ * small enough for any socket buffer); the connection then only lingers. */
+static void refuse_connection(struct front *front, int fd) {
+  front->stats->connections_refused++;
+  time_t now = time(NULL);
+  if (now - front->last_refusal_log >= 10) {
+    log_warning("refusing connections: max_connections (%u) are open", front->cfg->max_connections);
+    front->last_refusal_log = now;
+  }
+  struct connection *c =
+      front->lingering_count < FRONT_MAX_LINGERING ? connection_new(front, fd, true) : NULL;
+  if (!c || !out_reserve(c, front->refusal_len)) {
+    if (send(fd, front->refusal, front->refusal_len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+      log_debug("refusal not sent: %s", strerror(errno));
+    if (c)
+      connection_free(c);
+    else
+      close(fd);
+    return;
+  }
+  out_add(c, front->refusal, front->refusal_len);
+  c->out_started_ms = now_ms();
+  c->close_after = true;
+  connection_run(c);
+}
+
+static void on_acceptable(evutil_socket_t fd, short what, void *arg) {
+  (void)what;
+  struct listener *listener = arg;
+  struct front *front = listener->front;
+  for (int i = 0; i < FRONT_ACCEPTS_PER_WAKEUP; i++) {
+    int client = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (client < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        log_warning("accept: %s; accepting again in %d ms", strerror(errno), FRONT_ACCEPT_PAUSE_MS);
+        set_accepting(front, false);
+        struct timeval pause = {.tv_usec = FRONT_ACCEPT_PAUSE_MS * 1000};
+        evtimer_add(front->accept_resume, &pause);
+      }
+      return;
+    }
+    front->stats->connections_accepted++;
+    if (listener->addr == NULL || listener->addr->kind == LISTEN_TCP) {
+      int one = 1; /* answers go out whole; never hold one back waiting for an ACK */
+      setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    if (front->open_count >= front->cfg->max_connections || front->stopping) {
+      refuse_connection(front, client);
+      continue;
+    }
+    struct connection *c = connection_new(front, client, false);
+    if (!c) {
+      close(client);
+      continue;
+    }
+    set_reading(c, true);
   }
 }
 
@@ -353,7 +853,7 @@ static int listen_socket_unix(const struct listen_addr *addr, char *err, size_t 
   return fd;
 }
 
-/* Takes a listening socket (inherited or our own) into evhttp; closes it on failure. */
+/* Takes a listening socket (inherited or our own) into the loop; closes it on failure. */
 static int serve_socket(struct front *front, int fd, const struct listen_addr *addr, char *err,
                         size_t err_len) {
   int flags = fcntl(fd, F_GETFL);
@@ -362,16 +862,37 @@ static int serve_socket(struct front *front, int fd, const struct listen_addr *a
     close(fd);
     return -1;
   }
-  struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(front->http, fd);
-  if (!bound) {
+  struct listener *listener = &front->listeners[front->listener_count];
+  listener->front = front;
+  listener->fd = fd;
+  listener->addr = addr;
+  listener->accept_event = event_new(front->base, fd, EV_READ | EV_PERSIST, on_acceptable, listener);
+  if (!listener->accept_event || event_add(listener->accept_event, NULL) != 0) {
+    if (listener->accept_event)
+      event_free(listener->accept_event);
     close(fd);
-    snprintf(err, err_len, "evhttp_accept_socket_with_handle failed");
+    snprintf(err, err_len, "listening socket %d: cannot watch it", fd);
     return -1;
   }
-  front->bound[front->bound_count].socket = bound;
-  front->bound[front->bound_count].addr = addr; /* NULL: inherited, systemd owns its path */
-  front->bound_count++;
+  front->listener_count++;
   return 0;
+}
+
+/* The answer to every connection beyond max_connections, rendered once. */
+static char *render_refusal(size_t *len) {
+  char *body = render_error_body(API_ERROR_TOO_MANY_CONNECTIONS);
+  if (!body)
+    return NULL;
+  char *text = NULL;
+  int n = asprintf(&text,
+                   "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                   "Retry-After: %d\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                   FRONT_RETRY_AFTER_SECONDS, strlen(body), body);
+  free(body);
+  if (n < 0)
+    return NULL;
+  *len = (size_t)n;
+  return text;
 }
 
 struct front *front_new(struct event_base *base, const struct config *cfg, struct stats *stats,
@@ -382,25 +903,20 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
     snprintf(err, err_len, "out of memory");
     return NULL;
   }
+  front->base = base;
   front->cfg = cfg;
   front->stats = stats;
   front->routes = *routes;
-  front->http = evhttp_new(base);
-  if (!front->http) {
-    snprintf(err, err_len, "evhttp_new failed");
+  TAILQ_INIT(&front->connections);
+  front->refusal = render_refusal(&front->refusal_len);
+  front->accept_resume = evtimer_new(base, on_accept_resume, front);
+  front->sweep = event_new(base, -1, EV_PERSIST, on_sweep, front);
+  struct timeval sweep_every = {.tv_usec = FRONT_SWEEP_MS * 1000};
+  if (!front->refusal || !front->accept_resume || !front->sweep ||
+      event_add(front->sweep, &sweep_every) != 0) {
+    snprintf(err, err_len, "out of memory");
     goto fail;
   }
-  /* evhttp's limits default to unlimited. */
-  evhttp_set_max_headers_size(front->http, FRONT_MAX_HEADERS_SIZE);
-  evhttp_set_max_body_size(front->http, FRONT_MAX_BODY_SIZE);
-  struct timeval timeout = {.tv_sec = FRONT_TIMEOUT_SECONDS};
-  evhttp_set_timeout_tv(front->http, &timeout);
-  /* Every method reaches on_request, so that a known path answers 405 with its Allow header. */
-  evhttp_set_allowed_methods(front->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                              EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                              EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-                                              EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-  evhttp_set_gencb(front->http, on_request, front);
 
   /* Socket activation: systemd's sockets replace the configured listeners (the .socket unit
    * says where to listen; binding the same addresses again would fail). */
@@ -431,19 +947,36 @@ fail:
 void front_stop_listening(struct front *front) {
   if (!front)
     return;
-  for (size_t i = 0; i < front->bound_count; i++) {
-    evhttp_del_accept_socket(front->http, front->bound[i].socket); /* closes the socket */
-    if (front->bound[i].addr && front->bound[i].addr->kind == LISTEN_UNIX)
-      unlink(front->bound[i].addr->path); /* ours: bound by this process */
+  front->stopping = true;
+  for (size_t i = 0; i < front->listener_count; i++) {
+    struct listener *listener = &front->listeners[i];
+    event_free(listener->accept_event);
+    close(listener->fd);
+    if (listener->addr && listener->addr->kind == LISTEN_UNIX)
+      unlink(listener->addr->path); /* ours: bound by this process */
   }
-  front->bound_count = 0;
+  front->listener_count = 0;
+  /* Idle keep-alive connections have nothing left to wait for. */
+  struct connection *c = TAILQ_FIRST(&front->connections);
+  while (c) {
+    struct connection *next = TAILQ_NEXT(c, link);
+    if (c->state == CONNECTION_OPEN && !c->request.unanswered && c->in_len == 0 &&
+        c->out_sent == c->out_len)
+      connection_close(c);
+    c = next;
+  }
 }
 
 void front_free(struct front *front) {
   if (!front)
     return;
   front_stop_listening(front);
-  if (front->http)
-    evhttp_free(front->http);
+  while (!TAILQ_EMPTY(&front->connections))
+    connection_free(TAILQ_FIRST(&front->connections));
+  if (front->sweep)
+    event_free(front->sweep);
+  if (front->accept_resume)
+    event_free(front->accept_resume);
+  free(front->refusal);
   free(front);
 }

@@ -1,9 +1,9 @@
-/* front: the HTTP front end. evhttp's types stay in front.c; handlers see a client_request and
- * answer it with front_reply.
+/* front: the HTTP front end, flipcached's own HTTP/1.1 connection layer (front.c, with the
+ * parser in http1.c). Handlers see a client_request and answer it with front_reply.
  *
  * Lifetime: a client_request is created for each routed request and is answered exactly once with
- * front_reply, which also frees it, even when the client has gone away meanwhile (evhttp then
- * frees its own request; answering is the only way to release it). Nothing else may free it. */
+ * front_reply, which also releases it, even when the client has gone away meanwhile (answering
+ * is the only way to release it and its connection). Nothing else may free it. */
 #ifndef FLIPCACHED_FRONT_H
 #define FLIPCACHED_FRONT_H
 
@@ -50,6 +50,8 @@ void front_stop_listening(struct front *front);
 /* Requests not answered yet, plus answers not yet written out to a connected client: shutdown
  * waits for this to reach 0, so that no answer given is lost by closing the connections. */
 size_t front_unfinished(const struct front *front);
+/* Client connections open now (those counted against [server] max_connections). */
+size_t front_connections(const struct front *front);
 /* Frees the server and every connection. Every client_request must have been answered. */
 void front_free(struct front *front);
 

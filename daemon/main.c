@@ -323,7 +323,7 @@ int main(int argc, char **argv) {
   log_info("stopped");
 out:
   /* Reverse order of acquisition. Aborting the upstream first answers every waiting request, so
-   * that no request is left in evhttp's hands when the front end is freed. */
+   * that no request is left unanswered when the front end is freed. */
   upstream_free(daemon.upstream);
   inflight_table_free(daemon.inflight);
   front_free(daemon.front);

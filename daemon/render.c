@@ -41,6 +41,21 @@ static const struct api_error_text API_ERRORS[] = {
   [API_ERROR_OVERLOADED] = {"overloaded", 503, {"request", NULL},
                             "Too many requests are waiting for this enrollment; retry shortly",
                             "overloaded"},
+  [API_ERROR_REQUEST_TIMEOUT] = {"request_timeout", 408, {"request", NULL},
+                                 "The request did not arrive in time", "request_timeout"},
+  [API_ERROR_URI_TOO_LONG] = {"uri_too_long", 414, {"request", "target"},
+                              "The request target is too long", "uri_too_long"},
+  [API_ERROR_HEADERS_TOO_LARGE] = {"headers_too_large", 431, {"request", "headers"},
+                                   "The request's header fields are too many or too large",
+                                   "headers_too_large"},
+  [API_ERROR_NOT_IMPLEMENTED] = {"not_implemented", 501, {"method", NULL},
+                                 "The method is not implemented", "not_implemented"},
+  [API_ERROR_VERSION_NOT_SUPPORTED] = {"http_version_not_supported", 505, {"request", "version"},
+                                       "Only HTTP/1.0 and HTTP/1.1 are supported",
+                                       "http_version_not_supported"},
+  [API_ERROR_TOO_MANY_CONNECTIONS] = {"overloaded", 503, {"request", NULL},
+                                      "Too many connections are open; retry shortly",
+                                      "overloaded"},
 };
 
 const char *api_error_code(enum api_error error) { return API_ERRORS[error].code; }

@@ -22,6 +22,13 @@ enum api_error {
   API_ERROR_UPSTREAM_RATE_LIMITED,
   API_ERROR_OVERLOADED,
   API_ERROR_CIRCUIT_OPEN, /* code upstream_unavailable, with 503 and Retry-After */
+  /* The front end's refusals of a connection or a request head. */
+  API_ERROR_REQUEST_TIMEOUT,     /* 408: the head did not arrive within request_timeout */
+  API_ERROR_URI_TOO_LONG,        /* 414 */
+  API_ERROR_HEADERS_TOO_LARGE,   /* 431: too many or too large header fields */
+  API_ERROR_NOT_IMPLEMENTED,     /* 501: a method no route knows */
+  API_ERROR_VERSION_NOT_SUPPORTED, /* 505: not HTTP/1.x */
+  API_ERROR_TOO_MANY_CONNECTIONS, /* 503 (code overloaded): beyond [server] max_connections */
 };
 
 /* The `code` of the error body, e.g. "invalid_id". */

@@ -2,7 +2,7 @@
  *
  * Pure: no I/O, no allocation. The target is matched as it arrived on the wire, before any
  * percent-decoding, so "%2F", "//", "..", a trailing slash or ";params" can never smuggle
- * another path into the enrollment route (evhttp_decode_uri would turn %2F into '/'). */
+ * another path into the enrollment route (a percent-decoding router would turn %2F into '/'). */
 #ifndef FLIPCACHED_ROUTE_H
 #define FLIPCACHED_ROUTE_H
 

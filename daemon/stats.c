@@ -43,6 +43,9 @@ static const struct stat_field FIELDS[] = {
   COUNTER(waiters_refused, "Requests refused because one fetch had too many waiters"),
   COUNTER(reloads, "SIGHUPs that applied a configuration"),
   COUNTER(credential_reloads, "Credentials replaced by a SIGHUP"),
+  COUNTER(connections_accepted, "Client connections accepted, refused ones included"),
+  COUNTER(connections_refused, "Client connections answered 503 because max_connections were open"),
+  COUNTER(request_timeouts, "Request heads not complete within request_timeout (answered 408)"),
   GAUGE(uptime_seconds, "Seconds since start"),
   GAUGE(inflight, "Upstream fetches in progress"),
   GAUGE(breaker_state, "Upstream circuit breaker: 0 closed, 1 open, 2 half-open"),
@@ -50,6 +53,7 @@ static const struct stat_field FIELDS[] = {
   GAUGE(cache_entries, "Entries in the cache"),
   GAUGE(cache_bytes, "Bytes of the cache map in use"),
   GAUGE(cache_max_bytes, "Size limit of the cache map in bytes"),
+  GAUGE(connections, "Client connections open"),
 };
 #define FIELD_COUNT (sizeof(FIELDS) / sizeof(FIELDS[0]))
 

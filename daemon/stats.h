@@ -37,6 +37,9 @@ struct stats {
   uint64_t waiters_refused;   /* requests refused because a fetch had too many waiters */
   uint64_t reloads;           /* SIGHUPs that applied a configuration */
   uint64_t credential_reloads; /* credentials replaced by a SIGHUP */
+  uint64_t connections_accepted; /* client connections accepted (refused ones included) */
+  uint64_t connections_refused;  /* answered 503 at once: [server] max_connections were open */
+  uint64_t request_timeouts;     /* request heads not complete within request_timeout (408) */
   /* Upstream fetch durations (retries included), for /metrics: counts per bucket (not
    * cumulative; the renderer accumulates), their number and their sum. */
   uint64_t upstream_latency_bucket[STATS_LATENCY_BUCKETS + 1];
@@ -55,6 +58,7 @@ struct stats_gauges {
   uint64_t cache_entries;
   uint64_t cache_bytes;       /* bytes of the LMDB map in use */
   uint64_t cache_max_bytes;
+  uint64_t connections;       /* client connections open now, counted against max_connections */
 };
 
 /* malloc'd NUL-terminated texts, or NULL when out of memory. */

@@ -19,6 +19,7 @@ static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges
   gauges->upstream_paused_seconds = (uint64_t)upstream_paused_seconds(daemon->upstream);
   gauges->cache_max_bytes = daemon->cfg.max_size;
   cache_usage(daemon->cache, &gauges->cache_entries, &gauges->cache_bytes);
+  gauges->connections = front_connections(daemon->front);
 }
 
 static void reply_text(struct client_request *request, int status, const char *content_type,

@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,11 +210,12 @@ void flipcached_prepare(struct flipcached_proc *proc, const struct fake_upstream
   }
   char config[3072];
   snprintf(config, sizeof(config),
-           "[server]\nlisten = 127.0.0.1:%d%s\n\n"
+           "[server]\nlisten = 127.0.0.1:%d%s\n%s\n"
            "[upstream]\nbase_url = %s\ntoken_file = %s\ntimeout_ms = %u\nconnect_timeout_ms = 1000\n%s%s\n"
            "[cache]\npath = %s/cache\nttl = %u\nmax_size = %s\n%s\n"
            "[log]\nlevel = %s\n",
-           proc->port, listen_unix, options->base_url ? options->base_url : fake->base_url,
+           proc->port, listen_unix, options->extra_server ? options->extra_server : "",
+           options->base_url ? options->base_url : fake->base_url,
            proc->token_path,
            options->timeout_ms ? options->timeout_ms : 5000, oauth,
            options->extra_upstream ? options->extra_upstream : "", proc->dir,
@@ -550,13 +552,65 @@ long json_field(const char *json, const char *field) {
   return result;
 }
 
-int raw_send(int port, const char *request, size_t len) {
+int raw_connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   cr_assert(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+  return fd;
+}
+
+int raw_send(int port, const char *request, size_t len) {
+  int fd = raw_connect(port);
   cr_assert(write(fd, request, len) == (ssize_t)len);
   return fd;
+}
+
+static long ms_since(const struct timespec *start) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
+size_t raw_read_response(int fd, char *out, size_t out_cap, long timeout_ms) {
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  size_t got = 0;
+  out[0] = '\0';
+  while (got + 1 < out_cap) {
+    const char *end = strstr(out, "\r\n\r\n");
+    if (end) {
+      const char *length = strcasestr(out, "\r\nContent-Length:");
+      size_t want = (size_t)(end + 4 - out) + (length ? strtoul(length + 17, NULL, 10) : 0);
+      if (got >= want)
+        return got;
+    }
+    long left = timeout_ms - ms_since(&start);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+      return 0;
+    ssize_t n = read(fd, out + got, out_cap - 1 - got);
+    if (n <= 0)
+      return 0;
+    got += (size_t)n;
+    out[got] = '\0';
+  }
+  return 0;
+}
+
+bool raw_wait_closed(int fd, long timeout_ms) {
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  char sink[65536];
+  for (;;) {
+    long left = timeout_ms - ms_since(&start);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+      return false;
+    ssize_t n = read(fd, sink, sizeof(sink));
+    if (n <= 0)
+      return true; /* EOF, or reset */
+  }
 }
 
 size_t raw_read_all(int fd, char *out, size_t out_cap) {

@@ -22,6 +22,7 @@ struct daemon_options {
   const char *base_url;       /* NULL: the fake's */
   const char *extra_upstream; /* more lines for [upstream], or NULL */
   const char *extra_cache;    /* more lines for [cache] (not ttl, max_size), or NULL */
+  const char *extra_server;   /* more lines for [server] (not listen), or NULL */
   const char *max_size;       /* NULL: 16M */
   const char *token;          /* NULL: a new random one */
   bool unix_socket;           /* also listen on unix:DIR/http.sock */
@@ -126,6 +127,14 @@ int raw_send(int port, const char *request, size_t len);
 size_t raw_read_all(int fd, char *out, size_t out_cap);
 /* A "Name: N kB" field of /proc/PID/status (VmRSS, VmHWM...), or -1. */
 long proc_status_kb(pid_t pid, const char *field);
+/* Connects to 127.0.0.1:port (blocking socket). */
+int raw_connect(int port);
+/* Reads one whole response (its head and Content-Length bytes of body) from a kept-alive
+ * connection into out, within timeout_ms; returns its length, 0 on a close or a timeout. */
+size_t raw_read_response(int fd, char *out, size_t out_cap, long timeout_ms);
+/* Waits up to timeout_ms for the peer to close (EOF or reset), discarding what it sends first;
+ * true if it closed. */
+bool raw_wait_closed(int fd, long timeout_ms);
 /* raw_send, then reads the answer until the server closes or out is full; returns its length. */
 size_t raw_exchange(int port, const char *request, size_t len, char *out, size_t out_cap);
 

@@ -51,6 +51,12 @@ ParameterizedTestParameters(error_body, every_code_has_its_status_and_shape) {
     {API_ERROR_UPSTREAM_RATE_LIMITED, "upstream_rate_limited", 503},
     {API_ERROR_OVERLOADED, "overloaded", 503},
     {API_ERROR_CIRCUIT_OPEN, "upstream_unavailable", 503},
+    {API_ERROR_REQUEST_TIMEOUT, "request_timeout", 408},
+    {API_ERROR_URI_TOO_LONG, "uri_too_long", 414},
+    {API_ERROR_HEADERS_TOO_LARGE, "headers_too_large", 431},
+    {API_ERROR_NOT_IMPLEMENTED, "not_implemented", 501},
+    {API_ERROR_VERSION_NOT_SUPPORTED, "http_version_not_supported", 505},
+    {API_ERROR_TOO_MANY_CONNECTIONS, "overloaded", 503},
   };
   return cr_make_param_array(struct error_case, cases, sizeof(cases) / sizeof(cases[0]));
 }

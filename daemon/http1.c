@@ -1,0 +1,205 @@
+#include "http1.h"
+
+#include <string.h>
+#include <strings.h>
+
+static const char *const METHOD_NAMES[] = {
+  [HTTP1_GET] = "GET",         [HTTP1_HEAD] = "HEAD",   [HTTP1_POST] = "POST",
+  [HTTP1_PUT] = "PUT",         [HTTP1_DELETE] = "DELETE", [HTTP1_OPTIONS] = "OPTIONS",
+  [HTTP1_TRACE] = "TRACE",     [HTTP1_CONNECT] = "CONNECT", [HTTP1_PATCH] = "PATCH",
+  [HTTP1_UNKNOWN] = "-",
+};
+
+const char *http1_method_name(enum http1_method method) { return METHOD_NAMES[method]; }
+
+/* RFC 9110 5.6.2 tchar. */
+static bool is_tchar(unsigned char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+    return true;
+  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* field-value bytes (RFC 9110 5.5): VCHAR, obs-text, SP and HTAB; never NUL, CR, LF, DEL or
+ * another control byte. */
+static bool is_field_value_byte(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+
+static enum http1_method method_of(const char *text, size_t len) {
+  for (int m = HTTP1_GET; m < HTTP1_UNKNOWN; m++)
+    if (strlen(METHOD_NAMES[m]) == len && memcmp(METHOD_NAMES[m], text, len) == 0)
+      return (enum http1_method)m;
+  return HTTP1_UNKNOWN;
+}
+
+static bool name_is(const char *name, size_t len, const char *expected) {
+  return strlen(expected) == len && strncasecmp(name, expected, len) == 0;
+}
+
+struct fields_seen {
+  size_t hosts;
+  size_t content_lengths;
+  bool connection_close;
+  bool connection_keep_alive;
+};
+
+/* Reads the comma-separated tokens of a Connection field. */
+static void read_connection(const char *value, size_t len, struct fields_seen *seen) {
+  size_t i = 0;
+  while (i < len) {
+    while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
+      i++;
+    size_t start = i;
+    while (i < len && value[i] != ',' && value[i] != ' ' && value[i] != '\t')
+      i++;
+    if (name_is(value + start, i - start, "close"))
+      seen->connection_close = true;
+    else if (name_is(value + start, i - start, "keep-alive"))
+      seen->connection_keep_alive = true;
+  }
+}
+
+/* Takes note of the fields that frame the message or the connection; false: refuse (400). */
+static bool read_field(const char *name, size_t name_len, const char *value, size_t value_len,
+                       struct fields_seen *seen, struct http1_request *out) {
+  if (name_is(name, name_len, "content-length")) {
+    if (value_len == 0)
+      return false;
+    bool zero = true;
+    for (size_t i = 0; i < value_len; i++) {
+      if (value[i] < '0' || value[i] > '9')
+        return false;
+      zero = zero && value[i] == '0';
+    }
+    /* A second Content-Length, even an equal one, is how requests get smuggled. */
+    if (++seen->content_lengths > 1 || !zero)
+      out->carries_body = true;
+  } else if (name_is(name, name_len, "transfer-encoding")) {
+    out->carries_body = true;
+  } else if (name_is(name, name_len, "connection")) {
+    read_connection(value, value_len, seen);
+  } else if (name_is(name, name_len, "host")) {
+    seen->hosts++;
+  }
+  return true;
+}
+
+#define REFUSE(code)                                                                              \
+  do {                                                                                            \
+    *status = (code);                                                                             \
+    return HTTP1_REFUSED;                                                                         \
+  } while (0)
+
+/* Parses the head buf[start..end), which ends with its first empty line. */
+static enum http1_result parse_head(char *buf, size_t start, size_t end, struct http1_request *out,
+                                    int *status) {
+  const unsigned char *p = (const unsigned char *)buf + start;
+  const unsigned char *limit = (const unsigned char *)buf + end;
+
+  const unsigned char *method = p;
+  while (p < limit && is_tchar(*p))
+    p++;
+  if (p == method || p >= limit || *p != ' ')
+    REFUSE(400);
+  out->method = method_of((const char *)method, (size_t)(p - method));
+  p++;
+
+  const unsigned char *target = p;
+  while (p < limit && *p > 0x20 && *p < 0x7f)
+    p++;
+  if (p == target || p >= limit || *p != ' ') /* HTTP/0.9 has no version: a CR comes here */
+    REFUSE(400);
+  out->target = buf + (target - (const unsigned char *)buf);
+  out->target_len = (size_t)(p - target);
+  p++;
+
+  if (limit - p < 10 || memcmp(p, "HTTP/", 5) != 0 || p[5] < '0' || p[5] > '9' || p[6] != '.' ||
+      p[7] < '0' || p[7] > '9' || p[8] != '\r' || p[9] != '\n')
+    REFUSE(400);
+  if (p[5] != '1')
+    REFUSE(505);
+  out->version_minor = p[7] == '0' ? 0 : 1; /* 1.2 and later minors speak 1.1 (RFC 9110 2.5) */
+  p += 10;
+
+  struct fields_seen seen = {0};
+  size_t fields = 0;
+  for (;;) {
+    if (p + 2 == limit && p[0] == '\r' && p[1] == '\n')
+      break;
+    const unsigned char *name = p;
+    while (p < limit && is_tchar(*p))
+      p++;
+    /* No name, whitespace before the colon, obs-fold, a bare LF: all refused. */
+    if (p == name || p >= limit || *p != ':')
+      REFUSE(400);
+    size_t name_len = (size_t)(p - name);
+    p++;
+    while (p < limit && (*p == ' ' || *p == '\t'))
+      p++;
+    const unsigned char *value = p;
+    while (p < limit && is_field_value_byte(*p))
+      p++;
+    if (limit - p < 2 || p[0] != '\r' || p[1] != '\n') /* a NUL, a lone CR, a bare LF */
+      REFUSE(400);
+    const unsigned char *value_end = p;
+    while (value_end > value && (value_end[-1] == ' ' || value_end[-1] == '\t'))
+      value_end--;
+    p += 2;
+    if (++fields > HTTP1_MAX_FIELDS)
+      REFUSE(431);
+    if (!read_field((const char *)name, name_len, (const char *)value,
+                    (size_t)(value_end - value), &seen, out))
+      REFUSE(400);
+  }
+  /* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0. */
+  if (seen.hosts > 1 || (out->version_minor == 1 && seen.hosts == 0))
+    REFUSE(400);
+  out->keep_alive = out->version_minor == 1 ? !seen.connection_close
+                                            : seen.connection_keep_alive && !seen.connection_close;
+  out->target[out->target_len] = '\0';
+  out->head_len = end;
+  return HTTP1_COMPLETE;
+}
+
+/* A head that does not end within HTTP1_MAX_HEAD: 414 when even the request line does not,
+ * else 431. Decided on the first HTTP1_MAX_HEAD bytes only, so that the answer does not depend
+ * on how much more was read. */
+static enum http1_result refuse_too_large(const char *buf, size_t start, size_t len, int *status) {
+  size_t seen = len < HTTP1_MAX_HEAD ? len : HTTP1_MAX_HEAD;
+  *status = start < seen && memchr(buf + start, '\n', seen - start) ? 431 : 414;
+  return HTTP1_REFUSED;
+}
+
+enum http1_result http1_parse(char *buf, size_t len, size_t *scanned, struct http1_request *out,
+                              int *status) {
+  memset(out, 0, sizeof(*out));
+  /* RFC 9112 2.2: empty lines before a request line are ignored. */
+  size_t start = 0;
+  while (start + 1 < len && buf[start] == '\r' && buf[start + 1] == '\n')
+    start += 2;
+  size_t at = *scanned > start ? *scanned : start;
+  while (at < len) {
+    const char *newline = memchr(buf + at, '\n', len - at);
+    if (!newline) {
+      at = len;
+      break;
+    }
+    size_t lf = (size_t)(newline - buf);
+    /* The head ends at the first empty line: LF then CRLF, or LF LF (refused when parsed). */
+    size_t end = 0;
+    if (lf + 1 < len && buf[lf + 1] == '\n')
+      end = lf + 2;
+    else if (lf + 2 < len && buf[lf + 1] == '\r' && buf[lf + 2] == '\n')
+      end = lf + 3;
+    if (end)
+      return end > HTTP1_MAX_HEAD ? refuse_too_large(buf, start, len, status)
+                                  : parse_head(buf, start, end, out, status);
+    if (lf + 1 >= len || (lf + 2 >= len && buf[lf + 1] == '\r')) {
+      at = lf; /* the rest of the empty line may come with the next read */
+      break;
+    }
+    at = lf + 1;
+  }
+  *scanned = at;
+  if (len >= HTTP1_MAX_HEAD)
+    return refuse_too_large(buf, start, len, status);
+  return HTTP1_INCOMPLETE;
+}

@@ -1,0 +1,58 @@
+/* http1: a strict parser of HTTP/1.x request heads, for a server that takes no request bodies.
+ *
+ * Pure: no I/O, no allocation. It accepts only what RFC 9112 defines (CRLF line endings, a token
+ * method, a visible-ASCII target, HTTP/1.0 or HTTP/1.1, "name: value" fields with no whitespace
+ * before the colon, no obs-fold, no NUL or other control byte in a value) and refuses the rest
+ * with the status to answer, so that no two parsers on the path can read one stream two ways.
+ * Anything that announces a body (Transfer-Encoding, a Content-Length other than 0, a second
+ * Content-Length) is reported in `carries_body`: the caller answers it and closes, because the
+ * stream's framing can no longer be trusted. */
+#ifndef FLIPCACHED_HTTP1_H
+#define FLIPCACHED_HTTP1_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define HTTP1_MAX_HEAD 16384   /* request line and fields together */
+#define HTTP1_MAX_FIELDS 100
+
+enum http1_method {
+  HTTP1_GET,
+  HTTP1_HEAD,
+  HTTP1_POST,
+  HTTP1_PUT,
+  HTTP1_DELETE,
+  HTTP1_OPTIONS,
+  HTTP1_TRACE,
+  HTTP1_CONNECT,
+  HTTP1_PATCH,
+  HTTP1_UNKNOWN, /* a well-formed token no route knows: 501 */
+};
+
+struct http1_request {
+  enum http1_method method;
+  char *target;        /* inside the parsed buffer, NUL-terminated in place */
+  size_t target_len;
+  int version_minor;   /* 0 or 1 */
+  bool keep_alive;     /* HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with keep-alive */
+  bool carries_body;
+  size_t head_len;     /* bytes of the buffer this request took, blank lines before it included */
+};
+
+enum http1_result {
+  HTTP1_INCOMPLETE, /* no end of head yet: read more (buffer below HTTP1_MAX_HEAD) */
+  HTTP1_COMPLETE,
+  HTTP1_REFUSED,    /* answer *status (400, 414, 431, 505) and close */
+};
+
+/* Looks for the end of a request head in buf[0..len). *scanned carries the offset already
+ * searched between calls on the same growing buffer (start it at 0), so that a head trickled in
+ * byte by byte costs linear time. On HTTP1_COMPLETE, parses it into out; the target's terminating
+ * byte (the space after it) is overwritten with a NUL. */
+enum http1_result http1_parse(char *buf, size_t len, size_t *scanned, struct http1_request *out,
+                              int *status);
+
+/* "GET", "HEAD", ...; "-" for HTTP1_UNKNOWN. */
+const char *http1_method_name(enum http1_method method);
+
+#endif

@@ -1,0 +1,179 @@
+/* Connection-level limits of the front end, on raw sockets: max_connections with a polite 503,
+ * the request_timeout deadline of a head (slowloris) and of an answer nobody reads, idle
+ * keep-alive connections, HTTP/1.0 and half-closed clients. Short timeouts, never long sleeps. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
+
+static struct fake_upstream fake;
+static struct flipcached_proc daemon_proc;
+
+static void start_with(const char *server_lines) {
+  struct daemon_options options = {.extra_server = server_lines};
+  fixture_start(&fake, &daemon_proc, &options);
+}
+
+static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
+
+TestSuite(connections, .fini = stop_all, .timeout = 60);
+
+static const char HEALTHZ[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/* A kept-alive connection the daemon has certainly accepted: it answered on it. */
+static int open_served_connection(void) {
+  int fd = raw_connect(daemon_proc.port);
+  cr_assert_eq(write(fd, HEALTHZ, sizeof(HEALTHZ) - 1), (ssize_t)(sizeof(HEALTHZ) - 1));
+  char answer[4096];
+  cr_assert(raw_read_response(fd, answer, sizeof(answer), 5000) > 0, "no answer");
+  cr_assert(strncmp(answer, "HTTP/1.1 200", 12) == 0, "answered %.40s", answer);
+  return fd;
+}
+
+Test(connections, beyond_max_connections_a_503_then_a_close) {
+  start_with("max_connections = 3\n");
+  int kept[3];
+  for (int i = 0; i < 3; i++)
+    kept[i] = open_served_connection();
+
+  int extra = raw_send(daemon_proc.port, HEALTHZ, sizeof(HEALTHZ) - 1);
+  char answer[4096];
+  raw_read_all(extra, answer, sizeof(answer)); /* until the daemon closes it */
+  close(extra);
+  cr_expect(strncmp(answer, "HTTP/1.1 503", 12) == 0, "answered %.40s", answer);
+  cr_expect(strstr(answer, "\r\nRetry-After: 1\r\n") != NULL, "no Retry-After: %s", answer);
+  cr_expect(strstr(answer, "\r\nConnection: close\r\n") != NULL);
+  cr_expect(strstr(answer, "\"code\":\"overloaded\"") != NULL, "not the error shape: %s", answer);
+
+  /* One kept connection closes: its slot is free again, and the stats say what happened. */
+  close(kept[0]);
+  long refused = -1;
+  for (int attempt = 0; attempt < 50 && refused < 0; attempt++) {
+    refused = flipcached_stat(&daemon_proc, "connections_refused");
+    if (refused < 0)
+      pause_ms(50);
+  }
+  cr_expect_eq(refused, 1);
+  cr_expect_geq(flipcached_stat(&daemon_proc, "connections_accepted"), 5);
+  close(kept[1]);
+  close(kept[2]);
+}
+
+Test(connections, a_trickled_head_is_cut_at_request_timeout) {
+  start_with("request_timeout = 1\n");
+  int fd = raw_connect(daemon_proc.port);
+  const char head[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+  cr_assert_eq(write(fd, head, sizeof(head) - 1), (ssize_t)(sizeof(head) - 1));
+  /* A byte every 100 ms: each one keeps an idle timer alive, not the head's deadline. Ten
+   * seconds of trickle would finish the head; the daemon must cut it long before. */
+  bool cut = false;
+  for (int i = 0; i < 100 && !cut; i++) {
+    pause_ms(100);
+    cut = send(fd, "a", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1;
+    char peek;
+    cut = cut || recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) >= 0;
+  }
+  cr_expect(cut, "the head was still being read after 10 s");
+  char answer[4096];
+  raw_read_all(fd, answer, sizeof(answer));
+  close(fd);
+  cr_expect(strncmp(answer, "HTTP/1.1 408", 12) == 0, "answered %.40s", answer);
+  cr_expect_eq(fake_stat(&fake, "total"), 0, "nothing went upstream");
+  cr_expect_eq(flipcached_stat(&daemon_proc, "request_timeouts"), 1);
+}
+
+Test(connections, an_idle_keep_alive_connection_is_closed_after_idle_timeout) {
+  start_with("idle_timeout = 1\n");
+  int fd = open_served_connection();
+  cr_expect(raw_wait_closed(fd, 5000), "still open 5 s after a 1 s idle timeout");
+  close(fd);
+}
+
+/* A client that sends requests but never reads the answers: once they stop fitting in the
+ * socket, the daemon stops reading from it and drops it at request_timeout. */
+Test(connections, a_client_that_never_reads_its_answers_is_dropped) {
+  start_with("request_timeout = 1\n");
+  int fd = raw_connect(daemon_proc.port);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  const char metrics[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+  static char batch[65536];
+  size_t per_batch = sizeof(batch) / (sizeof(metrics) - 1), batch_len = 0;
+  for (size_t i = 0; i < per_batch; i++, batch_len += sizeof(metrics) - 1)
+    memcpy(batch + batch_len, metrics, sizeof(metrics) - 1);
+  /* Requests until the socket takes no more (the daemon stopped reading), or 256 MiB. */
+  size_t sent = 0;
+  while (sent < ((size_t)256 << 20)) {
+    ssize_t n = send(fd, batch, batch_len, MSG_NOSIGNAL);
+    if (n <= 0)
+      break;
+    sent += (size_t)n;
+  }
+  cr_expect_lt(sent, (size_t)256 << 20, "the daemon read 256 MiB of requests nobody took answers for");
+  pause_ms(2500); /* request_timeout and a sweep */
+  cr_expect(raw_wait_closed(fd, 5000), "still open");
+  close(fd);
+  char url[128];
+  snprintf(url, sizeof(url), "%s/healthz", daemon_proc.url);
+  struct http_response response;
+  http_get(url, &response);
+  cr_expect_eq(response.status, 200, "the daemon stopped serving");
+  http_response_free(&response);
+}
+
+Test(connections, http_1_0_is_closed_unless_it_asks_for_keep_alive) {
+  start_with(NULL);
+  const char plain[] = "GET /healthz HTTP/1.0\r\n\r\n";
+  char answer[4096];
+  raw_exchange(daemon_proc.port, plain, sizeof(plain) - 1, answer, sizeof(answer));
+  cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "answered %.40s", answer);
+  cr_expect(strstr(answer, "\r\nConnection: close\r\n") != NULL);
+
+  const char kept[] = "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+  int fd = raw_connect(daemon_proc.port);
+  for (int i = 0; i < 3; i++) {
+    cr_assert_eq(write(fd, kept, sizeof(kept) - 1), (ssize_t)(sizeof(kept) - 1));
+    cr_assert(raw_read_response(fd, answer, sizeof(answer), 5000) > 0, "request %d unanswered", i);
+    cr_expect(strstr(answer, "\r\nConnection: keep-alive\r\n") != NULL, "%s", answer);
+  }
+  close(fd);
+}
+
+/* A client may send its request and shut its write side at once: it still gets the answer,
+ * even one that needs the upstream first. */
+Test(connections, a_half_closed_client_still_gets_its_answer) {
+  start_with(NULL);
+  fake_set_mode(&fake, ID, "ok", 200);
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n\r\n";
+  int fd = raw_send(daemon_proc.port, request, sizeof(request) - 1);
+  shutdown(fd, SHUT_WR);
+  char answer[8192];
+  raw_read_all(fd, answer, sizeof(answer));
+  close(fd);
+  cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "answered %.40s", answer);
+  cr_expect(strstr(answer, "\"id\":\"" ID "\"") != NULL);
+}
+
+/* Every answer carries Date (RFC 9110 6.6.1), and HEAD says GET's Content-Length, no body. */
+Test(connections, head_and_date) {
+  start_with(NULL);
+  const char head[] = "HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  char answer[4096];
+  raw_exchange(daemon_proc.port, head, sizeof(head) - 1, answer, sizeof(answer));
+  cr_expect(strncmp(answer, "HTTP/1.1 ", 9) == 0, "answered %.40s", answer);
+  cr_expect(strstr(answer, "\r\nDate: ") != NULL);
+  const char *end = strstr(answer, "\r\n\r\n");
+  cr_assert_not_null(end);
+  cr_expect_eq(end[4], '\0', "HEAD got a body: %s", end + 4);
+  const char *length = strstr(answer, "\r\nContent-Length: ");
+  cr_assert_not_null(length);
+  cr_expect_gt(atol(length + 18), 0);
+}

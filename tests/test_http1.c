@@ -1,0 +1,191 @@
+/* The request-head parser: what it accepts, what it refuses and with which status. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http1.h"
+
+static enum http1_result parse(const char *text, size_t len, struct http1_request *out,
+                               int *status, char **buf) {
+  *buf = malloc(len + 1);
+  memcpy(*buf, text, len);
+  size_t scanned = 0;
+  *status = 0;
+  return http1_parse(*buf, len, &scanned, out, status);
+}
+
+Test(http1, a_plain_get) {
+  const char text[] = "GET /v1/enrollments/x?y=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\nNEXT";
+  struct http1_request req;
+  int status;
+  char *buf;
+  cr_assert_eq(parse(text, sizeof(text) - 1, &req, &status, &buf), HTTP1_COMPLETE);
+  cr_expect_eq(req.method, HTTP1_GET);
+  cr_expect_str_eq(req.target, "/v1/enrollments/x?y=1");
+  cr_expect_eq(req.version_minor, 1);
+  cr_expect(req.keep_alive);
+  cr_expect_not(req.carries_body);
+  cr_expect_eq(req.head_len, sizeof(text) - 1 - 4, "the next request is left where it is");
+  free(buf);
+}
+
+Test(http1, blank_lines_before_the_request_line_are_skipped) {
+  const char text[] = "\r\n\r\nHEAD / HTTP/1.1\r\nHost: x\r\n\r\n";
+  struct http1_request req;
+  int status;
+  char *buf;
+  cr_assert_eq(parse(text, sizeof(text) - 1, &req, &status, &buf), HTTP1_COMPLETE);
+  cr_expect_eq(req.method, HTTP1_HEAD);
+  cr_expect_eq(req.head_len, sizeof(text) - 1);
+  free(buf);
+}
+
+Test(http1, connection_tokens_decide_keep_alive) {
+  struct {
+    const char *text;
+    bool keep_alive;
+  } cases[] = {
+    {"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false},
+    {"GET / HTTP/1.1\r\nHost: x\r\nConnection: foo, CLOSE\r\n\r\n", false},
+    {"GET / HTTP/1.0\r\n\r\n", false},
+    {"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true},
+    {"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", true},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct http1_request req;
+    int status;
+    char *buf;
+    cr_assert_eq(parse(cases[i].text, strlen(cases[i].text), &req, &status, &buf), HTTP1_COMPLETE,
+                 "%s", cases[i].text);
+    cr_expect_eq(req.keep_alive, cases[i].keep_alive, "%s", cases[i].text);
+    free(buf);
+  }
+}
+
+Test(http1, anything_announcing_a_body_is_flagged) {
+  const char *cases[] = {
+    "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct http1_request req;
+    int status;
+    char *buf;
+    cr_assert_eq(parse(cases[i], strlen(cases[i]), &req, &status, &buf), HTTP1_COMPLETE);
+    cr_expect(req.carries_body, "%s", cases[i]);
+    free(buf);
+  }
+  struct http1_request req;
+  int status;
+  char *buf;
+  const char zero[] = "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+  cr_assert_eq(parse(zero, sizeof(zero) - 1, &req, &status, &buf), HTTP1_COMPLETE);
+  cr_expect_not(req.carries_body);
+  free(buf);
+}
+
+struct refusal {
+  char text[160];
+  size_t len; /* 0: strlen */
+  int status;
+};
+
+ParameterizedTestParameters(http1, refused_with_its_status) {
+  static struct refusal cases[] = {
+    {"GET /x HTTP/1.1\nHost: x\n\n", 0, 400},                       /* bare LF */
+    {"GET /x HTTP/1.1\r\nHost: x\n\r\n", 0, 400},                   /* one bare LF */
+    {"GET /x HTTP/1.1\r\nHost: x\r\nA: a\0b\r\n\r\n", 36, 400},     /* NUL in a value */
+    {"GET /x HTTP/1.1\r\nHost: x\r\nA: a\rb\r\n\r\n", 0, 400},      /* a lone CR */
+    {"GET /x HTTP/1.1\r\nHost: x\r\nA: a\x7f\r\n\r\n", 0, 400},     /* DEL */
+    {"GET /x HTTP/1.1\r\nHost: x\r\nA : a\r\n\r\n", 0, 400},        /* space before the colon */
+    {"GET /x HTTP/1.1\r\nHost: x\r\nA: a\r\n b\r\n\r\n", 0, 400},   /* obs-fold */
+    {"GET /x HTTP/1.1\r\nHost: x\r\n: a\r\n\r\n", 0, 400},          /* no name */
+    {"GET /x HTTP/1.1\r\nHost: x\r\nA\r\n\r\n", 0, 400},            /* no colon */
+    {"GET /x\r\n\r\n", 0, 400},                                     /* HTTP/0.9 */
+    {"GET /x HTTP/1.1\r\n\r\n", 0, 400},                            /* no Host */
+    {"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 0, 400},      /* two Hosts */
+    {"GET /x HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n", 0, 400},
+    {"GET /x HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n", 0, 400},
+    {"GET  /x HTTP/1.1\r\nHost: x\r\n\r\n", 0, 400},                /* two spaces */
+    {"GET /\x80 HTTP/1.1\r\nHost: x\r\n\r\n", 0, 400},              /* non-ASCII target */
+    {"GET /x HTTP/1.1 \r\nHost: x\r\n\r\n", 0, 400},
+    {"GET /x http/1.1\r\nHost: x\r\n\r\n", 0, 400},
+    {"GET /x HTTP/11\r\nHost: x\r\n\r\n", 0, 400},
+    {"G@T /x HTTP/1.1\r\nHost: x\r\n\r\n", 0, 400},
+    {"GET /x HTTP/2.0\r\nHost: x\r\n\r\n", 0, 505},
+    {"GET /x HTTP/0.9\r\nHost: x\r\n\r\n", 0, 505},
+  };
+  return cr_make_param_array(struct refusal, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct refusal *c, http1, refused_with_its_status) {
+  size_t len = c->len ? c->len : strlen(c->text);
+  struct http1_request req;
+  int status;
+  char *buf;
+  cr_expect_eq(parse(c->text, len, &req, &status, &buf), HTTP1_REFUSED, "accepted %s", c->text);
+  cr_expect_eq(status, c->status, "%s", c->text);
+  free(buf);
+}
+
+Test(http1, an_incomplete_head_asks_for_more_and_resumes_where_it_stopped) {
+  const char text[] = "GET /x HTTP/1.1\r\nHost: x\r\n\r\n";
+  char buf[sizeof(text)];
+  memcpy(buf, text, sizeof(text));
+  size_t scanned = 0;
+  struct http1_request req;
+  int status;
+  for (size_t len = 1; len < sizeof(text) - 1; len++)
+    cr_assert_eq(http1_parse(buf, len, &scanned, &req, &status), HTTP1_INCOMPLETE, "at %zu", len);
+  cr_expect_eq(http1_parse(buf, sizeof(text) - 1, &scanned, &req, &status), HTTP1_COMPLETE);
+  cr_expect_str_eq(req.target, "/x");
+}
+
+Test(http1, limits) {
+  size_t size = HTTP1_MAX_HEAD + 100;
+  char *buf = malloc(size);
+  size_t scanned = 0;
+  struct http1_request req;
+  int status = 0;
+  /* A request line that never ends within the limit: 414. */
+  memset(buf, 'a', size);
+  memcpy(buf, "GET /", 5);
+  cr_expect_eq(http1_parse(buf, size, &scanned, &req, &status), HTTP1_REFUSED);
+  cr_expect_eq(status, 414);
+  /* Fields that never end within the limit: 431. */
+  int len = snprintf(buf, size, "GET / HTTP/1.1\r\nHost: x\r\nX: ");
+  memset(buf + len, 'a', size - (size_t)len);
+  scanned = 0;
+  cr_expect_eq(http1_parse(buf, size, &scanned, &req, &status), HTTP1_REFUSED);
+  cr_expect_eq(status, 431);
+  free(buf);
+  /* More than HTTP1_MAX_FIELDS fields, however small: 431. */
+  char many[8192];
+  size_t at = (size_t)snprintf(many, sizeof(many), "GET / HTTP/1.1\r\nHost: x\r\n");
+  for (int i = 0; i < HTTP1_MAX_FIELDS; i++)
+    at += (size_t)snprintf(many + at, sizeof(many) - at, "X%d: v\r\n", i);
+  at += (size_t)snprintf(many + at, sizeof(many) - at, "\r\n");
+  scanned = 0;
+  cr_expect_eq(http1_parse(many, at, &scanned, &req, &status), HTTP1_REFUSED);
+  cr_expect_eq(status, 431);
+}
+
+Test(http1, methods) {
+  const char *names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+                         "PATCH", "BREW", "get"};
+  enum http1_method expected[] = {HTTP1_GET, HTTP1_HEAD, HTTP1_POST, HTTP1_PUT, HTTP1_DELETE,
+                                  HTTP1_OPTIONS, HTTP1_TRACE, HTTP1_CONNECT, HTTP1_PATCH,
+                                  HTTP1_UNKNOWN, HTTP1_UNKNOWN};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    char text[64];
+    int len = snprintf(text, sizeof(text), "%s / HTTP/1.1\r\nHost: x\r\n\r\n", names[i]);
+    size_t scanned = 0;
+    struct http1_request req;
+    int status;
+    cr_assert_eq(http1_parse(text, (size_t)len, &scanned, &req, &status), HTTP1_COMPLETE);
+    cr_expect_eq(req.method, expected[i], "%s", names[i]);
+  }
+}
