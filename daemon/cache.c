@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@
 #define COMPACT_DIR "compact.tmp"
 #define FORMAT_FILE "format"
 #define FORMAT_TEXT "flipcached cache format 1\n" /* RECORD_FORMAT_VERSION, keys "e:"+uuid */
+#define SYNC_INTERVAL_MS 1000 /* the syncer flushes committed writes to disk this often */
 
 struct cache {
   char dir[4096];
@@ -32,6 +35,16 @@ struct cache {
   char sweep_next[KEY_LEN]; /* the sweeper resumes at this key; empty at the start of a pass */
   size_t sweep_next_len;
   char unavailable[256];    /* why env is NULL, for /healthz; empty while open */
+  /* The syncer thread: commits on the loop only write (MDB_NOSYNC); this thread makes them
+   * durable with mdb_env_sync every SYNC_INTERVAL_MS. env_lock is held by the loop while it opens
+   * or closes env, and by the syncer while it syncs, so env is never closed under a sync. The
+   * loop reads env without the lock: it is the only thread that changes it. */
+  pthread_mutex_t env_lock;
+  pthread_cond_t syncer_wake;
+  pthread_t syncer;
+  bool syncer_running;
+  bool syncer_stop;            /* under env_lock */
+  atomic_uint_fast64_t syncs;  /* mdb_env_sync calls that succeeded */
 };
 
 /* LMDB's ways of saying the file is not a sound environment of ours. */
@@ -71,15 +84,45 @@ static void env_close(struct cache *cache) {
   if (cache->read_txn)
     mdb_txn_abort(cache->read_txn);
   cache->read_txn = NULL;
+  pthread_mutex_lock(&cache->env_lock);
   if (cache->env) {
-    mdb_env_sync(cache->env, 1);
+    mdb_env_sync(cache->env, 1); /* what the syncer has not flushed yet */
     mdb_env_close(cache->env);
   }
   cache->env = NULL;
+  pthread_mutex_unlock(&cache->env_lock);
+}
+
+static void *run_syncer(void *arg) {
+  struct cache *cache = arg;
+  pthread_mutex_lock(&cache->env_lock);
+  while (!cache->syncer_stop) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)(SYNC_INTERVAL_MS % 1000) * 1000000L;
+    until.tv_sec += SYNC_INTERVAL_MS / 1000 + until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&cache->syncer_wake, &cache->env_lock, &until);
+    if (!cache->syncer_stop && cache->env && mdb_env_sync(cache->env, 1) == 0)
+      atomic_fetch_add(&cache->syncs, 1);
+  }
+  pthread_mutex_unlock(&cache->env_lock);
+  return NULL;
 }
 
 /* Opens the environment in cache->dir; on failure leaves cache->env NULL and sets err. */
+static int env_open_locked(struct cache *cache, char *err, size_t err_len);
+
 static int env_open(struct cache *cache, char *err, size_t err_len) {
+  pthread_mutex_lock(&cache->env_lock);
+  int rc = env_open_locked(cache, err, err_len);
+  pthread_mutex_unlock(&cache->env_lock);
+  if (rc != 0)
+    env_close(cache);
+  return rc;
+}
+
+static int env_open_locked(struct cache *cache, char *err, size_t err_len) {
   const char *step = "mdb_env_create";
   MDB_txn *txn = NULL;
   int rc = mdb_env_create(&cache->env);
@@ -88,10 +131,12 @@ static int env_open(struct cache *cache, char *err, size_t err_len) {
     rc = mdb_env_set_mapsize(cache->env, (size_t)cache->max_size);
   }
   if (rc == 0) {
-    /* NOMETASYNC: a commit syncs the data but not the meta page; a system crash can lose the last
-     * commit, never the file's integrity (docs/architecture.md). NOTLS: one thread, reused txn. */
+    /* NOSYNC: a commit writes, the syncer thread flushes every SYNC_INTERVAL_MS, so no fsync
+     * ever runs on the loop. A killed daemon loses nothing (the kernel has every write); a
+     * system crash can lose the last second, or damage the file, which the next start moves
+     * aside (docs/architecture.md). NOTLS: one thread reads, with one reused transaction. */
     step = "mdb_env_open";
-    rc = mdb_env_open(cache->env, cache->dir, MDB_NOMETASYNC | MDB_NOTLS, 0600);
+    rc = mdb_env_open(cache->env, cache->dir, MDB_NOSYNC | MDB_NOTLS, 0600);
   }
   if (rc == 0) {
     int dead = 0;
@@ -123,7 +168,6 @@ static int env_open(struct cache *cache, char *err, size_t err_len) {
   if (rc != 0) {
     snprintf(err, err_len, "cache %s: %s: %s", cache->dir, step, mdb_strerror(rc));
     cache->last_open_rc = rc;
-    env_close(cache);
     return -1;
   }
   return 0;
@@ -227,6 +271,11 @@ struct cache *cache_open(const char *dir, uint64_t max_size, struct stats *stats
   snprintf(cache->dir, sizeof(cache->dir), "%s", dir);
   cache->max_size = max_size;
   cache->stats = stats;
+  pthread_mutex_init(&cache->env_lock, NULL);
+  pthread_cond_init(&cache->syncer_wake, NULL);
+  cache->syncer_running = pthread_create(&cache->syncer, NULL, run_syncer, cache) == 0;
+  if (!cache->syncer_running)
+    log_warning("cache: no syncer thread: commits reach the disk when the kernel writes them");
   if (prepare_directory(dir, err, err_len) != 0 || open_or_rebuild(cache, err, err_len) != 0) {
     snprintf(cache->unavailable, sizeof(cache->unavailable), "%s", err);
     log_error("cache: %s; serving from the upstream only until it can be opened", err);
@@ -263,8 +312,21 @@ static void rebuild(struct cache *cache, int rc) {
 void cache_close(struct cache *cache) {
   if (!cache)
     return;
+  if (cache->syncer_running) {
+    pthread_mutex_lock(&cache->env_lock);
+    cache->syncer_stop = true;
+    pthread_cond_signal(&cache->syncer_wake);
+    pthread_mutex_unlock(&cache->env_lock);
+    pthread_join(cache->syncer, NULL);
+  }
   env_close(cache);
+  pthread_cond_destroy(&cache->syncer_wake);
+  pthread_mutex_destroy(&cache->env_lock);
   free(cache);
+}
+
+uint64_t cache_syncs(const struct cache *cache) {
+  return (uint64_t)atomic_load(&cache->syncs);
 }
 
 enum cache_lookup cache_get(struct cache *cache, const char *enrollment_id,

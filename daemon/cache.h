@@ -70,5 +70,7 @@ long cache_sweep_step(struct cache *cache, int64_t now, size_t max_entries, bool
 
 /* Entries stored and bytes of the map in use. */
 void cache_usage(struct cache *cache, uint64_t *entries, uint64_t *bytes);
+/* Times the syncer thread flushed the committed writes to disk (every second while open). */
+uint64_t cache_syncs(const struct cache *cache);
 
 #endif

@@ -54,6 +54,7 @@ static const struct stat_field FIELDS[] = {
   GAUGE(cache_bytes, "Bytes of the cache map in use"),
   GAUGE(cache_max_bytes, "Size limit of the cache map in bytes"),
   GAUGE(connections, "Client connections open"),
+  GAUGE(cache_syncs, "Flushes of committed cache writes to disk (one a second)"),
 };
 #define FIELD_COUNT (sizeof(FIELDS) / sizeof(FIELDS[0]))
 

@@ -20,6 +20,7 @@ static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges
   gauges->cache_max_bytes = daemon->cfg.max_size;
   cache_usage(daemon->cache, &gauges->cache_entries, &gauges->cache_bytes);
   gauges->connections = front_connections(daemon->front);
+  gauges->cache_syncs = cache_syncs(daemon->cache);
 }
 
 static void reply_text(struct client_request *request, int status, const char *content_type,

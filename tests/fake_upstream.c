@@ -39,6 +39,7 @@
 #include <sys/socket.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@
 #include <sys/queue.h>
 
 #define MAX_IDS 4096
+#define ID_SLOTS (2 * MAX_IDS) /* a power of two, at most half full */
 #define ID_LEN 36
 
 enum mode {
@@ -90,6 +92,9 @@ static struct {
   unsigned long tokens_issued, token_requests_refused;
   struct id_state ids[MAX_IDS];
   size_t id_count;
+  /* Open addressing over ids[]: index + 1, 0 for an empty slot. A linear scan cost the bench's
+   * cold-miss scenario more CPU than the rest of the fake together. */
+  uint16_t id_slots[ID_SLOTS];
   enum mode default_mode;
   unsigned default_delay_ms;
   unsigned long total, auth_ok, auth_bad, cookie_seen, forwarded_seen, redirect_target_hits;
@@ -102,15 +107,22 @@ static struct {
 } fake;
 
 static struct id_state *find_id(const char *id, bool create) {
-  for (size_t i = 0; i < fake.id_count; i++) {
-    if (strcmp(fake.ids[i].id, id) == 0)
-      return &fake.ids[i];
+  uint32_t hash = 2166136261u; /* FNV-1a */
+  for (const char *c = id; *c; c++)
+    hash = (hash ^ (unsigned char)*c) * 16777619u;
+  size_t slot = hash & (ID_SLOTS - 1);
+  while (fake.id_slots[slot]) {
+    struct id_state *state = &fake.ids[fake.id_slots[slot] - 1];
+    if (strcmp(state->id, id) == 0)
+      return state;
+    slot = (slot + 1) & (ID_SLOTS - 1);
   }
   if (!create || fake.id_count == MAX_IDS)
     return NULL;
   struct id_state *state = &fake.ids[fake.id_count++];
   memset(state, 0, sizeof(*state));
   snprintf(state->id, sizeof(state->id), "%s", id);
+  fake.id_slots[slot] = (uint16_t)fake.id_count;
   return state;
 }
 
@@ -515,6 +527,7 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
     send_json(req, 200, list);
   } else if (strcmp(path, "/_fake/reset") == 0) {
     fake.id_count = 0;
+    memset(fake.id_slots, 0, sizeof(fake.id_slots));
     fake.default_mode = MODE_OK;
     fake.default_delay_ms = 0;
     fake.total = fake.auth_ok = fake.auth_bad = fake.cookie_seen = fake.forwarded_seen = 0;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cache.h"
 #include "files.h"
@@ -177,5 +178,24 @@ Test(cache, purging_all_empties_the_file) {
   cr_expect_not(file_contains(data, id));
   put(7, 1000, 300, 0);
   cr_expect(present(7));
+  close_cache();
+}
+
+/* Commits only write (MDB_NOSYNC); the syncer thread flushes them about once a second, and
+ * keeps doing so across a reopen of the environment (a full purge recreates it). */
+Test(cache, the_syncer_flushes_commits_every_second) {
+  open_cache(16u << 20);
+  put(1, 1000, 300, 60);
+  uint64_t before = cache_syncs(cache);
+  for (int i = 0; i < 50 && cache_syncs(cache) == before; i++)
+    usleep(100 * 1000);
+  cr_expect_gt(cache_syncs(cache), before, "no sync within 5 s");
+  uint64_t removed = 0;
+  cr_assert_eq(cache_purge_all(cache, &removed, err, sizeof(err)), 0, "%s", err);
+  put(2, 1000, 300, 60);
+  before = cache_syncs(cache);
+  for (int i = 0; i < 50 && cache_syncs(cache) == before; i++)
+    usleep(100 * 1000);
+  cr_expect_gt(cache_syncs(cache), before, "no sync after the environment was recreated");
   close_cache();
 }
