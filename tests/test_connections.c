@@ -52,15 +52,18 @@ Test(connections, beyond_max_connections_a_503_then_a_close) {
   cr_expect(strstr(answer, "\r\nConnection: close\r\n") != NULL);
   cr_expect(strstr(answer, "\"code\":\"overloaded\"") != NULL, "not the error shape: %s", answer);
 
-  /* One kept connection closes: its slot is free again, and the stats say what happened. */
+  /* One kept connection closes: its slot is free again, and the stats say what happened. Until
+   * the daemon has read that close, asking for /stats is refused too, and counted. */
   close(kept[0]);
-  long refused = -1;
+  long refused = -1, refused_meanwhile = 0;
   for (int attempt = 0; attempt < 50 && refused < 0; attempt++) {
     refused = flipcached_stat(&daemon_proc, "connections_refused");
-    if (refused < 0)
+    if (refused < 0) {
+      refused_meanwhile++;
       pause_ms(50);
+    }
   }
-  cr_expect_eq(refused, 1);
+  cr_expect_eq(refused, 1 + refused_meanwhile);
   cr_expect_geq(flipcached_stat(&daemon_proc, "connections_accepted"), 5);
   close(kept[1]);
   close(kept[2]);
