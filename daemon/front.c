@@ -457,8 +457,11 @@ void front_reply(struct client_request *request, const struct reply *reply) {
   memmove(c->in, c->in + request->head_len, c->in_len);
   c->in_scanned = 0;
   c->head_started_ms = c->in_len > 0 ? now_ms() : 0;
+  /* Answered later than its read (after an upstream fetch): written out and the next pipelined
+   * request started from the loop, not from here, because the caller may be fanning one fetch
+   * out to many requests, and a next request for the same id must not join that fetch midway. */
   if (!c->busy)
-    connection_run(c); /* answered later than its read: write it out and go on */
+    event_active(c->write_event, EV_WRITE, 1);
 }
 
 void front_reply_empty(struct client_request *request, int status) {
@@ -611,16 +614,15 @@ static void connection_settle(struct connection *c) {
     return;
   bool unsent = c->out_sent < c->out_len;
   set_writing(c, unsent);
-  if (unsent)
-    return; /* reading resumes once the client takes its answers */
-  if (!c->request.unanswered && (c->close_after || c->peer_closed)) {
+  if (!unsent && !c->request.unanswered && (c->close_after || c->peer_closed)) {
     connection_linger(c);
     return;
   }
-  if (!c->request.unanswered && c->in_len == 0)
+  if (!unsent && !c->request.unanswered && c->in_len == 0)
     c->idle_since_ms = now_ms();
-  /* While a request waits for its answer the input buffer must not move (its target is in it):
-   * once it is full, reading stops until the answer. */
+  /* After EOF, reading stops (EOF stays readable: reading on would spin). While a request waits
+   * for its answer the input buffer must not move (its target is in it): once it is full,
+   * reading stops until the answer. */
   set_reading(c, !c->peer_closed && !c->close_after &&
                      !(c->request.unanswered && c->in_len == c->in_cap));
 }

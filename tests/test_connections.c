@@ -180,3 +180,33 @@ Test(connections, head_and_date) {
   cr_assert_not_null(length);
   cr_expect_gt(atol(length + 18), 0);
 }
+
+/* A pipelined request behind one answered by a shared fetch starts after that fetch is done: it
+ * is not collapsed into a fetch that has already answered (a new fetch serves it). */
+Test(connections, a_pipelined_request_behind_a_collapsed_one_does_not_join_a_finished_fetch) {
+  start_with(NULL);
+  fake_set_mode(&fake, ID, "500", 300);
+  const char one[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n\r\n";
+  int first = raw_send(daemon_proc.port, one, sizeof(one) - 1);
+  pause_ms(100); /* the fetch is under way */
+  const char two[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n\r\n"
+                     "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  int second = raw_send(daemon_proc.port, two, sizeof(two) - 1);
+  char answer[8192];
+  cr_assert(raw_read_response(first, answer, sizeof(answer), 5000) > 0);
+  cr_expect(strncmp(answer, "HTTP/1.1 502", 12) == 0, "answered %.40s", answer);
+  close(first);
+  raw_read_all(second, answer, sizeof(answer));
+  close(second);
+  const char *second_answer = strstr(answer + 1, "HTTP/1.1 ");
+  cr_assert_not_null(second_answer, "one answer only: %s", answer);
+  const char *first_status = strstr(answer, "Cache-Status: ");
+  cr_expect(first_status && first_status < second_answer && strstr(first_status, "collapsed"),
+            "the first was not collapsed: %s", answer);
+  const char *second_status = strstr(second_answer, "Cache-Status: ");
+  cr_assert_not_null(second_status);
+  size_t line = strcspn(second_status, "\r");
+  cr_expect(memmem(second_status, line, "collapsed", 9) == NULL, "the second: %.*s", (int)line,
+            second_status);
+  cr_expect_eq(fake_count(&fake, ID), 2, "a fetch each");
+}
