@@ -329,8 +329,11 @@ uint64_t cache_syncs(const struct cache *cache) {
   return (uint64_t)atomic_load(&cache->syncs);
 }
 
-enum cache_lookup cache_get(struct cache *cache, const char *enrollment_id,
-                            struct cache_entry *entry) {
+/* Looks enrollment_id up in the reused read transaction. copy: the value is copied out and the
+ * transaction reset; else a found record borrows the map and the transaction stays open until
+ * cache_entry_release. */
+static enum cache_lookup lookup(struct cache *cache, const char *enrollment_id,
+                                struct cache_entry *entry, bool copy) {
   memset(entry, 0, sizeof(*entry));
   if (!cache->env)
     return CACHE_ERROR;
@@ -345,16 +348,26 @@ enum cache_lookup cache_get(struct cache *cache, const char *enrollment_id,
   enum cache_lookup result = CACHE_ABSENT;
   rc = mdb_get(cache->read_txn, cache->dbi, &key, &value);
   if (rc == 0) {
-    /* Copy out before the transaction ends: the mapped page may be reused after the reset. */
-    entry->copy = malloc(value.mv_size ? value.mv_size : 1);
-    if (!entry->copy) {
+    const void *bytes = value.mv_data;
+    if (copy) {
+      /* Copied out before the transaction ends: the mapped page may be reused after the reset. */
+      entry->copy = malloc(value.mv_size ? value.mv_size : 1);
+      if (entry->copy) {
+        memcpy(entry->copy, value.mv_data, value.mv_size);
+        entry->copy_len = value.mv_size;
+      }
+      bytes = entry->copy;
+    }
+    if (!bytes) {
       result = CACHE_ERROR;
     } else {
-      memcpy(entry->copy, value.mv_data, value.mv_size);
-      entry->copy_len = value.mv_size;
-      enum record_decode_result decoded = record_decode(entry->copy, value.mv_size, &entry->record);
+      enum record_decode_result decoded = record_decode(bytes, value.mv_size, &entry->record);
       if (decoded == RECORD_OK) {
         result = CACHE_FOUND;
+        if (!copy) {
+          entry->lender = cache;
+          return result; /* the transaction stays open until cache_entry_release */
+        }
       } else {
         log_warning("cache: entry %s ignored: %s", enrollment_id, record_decode_strerror(decoded));
         cache_entry_release(entry);
@@ -372,9 +385,21 @@ enum cache_lookup cache_get(struct cache *cache, const char *enrollment_id,
   return result;
 }
 
+enum cache_lookup cache_get(struct cache *cache, const char *enrollment_id,
+                            struct cache_entry *entry) {
+  return lookup(cache, enrollment_id, entry, true);
+}
+
+enum cache_lookup cache_get_borrowed(struct cache *cache, const char *enrollment_id,
+                                     struct cache_entry *entry) {
+  return lookup(cache, enrollment_id, entry, false);
+}
+
 void cache_entry_release(struct cache_entry *entry) {
   if (!entry)
     return;
+  if (entry->lender && entry->lender->read_txn)
+    mdb_txn_reset(entry->lender->read_txn);
   free(entry->copy);
   memset(entry, 0, sizeof(*entry));
 }

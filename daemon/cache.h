@@ -21,11 +21,13 @@
 struct cache;
 struct stats;
 
-/* A record copied out of the cache; release with cache_entry_release. */
+/* A record copied out of the cache, or borrowed from its map; release with
+ * cache_entry_release. */
 struct cache_entry {
-  unsigned char *copy;        /* owned: the encoded value */
+  unsigned char *copy;        /* owned: the encoded value; NULL when borrowed */
   size_t copy_len;
-  struct cache_record record; /* record.body points into copy */
+  struct cache_record record; /* record.body points into copy, or into LMDB's map */
+  struct cache *lender;       /* set while borrowed: its read transaction is open */
 };
 
 enum cache_lookup { CACHE_FOUND, CACHE_ABSENT, CACHE_ERROR };
@@ -50,6 +52,11 @@ void cache_close(struct cache *cache);
 enum cache_lookup cache_get(struct cache *cache, const char *enrollment_id,
                             struct cache_entry *entry);
 void cache_entry_release(struct cache_entry *entry);
+/* The hit path's lookup: like cache_get, but the record is not copied; it points into the
+ * mapped file and stays valid only until cache_entry_release, which must come before any other
+ * call on this cache (the one reused read transaction stays open until then). */
+enum cache_lookup cache_get_borrowed(struct cache *cache, const char *enrollment_id,
+                                     struct cache_entry *entry);
 
 /* Stores record under enrollment_id, replacing any older one, evicting when the map is full.
  * now is the wall clock, for choosing what to evict. 0, or -1 with err set. */

@@ -310,8 +310,10 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
   }
 
   long long now = flipcached_wall_now();
+  /* Borrowed: the answer is copied into the connection's output before the release, and
+   * nothing else touches the cache until then. */
   struct cache_entry entry;
-  bool had_copy = cache_get(daemon->cache, enrollment_id, &entry) == CACHE_FOUND;
+  bool had_copy = cache_get_borrowed(daemon->cache, enrollment_id, &entry) == CACHE_FOUND;
   if (had_copy) {
     struct cache_status cs = {.hit = true};
     switch (record_freshness(&entry.record, now, daemon->cfg.stale_while_revalidate,

@@ -199,3 +199,32 @@ Test(cache, the_syncer_flushes_commits_every_second) {
   cr_expect_gt(cache_syncs(cache), before, "no sync after the environment was recreated");
   close_cache();
 }
+
+/* The hit path's lookup borrows the record from the map (no copy) until it is released; then
+ * the cache is usable again as before. */
+Test(cache, a_borrowed_record_is_the_stored_one_and_releasing_it_frees_the_reader) {
+  open_cache(16u << 20);
+  put(1, 1000, 300, 60);
+  char id[37];
+  id_of(1, id);
+  struct cache_entry borrowed, copied;
+  cr_assert_eq(cache_get_borrowed(cache, id, &borrowed), CACHE_FOUND);
+  cr_expect_null(borrowed.copy, "nothing copied");
+  cr_expect_eq(borrowed.record.fresh_until, 1300);
+  cr_expect(memmem(borrowed.record.body, borrowed.record.body_len, id, strlen(id)) != NULL);
+  size_t body_len = borrowed.record.body_len;
+  cache_entry_release(&borrowed);
+  for (int i = 0; i < 3; i++) { /* the reused read transaction was reset: it renews again */
+    cr_assert_eq(cache_get(cache, id, &copied), CACHE_FOUND);
+    cr_expect_eq(copied.record.body_len, body_len);
+    cache_entry_release(&copied);
+    cr_assert_eq(cache_get_borrowed(cache, id, &borrowed), CACHE_FOUND);
+    cache_entry_release(&borrowed);
+  }
+  id_of(2, id);
+  cr_expect_eq(cache_get_borrowed(cache, id, &borrowed), CACHE_ABSENT);
+  cache_entry_release(&borrowed);
+  put(3, 1000, 300, 60);
+  cr_expect(present(3));
+  close_cache();
+}
