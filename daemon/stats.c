@@ -10,11 +10,14 @@ struct stat_field {
   const char *name; /* the /stats key; /metrics adds "flipcached_" and "_total" for counters */
   const char *help;
   size_t offset;
-  int is_gauge; /* 0: a counter in struct stats; 1: a gauge in struct stats_gauges */
+  int sampled;  /* 0: in struct stats; 1: in struct stats_gauges (sampled at render time) */
+  int is_gauge; /* Prometheus type: 0 counter, 1 gauge */
 };
 
-#define COUNTER(name, help) {#name, help, offsetof(struct stats, name), 0}
-#define GAUGE(name, help) {#name, help, offsetof(struct stats_gauges, name), 1}
+#define COUNTER(name, help) {#name, help, offsetof(struct stats, name), 0, 0}
+#define GAUGE(name, help) {#name, help, offsetof(struct stats_gauges, name), 1, 1}
+/* A counter kept outside struct stats (by another thread) and sampled like a gauge. */
+#define SAMPLED_COUNTER(name, help) {#name, help, offsetof(struct stats_gauges, name), 1, 0}
 
 static const struct stat_field FIELDS[] = {
   COUNTER(requests_total, "HTTP requests answered"),
@@ -54,7 +57,7 @@ static const struct stat_field FIELDS[] = {
   GAUGE(cache_bytes, "Bytes of the cache map in use"),
   GAUGE(cache_max_bytes, "Size limit of the cache map in bytes"),
   GAUGE(connections, "Client connections open"),
-  GAUGE(cache_syncs, "Flushes of committed cache writes to disk (one a second)"),
+  SAMPLED_COUNTER(cache_syncs, "Flushes of committed cache writes to disk (one a second)"),
 };
 #define FIELD_COUNT (sizeof(FIELDS) / sizeof(FIELDS[0]))
 
@@ -73,7 +76,7 @@ void stats_observe_upstream_latency(struct stats *stats, double seconds) {
 
 static uint64_t field_value(const struct stat_field *field, const struct stats *stats,
                             const struct stats_gauges *gauges) {
-  const char *base = field->is_gauge ? (const char *)gauges : (const char *)stats;
+  const char *base = field->sampled ? (const char *)gauges : (const char *)stats;
   uint64_t value;
   memcpy(&value, base + field->offset, sizeof(value));
   return value;

@@ -59,7 +59,7 @@ struct stats_gauges {
   uint64_t cache_bytes;       /* bytes of the LMDB map in use */
   uint64_t cache_max_bytes;
   uint64_t connections;       /* client connections open now, counted against max_connections */
-  uint64_t cache_syncs;       /* flushes of committed cache writes to disk by the syncer thread */
+  uint64_t cache_syncs;       /* a counter: flushes of committed cache writes by the syncer thread */
 };
 
 /* malloc'd NUL-terminated texts, or NULL when out of memory. */

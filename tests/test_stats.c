@@ -34,8 +34,10 @@ Test(stats, json_has_every_contract_field) {
 
 Test(stats, prometheus_counters_end_in_total_and_have_help_and_type) {
   struct stats stats = {.requests_total = 5, .hits = 4};
-  struct stats_gauges gauges = {.cache_entries = 9};
+  struct stats_gauges gauges = {.cache_entries = 9, .cache_syncs = 3};
   char *text = stats_render_prometheus(&stats, &gauges);
+  cr_expect(strstr(text, "# TYPE flipcached_cache_syncs_total counter\nflipcached_cache_syncs_total 3\n") != NULL,
+            "a counter sampled at render time is still a counter");
   cr_expect(strstr(text, "# HELP flipcached_hits_total ") != NULL);
   cr_expect(strstr(text, "# TYPE flipcached_hits_total counter\nflipcached_hits_total 4\n") != NULL);
   cr_expect(strstr(text, "# TYPE flipcached_requests_total counter\nflipcached_requests_total 5\n") != NULL,
