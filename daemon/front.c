@@ -14,7 +14,7 @@
  * numbers and checked by one sweep timer, so the hot path touches no timer.
  *
  * Lifetime: a connection is freed when it closes, except while its request is unanswered: then
- * its socket is closed, the request is marked gone, and front_reply frees the rest. */
+ * its socket is closed, the connection is orphaned, and front_reply frees the rest. */
 #include "front.h"
 
 #include <arpa/inet.h>
@@ -61,8 +61,6 @@ enum connection_state {
 struct client_request {
   struct connection *connection;
   enum http1_method method;
-  bool head;
-  bool gone;          /* the client went away; the request must still be answered */
   bool unanswered;
   bool keep_alive;    /* the client wants the connection kept after the answer */
   int version_minor;
@@ -255,7 +253,6 @@ static void connection_close(struct connection *c) {
   if (c->request.unanswered) {
     release_socket(c);
     c->state = CONNECTION_ORPHANED;
-    c->request.gone = true;
     log_debug("client went away before its answer");
     return;
   }
@@ -432,10 +429,6 @@ size_t front_unfinished(const struct front *front) {
 
 size_t front_connections(const struct front *front) { return front->open_count; }
 
-bool client_request_is_head(const struct client_request *request) { return request->head; }
-
-bool client_request_gone(const struct client_request *request) { return request->gone; }
-
 void front_reply(struct client_request *request, const struct reply *reply) {
   struct connection *c = request->connection;
   struct front *front = c->front;
@@ -450,7 +443,7 @@ void front_reply(struct client_request *request, const struct reply *reply) {
   }
   if (!request->keep_alive || front->stopping)
     c->close_after = true;
-  if (!queue_answer(c, reply, request->head, request->version_minor))
+  if (!queue_answer(c, reply, request->method == HTTP1_HEAD, request->version_minor))
     c->broken = true; /* out of memory: the one thing left to do is to close */
   /* The head is done with: later pipelined bytes move to the front. */
   c->in_len -= request->head_len;
@@ -567,7 +560,6 @@ static void start_request(struct connection *c, const struct http1_request *pars
   *request = (struct client_request){
     .connection = c,
     .method = parsed->method,
-    .head = parsed->method == HTTP1_HEAD,
     .unanswered = true,
     .keep_alive = parsed->keep_alive,
     .version_minor = parsed->version_minor,

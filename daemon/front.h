@@ -63,8 +63,4 @@ void front_reply_empty(struct client_request *request, int status);
 void front_reply_error(struct client_request *request, int api_error, const char *cache_status,
                        long retry_after, const char *allow);
 
-bool client_request_is_head(const struct client_request *request);
-/* True once the client's connection has closed; the request must still be answered. */
-bool client_request_gone(const struct client_request *request);
-
 #endif
