@@ -177,21 +177,16 @@ static void out_add(struct connection *c, const void *bytes, size_t len) {
 
 static void out_add_str(struct connection *c, const char *text) { out_add(c, text, strlen(text)); }
 
-static void out_add_number(struct connection *c, unsigned long long value) {
-  char digits[24];
-  size_t at = sizeof(digits);
-  do {
-    digits[--at] = (char)('0' + value % 10);
-    value /= 10;
-  } while (value);
-  out_add(c, digits + at, sizeof(digits) - at);
-}
-
 static void out_add_header(struct connection *c, const char *name, const char *value) {
   out_add_str(c, name);
   out_add(c, ": ", 2);
   out_add_str(c, value);
   out_add(c, "\r\n", 2);
+}
+
+static void out_add_number_header(struct connection *c, const char *name, long long value) {
+  char digits[RENDER_DECIMAL_MAX];
+  out_add_header(c, name, render_decimal(value, digits));
 }
 
 static const char *http_date(struct front *front) {
@@ -354,8 +349,9 @@ static bool queue_answer(struct connection *c, const struct reply *reply, bool h
     return false;
   if (c->out_len == c->out_sent)
     c->out_started_ms = now_ms();
+  char digits[RENDER_DECIMAL_MAX];
   out_add(c, "HTTP/1.1 ", 9);
-  out_add_number(c, (unsigned long long)reply->status);
+  out_add_str(c, render_decimal(reply->status, digits));
   out_add(c, " ", 1);
   out_add_str(c, reason_phrase(reply->status));
   out_add(c, "\r\n", 2);
@@ -363,28 +359,29 @@ static bool queue_answer(struct connection *c, const struct reply *reply, bool h
   out_add_header(c, "Content-Type", content_type);
   if (reply->cache_status)
     out_add_header(c, "Cache-Status", reply->cache_status);
-  if (reply->age >= 0) {
-    out_add_str(c, "Age: ");
-    out_add_number(c, (unsigned long long)reply->age);
-    out_add(c, "\r\n", 2);
-  }
-  if (reply->retry_after >= 0) {
-    out_add_str(c, "Retry-After: ");
-    out_add_number(c, (unsigned long long)reply->retry_after);
-    out_add(c, "\r\n", 2);
-  }
+  if (reply->age >= 0)
+    out_add_number_header(c, "Age", reply->age);
+  if (reply->retry_after >= 0)
+    out_add_number_header(c, "Retry-After", reply->retry_after);
   if (reply->allow)
     out_add_header(c, "Allow", reply->allow);
   if (c->close_after)
     out_add_str(c, "Connection: close\r\n");
   else if (version_minor == 0)
     out_add_str(c, "Connection: keep-alive\r\n");
-  out_add_str(c, "Content-Length: ");
-  out_add_number(c, (unsigned long long)reply->body_len);
-  out_add(c, "\r\n\r\n", 4);
+  out_add_number_header(c, "Content-Length", (long long)reply->body_len);
+  out_add(c, "\r\n", 2);
   if (!head && reply->body_len > 0)
     out_add(c, reply->body, reply->body_len);
   return true;
+}
+
+/* The contract's error answer for `error`. *body is malloc'd for it (NULL when out of memory:
+ * the answer then has an empty body); the caller frees it once the answer is queued. */
+static struct reply error_reply(enum api_error error, char **body) {
+  *body = render_error_body(error);
+  return (struct reply){.status = api_error_http_status(error), .age = -1, .retry_after = -1,
+                        .body = *body ? *body : "", .body_len = *body ? strlen(*body) : 0};
 }
 
 /* Answers a request head that cannot be served (or did not arrive in time) and closes: after a
@@ -394,9 +391,8 @@ static void refuse_head(struct connection *c, enum api_error error) {
   front->stats->invalid_requests++;
   front->stats->requests_total++;
   log_debug("refused a request head: %d %s", api_error_http_status(error), api_error_code(error));
-  char *body = render_error_body(error);
-  struct reply reply = {.status = api_error_http_status(error), .age = -1, .retry_after = -1,
-                        .body = body ? body : "", .body_len = body ? strlen(body) : 0};
+  char *body;
+  struct reply reply = error_reply(error, &body);
   c->close_after = true;
   c->in_len = c->in_scanned = 0;
   c->head_started_ms = 0;
@@ -464,16 +460,11 @@ void front_reply_empty(struct client_request *request, int status) {
 
 void front_reply_error(struct client_request *request, int api_error, const char *cache_status,
                        long retry_after, const char *allow) {
-  char *body = render_error_body((enum api_error)api_error);
-  struct reply reply = {
-    .status = api_error_http_status((enum api_error)api_error),
-    .cache_status = cache_status,
-    .age = -1,
-    .retry_after = retry_after,
-    .allow = allow,
-    .body = body ? body : "",
-    .body_len = body ? strlen(body) : 0,
-  };
+  char *body;
+  struct reply reply = error_reply((enum api_error)api_error, &body);
+  reply.cache_status = cache_status;
+  reply.retry_after = retry_after;
+  reply.allow = allow;
   front_reply(request, &reply);
   free(body);
 }
@@ -497,11 +488,19 @@ static enum route_method route_method_of(enum http1_method method) {
   }
 }
 
+/* A request the front end answers itself with an error (counted in invalid_requests). close:
+ * the connection ends after the answer, for a client whose stream cannot be trusted further. */
+static void refuse_request(struct client_request *request, enum api_error error, const char *allow,
+                           bool close) {
+  request->connection->front->stats->invalid_requests++;
+  if (close)
+    request->connection->close_after = true;
+  front_reply_error(request, error, NULL, -1, allow);
+}
+
 static void dispatch(struct front *front, struct client_request *request) {
-  if (request->method == HTTP1_UNKNOWN) { /* RFC 9110 15.6.2 */
-    front->stats->invalid_requests++;
-    request->connection->close_after = true; /* a client speaking something else: stop there */
-    front_reply_error(request, API_ERROR_NOT_IMPLEMENTED, NULL, -1, NULL);
+  if (request->method == HTTP1_UNKNOWN) { /* RFC 9110 15.6.2; a client speaking something else */
+    refuse_request(request, API_ERROR_NOT_IMPLEMENTED, NULL, true);
     return;
   }
   struct route_match match;
@@ -513,12 +512,10 @@ static void dispatch(struct front *front, struct client_request *request) {
     front->routes.enrollment(request, match.enrollment_id, front->routes.arg);
     return;
   case ROUTE_INVALID_ID:
-    if (match.admin) {
-      front->stats->invalid_requests++;
-      front_reply_error(request, API_ERROR_INVALID_ID, NULL, -1, NULL);
-    } else {
+    if (match.admin)
+      refuse_request(request, API_ERROR_INVALID_ID, NULL, false);
+    else
       front->routes.enrollment(request, NULL, front->routes.arg);
-    }
     return;
   case ROUTE_CACHE_INSPECT:
     front->routes.cache_inspect(request, match.enrollment_id, front->routes.arg);
@@ -539,17 +536,13 @@ static void dispatch(struct front *front, struct client_request *request) {
     front->routes.healthz(request, front->routes.arg);
     return;
   case ROUTE_METHOD_NOT_ALLOWED:
-    front->stats->invalid_requests++;
-    front_reply_error(request, API_ERROR_METHOD_NOT_ALLOWED, NULL, -1, match.allow);
+    refuse_request(request, API_ERROR_METHOD_NOT_ALLOWED, match.allow, false);
     return;
   case ROUTE_BAD_TARGET:
-    front->stats->invalid_requests++;
-    request->connection->close_after = true;
-    front_reply_error(request, API_ERROR_BAD_REQUEST, NULL, -1, NULL);
+    refuse_request(request, API_ERROR_BAD_REQUEST, NULL, true);
     return;
   case ROUTE_NOT_FOUND:
-    front->stats->invalid_requests++;
-    front_reply_error(request, API_ERROR_NOT_FOUND, NULL, -1, NULL);
+    refuse_request(request, API_ERROR_NOT_FOUND, NULL, false);
     return;
   }
 }
@@ -570,9 +563,7 @@ static void start_request(struct connection *c, const struct http1_request *pars
   front->unanswered++;
   if (parsed->carries_body) {
     /* No route takes a body; the stream's framing cannot be trusted any more: answer, close. */
-    front->stats->invalid_requests++;
-    c->close_after = true;
-    front_reply_error(request, API_ERROR_BAD_REQUEST, NULL, -1, NULL);
+    refuse_request(request, API_ERROR_BAD_REQUEST, NULL, true);
     return;
   }
   dispatch(front, request);

@@ -124,18 +124,22 @@ static void text_append(struct text_out *out, const char *text) {
   out->text[out->len] = '\0';
 }
 
-static void text_append_int(struct text_out *out, long long value) {
-  char digits[24];
-  size_t at = sizeof(digits);
-  digits[--at] = '\0';
+const char *render_decimal(long long value, char buf[RENDER_DECIMAL_MAX]) {
+  size_t at = RENDER_DECIMAL_MAX;
+  buf[--at] = '\0';
   unsigned long long magnitude = value < 0 ? 0ull - (unsigned long long)value : (unsigned long long)value;
   do {
-    digits[--at] = (char)('0' + magnitude % 10);
+    buf[--at] = (char)('0' + magnitude % 10);
     magnitude /= 10;
   } while (magnitude);
   if (value < 0)
-    digits[--at] = '-';
-  text_append(out, digits + at);
+    buf[--at] = '-';
+  return buf + at;
+}
+
+static void text_append_int(struct text_out *out, long long value) {
+  char digits[RENDER_DECIMAL_MAX];
+  text_append(out, render_decimal(value, digits));
 }
 
 size_t render_cache_status(const struct cache_status *status, char *out, size_t out_len) {

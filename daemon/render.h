@@ -49,6 +49,13 @@ struct cache_status {
   const char *detail;   /* NULL, or a token saying what went wrong, e.g. "upstream_timeout" */
 };
 
+/* Room render_decimal needs: "-9223372036854775808" and its NUL. */
+#define RENDER_DECIMAL_MAX 21
+
+/* Writes value in decimal, NUL-terminated, at the end of buf; returns where it starts. For the
+ * numbers of every header (no printf on the hit path). */
+const char *render_decimal(long long value, char buf[RENDER_DECIMAL_MAX]);
+
 /* Writes the header value into out (NUL-terminated, truncated to out_len) and returns its length. */
 size_t render_cache_status(const struct cache_status *status, char *out, size_t out_len);
 

@@ -1,5 +1,6 @@
 /* render: error bodies in the upstream's shape, and Cache-Status. */
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <criterion/parameterized.h>
 #include <json-c/json.h>
 #include <stdlib.h>
@@ -122,4 +123,13 @@ Test(cache_status, truncates_safely) {
   cr_expect_eq(len, strlen(out));
   cr_expect_lt(len, sizeof(out));
   cr_expect(strncmp(out, "flipcached; fwd", 15) == 0, "got '%s'", out);
+}
+
+Test(decimal, every_long_long_in_decimal) {
+  char buf[RENDER_DECIMAL_MAX];
+  cr_expect_str_eq(render_decimal(0, buf), "0");
+  cr_expect_str_eq(render_decimal(200, buf), "200");
+  cr_expect_str_eq(render_decimal(-30, buf), "-30");
+  cr_expect_str_eq(render_decimal(LLONG_MAX, buf), "9223372036854775807");
+  cr_expect_str_eq(render_decimal(LLONG_MIN, buf), "-9223372036854775808");
 }
