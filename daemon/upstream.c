@@ -89,6 +89,11 @@ static int64_t monotonic_ms(void) {
   return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
+/* A libevent timeout of ms milliseconds (ms >= 0). */
+static struct timeval timeval_of_ms(long ms) {
+  return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+}
+
 static void collect_finished(struct upstream *upstream);
 
 /* --- libcurl <-> libevent glue --------------------------------------------------------------- */
@@ -148,7 +153,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
     evtimer_del(upstream->timer);
     return 0;
   }
-  struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+  struct timeval tv = timeval_of_ms(timeout_ms);
   return evtimer_add(upstream->timer, &tv);
 }
 
@@ -318,8 +323,7 @@ static bool wait_for_token(struct upstream *upstream, struct transfer *transfer)
   if (!transfer->retry_timer)
     transfer->retry_timer = evtimer_new(upstream->base, on_retry_timer, transfer);
   long left = (long)(transfer->deadline_ms - monotonic_ms());
-  struct timeval tv = {.tv_sec = left > 0 ? left / 1000 : 0,
-                       .tv_usec = left > 0 ? (left % 1000) * 1000 : 1000};
+  struct timeval tv = timeval_of_ms(left > 0 ? left : 1);
   if (!transfer->retry_timer || evtimer_add(transfer->retry_timer, &tv) != 0)
     return false;
   transfer->waiting_token = true;
@@ -546,7 +550,7 @@ static void install_token(struct upstream *upstream, const char *token, long exp
   upstream->stats->token_refreshes++;
   /* Refresh at 80% of the lifetime, so that a token never expires in use. */
   long refresh_ms = expires_in * 800;
-  struct timeval tv = {.tv_sec = refresh_ms / 1000, .tv_usec = (refresh_ms % 1000) * 1000};
+  struct timeval tv = timeval_of_ms(refresh_ms);
   evtimer_add(upstream->oauth.refresh_timer, &tv);
   log_info("upstream: OAuth access token obtained; valid for %ld s, renewed in %ld ms", expires_in,
            refresh_ms);
@@ -651,7 +655,7 @@ static bool schedule_retry(struct upstream *upstream, struct transfer *transfer,
     return false;
   if (!transfer->retry_timer)
     transfer->retry_timer = evtimer_new(upstream->base, on_retry_timer, transfer);
-  struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
+  struct timeval tv = timeval_of_ms(delay);
   if (!transfer->retry_timer || evtimer_add(transfer->retry_timer, &tv) != 0)
     return false;
   upstream->stats->upstream_retries++;
