@@ -275,8 +275,6 @@ pid_t flipcached_spawn(const struct flipcached_proc *proc) {
 void flipcached_launch(struct flipcached_proc *proc) {
   pid_t pid = flipcached_spawn(proc);
   proc->pid = pid;
-  char url[128];
-  snprintf(url, sizeof(url), "%s/healthz", proc->url);
   const char *valgrind = getenv("FLIPCACHED_VALGRIND");
   int attempts = valgrind && strcmp(valgrind, "1") == 0 ? 1200 : 200; /* 30 s under valgrind */
   for (int attempt = 0; attempt < attempts; attempt++) {
@@ -286,11 +284,7 @@ void flipcached_launch(struct flipcached_proc *proc) {
       proc->pid = 0;
       cr_assert_fail("flipcached exited during start-up; its log:\n%s", log);
     }
-    struct http_response response;
-    http_get(url, &response);
-    long code = response.status;
-    http_response_free(&response);
-    if (code == 200)
+    if (flipcached_healthz_status(proc) == 200)
       return;
     pause_ms(25);
   }
@@ -373,6 +367,16 @@ long flipcached_stat(const struct flipcached_proc *proc, const char *field) {
   char url[256];
   snprintf(url, sizeof(url), "%s/stats", proc->url);
   return json_field_at(url, field);
+}
+
+long flipcached_healthz_status(const struct flipcached_proc *proc) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s/healthz", proc->url);
+  struct http_response response;
+  http_get(url, &response);
+  long status = response.status;
+  http_response_free(&response);
+  return status;
 }
 
 void fake_oauth_revoke(struct fake_upstream *fake) { fake_control(fake, "/_fake/oauth-revoke"); }

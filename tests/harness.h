@@ -90,6 +90,8 @@ int flipcached_stop(struct flipcached_proc *proc);
 /* The whole log written so far (malloc'd). */
 char *flipcached_log(const struct flipcached_proc *proc);
 
+/* The status of the daemon's GET /healthz (0 when it does not answer). */
+long flipcached_healthz_status(const struct flipcached_proc *proc);
 /* A number of the daemon's /stats, or -1. */
 long flipcached_stat(const struct flipcached_proc *proc, const char *field);
 /* The fake refuses every OAuth access token issued so far. */

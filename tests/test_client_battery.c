@@ -18,16 +18,6 @@ static struct flipcached_proc daemon_proc;
 static void start(void) { fixture_start(&fake, &daemon_proc, NULL); }
 static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
 
-static long status_of_healthz(void) {
-  char url[128];
-  snprintf(url, sizeof(url), "%s/healthz", daemon_proc.url);
-  struct http_response response;
-  http_get(url, &response);
-  long status = response.status;
-  http_response_free(&response);
-  return status;
-}
-
 /* The answer to `request` must be a 4xx or nothing (a close); then nothing went upstream,
  * nothing was stored, and a good request is still served. */
 static void expect_refused(const char *what, const char *request, size_t len) {
@@ -38,7 +28,7 @@ static void expect_refused(const char *what, const char *request, size_t len) {
   cr_expect(refused, "%s: answered %.40s", what, answer);
   cr_expect_eq(fake_stat(&fake, "total"), 0, "%s reached the upstream", what);
   cr_expect_eq(flipcached_stat(&daemon_proc, "cache_entries"), 0, "%s stored something", what);
-  cr_expect_eq(status_of_healthz(), 200, "%s: the daemon stopped serving", what);
+  cr_expect_eq(flipcached_healthz_status(&daemon_proc), 200, "%s: the daemon stopped serving", what);
 }
 
 
@@ -128,7 +118,7 @@ Test(client_battery, an_unknown_http_version) {
   raw_exchange(daemon_proc.port, request, sizeof(request) - 1, answer, sizeof(answer));
   cr_expect(strncmp(answer, "HTTP/1.1 505", 12) == 0, "answered %.40s", answer);
   cr_expect_eq(fake_stat(&fake, "total"), 0);
-  cr_expect_eq(status_of_healthz(), 200);
+  cr_expect_eq(flipcached_healthz_status(&daemon_proc), 200);
 }
 
 Test(client_battery, an_absolute_form_uri_with_an_odd_host) {

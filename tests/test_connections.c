@@ -124,12 +124,7 @@ Test(connections, a_client_that_never_reads_its_answers_is_dropped) {
   pause_ms(2500); /* request_timeout and a sweep */
   cr_expect(raw_wait_closed(fd, 5000), "still open");
   close(fd);
-  char url[128];
-  snprintf(url, sizeof(url), "%s/healthz", daemon_proc.url);
-  struct http_response response;
-  http_get(url, &response);
-  cr_expect_eq(response.status, 200, "the daemon stopped serving");
-  http_response_free(&response);
+  cr_expect_eq(flipcached_healthz_status(&daemon_proc), 200, "the daemon stopped serving");
 }
 
 Test(connections, http_1_0_is_closed_unless_it_asks_for_keep_alive) {
