@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,15 +142,15 @@ static void on_acceptable(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
-static char *read_file(const char *path, size_t *len) {
+/* Reads up to cap - 1 bytes of path into text, NUL-terminated; false when it cannot be read. */
+static bool read_file(const char *path, char *text, size_t cap, size_t *len) {
   FILE *file = fopen(path, "r");
   if (!file)
-    return NULL;
-  static char text[8192];
-  *len = fread(text, 1, sizeof(text) - 1, file);
+    return false;
+  *len = fread(text, 1, cap - 1, file);
   fclose(file);
   text[*len] = '\0';
-  return text;
+  return true;
 }
 
 int main(int argc, char **argv) {
@@ -157,22 +158,20 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s PORT TOKEN_FILE BODY_FILE DELAY_MS\n", argv[0]);
     return 2;
   }
+  static char token[4097], text[8192];
   size_t token_len;
-  char *token = read_file(argv[2], &token_len);
-  if (!token) {
+  if (!read_file(argv[2], token, sizeof(token), &token_len)) {
     fprintf(stderr, "%s: cannot read %s\n", argv[0], argv[2]);
     return 1;
   }
   token[strcspn(token, "\r\n")] = '\0';
   snprintf(authorization, sizeof(authorization), "\r\nAuthorization: Bearer %s\r\n", token);
-  char *text = read_file(argv[3], &body_len);
-  char *id_at = text ? strstr(text, ID_TEMPLATE) : NULL;
+  char *id_at = read_file(argv[3], text, sizeof(text), &body_len) ? strstr(text, ID_TEMPLATE) : NULL;
   if (!id_at || body_len > 8000) {
     fprintf(stderr, "%s: %s is not an enrollment with the id %s\n", argv[0], argv[3], ID_TEMPLATE);
     return 1;
   }
-  body = malloc(body_len);
-  memcpy(body, text, body_len);
+  body = text;
   body_id_at = (size_t)(id_at - text);
   long delay_ms = atol(argv[4]);
   delay.tv_sec = delay_ms / 1000;
