@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "stats.h"
 
 struct text {
   char *data;
@@ -50,9 +51,11 @@ static uint64_t number(json_object *root, const char *name) {
 }
 
 static void print_table(json_object *root) {
-  uint64_t hits = number(root, "hits"), stale = number(root, "stale_served"),
-           negative = number(root, "negative_hits"), misses = number(root, "misses");
-  uint64_t answered = hits + stale + negative + misses;
+  struct stats counted = {.hits = number(root, "hits"), .stale_served = number(root, "stale_served"),
+                          .negative_hits = number(root, "negative_hits"),
+                          .misses = number(root, "misses")};
+  uint64_t answered, from_cache;
+  stats_cache_share(&counted, &answered, &from_cache);
   uint64_t uptime = number(root, "uptime_seconds");
   json_object *version = NULL;
   json_object_object_get_ex(root, "version", &version);
@@ -61,8 +64,8 @@ static void print_table(json_object *root) {
          (unsigned long long)(uptime / 60 % 60));
   if (answered)
     printf("%-24s %6.1f%%  (%llu of %llu enrollment answers from the cache)\n", "hit ratio",
-           100.0 * (double)(answered - misses) / (double)answered,
-           (unsigned long long)(answered - misses), (unsigned long long)answered);
+           100.0 * (double)from_cache / (double)answered, (unsigned long long)from_cache,
+           (unsigned long long)answered);
   else
     printf("%-24s %7s  (no enrollment request yet)\n", "hit ratio", "-");
   json_object_object_foreach(root, key, value) {

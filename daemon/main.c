@@ -90,15 +90,15 @@ static void on_stop_poll(evutil_socket_t fd, short what, void *arg) {
 static void send_status(struct flipcached *daemon) {
   uint64_t entries = 0, bytes = 0;
   cache_usage(daemon->cache, &entries, &bytes);
-  const struct stats *stats = &daemon->stats;
-  uint64_t answered = stats->hits + stats->misses + stats->stale_served + stats->negative_hits;
+  uint64_t answered, from_cache;
+  stats_cache_share(&daemon->stats, &answered, &from_cache);
   const char *upstream = daemon->auth_rejected_status ? "credential rejected"
                          : upstream_paused_seconds(daemon->upstream) > 0 ? "rate limited"
                          : upstream_breaker_state(daemon->upstream) != BREAKER_CLOSED ? "circuit open"
                                                                                      : "ok";
   sd_send_status("%llu entries, %llu%% from cache of %llu enrollment requests, upstream %s",
                  (unsigned long long)entries,
-                 (unsigned long long)(answered ? (answered - stats->misses) * 100 / answered : 0),
+                 (unsigned long long)(answered ? from_cache * 100 / answered : 0),
                  (unsigned long long)answered, upstream);
 }
 

@@ -65,6 +65,11 @@ const double STATS_LATENCY_BOUNDS[STATS_LATENCY_BUCKETS] = {
   0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 };
 
+void stats_cache_share(const struct stats *stats, uint64_t *answered, uint64_t *from_cache) {
+  *answered = stats->hits + stats->stale_served + stats->negative_hits + stats->misses;
+  *from_cache = *answered - stats->misses;
+}
+
 void stats_observe_upstream_latency(struct stats *stats, double seconds) {
   size_t bucket = 0;
   while (bucket < STATS_LATENCY_BUCKETS && seconds > STATS_LATENCY_BOUNDS[bucket])

@@ -47,6 +47,11 @@ struct stats {
   double upstream_latency_sum_seconds;
 };
 
+/* Enrollment requests answered (hits, stale copies, remembered 404s and misses) and, of them,
+ * those answered from the cache: the hit ratio's two terms, for systemd's STATUS= line and
+ * `flipcached stats`. */
+void stats_cache_share(const struct stats *stats, uint64_t *answered, uint64_t *from_cache);
+
 /* Records one upstream fetch's duration. */
 void stats_observe_upstream_latency(struct stats *stats, double seconds);
 

@@ -75,3 +75,12 @@ Test(stats, the_latency_histogram_is_cumulative_with_sum_and_count) {
   cr_expect(strstr(text, line) != NULL, "%s", text);
   free(text);
 }
+
+Test(stats, the_cache_share_counts_every_answered_enrollment_but_misses_as_from_the_cache) {
+  struct stats stats = {.hits = 5, .stale_served = 2, .negative_hits = 1, .misses = 4,
+                        .coalesced = 3, .invalid_requests = 9};
+  uint64_t answered = 0, from_cache = 0;
+  stats_cache_share(&stats, &answered, &from_cache);
+  cr_expect_eq(answered, 12);
+  cr_expect_eq(from_cache, 8);
+}
