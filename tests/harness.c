@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -25,14 +26,60 @@ void pause_ms(long ms) {
   nanosleep(&ts, NULL);
 }
 
+int ephemeral_port_floor(void) {
+  int low = 32768, high = 60999;
+  FILE *range = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+  if (range) {
+    if (fscanf(range, "%d %d", &low, &high) != 2)
+      low = 32768;
+    fclose(range);
+  }
+  return low;
+}
+
+#define PORT_LOCK_DIR "/tmp/flipcached-test-ports"
+
 int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  cr_assert(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-  socklen_t len = sizeof(addr);
-  getsockname(fd, (struct sockaddr *)&addr, &len);
-  close(fd);
-  return ntohs(addr.sin_port);
+  /* A port merely free at the time of asking can be handed to a concurrent test's daemon too
+   * (Criterion runs tests in parallel, ctest runs suites in parallel): the second daemon then
+   * fails to bind while its test talks to the first. So each port is claimed with a lock file
+   * held until this test process exits, and taken below the ephemeral range so no bind(0) or
+   * outgoing connection lands on it. */
+  int floor = ephemeral_port_floor();
+  int first = floor > 20000 + 1000 ? 20000 : 1024;
+  int count = floor - first;
+  cr_assert(count > 0, "no room below the ephemeral port range (%d)", floor);
+  mkdir(PORT_LOCK_DIR, 01777);
+  unsigned char random_byte[2];
+  int urandom = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  cr_assert(urandom >= 0 && read(urandom, random_byte, 2) == 2);
+  close(urandom);
+  int start = (random_byte[0] << 8 | random_byte[1]) % count;
+  for (int i = 0; i < count; i++) {
+    int port = first + (start + i) % count;
+    char lock_path[sizeof(PORT_LOCK_DIR) + 16];
+    snprintf(lock_path, sizeof(lock_path), PORT_LOCK_DIR "/%d", port);
+    int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (lock < 0)
+      continue;
+    if (flock(lock, LOCK_EX | LOCK_NB) != 0) { /* another test holds it */
+      close(lock);
+      continue;
+    }
+    /* Free of anything outside the tests too? The lock stays held (the descriptor is left open,
+     * closed by the process's exit) whether or not the port is taken, so it is not tried again. */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* as the daemon binds */
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool bound = bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+    close(fd);
+    if (bound)
+      return port;
+  }
+  cr_assert_fail("no free port to reserve below %d", floor);
+  return -1;
 }
 
 void make_token(char *out, size_t out_len) {

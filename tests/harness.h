@@ -146,7 +146,12 @@ void pause_ms(long ms);
 /* Runs a shell command; returns its exit status and what it printed (stdout and stderr). */
 int run_command(const char *command, char *out, size_t out_cap);
 
-/* A TCP port free on 127.0.0.1 right now. */
+/* A TCP port on 127.0.0.1, free now and reserved for this test process until it exits: no
+ * concurrent test is given it and no outgoing connection takes it (it lies below the kernel's
+ * ephemeral range). For a daemon's listener, or as an upstream address nothing listens on. */
 int free_port(void);
+
+/* The lowest port of the kernel's ephemeral range, which bind(0) and connect() draw from. */
+int ephemeral_port_floor(void);
 
 #endif
