@@ -680,6 +680,24 @@ size_t raw_exchange(int port, const char *request, size_t len, char *out, size_t
   return got;
 }
 
+long proc_cpu_ms(pid_t pid) {
+  char path[64], line[1024];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  FILE *file = fopen(path, "r");
+  if (!file)
+    return -1;
+  bool read_line = fgets(line, sizeof(line), file) != NULL;
+  fclose(file);
+  /* "pid (comm) state ppid ...": comm may hold spaces, so fields are counted after its ')';
+   * utime and stime are fields 14 and 15, in clock ticks. */
+  char *after_comm = read_line ? strrchr(line, ')') : NULL;
+  unsigned long utime = 0, stime = 0;
+  if (!after_comm || sscanf(after_comm + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                            &utime, &stime) != 2)
+    return -1;
+  return (long)((utime + stime) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
+}
+
 long proc_status_kb(pid_t pid, const char *field) {
   char path[64], line[256];
   snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);

@@ -127,6 +127,8 @@ long json_field(const char *json, const char *field);
 int raw_send(int port, const char *request, size_t len);
 /* Reads fd until the peer closes or out is full (NUL-terminated); returns the length. */
 size_t raw_read_all(int fd, char *out, size_t out_cap);
+/* The CPU time (user + system) process pid has used so far, in milliseconds, or -1. */
+long proc_cpu_ms(pid_t pid);
 /* A "Name: N kB" field of /proc/PID/status (VmRSS, VmHWM...), or -1. */
 long proc_status_kb(pid_t pid, const char *field);
 /* Connects to 127.0.0.1:port (blocking socket). */
