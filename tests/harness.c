@@ -26,15 +26,34 @@ void pause_ms(long ms) {
   nanosleep(&ts, NULL);
 }
 
-int ephemeral_port_floor(void) {
-  int low = 32768, high = 60999;
+void ephemeral_port_range(int *low, int *high) {
+  *low = 32768;
+  *high = 60999;
   FILE *range = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
   if (range) {
-    if (fscanf(range, "%d %d", &low, &high) != 2)
-      low = 32768;
+    if (fscanf(range, "%d %d", low, high) != 2) {
+      *low = 32768;
+      *high = 60999;
+    }
     fclose(range);
   }
-  return low;
+}
+
+void reservable_port_range(int low, int high, int *first, int *count) {
+  enum { ENOUGH = 1000 };
+  if (low - 20000 >= ENOUGH) { /* Linux's default: 20000..32767, clear of common services */
+    *first = 20000;
+    *count = low - 20000;
+  } else if (low - 1024 >= ENOUGH) {
+    *first = 1024;
+    *count = low - 1024;
+  } else if (65535 - high >= ENOUGH) {
+    *first = high + 1;
+    *count = 65535 - high;
+  } else { /* the ephemeral range is nearly everything: the locks still keep tests apart */
+    *first = 1024;
+    *count = 65536 - 1024;
+  }
 }
 
 #define PORT_LOCK_DIR "/tmp/flipcached-test-ports"
@@ -43,13 +62,13 @@ int free_port(void) {
   /* A port merely free at the time of asking can be handed to a concurrent test's daemon too
    * (Criterion runs tests in parallel, ctest runs suites in parallel): the second daemon then
    * fails to bind while its test talks to the first. So each port is claimed with a lock file
-   * held until this test process exits, and taken below the ephemeral range so no bind(0) or
-   * outgoing connection lands on it. */
-  int floor = ephemeral_port_floor();
-  int first = floor > 20000 + 1000 ? 20000 : 1024;
-  int count = floor - first;
-  cr_assert(count > 0, "no room below the ephemeral port range (%d)", floor);
-  mkdir(PORT_LOCK_DIR, 01777);
+   * held until this test process exits, and taken outside the ephemeral range where there is
+   * room, so no bind(0) or outgoing connection lands on it. */
+  int low, high, first, count;
+  ephemeral_port_range(&low, &high);
+  reservable_port_range(low, high, &first, &count);
+  if (mkdir(PORT_LOCK_DIR, 01777) == 0)
+    chmod(PORT_LOCK_DIR, 01777); /* whatever the umask: every user's tests share it */
   unsigned char random_byte[2];
   int urandom = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
   cr_assert(urandom >= 0 && read(urandom, random_byte, 2) == 2);
@@ -78,7 +97,7 @@ int free_port(void) {
     if (bound)
       return port;
   }
-  cr_assert_fail("no free port to reserve below %d", floor);
+  cr_assert_fail("no free port to reserve in %d..%d", first, first + count - 1);
   return -1;
 }
 

@@ -149,11 +149,15 @@ void pause_ms(long ms);
 int run_command(const char *command, char *out, size_t out_cap);
 
 /* A TCP port on 127.0.0.1, free now and reserved for this test process until it exits: no
- * concurrent test is given it and no outgoing connection takes it (it lies below the kernel's
+ * concurrent test is given it and no outgoing connection takes it (it lies outside the kernel's
  * ephemeral range). For a daemon's listener, or as an upstream address nothing listens on. */
 int free_port(void);
 
-/* The lowest port of the kernel's ephemeral range, which bind(0) and connect() draw from. */
-int ephemeral_port_floor(void);
+/* The kernel's ephemeral port range (ip_local_port_range), which bind(0) and connect() draw
+ * from. */
+void ephemeral_port_range(int *low, int *high);
+/* The ports free_port reserves from, given the ephemeral range low..high: [*first, *first +
+ * *count), outside the ephemeral range unless that leaves fewer than 1,000 ports. */
+void reservable_port_range(int low, int high, int *first, int *count);
 
 #endif

@@ -1,5 +1,6 @@
 /* The test harness's own guarantees, on which every integration suite relies. */
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,8 +12,8 @@
 
 /* Criterion runs tests in parallel processes and ctest runs suites in parallel: two daemons once
  * got the same "free" port, the second failed to bind and its test talked to the first. Ports
- * reserved by processes alive at the same time must all differ, and lie below the ephemeral
- * range (which bind(0) and outgoing connections draw from). */
+ * reserved by processes alive at the same time must all differ, and lie outside the ephemeral
+ * range (which bind(0) and outgoing connections draw from) where the machine leaves room. */
 Test(harness, ports_reserved_by_concurrent_processes_never_coincide, .timeout = 60) {
   int results[2], release[2];
   cr_assert(pipe(results) == 0 && pipe(release) == 0);
@@ -52,11 +53,34 @@ Test(harness, ports_reserved_by_concurrent_processes_never_coincide, .timeout = 
   }
   cr_assert_eq(count, sizeof(ports) / sizeof(ports[0]), "every process reserved its ports");
 
-  int floor = ephemeral_port_floor();
+  int first, span, low, high;
+  ephemeral_port_range(&low, &high);
+  reservable_port_range(low, high, &first, &span);
+  bool outside_ephemeral = first + span <= low || first > high;
   static unsigned char seen[65536];
   for (size_t i = 0; i < count; i++) {
-    cr_expect(ports[i] > 0 && ports[i] < floor, "port %d is not below the ephemeral range", ports[i]);
+    cr_expect(ports[i] >= first && ports[i] < first + span, "port %d is out of range", ports[i]);
+    cr_expect(!outside_ephemeral || ports[i] < low || ports[i] > high,
+              "port %d is in the ephemeral range %d..%d", ports[i], low, high);
     cr_expect(!seen[ports[i]], "port %d was given out twice", ports[i]);
     seen[ports[i]] = 1;
+  }
+}
+
+/* Where the reserved ports come from, for the ephemeral ranges machines are set up with. */
+Test(harness, reserved_ports_lie_outside_the_ephemeral_range_when_there_is_room) {
+  static const struct {
+    int low, high, first, count;
+  } CASES[] = {
+    {32768, 60999, 20000, 12768}, /* Linux's default */
+    {10000, 65535, 1024, 8976},   /* room only below it, under 20000 */
+    {1024, 50000, 50001, 15535},  /* room only above it */
+    {1024, 65535, 1024, 64512},   /* no room: all ports, the locks still keep tests apart */
+  };
+  for (size_t i = 0; i < sizeof(CASES) / sizeof(CASES[0]); i++) {
+    int first = 0, count = 0;
+    reservable_port_range(CASES[i].low, CASES[i].high, &first, &count);
+    cr_expect_eq(first, CASES[i].first, "ephemeral %d..%d", CASES[i].low, CASES[i].high);
+    cr_expect_eq(count, CASES[i].count, "ephemeral %d..%d", CASES[i].low, CASES[i].high);
   }
 }
