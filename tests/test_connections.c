@@ -145,8 +145,6 @@ Test(connections, http_1_0_is_closed_unless_it_asks_for_keep_alive) {
   close(fd);
 }
 
-/* A client may send its request and shut its write side at once: it still gets the answer,
- * even one that needs the upstream first. */
 /* A client that sends its request and shuts its writing side still gets the answer, and the
  * daemon waits for it without spinning: EOF stays readable, so reading must stop until then. */
 Test(connections, a_half_closed_client_still_gets_its_answer) {
