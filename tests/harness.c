@@ -26,6 +26,12 @@ void pause_ms(long ms) {
   nanosleep(&ts, NULL);
 }
 
+void fill_random(void *out, size_t len) {
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  cr_assert(fd >= 0 && read(fd, out, len) == (ssize_t)len, "cannot read /dev/urandom");
+  close(fd);
+}
+
 void ephemeral_port_range(int *low, int *high) {
   *low = 32768;
   *high = 60999;
@@ -70,9 +76,7 @@ int free_port(void) {
   if (mkdir(PORT_LOCK_DIR, 01777) == 0)
     chmod(PORT_LOCK_DIR, 01777); /* whatever the umask: every user's tests share it */
   unsigned char random_byte[2];
-  int urandom = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  cr_assert(urandom >= 0 && read(urandom, random_byte, 2) == 2);
-  close(urandom);
+  fill_random(random_byte, sizeof(random_byte));
   int start = (random_byte[0] << 8 | random_byte[1]) % count;
   for (int i = 0; i < count; i++) {
     int port = first + (start + i) % count;
@@ -104,9 +108,7 @@ int free_port(void) {
 void make_token(char *out, size_t out_len) {
   static const char ALPHABET[] = "abcdefghijklmnopqrstuvwxyz0123456789";
   unsigned char random_bytes[24];
-  int fd = open("/dev/urandom", O_RDONLY);
-  cr_assert(fd >= 0 && read(fd, random_bytes, sizeof(random_bytes)) == (ssize_t)sizeof(random_bytes));
-  close(fd);
+  fill_random(random_bytes, sizeof(random_bytes));
   int n = snprintf(out, out_len, "fl_test_");
   for (size_t i = 0; i < sizeof(random_bytes) && (size_t)n + 1 < out_len; i++)
     out[n++] = ALPHABET[random_bytes[i] % (sizeof(ALPHABET) - 1)];

@@ -142,6 +142,8 @@ bool raw_wait_closed(int fd, long timeout_ms);
 /* raw_send, then reads the answer until the server closes or out is full; returns its length. */
 size_t raw_exchange(int port, const char *request, size_t len, char *out, size_t out_cap);
 
+/* Fills out with len bytes from /dev/urandom (len up to 4096: one read). */
+void fill_random(void *out, size_t len);
 /* Sleeps ms milliseconds. */
 void pause_ms(long ms);
 
