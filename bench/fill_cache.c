@@ -50,7 +50,7 @@ int main(int argc, char **argv) {
     struct cache_record record = {.upstream_status = 200, .fetched_at = now,
                                   .fresh_until = now + ttl, .stale_until = now + ttl + 60,
                                   .body = (const unsigned char *)body, .body_len = (uint32_t)body_len};
-    if (cache_put(cache, id, &record, now, err, sizeof(err)) != 0) {
+    if (cache_put(cache, id, &record, err, sizeof(err)) != CACHE_STORED) {
       fprintf(stderr, "%s: entry %lu: %s\n", argv[0], i, err);
       cache_close(cache);
       return 1;

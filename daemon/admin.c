@@ -1,5 +1,6 @@
 /* admin: the /cache routes (when [server] admin = yes). They read and delete the cache only and
- * never contact the upstream. Deletes really remove the data (cache.h says how). */
+ * never contact the upstream. A delete also wins over a fetch of that id in progress: the fetch
+ * answers its waiters but stores nothing (cache.h says what becomes of the deleted bytes). */
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,9 @@ void admin_cache_delete(struct client_request *request, const char *enrollment_i
   struct flipcached *daemon = arg;
   bool found = false;
   char err[256];
+  struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
+  if (fetch)
+    fetch->store_forbidden = true;
   if (cache_delete(daemon->cache, enrollment_id, &found, err, sizeof(err)) != 0) {
     log_error("admin: purging %s failed: %s", enrollment_id, err);
     front_reply_empty(request, 500);
@@ -105,6 +109,7 @@ void admin_cache_purge(struct client_request *request, void *arg) {
   struct flipcached *daemon = arg;
   uint64_t removed = 0;
   char err[256];
+  inflight_forbid_stores(daemon->inflight);
   if (cache_purge_all(daemon->cache, &removed, err, sizeof(err)) != 0) {
     log_error("admin: purging the cache failed: %s", err);
     front_reply_empty(request, 500);

@@ -53,6 +53,7 @@ static const struct config_key KEYS[] = {
   {"upstream", "max_connections", KEY_UINT, FIELD(upstream_max_connections), 1, 1024, "16", true},
   {"upstream", "breaker_failures", KEY_UINT, FIELD(breaker_failures), 0, 1000, "5", false},
   {"upstream", "breaker_cooldown_ms", KEY_UINT, FIELD(breaker_cooldown_ms), 100, 60000, "5000", false},
+  {"upstream", "max_fetches", KEY_UINT, FIELD(max_fetches), 1, 65536, "1024", false},
   {"cache", "path", KEY_PATH, FIELD(cache_path), 0, 0, "/var/cache/flipcached", true},
   {"cache", "max_size", KEY_SIZE, FIELD(max_size), 256u * 1024u, 1024ull << 30, "256M", true},
   {"cache", "ttl", KEY_UINT, FIELD(ttl), 0, YEAR, "300", false},

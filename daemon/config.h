@@ -49,6 +49,7 @@ struct config {
   unsigned upstream_max_connections;
   unsigned breaker_failures;     /* consecutive failed fetches that open the circuit; 0: never */
   unsigned breaker_cooldown_ms;  /* how long it stays open first (doubling, at most a minute) */
+  unsigned max_fetches;          /* enrollment fetches started or waiting for a connection, in all */
   /* [cache] */
   char cache_path[PATH_MAX];
   uint64_t max_size;             /* bytes: the LMDB map size */

@@ -6,7 +6,10 @@
  *                                       on it (coalescing) and gets its result
  *   that fetch fails                 -> a stale copy within stale_if_error, else the error
  * What is stored: validated 200 bodies (ttl) and 404s (negative_ttl); never 401, 403, 429, 5xx
- * or an invalid body. */
+ * or an invalid body, and nothing for an id deleted through the admin routes while its fetch ran.
+ *
+ * Counting: each answer counts once, in hits, negative_hits, stale_served (a stale copy, whether
+ * served while revalidating or for a failed fetch) or misses (the upstream's result or an error). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,13 +104,19 @@ static bool store(struct flipcached *daemon, const char *enrollment_id, uint16_t
     .body_len = (uint32_t)body_len,
   };
   char err[256];
-  if (cache_put(daemon->cache, enrollment_id, &record, now, err, sizeof(err)) != 0) {
-    daemon->stats.cache_write_errors++;
-    log_warning("cache: could not store %s: %s (served without storing)", enrollment_id, err);
+  switch (cache_put(daemon->cache, enrollment_id, &record, err, sizeof(err))) {
+  case CACHE_STORED:
+    daemon->stats.cache_writes++;
+    return true;
+  case CACHE_SKIPPED_FULL: /* counted by the cache */
+    log_warning_limited("cache: %s not stored: %s (served without storing)", enrollment_id, err);
     return false;
+  case CACHE_PUT_FAILED:
+    break;
   }
-  daemon->stats.cache_writes++;
-  return true;
+  daemon->stats.cache_write_errors++;
+  log_warning_limited("cache: could not store %s: %s (served without storing)", enrollment_id, err);
+  return false;
 }
 
 /* The Cache-Status of waiter i: the request that caused the fetch says whether it was stored;
@@ -118,8 +127,9 @@ static struct cache_status waiter_status(const struct inflight_fetch *fetch, siz
   return cs;
 }
 
-static void fan_out_body(struct inflight_fetch *fetch, int status, const char *body, size_t len,
-                         bool stored) {
+static void fan_out_body(struct flipcached *daemon, struct inflight_fetch *fetch, int status,
+                         const char *body, size_t len, bool stored) {
+  daemon->stats.misses += fetch->waiter_count;
   for (size_t i = 0; i < fetch->waiter_count; i++) {
     struct cache_status cs = waiter_status(fetch, i);
     cs.stored = stored && !cs.collapsed;
@@ -161,6 +171,7 @@ static void fan_out_failure(struct flipcached *daemon, struct inflight_fetch *fe
       daemon->stats.stale_served++;
       reply_record(fetch->waiters[i], &entry.record, &cs, now);
     } else {
+      daemon->stats.misses++;
       reply_error(fetch->waiters[i], error, &cs, retry_after);
     }
   }
@@ -168,13 +179,15 @@ static void fan_out_failure(struct flipcached *daemon, struct inflight_fetch *fe
     cache_entry_release(&entry);
 }
 
-/* The upstream was not asked (a 429's pause, or an open circuit): a usable stale copy answers as
- * a stale hit, else 503 with the Retry-After the upstream module knows. */
+/* The upstream was not asked (a 429's pause, an open circuit, or max_fetches in progress): a
+ * usable stale copy answers as a stale hit, else 503 with the Retry-After the upstream module
+ * knows (1 s when overloaded). */
 static void answer_refused(struct flipcached *daemon, struct client_request *request,
                            const char *enrollment_id, enum upstream_start refusal,
                            long long now) {
   enum api_error error = refusal == UPSTREAM_PAUSED       ? API_ERROR_UPSTREAM_RATE_LIMITED
                          : refusal == UPSTREAM_CIRCUIT_OPEN ? API_ERROR_CIRCUIT_OPEN
+                         : refusal == UPSTREAM_OVERLOADED   ? API_ERROR_OVERLOADED
                                                             : API_ERROR_UPSTREAM_UNAVAILABLE;
   struct cache_status cs = {0};
   struct cache_entry entry;
@@ -186,8 +199,11 @@ static void answer_refused(struct flipcached *daemon, struct client_request *req
     cache_entry_release(&entry);
     return;
   }
-  reply_error(request, error, &cs,
-              refusal == UPSTREAM_START_FAILED ? -1 : upstream_retry_after(daemon->upstream));
+  daemon->stats.misses++;
+  long retry_after = refusal == UPSTREAM_START_FAILED ? -1
+                     : refusal == UPSTREAM_OVERLOADED ? RETRY_AFTER_OVERLOADED_SECONDS
+                                                      : upstream_retry_after(daemon->upstream);
+  reply_error(request, error, &cs, retry_after);
 }
 
 static void on_fetched(const struct upstream_result *result, void *arg) {
@@ -202,9 +218,12 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
                                             : BODY_OK;
   if (status == 200 || status == 404)
     daemon->auth_rejected_status = 0; /* the credential works */
+  /* A delete of this id (or of the whole cache) after the fetch started wins: the waiters are
+   * answered, but nothing is stored. */
+  bool may_store = !fetch->store_forbidden;
   if (status == 200 && verdict == BODY_OK) {
-    bool stored = store(daemon, enrollment_id, 200, result->body, result->body_len, now);
-    fan_out_body(fetch, 200, result->body, result->body_len, stored);
+    bool stored = may_store && store(daemon, enrollment_id, 200, result->body, result->body_len, now);
+    fan_out_body(daemon, fetch, 200, result->body, result->body_len, stored);
   } else if (status == 404) {
     /* The upstream's own body when it is JSON; an empty or non-JSON 404 body gets ours, so that
      * clients always parse the same shape. What is sent is what is remembered. */
@@ -216,8 +235,8 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
       body = ours ? ours : "";
       len = strlen(body);
     }
-    bool stored = store(daemon, enrollment_id, 404, body, len, now);
-    fan_out_body(fetch, 404, body, len, stored);
+    bool stored = may_store && store(daemon, enrollment_id, 404, body, len, now);
+    fan_out_body(daemon, fetch, 404, body, len, stored);
     free(ours);
   } else {
     if (result->outcome == UPSTREAM_RESPONSE)
@@ -233,11 +252,11 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
       status = 0; /* not the API's status: no fwd-status */
     } else if (result->outcome != UPSTREAM_RESPONSE) {
       error = error_for_outcome(result->outcome);
-      log_warning("upstream: enrollment %s: %s", enrollment_id, result->error_text);
+      log_warning_limited("upstream: enrollment %s: %s", enrollment_id, result->error_text);
     } else if (status == 200) {
       error = API_ERROR_UPSTREAM_INVALID_RESPONSE;
-      log_warning("upstream: enrollment %s: 200 body refused: %s", enrollment_id,
-                  body_verdict_text(verdict));
+      log_warning_limited("upstream: enrollment %s: 200 body refused: %s", enrollment_id,
+                          body_verdict_text(verdict));
     } else {
       error = error_for_status(status);
       if (error == API_ERROR_UPSTREAM_AUTH_FAILED) {
@@ -246,7 +265,7 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
                   status);
       }
       else
-        log_warning("upstream: enrollment %s: HTTP %ld", enrollment_id, status);
+        log_warning_limited("upstream: enrollment %s: HTTP %ld", enrollment_id, status);
     }
     if (error == API_ERROR_UPSTREAM_RATE_LIMITED)
       retry_after = result->retry_after_seconds >= 0 &&
@@ -291,6 +310,7 @@ static void wait_for_fetch(struct flipcached *daemon, struct client_request *req
   }
   if (!inflight_add_waiter(daemon->inflight, fetch, request)) {
     daemon->stats.waiters_refused++;
+    daemon->stats.misses++;
     struct cache_status cs = {.fwd = "uri-miss", .collapsed = true};
     reply_error(request, API_ERROR_OVERLOADED, &cs, RETRY_AFTER_OVERLOADED_SECONDS);
     return;
@@ -342,6 +362,5 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
     }
     cache_entry_release(&entry);
   }
-  daemon->stats.misses++;
   wait_for_fetch(daemon, request, enrollment_id, had_copy, now);
 }

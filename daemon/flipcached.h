@@ -27,7 +27,6 @@ struct flipcached {
   struct cache *cache;
   struct upstream *upstream;
   struct inflight_table *inflight; /* the one fetch per enrollment id and its waiters */
-  struct event *sweep_timer;   /* the expired-entry sweeper */
   struct front *front;
   struct timespec started;     /* CLOCK_MONOTONIC at start, for uptime */
   bool stopping;               /* SIGTERM or SIGINT received: /healthz answers 503 */

@@ -100,3 +100,10 @@ void inflight_finish(struct inflight_table *table, struct inflight_fetch *fetch)
 }
 
 size_t inflight_count(const struct inflight_table *table) { return table->count; }
+
+void inflight_forbid_stores(struct inflight_table *table) {
+  for (size_t i = 0; i < INFLIGHT_BUCKETS; i++) {
+    for (struct inflight_fetch *fetch = table->buckets[i]; fetch; fetch = fetch->next_in_bucket)
+      fetch->store_forbidden = true;
+  }
+}

@@ -19,6 +19,7 @@ struct inflight_fetch {
   char enrollment_id[UUID_TEXT_LEN + 1];
   bool background;           /* started to refresh a stale entry, not for a waiting client */
   bool had_expired_copy;     /* the cache held an expired entry when the fetch started */
+  bool store_forbidden;      /* the id (or the whole cache) was deleted after the fetch started */
   void *owner;               /* the caller's; the table never touches it */
   struct client_request **waiters; /* in arrival order; waiters[0] caused the fetch unless background */
   size_t waiter_count;
@@ -39,6 +40,8 @@ bool inflight_add_waiter(struct inflight_table *table, struct inflight_fetch *fe
                          struct client_request *waiter);
 /* Removes the fetch from the table and frees it. */
 void inflight_finish(struct inflight_table *table, struct inflight_fetch *fetch);
+/* Marks every fetch in progress store_forbidden (the whole cache was purged). */
+void inflight_forbid_stores(struct inflight_table *table);
 /* Fetches in progress. */
 size_t inflight_count(const struct inflight_table *table);
 

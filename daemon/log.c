@@ -86,14 +86,9 @@ static void scrub_secrets(const char *line, char *out, size_t out_len) {
   out[used] = '\0';
 }
 
-void log_msg(enum log_level level, const char *fmt, ...) {
-  if (!log_enabled(level))
-    return;
+static void log_vmsg(enum log_level level, const char *fmt, va_list ap) {
   char raw[LOG_LINE_MAX], message[LOG_LINE_MAX];
-  va_list ap;
-  va_start(ap, fmt);
   vsnprintf(raw, sizeof(raw), fmt, ap);
-  va_end(ap);
   /* One line per event: a newline inside a message would forge a second log line. */
   for (char *p = raw; *p; p++) {
     if (*p == '\n' || *p == '\r')
@@ -120,5 +115,67 @@ void log_msg(enum log_level level, const char *fmt, ...) {
     /* One write per line so that lines from concurrent writers never interleave. */
     ssize_t written = write(STDERR_FILENO, line, n);
     (void)written;
+  }
+}
+
+void log_msg(enum log_level level, const char *fmt, ...) {
+  if (!log_enabled(level))
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  log_vmsg(level, fmt, ap);
+  va_end(ap);
+}
+
+static long monotonic_seconds(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (long)now.tv_sec;
+}
+
+static long (*limit_clock)(void) = monotonic_seconds;
+static struct log_limit *limits; /* every limit that ever logged; the loop's thread only */
+
+void log_set_limit_clock(long (*seconds)(void)) {
+  limit_clock = seconds ? seconds : monotonic_seconds;
+}
+
+static void report_suppressed(struct log_limit *limit) {
+  if (limit->suppressed == 0)
+    return;
+  log_msg(limit->level, "%lu more line%s like \"%s\" suppressed (at most one a second)",
+          limit->suppressed, limit->suppressed == 1 ? "" : "s", limit->kind);
+  limit->suppressed = 0;
+}
+
+void log_limited(struct log_limit *limit, enum log_level level, const char *fmt, ...) {
+  if (!log_enabled(level))
+    return;
+  long now = limit_clock();
+  if (!limit->registered) {
+    limit->registered = true;
+    limit->kind = fmt;
+    limit->level = level;
+    limit->second = now - 1;
+    limit->next = limits;
+    limits = limit;
+  }
+  if (limit->second == now) {
+    limit->suppressed++;
+    return;
+  }
+  report_suppressed(limit);
+  limit->second = now;
+  va_list ap;
+  va_start(ap, fmt);
+  log_vmsg(level, fmt, ap);
+  va_end(ap);
+}
+
+void log_flush_suppressed(void) {
+  long now = limit_clock();
+  for (struct log_limit *limit = limits; limit; limit = limit->next) {
+    if (limit->second != now)
+      report_suppressed(limit);
   }
 }

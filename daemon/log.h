@@ -25,6 +25,31 @@ void log_remove_secret(const char *secret);
 
 __attribute__((format(printf, 2, 3))) void log_msg(enum log_level level, const char *fmt, ...);
 
+/* A call site's rate limit: at most one line a second; the lines past it are counted and
+ * reported in one line ("N more like this suppressed") when the kind next logs after that second,
+ * or at the next log_flush_suppressed. Static, one per call site (log_limited's macros). */
+struct log_limit {
+  const char *kind;       /* the call site's format, named in the suppression line */
+  enum log_level level;
+  long second;            /* the clock's second of the last line written */
+  unsigned long suppressed;
+  bool registered;
+  struct log_limit *next; /* every limit that ever logged, for log_flush_suppressed */
+};
+
+__attribute__((format(printf, 3, 4))) void log_limited(struct log_limit *limit,
+                                                       enum log_level level, const char *fmt, ...);
+/* Writes the suppression line of every kind whose second has passed. From a periodic timer. */
+void log_flush_suppressed(void);
+/* For tests: the clock of the rate limits (CLOCK_MONOTONIC seconds by default); NULL restores. */
+void log_set_limit_clock(long (*seconds)(void));
+
+#define log_warning_limited(...)                                                                   \
+  do {                                                                                             \
+    static struct log_limit log_limit_;                                                            \
+    log_limited(&log_limit_, LOG_LEVEL_WARNING, __VA_ARGS__);                                      \
+  } while (0)
+
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_LEVEL_WARNING, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)

@@ -24,7 +24,6 @@
 
 #define STOP_POLL_MS 50
 #define STATUS_INTERVAL_SECONDS 10
-#define SWEEP_BATCH 256          /* entries looked at per sweeper write transaction */
 #define INFLIGHT_MAX_WAITERS 4096 /* requests that may wait on one enrollment's fetch */
 
 static void usage(FILE *out) {
@@ -106,6 +105,7 @@ static void on_status_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   send_status(arg);
+  log_flush_suppressed(); /* a flood of one warning that stopped still reports its count */
 }
 
 static void on_stop_signal(evutil_socket_t signal_number, short what, void *arg) {
@@ -126,23 +126,6 @@ static void on_stop_signal(evutil_socket_t signal_number, short what, void *arg)
   }
   struct timeval deadline = {.tv_sec = (daemon->cfg.timeout_ms + 1000) / 1000};
   event_base_loopexit(daemon->base, &deadline);
-}
-
-/* The sweeper deletes entries past every window. A pass runs as a chain of short write
- * transactions of SWEEP_BATCH entries, each step rescheduled at once so that requests run between
- * them; passes start every sweep_interval seconds. */
-static void on_sweep(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  struct flipcached *daemon = arg;
-  bool pass_done = false;
-  if (cache_unavailable(daemon->cache))
-    cache_try_reopen(daemon->cache); /* a disk that failed may be back */
-  long removed = cache_sweep_step(daemon->cache, flipcached_wall_now(), SWEEP_BATCH, &pass_done);
-  if (removed > 0)
-    log_debug("cache: sweeper removed %ld expired entr%s", removed, removed == 1 ? "y" : "ies");
-  struct timeval next = {.tv_sec = pass_done || removed < 0 ? daemon->cfg.sweep_interval : 0};
-  evtimer_add(daemon->sweep_timer, &next);
 }
 
 static void reload(struct flipcached *daemon, struct config *fresh);
@@ -169,6 +152,7 @@ static void reload(struct flipcached *daemon, struct config *fresh) {
   }
   config_apply_reload(&daemon->cfg, fresh, note_needs_restart, NULL);
   log_set_level(daemon->cfg.log_level);
+  cache_set_sweep_interval(daemon->cache, daemon->cfg.sweep_interval);
   daemon->stats.reloads++;
 
   struct creds fresh_creds = {0};
@@ -275,9 +259,8 @@ int main(int argc, char **argv) {
     goto out;
   }
   daemon.inflight = inflight_table_new(INFLIGHT_MAX_WAITERS);
-  daemon.sweep_timer = evtimer_new(daemon.base, on_sweep, &daemon);
-  struct timeval first_sweep = {.tv_sec = daemon.cfg.sweep_interval};
-  if (!daemon.inflight || !daemon.sweep_timer || evtimer_add(daemon.sweep_timer, &first_sweep) != 0) {
+  if (!daemon.inflight ||
+      cache_start_upkeep(daemon.cache, daemon.base, daemon.cfg.sweep_interval) != 0) {
     log_error("out of memory");
     goto out;
   }
@@ -327,8 +310,6 @@ out:
   upstream_free(daemon.upstream);
   inflight_table_free(daemon.inflight);
   front_free(daemon.front);
-  if (daemon.sweep_timer)
-    event_free(daemon.sweep_timer);
   if (daemon.stop_poll)
     event_free(daemon.stop_poll);
   if (daemon.status_timer)

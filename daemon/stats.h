@@ -14,21 +14,23 @@ struct stats {
   uint64_t requests_total;    /* every HTTP request answered */
   uint64_t enrollment_requests;
   uint64_t hits;              /* enrollment answered from a fresh cache entry */
-  uint64_t misses;            /* enrollment that needed the upstream */
+  uint64_t misses;            /* enrollment answered by the upstream's result or an error */
   uint64_t stale_served;      /* a stale copy answered */
   uint64_t negative_hits;     /* a remembered 404 answered */
   uint64_t coalesced;         /* answered by another request's fetch */
   uint64_t invalid_requests;  /* 4xx answered by flipcached itself (bad id, route, method) */
-  uint64_t upstream_requests; /* requests sent upstream */
+  uint64_t upstream_requests; /* requests sent upstream (each attempt, once it is on the wire) */
   uint64_t upstream_errors;   /* upstream transfers that failed or answered unusably */
   uint64_t upstream_retries;  /* attempts repeated after a failed connection or a 502/503/504 */
   uint64_t rate_limit_pauses; /* 429s that paused every upstream request */
   uint64_t upstream_refused;  /* fetches not sent: paused for a 429, or the circuit open */
+  uint64_t fetches_refused;   /* fetches not started: [upstream] max_fetches were in progress */
   uint64_t breaker_opens;     /* times the circuit breaker opened */
   uint64_t token_refreshes;   /* OAuth access tokens obtained */
   uint64_t token_failures;    /* OAuth token requests that failed */
   uint64_t cache_writes;
   uint64_t cache_write_errors;
+  uint64_t cache_full_skips;  /* writes skipped because the map was full (room is made after) */
   uint64_t evictions;         /* entries deleted to make room in a full map */
   uint64_t expired_removed;   /* entries past every window deleted by the sweeper */
   uint64_t purged;            /* entries deleted through the admin routes */
@@ -47,9 +49,9 @@ struct stats {
   double upstream_latency_sum_seconds;
 };
 
-/* Enrollment requests answered (hits, stale copies, remembered 404s and misses) and, of them,
- * those answered from the cache: the hit ratio's two terms, for systemd's STATUS= line and
- * `flipcached stats`. */
+/* Enrollment requests answered (hits, stale copies, remembered 404s and misses: each answer is
+ * counted in exactly one of them) and, of them, those answered from the cache (hits, fresh or
+ * stale): the hit ratio's two terms, for systemd's STATUS= line and `flipcached stats`. */
 void stats_cache_share(const struct stats *stats, uint64_t *answered, uint64_t *from_cache);
 
 /* Records one upstream fetch's duration. */
@@ -64,7 +66,8 @@ struct stats_gauges {
   uint64_t cache_bytes;       /* bytes of the LMDB map in use */
   uint64_t cache_max_bytes;
   uint64_t connections;       /* client connections open now, counted against max_connections */
-  uint64_t cache_syncs;       /* a counter: flushes of committed cache writes by the syncer thread */
+  uint64_t cache_syncs;       /* a counter: flushes of committed cache writes by the keeper thread */
+  uint64_t cache_set_aside;   /* 1 while a damaged cache file is kept for a post-mortem */
 };
 
 /* malloc'd NUL-terminated texts, or NULL when out of memory. */

@@ -21,6 +21,7 @@ static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges
   cache_usage(daemon->cache, &gauges->cache_entries, &gauges->cache_bytes);
   gauges->connections = front_connections(daemon->front);
   gauges->cache_syncs = cache_syncs(daemon->cache);
+  gauges->cache_set_aside = cache_set_aside_file(daemon->cache) != NULL;
 }
 
 static void reply_text(struct client_request *request, int status, const char *content_type,

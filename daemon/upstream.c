@@ -62,7 +62,8 @@ struct upstream {
   const char *protocols;            /* "https", or "http,https" for a loopback http base_url */
   const char *token_protocols;      /* the same for oauth_token_url */
   struct transfer *transfers;
-  size_t inflight;
+  size_t inflight;                  /* transfers in the list: enrollment fetches and token requests */
+  size_t fetches;                   /* of them, enrollment fetches: bounded by cfg->max_fetches */
   int64_t paused_until_ms;          /* CLOCK_MONOTONIC: a 429's pause ends here */
   struct {
     enum breaker_state state;
@@ -181,6 +182,21 @@ static size_t on_body(char *data, size_t size, size_t count, void *arg) {
   return len;
 }
 
+/* CURLOPT_PREREQFUNCTION: the connection is up and the request is about to be sent. Counting
+ * here, not when a transfer is queued, makes upstream_requests the requests the API received
+ * (a transfer waiting for one of max_connections is not one). */
+static int on_request_sent(void *arg, char *primary_ip, char *local_ip, int primary_port,
+                           int local_port) {
+  (void)primary_ip;
+  (void)local_ip;
+  (void)primary_port;
+  (void)local_port;
+  struct transfer *transfer = arg;
+  if (transfer->kind == TRANSFER_ENROLLMENT)
+    transfer->upstream->stats->upstream_requests++;
+  return CURL_PREREQFUNC_OK;
+}
+
 /* Remembers Retry-After (delta-seconds only; an HTTP-date is ignored and the default applies). */
 static size_t on_header(char *line, size_t size, size_t count, void *arg) {
   struct transfer *transfer = arg;
@@ -247,6 +263,8 @@ static void unlink_transfer(struct upstream *upstream, struct transfer *transfer
   if (transfer->next)
     transfer->next->prev = transfer->prev;
   upstream->inflight--;
+  if (transfer->kind == TRANSFER_ENROLLMENT)
+    upstream->fetches--;
 }
 
 static long elapsed_ms(const struct timespec *since) {
@@ -292,6 +310,8 @@ static struct transfer *transfer_new(struct upstream *upstream, enum transfer_ki
             curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_HEADERDATA, transfer) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_request_sent) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_PREREQDATA, transfer) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer) == CURLE_OK;
   if (ok && kind == TRANSFER_ENROLLMENT)
     ok = curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
@@ -310,6 +330,8 @@ static struct transfer *transfer_new(struct upstream *upstream, enum transfer_ki
     transfer->next->prev = transfer;
   upstream->transfers = transfer;
   upstream->inflight++;
+  if (kind == TRANSFER_ENROLLMENT)
+    upstream->fetches++;
   return transfer;
 }
 
@@ -379,8 +401,6 @@ static bool launch(struct upstream *upstream, struct transfer *transfer) {
     return false;
   transfer->in_multi = true;
   transfer->attempts++;
-  if (transfer->kind == TRANSFER_ENROLLMENT)
-    upstream->stats->upstream_requests++;
   return true;
 }
 
@@ -745,6 +765,10 @@ long upstream_paused_seconds(const struct upstream *upstream) {
 
 enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
                                               upstream_done_fn done, void *arg) {
+  if (upstream->fetches >= upstream->cfg->max_fetches) {
+    upstream->stats->fetches_refused++;
+    return UPSTREAM_OVERLOADED;
+  }
   bool probe = false;
   enum upstream_start admitted = admit(upstream, &probe);
   if (admitted != UPSTREAM_STARTED) {

@@ -53,6 +53,7 @@ enum upstream_start {
   UPSTREAM_STARTED,
   UPSTREAM_PAUSED,       /* a 429 paused every upstream request; nothing is sent until it ends */
   UPSTREAM_CIRCUIT_OPEN, /* the breaker is open, or its one probe is already out */
+  UPSTREAM_OVERLOADED,   /* [upstream] max_fetches fetches are started or waiting already */
   UPSTREAM_START_FAILED, /* out of memory or a libcurl error */
 };
 
@@ -77,7 +78,7 @@ long upstream_retry_after(const struct upstream *upstream);
 enum breaker_state upstream_breaker_state(const struct upstream *upstream);
 /* Whole seconds left of a 429's pause, 0 when not paused. */
 long upstream_paused_seconds(const struct upstream *upstream);
-/* Transfers in progress. */
+/* Transfers in progress (enrollment fetches, retries waiting included, and token requests). */
 size_t upstream_inflight(const struct upstream *upstream);
 /* Aborts every transfer (each callback runs with UPSTREAM_ABORTED), then frees. Accepts NULL. */
 void upstream_free(struct upstream *upstream);
