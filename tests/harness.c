@@ -329,7 +329,10 @@ pid_t flipcached_spawn(const struct flipcached_proc *proc) {
     /* FLIPCACHED_VALGRIND=1 runs the daemon under memcheck: any memory error or definite or
      * indirect leak makes it exit 99, which the tests' "exits 0" assertions catch. */
     const char *valgrind = getenv("FLIPCACHED_VALGRIND");
-    if (valgrind && strcmp(valgrind, "1") == 0)
+    if (proc->strace_output[0])
+      execlp("strace", "strace", "-f", "-qq", "-e", "trace=fsync,fdatasync,msync,sync_file_range",
+             "-o", proc->strace_output, FLIPCACHED_BIN, "-c", proc->config, (char *)NULL);
+    else if (valgrind && strcmp(valgrind, "1") == 0)
       execlp("valgrind", "valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
              "--errors-for-leak-kinds=definite,indirect", "--show-leak-kinds=definite,indirect",
              FLIPCACHED_BIN, "-c", proc->config, (char *)NULL);
@@ -388,10 +391,26 @@ void flipcached_reload(struct flipcached_proc *proc, const char *then_logged) {
   cr_assert_fail("no \"%s\" in the log within 5 s of SIGHUP", then_logged);
 }
 
+pid_t flipcached_daemon_pid(const struct flipcached_proc *proc) {
+  if (!proc->strace_output[0])
+    return proc->pid;
+  char path[64], text[64] = "";
+  snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)proc->pid, (int)proc->pid);
+  FILE *file = fopen(path, "r");
+  if (file) {
+    if (!fgets(text, sizeof(text), file))
+      text[0] = '\0';
+    fclose(file);
+  }
+  return (pid_t)atoi(text);
+}
+
 int flipcached_stop(struct flipcached_proc *proc) {
   if (proc->pid <= 0)
     return -1;
-  kill(proc->pid, SIGTERM);
+  /* strace blocks fatal signals while it runs a command: the daemon itself is told to stop */
+  pid_t daemon_pid = flipcached_daemon_pid(proc);
+  kill(daemon_pid > 0 ? daemon_pid : proc->pid, SIGTERM);
   int status = 0;
   waitpid(proc->pid, &status, 0);
   proc->pid = 0;
@@ -535,18 +554,23 @@ static void http_perform(const char *method, const char *url, const char *const 
   transfer_finish(&transfer, ok, response);
 }
 
-void http_get_concurrently(const char *const *urls, size_t n, struct http_response *responses) {
+void http_get_many(const char *const *urls, size_t n, size_t connections,
+                   struct http_response *responses) {
   struct transfer *transfers = calloc(n, sizeof(*transfers));
   bool *ok = calloc(n, sizeof(*ok));
+  cr_assert(transfers && ok);
   CURLM *multi = curl_multi_init();
-  curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
-  for (size_t i = 0; i < n; i++) {
-    transfer_setup(&transfers[i], NULL, urls[i], NULL, NULL, 20000L);
-    curl_easy_setopt(transfers[i].easy, CURLOPT_PRIVATE, (char *)&ok[i]);
-    curl_multi_add_handle(multi, transfers[i].easy);
-  }
-  int running = 1;
-  while (running) {
+  curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)connections);
+  size_t started = 0, finished = 0;
+  while (finished < n) {
+    while (started < n && started - finished < connections) {
+      transfer_setup(&transfers[started], NULL, urls[started], NULL, NULL, 60000L);
+      curl_easy_setopt(transfers[started].easy, CURLOPT_FORBID_REUSE, 0L);
+      curl_easy_setopt(transfers[started].easy, CURLOPT_PRIVATE, (char *)&ok[started]);
+      curl_multi_add_handle(multi, transfers[started].easy);
+      started++;
+    }
+    int running = 0;
     curl_multi_perform(multi, &running);
     CURLMsg *message;
     int left;
@@ -554,19 +578,25 @@ void http_get_concurrently(const char *const *urls, size_t n, struct http_respon
       if (message->msg != CURLMSG_DONE)
         continue;
       bool *done_ok = NULL;
-      curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, (char **)&done_ok);
+      CURL *easy = message->easy_handle;
+      curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&done_ok);
       *done_ok = message->data.result == CURLE_OK;
+      curl_multi_remove_handle(multi, easy); /* the connection stays in the multi's pool */
+      size_t i = (size_t)(done_ok - ok);
+      transfer_finish(&transfers[i], *done_ok, &responses[i]);
+      finished++;
     }
-    if (running)
+    if (finished < n)
       curl_multi_poll(multi, NULL, 0, 100, NULL);
-  }
-  for (size_t i = 0; i < n; i++) {
-    curl_multi_remove_handle(multi, transfers[i].easy);
-    transfer_finish(&transfers[i], ok[i], &responses[i]);
   }
   curl_multi_cleanup(multi);
   free(ok);
   free(transfers);
+}
+
+/* All started at once: one connection each. */
+void http_get_concurrently(const char *const *urls, size_t n, struct http_response *responses) {
+  http_get_many(urls, n, n, responses);
 }
 
 void http_request(const char *method, const char *url, const char *const *headers,

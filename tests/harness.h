@@ -44,6 +44,8 @@ struct flipcached_proc {
   char client_secret_path[320];    /* with options->oauth_client_secret */
   char env[4][512];                /* extra "NAME=value" for the daemon's environment */
   int inherited[2];                /* listening sockets passed as systemd does (fd 3, 4, ...) */
+  char strace_output[320];         /* non-empty: run under strace -f, its syscalls of the
+                                      fsync family written here; pid is strace's */
   size_t inherited_count;
 };
 
@@ -85,6 +87,8 @@ void flipcached_start(struct flipcached_proc *proc, const struct fake_upstream *
 void flipcached_reload(struct flipcached_proc *proc, const char *then_logged);
 /* Writes proc's token file with `token` and mode. */
 void flipcached_write_token(const struct flipcached_proc *proc, const char *token, mode_t mode);
+/* The daemon's own pid: proc->pid, or under strace its child. */
+pid_t flipcached_daemon_pid(const struct flipcached_proc *proc);
 /* SIGTERM, wait; returns the exit status (or 128 + signal). */
 int flipcached_stop(struct flipcached_proc *proc);
 /* The whole log written so far (malloc'd). */
@@ -115,6 +119,10 @@ void http_get(const char *url, struct http_response *response);
 void http_get_within(const char *url, long timeout_ms, struct http_response *response);
 /* n GETs at once (curl multi, one connection each): urls[i] answered in responses[i]. */
 void http_get_concurrently(const char *const *urls, size_t n, struct http_response *responses);
+/* n GETs over at most `connections` kept-alive connections at once (a new request starts as one
+ * ends): urls[i] answered in responses[i] (status 0 when it failed). For thousands of requests. */
+void http_get_many(const char *const *urls, size_t n, size_t connections,
+                   struct http_response *responses);
 /* GET over a unix socket: url's host part is ignored. */
 void http_get_unix(const char *socket_path, const char *url, struct http_response *response);
 /* The value of a response header (case-insensitive name), copied into out; false if absent. */

@@ -61,6 +61,7 @@ static void expect_moved_aside_and_serving(const char *why) {
   snprintf(broken, sizeof(broken), "ls %s/cache/data.mdb.broken-* >/dev/null", daemon_proc.dir);
   char out[256];
   cr_expect_eq(run_command(broken, out, sizeof(out)), 0, "the old file is kept for a post-mortem");
+  cr_expect_eq(flipcached_stat(&daemon_proc, "cache_set_aside"), 1, "/stats says one is kept");
 }
 
 static void overwrite_meta_pages(void) {
@@ -102,6 +103,32 @@ Test(storage, a_truncated_file_is_moved_aside_instead_of_crashing) {
 Test(storage, a_file_of_another_format_is_moved_aside) {
   restart_after(write_another_format);
   expect_moved_aside_and_serving("another format");
+}
+
+/* Three damaged starts in a row leave one damaged file, the newest, not three (each can be up to
+ * max_size of personal data). */
+Test(storage, three_damaged_starts_keep_only_the_newest_damaged_file) {
+  restart_after(overwrite_meta_pages);
+  for (int start = 0; start < 2; start++) {
+    pause_ms(1100); /* a new name: data.mdb.broken-<time> */
+    cr_assert(strstr(cache_status_of(100 + start), "stored") != NULL);
+    cr_assert_eq(flipcached_stop(&daemon_proc), 0);
+    overwrite_meta_pages();
+    flipcached_launch(&daemon_proc);
+  }
+  char command[400], out[1024] = "";
+  snprintf(command, sizeof(command), "ls %s/cache | grep -c '^data.mdb.broken-'", daemon_proc.dir);
+  for (int i = 0; i < 40; i++) {
+    run_command(command, out, sizeof(out));
+    if (atoi(out) == 1)
+      break;
+    pause_ms(50);
+  }
+  cr_expect_eq(atoi(out), 1, "damaged files kept: %s", out);
+  cr_expect_eq(flipcached_stat(&daemon_proc, "cache_set_aside"), 1);
+  snprintf(command, sizeof(command), "rm %s/cache/data.mdb.broken-*", daemon_proc.dir);
+  cr_assert_eq(run_command(command, out, sizeof(out)), 0);
+  cr_expect_eq(flipcached_stat(&daemon_proc, "cache_set_aside"), 0, "an operator removed it");
 }
 
 Test(storage, an_unusable_cache_directory_degrades_to_the_upstream) {
@@ -229,4 +256,63 @@ Test(storage, the_reader_slot_of_a_killed_daemon_is_cleared_at_start_up) {
   cr_expect(strncmp(cache_status_of(0), "flipcached; hit;", 16) == 0);
   kill(holder, SIGKILL);
   waitpid(holder, NULL, 0);
+}
+
+/* The loop's thread never flushes while it serves: stored entries, a delete and a full purge are
+ * flushed by the keeper thread alone; the loop's one fsync-family call comes after SIGTERM. */
+Test(storage, nothing_is_flushed_on_the_event_loop_but_at_shutdown, .timeout = 120) {
+  fake.pid = 0;
+  char token[64];
+  make_token(token, sizeof(token));
+  fake_start(&fake, token);
+  struct daemon_options options = {.token = token, .log_level = "info"};
+  flipcached_prepare(&daemon_proc, &fake, &options);
+  snprintf(daemon_proc.strace_output, sizeof(daemon_proc.strace_output), "%s/strace.txt",
+           daemon_proc.dir);
+  flipcached_launch(&daemon_proc);
+  pid_t loop_tid = flipcached_daemon_pid(&daemon_proc); /* the main thread's id is the pid */
+  cr_assert_gt(loop_tid, 0);
+  for (unsigned n = 0; n < 200; n++)
+    cr_assert(strstr(cache_status_of(n), "stored") != NULL);
+  char url[256], id[40];
+  id_of(7, id);
+  snprintf(url, sizeof(url), "%s/cache/enrollments/%s", daemon_proc.url, id);
+  struct http_response response;
+  http_request("DELETE", url, NULL, &response);
+  cr_expect_eq(response.status, 200);
+  http_response_free(&response);
+  pause_ms(1300); /* a flush by the keeper */
+  snprintf(url, sizeof(url), "%s/cache", daemon_proc.url);
+  http_request("DELETE", url, NULL, &response);
+  cr_expect_eq(response.status, 200);
+  http_response_free(&response);
+  for (unsigned n = 200; n < 300; n++)
+    cr_assert(strstr(cache_status_of(n), "stored") != NULL);
+  pause_ms(1300);
+  cr_assert_eq(flipcached_stop(&daemon_proc), 0);
+
+  FILE *trace = fopen(daemon_proc.strace_output, "r");
+  cr_assert_not_null(trace);
+  char line[512];
+  int on_loop_before_stop = 0, on_loop_after_stop = 0, on_keeper = 0;
+  bool stopping = false;
+  while (fgets(line, sizeof(line), trace)) {
+    int tid = atoi(line);
+    if (strstr(line, "--- SIGTERM"))
+      stopping = true;
+    if (!strstr(line, "sync") || strstr(line, "---") || strstr(line, "resumed>"))
+      continue;
+    if (tid != loop_tid)
+      on_keeper++;
+    else if (stopping)
+      on_loop_after_stop++;
+    else {
+      on_loop_before_stop++;
+      cr_log_error("on the loop: %s", line);
+    }
+  }
+  fclose(trace);
+  cr_expect_eq(on_loop_before_stop, 0, "the loop flushed while serving");
+  cr_expect_geq(on_keeper, 2, "the keeper flushes every second");
+  cr_expect_geq(on_loop_after_stop, 1, "the last flush at shutdown");
 }

@@ -528,3 +528,148 @@ Test(reload, a_request_in_flight_survives_sighup) {
   cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "answered: %.60s", answer);
   cr_expect(strstr(answer, "\"id\":\"" ID "\"") != NULL);
 }
+
+/* --- bounded work ----------------------------------------------------------------------------- */
+
+TestSuite(bounded_work, .fini = stop_all, .timeout = 120);
+
+static void id_of(unsigned n, char id[40]) { snprintf(id, 40, "%08x-0000-4000-8000-00000000aaaa", n); }
+
+static void enrollment_urls(unsigned count, char (*storage)[160], const char **urls) {
+  for (unsigned i = 0; i < count; i++) {
+    char id[40];
+    id_of(i, id);
+    snprintf(storage[i], 160, "%s/v1/enrollments/%s", daemon_proc.url, id);
+    urls[i] = storage[i];
+  }
+}
+
+/* Eight distinct misses at once with max_fetches = 4: four are fetched, four are told to come
+ * back in a second, and the upstream sees four requests. */
+Test(bounded_work, a_fetch_beyond_max_fetches_is_answered_503_overloaded) {
+  struct daemon_options options = {.extra_upstream = "max_fetches = 4\n"};
+  start_with(&options);
+  fake_set_mode(&fake, "*", "slow", 800);
+  char storage[8][160];
+  const char *urls[8];
+  enrollment_urls(8, storage, urls);
+  struct http_response responses[8];
+  http_get_concurrently(urls, 8, responses);
+  int ok = 0, overloaded = 0;
+  for (int i = 0; i < 8; i++) {
+    ok += responses[i].status == 200;
+    if (responses[i].status == 503) {
+      overloaded++;
+      char retry_after[16] = "";
+      cr_expect(http_header(&responses[i], "Retry-After", retry_after, sizeof(retry_after)) &&
+                strcmp(retry_after, "1") == 0, "Retry-After %s", retry_after);
+      cr_expect(strstr(responses[i].body, "\"code\":\"overloaded\"") != NULL ||
+                strstr(responses[i].body, "overloaded") != NULL, "%s", responses[i].body);
+    }
+    http_response_free(&responses[i]);
+  }
+  cr_expect_eq(ok, 4);
+  cr_expect_eq(overloaded, 4);
+  cr_expect_eq(stat_of("fetches_refused"), 4);
+  cr_expect_eq(fake_stat(&fake, "total"), 4, "nothing beyond the bound reached the upstream");
+  cr_expect_eq(stat_of("cache_entries"), 4);
+}
+
+/* Stale ids beyond max_fetches are served stale at once and simply not refreshed. */
+Test(bounded_work, a_background_refresh_beyond_max_fetches_is_not_started) {
+  struct daemon_options options = {.ttl = 1, .extra_upstream = "max_fetches = 3\n",
+                                   .extra_cache = "stale_while_revalidate = 60\n"};
+  start_with(&options);
+  char storage[6][160];
+  const char *urls[6];
+  enrollment_urls(6, storage, urls);
+  for (int i = 0; i < 6; i++) {
+    struct http_response response;
+    http_get(urls[i], &response);
+    cr_assert_eq(response.status, 200);
+    http_response_free(&response);
+  }
+  pause_ms(2100);
+  fake_set_mode(&fake, "*", "slow", 1500);
+  for (int i = 0; i < 6; i++) {
+    struct http_response response;
+    http_get_within(urls[i], 1000, &response);
+    cr_expect_eq(response.status, 200, "served stale at once");
+    char cache_status[128] = "";
+    http_header(&response, "Cache-Status", cache_status, sizeof(cache_status));
+    cr_expect(strncmp(cache_status, "flipcached; hit; ttl=-", 22) == 0, "%s", cache_status);
+    http_response_free(&response);
+  }
+  cr_expect_eq(stat_of("background_refreshes"), 3);
+  cr_expect_eq(stat_of("fetches_refused"), 3);
+  cr_expect_eq(stat_of("stale_served"), 6);
+}
+
+/* With one connection to the upstream and four fetches, the counter says what was sent, not
+ * what waits for the connection. */
+Test(bounded_work, upstream_requests_counts_requests_sent_not_queued) {
+  struct daemon_options options = {.extra_upstream = "max_connections = 1\n"};
+  start_with(&options);
+  fake_set_mode(&fake, "*", "slow", 700);
+  int fds[4];
+  for (unsigned i = 0; i < 4; i++) {
+    char id[40], request[256];
+    id_of(i, id);
+    int len = snprintf(request, sizeof(request),
+                       "GET /v1/enrollments/%s HTTP/1.1\r\nHost: localhost\r\n\r\n", id);
+    fds[i] = raw_send(daemon_proc.port, request, (size_t)len);
+  }
+  pause_ms(300);
+  cr_expect_eq(stat_of("inflight"), 4, "four fetches in progress");
+  cr_expect_eq(fake_stat(&fake, "total"), 1, "one connection: one request at a time");
+  cr_expect_eq(stat_of("upstream_requests"), 1, "the three queued are not counted as sent");
+  for (int i = 0; i < 4; i++) {
+    char answer[4096];
+    cr_expect_gt(raw_read_response(fds[i], answer, sizeof(answer), 10000), 0);
+    close(fds[i]);
+  }
+  cr_expect_eq(stat_of("upstream_requests"), 4);
+  cr_expect_eq(fake_stat(&fake, "total"), 4);
+}
+
+/* A failing upstream and 300 distinct misses: the warning about them is written at most once a
+ * second, then one line tells how many were left out. */
+Test(bounded_work, a_repeated_warning_is_rate_limited_and_counted) {
+  struct daemon_options options = {.log_level = "warning", .extra_upstream = "breaker_failures = 0\n"};
+  start_with(&options);
+  fake_set_mode(&fake, "*", "500", 0);
+  char (*storage)[160] = calloc(300, sizeof(*storage));
+  const char **urls = calloc(300, sizeof(*urls));
+  struct http_response *responses = calloc(300, sizeof(*responses));
+  enrollment_urls(300, storage, urls);
+  http_get_many(urls, 300, 16, responses);
+  for (int i = 0; i < 300; i++) {
+    cr_expect_eq(responses[i].status, 502);
+    http_response_free(&responses[i]);
+  }
+  pause_ms(1100);
+  /* one more failure after the second has passed brings the count of those left out */
+  struct http_response response;
+  char id[40];
+  id_of(301, id);
+  get_enrollment(id, &response);
+  http_response_free(&response);
+  char *log = flipcached_log(&daemon_proc);
+  int lines = 0;
+  for (const char *p = log; (p = strstr(p, ": HTTP 500")) != NULL; p++)
+    lines++;
+  cr_expect_leq(lines, 8, "%d warning lines for 301 failures", lines);
+  cr_expect_geq(lines, 2);
+  cr_expect(strstr(log, "suppressed (at most one a second)") != NULL, "%s", log);
+  long suppressed = 0;
+  for (const char *p = log; (p = strstr(p, "\n")) != NULL; p++) {
+    unsigned long n;
+    if (sscanf(p + 1, "%*s flipcached[%*d] warning: %lu more line", &n) == 1)
+      suppressed += (long)n;
+  }
+  cr_expect_eq(suppressed + lines, 301, "every failure is either written or counted");
+  free(log);
+  free(storage);
+  free(urls);
+  free(responses);
+}
