@@ -62,7 +62,7 @@ struct cache {
   bool keeper_running;
   bool keeper_stop;            /* under lock */
   bool cleanup_wanted;         /* under lock */
-  char set_aside[4300];        /* under lock: the newest damaged file's path, "" when none */
+  char set_aside[4400];        /* under lock: the newest damaged file's path, "" when none */
   atomic_uint_fast64_t syncs;  /* flushes that succeeded */
 };
 
