@@ -86,7 +86,8 @@ static void scrub_secrets(const char *line, char *out, size_t out_len) {
   out[used] = '\0';
 }
 
-static void log_vmsg(enum log_level level, const char *fmt, va_list ap) {
+__attribute__((format(printf, 2, 0))) static void log_vmsg(enum log_level level,
+                                                        const char *fmt, va_list ap) {
   char raw[LOG_LINE_MAX], message[LOG_LINE_MAX];
   vsnprintf(raw, sizeof(raw), fmt, ap);
   /* One line per event: a newline inside a message would forge a second log line. */
