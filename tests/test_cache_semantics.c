@@ -430,7 +430,7 @@ Test(admin, delete_one_removes_the_entry_and_leaves_the_others, .fini = stop_all
  * answered, but the result is not stored. */
 static void expect_delete_wins_over_the_fetch(const char *delete_path) {
   start_with(NULL);
-  fake_set_mode(&fake, ID, "slow", 600);
+  fake_set_mode(&fake, ID, "slow", 1500);
   static const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\n\r\n";
   int fd = raw_send(daemon_proc.port, request, sizeof(request) - 1);
   wait_for_upstream_count(ID, 1);

@@ -608,9 +608,9 @@ Test(bounded_work, a_background_refresh_beyond_max_fetches_is_not_started) {
 /* With one connection to the upstream and four fetches, the counter says what was sent, not
  * what waits for the connection. */
 Test(bounded_work, upstream_requests_counts_requests_sent_not_queued) {
-  struct daemon_options options = {.extra_upstream = "max_connections = 1\n"};
+  struct daemon_options options = {.timeout_ms = 15000, .extra_upstream = "max_connections = 1\n"};
   start_with(&options);
-  fake_set_mode(&fake, "*", "slow", 700);
+  fake_set_mode(&fake, "*", "slow", 1500);
   int fds[4];
   for (unsigned i = 0; i < 4; i++) {
     char id[40], request[256];
@@ -619,7 +619,9 @@ Test(bounded_work, upstream_requests_counts_requests_sent_not_queued) {
                        "GET /v1/enrollments/%s HTTP/1.1\r\nHost: localhost\r\n\r\n", id);
     fds[i] = raw_send(daemon_proc.port, request, (size_t)len);
   }
-  pause_ms(300);
+  /* the first is on the wire (held 1.5 s by the fake), the other three wait for the connection */
+  for (int i = 0; i < 100 && (stat_of("inflight") < 4 || fake_stat(&fake, "total") < 1); i++)
+    pause_ms(10);
   cr_expect_eq(stat_of("inflight"), 4, "four fetches in progress");
   cr_expect_eq(fake_stat(&fake, "total"), 1, "one connection: one request at a time");
   cr_expect_eq(stat_of("upstream_requests"), 1, "the three queued are not counted as sent");
