@@ -184,6 +184,7 @@ Test(storage, kill_9_during_a_write_storm_loses_no_committed_entry, .timeout = 2
   unsigned long stored_so_far = 0;
   for (int round = 0; round < 20; round++) {
     unsigned first = next_id;
+    unlink(stored_path); /* the last round's list: the wait below must see this round's */
     pid_t writer = fork();
     if (writer == 0) {
       FILE *stored = fopen(stored_path, "w");
@@ -194,7 +195,12 @@ Test(storage, kill_9_during_a_write_storm_loses_no_committed_entry, .timeout = 2
         }
       }
     }
-    pause_ms(100 + (long)(arc4random_uniform(200)));
+    /* the storm has begun (one entry stored: on a loaded machine that can take a while), then
+     * the kill comes at a random moment of it */
+    struct stat stored_stat;
+    for (int i = 0; i < 500 && (stat(stored_path, &stored_stat) != 0 || stored_stat.st_size == 0); i++)
+      pause_ms(10);
+    pause_ms(50 + (long)(arc4random_uniform(200)));
     kill(daemon_proc.pid, SIGKILL);
     waitpid(daemon_proc.pid, NULL, 0);
     daemon_proc.pid = 0;
