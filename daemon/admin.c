@@ -58,7 +58,7 @@ void admin_cache_inspect(struct client_request *request, const char *enrollment_
     return;
   }
   const struct cache_record *record = &entry.record;
-  int64_t now = flipcached_wall_now();
+  int64_t now = record_wall_now();
   json_object *root = json_object_new_object();
   if (root) {
     json_object_object_add(root, "id", json_object_new_string(enrollment_id));

@@ -963,12 +963,6 @@ long cache_reclaim_step(struct cache *cache, int64_t now, size_t max_entries, bo
 
 /* --- upkeep on the loop ------------------------------------------------------------------------ */
 
-static int64_t wall_now(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  return (int64_t)now.tv_sec;
-}
-
 /* One sweeper step; the next follows at once (after the requests waiting) until the pass is done,
  * then after sweep_interval. */
 static void on_sweep(evutil_socket_t fd, short what, void *arg) {
@@ -978,7 +972,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
   bool pass_done = false;
   if (!cache->env)
     cache_try_reopen(cache); /* a disk that failed may be back */
-  long removed = cache_sweep_step(cache, wall_now(), CACHE_SWEEP_BATCH, &pass_done);
+  long removed = cache_sweep_step(cache, record_wall_now(), CACHE_SWEEP_BATCH, &pass_done);
   if (removed > 0)
     log_debug("cache: sweeper removed %ld expired entr%s", removed, removed == 1 ? "y" : "ies");
   struct timeval next = {.tv_sec = pass_done || removed < 0 ? cache->sweep_interval : 0};
@@ -992,7 +986,7 @@ static void on_reclaim(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   struct cache *cache = arg;
   bool done = false;
-  long removed = cache_reclaim_step(cache, wall_now(), CACHE_RECLAIM_BATCH, &done);
+  long removed = cache_reclaim_step(cache, record_wall_now(), CACHE_RECLAIM_BATCH, &done);
   if (removed < 0 || done)
     return;
   struct timeval next = {0, 0};

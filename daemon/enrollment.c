@@ -30,12 +30,6 @@
 #define RETRY_AFTER_MAX_SECONDS 3600
 #define RETRY_AFTER_OVERLOADED_SECONDS 1
 
-long long flipcached_wall_now(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  return (long long)now.tv_sec;
-}
-
 static void reply_body(struct client_request *request, int status, const struct cache_status *cs,
                        long long age, const char *body, size_t body_len) {
   char cache_status[CACHE_STATUS_MAX];
@@ -210,7 +204,7 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
   struct inflight_fetch *fetch = arg;
   struct flipcached *daemon = fetch->owner;
   const char *enrollment_id = fetch->enrollment_id;
-  long long now = flipcached_wall_now();
+  long long now = record_wall_now();
   long status = result->outcome == UPSTREAM_RESPONSE ? result->http_status : 0;
   enum body_verdict verdict = status == 200 ? validate_enrollment_body(result->body,
                                                                        result->body_len,
@@ -329,7 +323,7 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
     return;
   }
 
-  long long now = flipcached_wall_now();
+  long long now = record_wall_now();
   /* Borrowed: the answer is copied into the connection's output before the release, and
    * nothing else touches the cache until then. */
   struct cache_entry entry;

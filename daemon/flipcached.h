@@ -36,9 +36,6 @@ struct flipcached {
   struct sd_watchdog *watchdog; /* WATCHDOG=1 pings, when the unit asks for them */
 };
 
-/* CLOCK_REALTIME seconds: the clock of cache record times, which must survive a restart. */
-long long flipcached_wall_now(void);
-
 /* Route handlers (front_routes); arg is the struct flipcached. */
 void enrollment_handle(struct client_request *request, const char *enrollment_id, void *arg);
 void status_stats(struct client_request *request, void *arg);
