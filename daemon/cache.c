@@ -120,13 +120,6 @@ static int prepare_directory(const char *dir, char *err, size_t err_len) {
 
 /* --- the keeper thread ---------------------------------------------------------------------- */
 
-static void wake_keeper_for_cleanup(struct cache *cache) {
-  pthread_mutex_lock(&cache->lock);
-  cache->cleanup_wanted = true;
-  pthread_cond_signal(&cache->wake);
-  pthread_mutex_unlock(&cache->lock);
-}
-
 /* Deletes the purged files, and every set-aside damaged file but `keep`. Runs on the keeper
  * (or, without one, on the caller): deleting a large file can take a while. */
 static void remove_left_behind(const char *dir, const char *keep) {
@@ -148,6 +141,19 @@ static void remove_left_behind(const char *dir, const char *keep) {
       log_info("cache: removed %s (only the newest damaged file is kept)", path);
   }
   closedir(listing);
+}
+
+/* The keeper deletes what a purge or a damaged start left behind; without a keeper thread (it
+ * could not be started) the caller does it at once. */
+static void wake_keeper_for_cleanup(struct cache *cache) {
+  if (!cache->keeper_running) {
+    remove_left_behind(cache->dir, cache->set_aside);
+    return;
+  }
+  pthread_mutex_lock(&cache->lock);
+  cache->cleanup_wanted = true;
+  pthread_cond_signal(&cache->wake);
+  pthread_mutex_unlock(&cache->lock);
 }
 
 static void *run_keeper(void *arg) {
@@ -805,8 +811,6 @@ int cache_purge_all(struct cache *cache, uint64_t *removed, char *err, size_t er
     snprintf(err, err_len, "cannot set %s aside: %s", from, strerror(renamed));
     return -1;
   }
-  if (!cache->keeper_running)
-    remove_left_behind(cache->dir, cache->set_aside);
   return 0;
 }
 
@@ -987,10 +991,8 @@ static void on_reclaim(evutil_socket_t fd, short what, void *arg) {
   struct cache *cache = arg;
   bool done = false;
   long removed = cache_reclaim_step(cache, record_wall_now(), CACHE_RECLAIM_BATCH, &done);
-  if (removed < 0 || done)
-    return;
-  struct timeval next = {0, 0};
-  evtimer_add(cache->reclaim_timer, &next);
+  if (removed >= 0 && !done)
+    schedule_reclaim(cache);
 }
 
 int cache_start_upkeep(struct cache *cache, struct event_base *base, unsigned sweep_interval) {

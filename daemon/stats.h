@@ -31,8 +31,8 @@ struct stats {
   uint64_t cache_writes;
   uint64_t cache_write_errors;
   uint64_t cache_full_skips;  /* writes skipped because the map was full (room is made after) */
-  uint64_t evictions;         /* entries deleted to make room in a full map */
-  uint64_t expired_removed;   /* entries past every window deleted by the sweeper */
+  uint64_t evictions;         /* the oldest entries, deleted by the reclaimer to make room */
+  uint64_t expired_removed;   /* entries past every window, deleted by the sweeper or the reclaimer */
   uint64_t purged;            /* entries deleted through the admin routes */
   uint64_t cache_rebuilds;    /* damaged or foreign cache files moved aside */
   uint64_t background_refreshes; /* upstream fetches started to refresh a stale copy */

@@ -63,7 +63,9 @@ enum breaker_state { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
 struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
                               const struct creds *creds, struct stats *stats, char *err,
                               size_t err_len);
-/* Starts GET {base_url}/v1/enrollments/{enrollment_id}, or says why it was not sent.
+/* Starts GET {base_url}/v1/enrollments/{enrollment_id}, or says why it was not sent: with
+ * [upstream] max_fetches enrollment fetches already started or waiting (for a connection, a
+ * retry or a token), UPSTREAM_OVERLOADED, before the breaker is asked.
  *
  * A failed connection or a 502/503/504 is tried again, at most UPSTREAM_MAX_ATTEMPTS in all,
  * after a capped exponential backoff with jitter (100 ms, 200 ms, ... at most 1 s; at least a
