@@ -33,7 +33,9 @@ static void close_cache(void) {
 
 static void id_of(unsigned n, char id[37]) { snprintf(id, 37, "%08x-0000-4000-8000-000000000000", n); }
 
-static void put(unsigned n, int64_t fetched_at, int64_t fresh_for, int64_t grace) {
+/* Stores entry n (a 1 KiB body) fetched at fetched_at, fresh for fresh_for, then grace. */
+static enum cache_put_result store_entry(unsigned n, int64_t fetched_at, int64_t fresh_for,
+                                         int64_t grace) {
   char id[37], body[1100];
   id_of(n, id);
   int len = snprintf(body, sizeof(body), "{\"id\":\"%s\",\"pad\":\"%0900d\"}", id, 0);
@@ -41,7 +43,11 @@ static void put(unsigned n, int64_t fetched_at, int64_t fresh_for, int64_t grace
                                 .fresh_until = fetched_at + fresh_for,
                                 .stale_until = fetched_at + fresh_for + grace,
                                 .body = (const unsigned char *)body, .body_len = (uint32_t)len};
-  cr_assert_eq(cache_put(cache, id, &record, err, sizeof(err)), CACHE_STORED, "put %u: %s", n, err);
+  return cache_put(cache, id, &record, err, sizeof(err));
+}
+
+static void put(unsigned n, int64_t fetched_at, int64_t fresh_for, int64_t grace) {
+  cr_assert_eq(store_entry(n, fetched_at, fresh_for, grace), CACHE_STORED, "put %u: %s", n, err);
 }
 
 static bool present(unsigned n) {
@@ -121,14 +127,7 @@ Test(cache, sweep_steps_resume_where_the_last_stopped) {
 
 /* A put that may find the map full: CACHE_STORED or CACHE_SKIPPED_FULL, never a failure. */
 static enum cache_put_result try_put(unsigned n, int64_t fetched_at, int64_t fresh_for) {
-  char id[37], body[1100];
-  id_of(n, id);
-  int len = snprintf(body, sizeof(body), "{\"id\":\"%s\",\"pad\":\"%0900d\"}", id, 0);
-  struct cache_record record = {.upstream_status = 200, .fetched_at = fetched_at,
-                                .fresh_until = fetched_at + fresh_for,
-                                .stale_until = fetched_at + fresh_for,
-                                .body = (const unsigned char *)body, .body_len = (uint32_t)len};
-  enum cache_put_result result = cache_put(cache, id, &record, err, sizeof(err));
+  enum cache_put_result result = store_entry(n, fetched_at, fresh_for, 0);
   cr_assert_neq(result, CACHE_PUT_FAILED, "put %u: %s", n, err);
   return result;
 }
