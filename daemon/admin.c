@@ -1,6 +1,7 @@
 /* admin: the /cache routes (when [server] admin = yes). They read and delete the cache only and
  * never contact the upstream. A delete also wins over a fetch of that id in progress: the fetch
- * answers its waiters but stores nothing (cache.h says what becomes of the deleted bytes). */
+ * answers its waiters but stores nothing (cache.h says what becomes of the deleted bytes).
+ * Only peers with ACCESS_ADMIN reach them (front.c); every delete is logged with who did it. */
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "front.h"
 #include "inflight.h"
 #include "log.h"
+#include "peer.h"
 #include "record.h"
 #include "render.h"
 
@@ -82,12 +84,13 @@ void admin_cache_inspect(struct client_request *request, const char *enrollment_
 void admin_cache_delete(struct client_request *request, const char *enrollment_id, void *arg) {
   struct flipcached *daemon = arg;
   bool found = false;
-  char err[256];
+  char err[256], who[PEER_TEXT_MAX];
+  peer_text(front_request_peer(request), who);
   struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
   if (fetch)
     fetch->store_forbidden = true;
   if (cache_delete(daemon->cache, enrollment_id, &found, err, sizeof(err)) != 0) {
-    log_error("admin: purging %s failed: %s", enrollment_id, err);
+    log_error("admin: purging %s for %s failed: %s", enrollment_id, who, err);
     front_reply_empty(request, 500);
     return;
   }
@@ -96,7 +99,7 @@ void admin_cache_delete(struct client_request *request, const char *enrollment_i
     return;
   }
   daemon->stats.purged++;
-  log_info("admin: purged enrollment %s from the cache", enrollment_id);
+  log_info("admin: purged enrollment %s from the cache (by %s)", enrollment_id, who);
   json_object *root = json_object_new_object();
   if (root) {
     json_object_object_add(root, "id", json_object_new_string(enrollment_id));
@@ -108,15 +111,16 @@ void admin_cache_delete(struct client_request *request, const char *enrollment_i
 void admin_cache_purge(struct client_request *request, void *arg) {
   struct flipcached *daemon = arg;
   uint64_t removed = 0;
-  char err[256];
+  char err[256], who[PEER_TEXT_MAX];
+  peer_text(front_request_peer(request), who);
   inflight_forbid_stores(daemon->inflight);
   if (cache_purge_all(daemon->cache, &removed, err, sizeof(err)) != 0) {
-    log_error("admin: purging the cache failed: %s", err);
+    log_error("admin: purging the cache for %s failed: %s", who, err);
     front_reply_empty(request, 500);
     return;
   }
   daemon->stats.purged += removed;
-  log_info("admin: purged the whole cache (%llu entries)", (unsigned long long)removed);
+  log_info("admin: purged the whole cache (%llu entries; by %s)", (unsigned long long)removed, who);
   json_object *root = json_object_new_object();
   if (root)
     json_object_object_add(root, "deleted", json_object_new_uint64(removed));

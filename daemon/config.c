@@ -19,6 +19,11 @@ enum key_type {
   KEY_BASE_URL,  /* the upstream's scheme://host[:port][/prefix] */
   KEY_URL_OR_EMPTY, /* empty, or a URL with the rules of KEY_BASE_URL */
   KEY_LOG_LEVEL, /* error, warning, info, debug */
+  KEY_USERS,     /* space-separated user names, uids or "*" (struct id_list) */
+  KEY_GROUPS,    /* the same for groups */
+  KEY_HOSTS,     /* space-separated host names or address literals (struct name_list) */
+  KEY_ORIGINS,   /* space-separated http(s) origins (struct name_list) */
+  KEY_GROUP_OR_EMPTY, /* one group name or gid, or empty (struct id_list of at most one) */
 };
 
 struct config_key {
@@ -43,6 +48,14 @@ static const struct config_key KEYS[] = {
   {"server", "max_connections", KEY_UINT, FIELD(max_connections), 1, 65536, "1024", false},
   {"server", "request_timeout", KEY_UINT, FIELD(request_timeout), 1, 3600, "10", false},
   {"server", "idle_timeout", KEY_UINT, FIELD(idle_timeout), 1, 3600, "60", false},
+  {"server", "allow_users", KEY_USERS, FIELD(allow_users), 0, 0, "*", false},
+  {"server", "allow_groups", KEY_GROUPS, FIELD(allow_groups), 0, 0, "", false},
+  {"server", "admin_users", KEY_USERS, FIELD(admin_users), 0, 0, "root", false},
+  {"server", "admin_groups", KEY_GROUPS, FIELD(admin_groups), 0, 0, "", false},
+  {"server", "host_names", KEY_HOSTS, FIELD(host_names), 0, 0, "", false},
+  {"server", "allow_origins", KEY_ORIGINS, FIELD(allow_origins), 0, 0, "", false},
+  {"server", "miss_rate_per_user", KEY_UINT, FIELD(miss_rate_per_user), 0, 100000, "20", false},
+  {"server", "socket_group", KEY_GROUP_OR_EMPTY, FIELD(socket_group), 0, 0, "", true},
   {"upstream", "base_url", KEY_BASE_URL, FIELD(base_url), 0, 0, "https://api-utility.flip.energy", true},
   {"upstream", "token_file", KEY_PATH, FIELD(token_file), 0, 0, "/etc/flipcached/token", false},
   {"upstream", "oauth_token_url", KEY_URL_OR_EMPTY, FIELD(oauth_token_url), 0, 0, "", true},
@@ -251,6 +264,38 @@ static const char *parse_base_url(const char *text, char *out, size_t out_len) {
   return NULL;
 }
 
+/* The access keys (access.h): names are resolved to ids here, at load, so that no connection
+ * ever waits on NSS; a name that does not resolve is an error on its line. */
+static void set_access_value(struct parse_state *state, const struct config_key *key, char *field,
+                             const char *value, int line) {
+  char problem[200];
+  const char *why = NULL;
+  switch (key->type) {
+  case KEY_USERS:
+    why = access_parse_ids(value, access_resolve_user, NULL, (struct id_list *)field, problem,
+                           sizeof(problem));
+    break;
+  case KEY_GROUPS:
+    why = access_parse_ids(value, access_resolve_group, NULL, (struct id_list *)field, problem,
+                           sizeof(problem));
+    break;
+  case KEY_HOSTS:
+    why = access_parse_hosts(value, (struct name_list *)field, problem, sizeof(problem));
+    break;
+  case KEY_ORIGINS:
+    why = access_parse_origins(value, (struct name_list *)field, problem, sizeof(problem));
+    break;
+  default: /* KEY_GROUP_OR_EMPTY */
+    why = access_parse_ids(value, access_resolve_group, NULL, (struct id_list *)field, problem,
+                           sizeof(problem));
+    if (!why && (((struct id_list *)field)->any || ((struct id_list *)field)->count > 1))
+      why = "must be one group name or id";
+    break;
+  }
+  if (why)
+    add_error(state, line, "%s: %s", key->name, why);
+}
+
 static void set_value(struct parse_state *state, const struct config_key *key, const char *value,
                       int line) {
   char *field = (char *)state->cfg + key->offset;
@@ -332,6 +377,13 @@ static void set_value(struct parse_state *state, const struct config_key *key, c
   case KEY_LOG_LEVEL:
     if (!log_level_from_name(value, (enum log_level *)field))
       add_error(state, line, "level: '%s' is not one of error, warning, info, debug", value);
+    return;
+  case KEY_USERS:
+  case KEY_GROUPS:
+  case KEY_HOSTS:
+  case KEY_ORIGINS:
+  case KEY_GROUP_OR_EMPTY:
+    set_access_value(state, key, field, value, line);
     return;
   }
 }
@@ -436,14 +488,22 @@ void config_defaults(struct config *cfg) {
 
 /* Rules that involve more than one key, checked once the whole file is read. */
 static void check_cross_keys(struct parse_state *state) {
-  const struct config *cfg = state->cfg;
-  int listen_line = 0, oauth_line = 0;
+  struct config *cfg = state->cfg;
+  int listen_line = 0, oauth_line = 0, allow_users_line = 0, allow_groups_line = 0;
   for (size_t i = 0; i < KEY_COUNT; i++) {
     if (strcmp(KEYS[i].name, "listen") == 0)
       listen_line = state->key_line[i];
     if (strcmp(KEYS[i].name, "oauth_token_url") == 0)
       oauth_line = state->key_line[i];
+    if (strcmp(KEYS[i].name, "allow_users") == 0)
+      allow_users_line = state->key_line[i];
+    if (strcmp(KEYS[i].name, "allow_groups") == 0)
+      allow_groups_line = state->key_line[i];
   }
+  /* allow_groups alone restricts: the default "*" of allow_users would otherwise admit everyone
+   * still, which is not what an operator who names a group means. */
+  if (allow_groups_line && !allow_users_line)
+    memset(&cfg->allow_users, 0, sizeof(cfg->allow_users));
   if (!cfg->allow_remote) {
     for (size_t i = 0; i < cfg->listen_count; i++) {
       if (!cfg->listen[i].loopback)

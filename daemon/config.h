@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "access.h"
 #include "log.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/flipcached/flipcached.conf"
@@ -38,6 +39,15 @@ struct config {
   unsigned request_timeout;      /* seconds from a request's first byte to its last header, and
                                     for an answer to be taken by the client */
   unsigned idle_timeout;         /* seconds a keep-alive connection may wait for a request */
+  /* Who may use it (access.h): ids resolved from names when the file is loaded. */
+  struct id_list allow_users;    /* the enrollment route; default "*" */
+  struct id_list allow_groups;
+  struct id_list admin_users;    /* the /cache routes; default root */
+  struct id_list admin_groups;
+  struct name_list host_names;   /* Host values beyond localhost and loopback literals */
+  struct name_list allow_origins; /* Origin values a browser may send; default none */
+  unsigned miss_rate_per_user;   /* upstream misses a second (and burst) per uid; 0: no limit */
+  struct id_list socket_group;   /* none, or the one group that unix sockets we bind get */
   /* [upstream] */
   char base_url[CONFIG_URL_MAX]; /* scheme://host[:port][/prefix], no trailing slash */
   char token_file[PATH_MAX];

@@ -8,6 +8,9 @@
  * What is stored: validated 200 bodies (ttl) and 404s (negative_ttl); never 401, 403, 429, 5xx
  * or an invalid body, and nothing for an id deleted through the admin routes while its fetch ran.
  *
+ * A miss that would start a fetch first takes a token of its user's miss_rate_per_user
+ * (quota.h); joining a fetch in progress, a hit and a background refresh take none.
+ *
  * Counting: each answer counts once, in hits, negative_hits, stale_served (a stale copy, whether
  * served while revalidating or for a failed fetch) or misses (the upstream's result or an error). */
 #include <stdio.h>
@@ -19,6 +22,8 @@
 #include "front.h"
 #include "inflight.h"
 #include "log.h"
+#include "peer.h"
+#include "quota.h"
 #include "record.h"
 #include "render.h"
 #include "route.h"
@@ -173,16 +178,11 @@ static void fan_out_failure(struct flipcached *daemon, struct inflight_fetch *fe
     cache_entry_release(&entry);
 }
 
-/* The upstream was not asked (a 429's pause, an open circuit, or max_fetches in progress): a
- * usable stale copy answers as a stale hit, else 503 with the Retry-After the upstream module
- * knows (1 s when overloaded). */
-static void answer_refused(struct flipcached *daemon, struct client_request *request,
-                           const char *enrollment_id, enum upstream_start refusal,
-                           long long now) {
-  enum api_error error = refusal == UPSTREAM_PAUSED       ? API_ERROR_UPSTREAM_RATE_LIMITED
-                         : refusal == UPSTREAM_CIRCUIT_OPEN ? API_ERROR_CIRCUIT_OPEN
-                         : refusal == UPSTREAM_OVERLOADED   ? API_ERROR_OVERLOADED
-                                                            : API_ERROR_UPSTREAM_UNAVAILABLE;
+/* The upstream was not asked: a usable stale copy answers as a stale hit (its detail says
+ * why), else `error` with retry_after (< 0: none). */
+static void answer_unfetched(struct flipcached *daemon, struct client_request *request,
+                             const char *enrollment_id, enum api_error error, long retry_after,
+                             long long now) {
   struct cache_status cs = {0};
   struct cache_entry entry;
   if (usable_stale_copy(daemon, enrollment_id, now, &entry)) {
@@ -194,10 +194,40 @@ static void answer_refused(struct flipcached *daemon, struct client_request *req
     return;
   }
   daemon->stats.misses++;
+  reply_error(request, error, &cs, retry_after);
+}
+
+/* The upstream module did not start the fetch (a 429's pause, an open circuit, or max_fetches in
+ * progress): 503 with the Retry-After it knows (1 s when overloaded), or a stale copy. */
+static void answer_refused(struct flipcached *daemon, struct client_request *request,
+                           const char *enrollment_id, enum upstream_start refusal,
+                           long long now) {
+  enum api_error error = refusal == UPSTREAM_PAUSED       ? API_ERROR_UPSTREAM_RATE_LIMITED
+                         : refusal == UPSTREAM_CIRCUIT_OPEN ? API_ERROR_CIRCUIT_OPEN
+                         : refusal == UPSTREAM_OVERLOADED   ? API_ERROR_OVERLOADED
+                                                            : API_ERROR_UPSTREAM_UNAVAILABLE;
   long retry_after = refusal == UPSTREAM_START_FAILED ? -1
                      : refusal == UPSTREAM_OVERLOADED ? RETRY_AFTER_OVERLOADED_SECONDS
                                                       : upstream_retry_after(daemon->upstream);
-  reply_error(request, error, &cs, retry_after);
+  answer_unfetched(daemon, request, enrollment_id, error, retry_after, now);
+}
+
+/* Takes a token of the asking user's miss_rate_per_user; false: refused (answered 429, or with
+ * a usable stale copy), and nothing goes upstream. */
+static bool take_miss_quota(struct flipcached *daemon, struct client_request *request,
+                            const char *enrollment_id, long long now) {
+  const struct peer *peer = front_request_peer(request);
+  uint64_t key = peer->uid_known ? peer->uid : QUOTA_UNKNOWN_PEER;
+  long retry_after;
+  if (quota_take(daemon->quota, key, daemon->cfg.miss_rate_per_user, quota_clock_ms(),
+                 &retry_after))
+    return true;
+  daemon->stats.refused_miss_quota++;
+  char who[PEER_TEXT_MAX];
+  log_warning_limited("refused a miss of %s from %s: over miss_rate_per_user (%u a second)",
+                      enrollment_id, peer_text(peer, who), daemon->cfg.miss_rate_per_user);
+  answer_unfetched(daemon, request, enrollment_id, API_ERROR_CLIENT_RATE_LIMITED, retry_after, now);
+  return false;
 }
 
 static void on_fetched(const struct upstream_result *result, void *arg) {
@@ -296,6 +326,8 @@ static void wait_for_fetch(struct flipcached *daemon, struct client_request *req
   struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
   bool joined = fetch != NULL;
   if (!fetch) {
+    if (!take_miss_quota(daemon, request, enrollment_id, now))
+      return;
     enum upstream_start started = start_fetch(daemon, enrollment_id, had_expired_copy, false, &fetch);
     if (started != UPSTREAM_STARTED) {
       answer_refused(daemon, request, enrollment_id, started, now);

@@ -16,6 +16,9 @@ struct upstream;
 struct inflight_table;
 struct front;
 struct client_request;
+struct access_policy;
+struct peer_finder;
+struct quota;
 
 struct flipcached {
   struct event_base *base;
@@ -28,6 +31,9 @@ struct flipcached {
   struct upstream *upstream;
   struct inflight_table *inflight; /* the one fetch per enrollment id and its waiters */
   struct front *front;
+  struct access_policy *access;   /* who may use it, built from cfg at start and each reload */
+  struct peer_finder *peer_finder; /* the NETLINK_SOCK_DIAG socket; NULL: TCP peers unknown */
+  struct quota *quota;            /* miss_rate_per_user's buckets */
   struct timespec started;     /* CLOCK_MONOTONIC at start, for uptime */
   bool stopping;               /* SIGTERM or SIGINT received: /healthz answers 503 */
   long auth_rejected_status;   /* the upstream's 401/403 to the current credential, or 0 */

@@ -34,9 +34,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "config.h"
 #include "http1.h"
 #include "log.h"
+#include "peer.h"
 #include "render.h"
 #include "route.h"
 #include "stats.h"
@@ -66,6 +68,8 @@ struct client_request {
   int version_minor;
   const char *target; /* inside the connection's input buffer until answered */
   size_t head_len;    /* input bytes to drop once answered */
+  const char *listed_origin; /* an Origin of allow_origins, in the input buffer; else NULL */
+  size_t listed_origin_len;
   struct timespec started; /* CLOCK_MONOTONIC, for the access log */
 };
 
@@ -82,6 +86,8 @@ struct connection {
   bool peer_closed;   /* read EOF: answer what was received, then close */
   bool broken;        /* a read or write failed: close without writing more */
   bool counted_open;  /* counted in open_count (against max_connections), else in lingering_count */
+  unsigned rights;    /* access_rights of the peer under the policy in force (ACCESS_USE...) */
+  struct peer peer;   /* found once, at accept */
   char *in;
   size_t in_len, in_cap, in_scanned;
   char *out;
@@ -99,6 +105,7 @@ TAILQ_HEAD(connection_list, connection);
 struct listener {
   struct front *front;
   int fd;
+  bool unix_socket;  /* AF_UNIX: peers are found by SO_PEERCRED, else by inet_diag */
   struct event *accept_event;
   const struct listen_addr *addr; /* NULL: inherited, systemd owns its path */
 };
@@ -108,6 +115,8 @@ struct front {
   const struct config *cfg;
   struct stats *stats;
   struct front_routes routes;
+  const struct access_policy *policy; /* who may use it; replaced by front_set_policy */
+  struct peer_finder *peer_finder;    /* NULL: TCP peers are unknown */
   struct listener listeners[CONFIG_MAX_LISTEN];
   size_t listener_count;
   struct event *accept_resume;  /* after EMFILE */
@@ -135,11 +144,13 @@ static const char *reason_phrase(int status) {
   case 200: return "OK";
   case 204: return "No Content";
   case 400: return "Bad Request";
+  case 403: return "Forbidden";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
   case 408: return "Request Timeout";
   case 413: return "Content Too Large";
   case 414: return "URI Too Long";
+  case 421: return "Misdirected Request";
   case 422: return "Unprocessable Content";
   case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
@@ -325,7 +336,9 @@ static void connection_linger(struct connection *c) {
 /* ---- answers --------------------------------------------------------------------------- */
 
 /* One line per request: method, path (the query is left out: it is the client's data and no
- * route uses it), status, Cache-Status, milliseconds. Nothing of the request's headers. */
+ * route uses it), status, Cache-Status, milliseconds, and who asked (peer.h's uid=N pid=N, last,
+ * so that readers of the older line still find its fields where they were). Nothing of the
+ * request's headers. */
 static void log_access(const struct client_request *request, int status, const char *cache_status) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
@@ -334,17 +347,20 @@ static void log_access(const struct client_request *request, int status, const c
   int path_len = (int)strcspn(request->target, "?");
   if (path_len > 200)
     path_len = 200;
-  log_info("access: %s %.*s %d \"%s\" %.1f ms", http1_method_name(request->method), path_len,
-           request->target, status, cache_status ? cache_status : "-", ms);
+  char who[PEER_TEXT_MAX];
+  log_info("access: %s %.*s %d \"%s\" %.1f ms %s", http1_method_name(request->method), path_len,
+           request->target, status, cache_status ? cache_status : "-", ms,
+           peer_text(&request->connection->peer, who));
 }
 
 /* Queues one whole answer. head: the headers only, with the Content-Length GET would have.
  * version_minor 0 with the connection kept: HTTP/1.0 needs "Connection: keep-alive" said. */
 static bool queue_answer(struct connection *c, const struct reply *reply, bool head,
-                         int version_minor) {
+                         int version_minor, const struct client_request *request) {
   const char *content_type = reply->content_type ? reply->content_type : "application/json";
-  size_t need = 320 + strlen(content_type) + (reply->cache_status ? strlen(reply->cache_status) : 0) +
-                (reply->allow ? strlen(reply->allow) : 0) + (head ? 0 : reply->body_len);
+  size_t origin_len = request && request->listed_origin ? request->listed_origin_len : 0;
+  size_t need = 360 + strlen(content_type) + (reply->cache_status ? strlen(reply->cache_status) : 0) +
+                (reply->allow ? strlen(reply->allow) : 0) + origin_len + (head ? 0 : reply->body_len);
   if (!out_reserve(c, need))
     return false;
   if (c->out_len == c->out_sent)
@@ -365,6 +381,11 @@ static bool queue_answer(struct connection *c, const struct reply *reply, bool h
     out_add_number_header(c, "Retry-After", reply->retry_after);
   if (reply->allow)
     out_add_header(c, "Allow", reply->allow);
+  if (origin_len) { /* a page of allow_origins may read the answer (CORS) */
+    out_add_str(c, "Access-Control-Allow-Origin: ");
+    out_add(c, request->listed_origin, origin_len);
+    out_add_str(c, "\r\nVary: Origin\r\n");
+  }
   if (c->close_after)
     out_add_str(c, "Connection: close\r\n");
   else if (version_minor == 0)
@@ -396,7 +417,7 @@ static void refuse_head(struct connection *c, enum api_error error) {
   c->close_after = true;
   c->in_len = c->in_scanned = 0;
   c->head_started_ms = 0;
-  if (!queue_answer(c, &reply, false, 1))
+  if (!queue_answer(c, &reply, false, 1, NULL))
     c->broken = true;
   free(body);
 }
@@ -439,7 +460,7 @@ void front_reply(struct client_request *request, const struct reply *reply) {
   }
   if (!request->keep_alive || front->stopping)
     c->close_after = true;
-  if (!queue_answer(c, reply, request->method == HTTP1_HEAD, request->version_minor))
+  if (!queue_answer(c, reply, request->method == HTTP1_HEAD, request->version_minor, request))
     c->broken = true; /* out of memory: the one thing left to do is to close */
   /* The head is done with: later pipelined bytes move to the front. */
   c->in_len -= request->head_len;
@@ -498,6 +519,46 @@ static void refuse_request(struct client_request *request, enum api_error error,
   front_reply_error(request, error, NULL, -1, allow);
 }
 
+/* A request the access rules refuse (403 forbidden, 421 misdirected_request): nothing past this
+ * runs, so nothing goes upstream and nothing is stored. Counted by reason in *counter; logged,
+ * rate-limited, with who asked. A 421 also closes: the client meant another server, and RFC 9110
+ * 15.5.20 has it retry over another connection. */
+static void refuse_access(struct client_request *request, enum api_error error, uint64_t *counter,
+                          const char *why) {
+  (*counter)++;
+  if (error == API_ERROR_MISDIRECTED)
+    request->connection->close_after = true;
+  char who[PEER_TEXT_MAX];
+  int path_len = (int)strcspn(request->target, "?");
+  log_warning_limited("refused %s %.*s from %s: %s", http1_method_name(request->method),
+                      path_len > 200 ? 200 : path_len, request->target,
+                      peer_text(&request->connection->peer, who), why);
+  front_reply_error(request, error, NULL, -1, NULL);
+}
+
+/* Who may use a route: the enrollment route needs ACCESS_USE, the admin routes ACCESS_ADMIN
+ * (every method and id on them, so that a non-admin learns nothing of them); the status routes
+ * carry no personal data and no credential, and are every local user's (monitoring needs them).
+ * False: refused (answered). */
+static bool permitted(struct front *front, struct client_request *request,
+                      const struct route_match *match) {
+  unsigned rights = request->connection->rights;
+  if (match->admin) {
+    if (rights & ACCESS_ADMIN)
+      return true;
+    refuse_access(request, API_ERROR_FORBIDDEN_ADMIN, &front->stats->refused_not_admin,
+                  "not in admin_users or admin_groups");
+    return false;
+  }
+  if ((match->kind == ROUTE_ENROLLMENT || match->kind == ROUTE_INVALID_ID) &&
+      !(rights & ACCESS_USE)) {
+    refuse_access(request, API_ERROR_FORBIDDEN_USER, &front->stats->refused_not_allowed,
+                  "not in allow_users or allow_groups");
+    return false;
+  }
+  return true;
+}
+
 static void dispatch(struct front *front, struct client_request *request) {
   if (request->method == HTTP1_UNKNOWN) { /* RFC 9110 15.6.2; a client speaking something else */
     refuse_request(request, API_ERROR_NOT_IMPLEMENTED, NULL, true);
@@ -506,7 +567,9 @@ static void dispatch(struct front *front, struct client_request *request) {
   struct route_match match;
   route_match(request->target, route_method_of(request->method), &match);
   if (match.admin && !front->cfg->admin)
-    match.kind = ROUTE_NOT_FOUND; /* admin routes off: they do not exist */
+    match.kind = ROUTE_NOT_FOUND, match.admin = false; /* admin routes off: they do not exist */
+  if (!permitted(front, request, &match))
+    return;
   switch (match.kind) {
   case ROUTE_ENROLLMENT:
     front->routes.enrollment(request, match.enrollment_id, front->routes.arg);
@@ -565,6 +628,25 @@ static void start_request(struct connection *c, const struct http1_request *pars
     /* No route takes a body; the stream's framing cannot be trusted any more: answer, close. */
     refuse_request(request, API_ERROR_BAD_REQUEST, NULL, true);
     return;
+  }
+  bool listed_origin;
+  switch (access_check_web(&front->cfg->host_names, &front->cfg->allow_origins, parsed,
+                           &listed_origin)) {
+  case ACCESS_WEB_OK:
+    break;
+  case ACCESS_WEB_MISDIRECTED:
+    refuse_access(request, API_ERROR_MISDIRECTED, &front->stats->refused_misdirected,
+                  "Host is not localhost, a loopback address or one of host_names");
+    return;
+  case ACCESS_WEB_FOREIGN_ORIGIN:
+  case ACCESS_WEB_CROSS_SITE:
+    refuse_access(request, API_ERROR_FORBIDDEN_WEB, &front->stats->refused_web_page,
+                  "sent by a web page (Origin not in allow_origins, or Sec-Fetch-Site)");
+    return;
+  }
+  if (listed_origin) {
+    request->listed_origin = parsed->origin;
+    request->listed_origin_len = parsed->origin_len;
   }
   dispatch(front, request);
 }
@@ -758,7 +840,7 @@ static void on_acceptable(evutil_socket_t fd, short what, void *arg) {
       return;
     }
     front->stats->connections_accepted++;
-    if (listener->addr == NULL || listener->addr->kind == LISTEN_TCP) {
+    if (!listener->unix_socket) {
       int one = 1; /* answers go out whole; never hold one back waiting for an ACK */
       setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
@@ -771,6 +853,12 @@ static void on_acceptable(evutil_socket_t fd, short what, void *arg) {
       close(client);
       continue;
     }
+    /* Once per connection: every request on it is that peer's (keep-alive hits pay nothing). */
+    if (listener->unix_socket)
+      peer_of_unix(client, &c->peer);
+    else
+      peer_of_tcp(front->peer_finder, client, &c->peer);
+    c->rights = access_rights(front->policy, &c->peer);
     set_reading(c, true);
   }
 }
@@ -812,7 +900,10 @@ static int listen_socket_tcp(const struct listen_addr *addr, char *err, size_t e
   return fd;
 }
 
-static int listen_socket_unix(const struct listen_addr *addr, char *err, size_t err_len) {
+/* Mode 0660: the socket's owner and group may connect. Its group is [server] socket_group when
+ * set (the daemon must be root or a member), else the daemon's own. */
+static int listen_socket_unix(const struct listen_addr *addr, const struct id_list *group,
+                              char *err, size_t err_len) {
   struct sockaddr_un sun = {.sun_family = AF_UNIX};
   snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", addr->path);
   struct stat st;
@@ -835,6 +926,13 @@ static int listen_socket_unix(const struct listen_addr *addr, char *err, size_t 
     close(fd);
     return -1;
   }
+  if (group->count == 1 && chown(addr->path, (uid_t)-1, (gid_t)group->ids[0]) != 0) {
+    snprintf(err, err_len, "listen unix:%s: socket_group %u: %s (the daemon must be root or a "
+             "member of the group)", addr->path, group->ids[0], strerror(errno));
+    close(fd);
+    unlink(addr->path);
+    return -1;
+  }
   return fd;
 }
 
@@ -851,6 +949,11 @@ static int serve_socket(struct front *front, int fd, const struct listen_addr *a
   listener->front = front;
   listener->fd = fd;
   listener->addr = addr;
+  int domain = 0;
+  socklen_t domain_len = sizeof(domain);
+  listener->unix_socket = addr ? addr->kind == LISTEN_UNIX
+                               : getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &domain_len) == 0 &&
+                                     domain == AF_UNIX;
   listener->accept_event = event_new(front->base, fd, EV_READ | EV_PERSIST, on_acceptable, listener);
   if (!listener->accept_event || event_add(listener->accept_event, NULL) != 0) {
     if (listener->accept_event)
@@ -881,8 +984,8 @@ static char *render_refusal(size_t *len) {
 }
 
 struct front *front_new(struct event_base *base, const struct config *cfg, struct stats *stats,
-                        const struct front_routes *routes, const int *inherited,
-                        size_t inherited_count, char *err, size_t err_len) {
+                        const struct front_routes *routes, const struct front_access *access,
+                        const int *inherited, size_t inherited_count, char *err, size_t err_len) {
   struct front *front = calloc(1, sizeof(*front));
   if (!front) {
     snprintf(err, err_len, "out of memory");
@@ -892,6 +995,8 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
   front->cfg = cfg;
   front->stats = stats;
   front->routes = *routes;
+  front->policy = access->policy;
+  front->peer_finder = access->peer_finder;
   TAILQ_INIT(&front->connections);
   front->refusal = render_refusal(&front->refusal_len);
   front->accept_resume = evtimer_new(base, on_accept_resume, front);
@@ -912,7 +1017,7 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
   }
   for (size_t i = 0; inherited_count == 0 && i < cfg->listen_count; i++) {
     const struct listen_addr *addr = &cfg->listen[i];
-    int fd = addr->kind == LISTEN_UNIX ? listen_socket_unix(addr, err, err_len)
+    int fd = addr->kind == LISTEN_UNIX ? listen_socket_unix(addr, &cfg->socket_group, err, err_len)
                                        : listen_socket_tcp(addr, err, err_len);
     if (fd < 0 || serve_socket(front, fd, addr, err, err_len) != 0)
       goto fail;
@@ -927,6 +1032,17 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
 fail:
   front_free(front);
   return NULL;
+}
+
+void front_set_policy(struct front *front, const struct access_policy *policy) {
+  front->policy = policy;
+  struct connection *c;
+  TAILQ_FOREACH(c, &front->connections, link)
+    c->rights = access_rights(policy, &c->peer);
+}
+
+const struct peer *front_request_peer(const struct client_request *request) {
+  return &request->connection->peer;
 }
 
 void front_stop_listening(struct front *front) {

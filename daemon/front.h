@@ -15,6 +15,9 @@ struct config;
 struct stats;
 struct front;
 struct client_request;
+struct access_policy;
+struct peer_finder;
+struct peer;
 
 struct front_routes {
   /* GET/HEAD on the enrollment route; enrollment_id is NULL when the id is not a UUID. */
@@ -22,7 +25,8 @@ struct front_routes {
   void (*stats)(struct client_request *request, void *arg);
   void (*metrics)(struct client_request *request, void *arg);
   void (*healthz)(struct client_request *request, void *arg);
-  /* The admin routes, reached only when [server] admin = yes (else 404). */
+  /* The admin routes, reached only when [server] admin = yes (else 404), and only by a peer with
+   * ACCESS_ADMIN (else 403). */
   void (*cache_inspect)(struct client_request *request, const char *enrollment_id, void *arg);
   void (*cache_delete)(struct client_request *request, const char *enrollment_id, void *arg);
   void (*cache_purge)(struct client_request *request, void *arg);
@@ -40,11 +44,26 @@ struct reply {
   size_t body_len;
 };
 
+/* Who is asking and what they may do (access.h, peer.h); both borrowed for the front's life (the
+ * policy until front_set_policy replaces it). peer_finder may be NULL: TCP peers are unknown. */
+struct front_access {
+  const struct access_policy *policy;
+  struct peer_finder *peer_finder;
+};
+
 /* Serves the listening sockets systemd passed (inherited_count > 0), or else binds every
- * configured listener. Returns NULL with err set. */
+ * configured listener. Every connection's peer is found at accept and its rights decided by the
+ * policy; a request is then refused 421 or 403 before any route runs when the Host, Origin and
+ * Sec-Fetch-Site rules or the rights say so. Returns NULL with err set. */
 struct front *front_new(struct event_base *base, const struct config *cfg, struct stats *stats,
-                        const struct front_routes *routes, const int *inherited,
-                        size_t inherited_count, char *err, size_t err_len);
+                        const struct front_routes *routes, const struct front_access *access,
+                        const int *inherited, size_t inherited_count, char *err, size_t err_len);
+/* A new policy (a reload): every open connection's rights are decided again under it at once, so
+ * that a user taken off a list loses a kept-alive connection's rights too. The old policy may be
+ * freed once this returns. */
+void front_set_policy(struct front *front, const struct access_policy *policy);
+/* Who sent the request (found when its connection was accepted); valid until it is answered. */
+const struct peer *front_request_peer(const struct client_request *request);
 /* Stops accepting new connections (for shutdown). */
 void front_stop_listening(struct front *front);
 /* Requests not answered yet, plus answers not yet written out to a connected client: shutdown

@@ -63,7 +63,8 @@ static void read_connection(const char *value, size_t len, struct fields_seen *s
   }
 }
 
-/* Takes note of the fields that frame the message or the connection; false: refuse (400). */
+/* Takes note of the fields that frame the message or the connection, and of those the access
+ * rules read (Host, Origin, Sec-Fetch-Site); false: refuse (400). */
 static bool read_field(const char *name, size_t name_len, const char *value, size_t value_len,
                        struct fields_seen *seen, struct http1_request *out) {
   if (name_is(name, name_len, "content-length")) {
@@ -83,7 +84,20 @@ static bool read_field(const char *name, size_t name_len, const char *value, siz
   } else if (name_is(name, name_len, "connection")) {
     read_connection(value, value_len, seen);
   } else if (name_is(name, name_len, "host")) {
-    seen->hosts++;
+    if (seen->hosts++ == 0) {
+      out->host = value;
+      out->host_len = value_len;
+    }
+  } else if (name_is(name, name_len, "origin")) {
+    if (out->origin_count++ == 0) {
+      out->origin = value;
+      out->origin_len = value_len;
+    }
+  } else if (name_is(name, name_len, "sec-fetch-site")) {
+    if (out->fetch_site_count++ == 0) {
+      out->fetch_site = value;
+      out->fetch_site_len = value_len;
+    }
   }
   return true;
 }

@@ -37,6 +37,17 @@ struct http1_request {
   bool keep_alive;     /* HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with keep-alive */
   bool carries_body;
   size_t head_len;     /* bytes of the buffer this request took, blank lines before it included */
+  /* The fields the front end's Host and Origin rules read (access.h), pointing into the parsed
+   * buffer, not NUL-terminated, trailing whitespace trimmed; NULL when absent. A request may carry
+   * more than one Origin or Sec-Fetch-Site: the counts say so, and the value is the first. */
+  const char *host;
+  size_t host_len;
+  const char *origin;
+  size_t origin_len;
+  unsigned origin_count;
+  const char *fetch_site; /* Sec-Fetch-Site */
+  size_t fetch_site_len;
+  unsigned fetch_site_count;
 };
 
 enum http1_result {

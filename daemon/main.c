@@ -13,12 +13,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "cache.h"
 #include "cli.h"
 #include "flipcached.h"
 #include "front.h"
 #include "inflight.h"
 #include "log.h"
+#include "peer.h"
+#include "quota.h"
 #include "sd.h"
 #include "upstream.h"
 
@@ -130,6 +133,41 @@ static void on_stop_signal(evutil_socket_t signal_number, short what, void *arg)
 
 static void reload(struct flipcached *daemon, struct config *fresh);
 
+/* The access policy of cfg's lists, with the group members the user database lists now (NSS,
+ * which may block: only at start and on SIGHUP). NULL when out of memory. */
+static struct access_policy *build_access_policy(const struct config *cfg) {
+  struct access_lists lists = {.allow_users = &cfg->allow_users,
+                               .allow_groups = &cfg->allow_groups,
+                               .admin_users = &cfg->admin_users,
+                               .admin_groups = &cfg->admin_groups};
+  return access_policy_new(&lists, access_each_member_nss, NULL);
+}
+
+/* Who may use it: the policy, the finder of TCP peers and the miss quotas. A finder that cannot be
+ * opened leaves TCP peers unknown (admitted only by "*"), with a warning. */
+static int start_access(struct flipcached *daemon) {
+  char err[256];
+  daemon->peer_finder = peer_finder_new(err, sizeof(err));
+  if (!daemon->peer_finder)
+    log_warning("access: %s; TCP clients are unknown users (only '*' admits them)", err);
+  daemon->access = build_access_policy(&daemon->cfg);
+  daemon->quota = quota_new();
+  return daemon->access && daemon->quota ? 0 : -1;
+}
+
+/* After a reload: the lists (and the database's group members) decided again for every open
+ * connection. Out of memory keeps the policy in force. */
+static void reload_access(struct flipcached *daemon) {
+  struct access_policy *fresh = build_access_policy(&daemon->cfg);
+  if (!fresh) {
+    log_error("reload: out of memory building the access lists; the running ones stay");
+    return;
+  }
+  front_set_policy(daemon->front, fresh);
+  access_policy_free(daemon->access);
+  daemon->access = fresh;
+}
+
 /* SIGHUP: re-reads the configuration and applies what can change while running; re-reads the
  * credential. Nothing is dropped: a transfer in progress keeps the headers it started with. An
  * invalid file or an unusable credential keeps the running one, with the reason logged. */
@@ -152,6 +190,7 @@ static void reload(struct flipcached *daemon, struct config *fresh) {
   }
   config_apply_reload(&daemon->cfg, fresh, note_needs_restart, NULL);
   log_set_level(daemon->cfg.log_level);
+  reload_access(daemon);
   cache_set_sweep_interval(daemon->cache, daemon->cfg.sweep_interval);
   daemon->stats.reloads++;
 
@@ -259,7 +298,7 @@ int main(int argc, char **argv) {
     goto out;
   }
   daemon.inflight = inflight_table_new(INFLIGHT_MAX_WAITERS);
-  if (!daemon.inflight ||
+  if (!daemon.inflight || start_access(&daemon) != 0 ||
       cache_start_upkeep(daemon.cache, daemon.base, daemon.cfg.sweep_interval) != 0) {
     log_error("out of memory");
     goto out;
@@ -271,7 +310,8 @@ int main(int argc, char **argv) {
                                 .cache_purge = admin_cache_purge, .arg = &daemon};
   int inherited[SD_MAX_INHERITED];
   size_t inherited_count = sd_inherited_sockets(inherited, SD_MAX_INHERITED);
-  daemon.front = front_new(daemon.base, &daemon.cfg, &daemon.stats, &routes, inherited,
+  struct front_access access = {.policy = daemon.access, .peer_finder = daemon.peer_finder};
+  daemon.front = front_new(daemon.base, &daemon.cfg, &daemon.stats, &routes, &access, inherited,
                            inherited_count, err, sizeof(err));
   if (!daemon.front) {
     log_error("%s", err);
@@ -310,6 +350,9 @@ out:
   upstream_free(daemon.upstream);
   inflight_table_free(daemon.inflight);
   front_free(daemon.front);
+  quota_free(daemon.quota);
+  access_policy_free(daemon.access);
+  peer_finder_free(daemon.peer_finder);
   if (daemon.stop_poll)
     event_free(daemon.stop_poll);
   if (daemon.status_timer)

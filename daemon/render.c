@@ -55,6 +55,23 @@ static const struct api_error_text API_ERRORS[] = {
   [API_ERROR_TOO_MANY_CONNECTIONS] = {"overloaded", 503, {"request", NULL},
                                       "Too many connections are open; retry shortly",
                                       "overloaded"},
+  [API_ERROR_FORBIDDEN_USER] = {"forbidden", 403, {"peer", NULL},
+                                "This local user may not use flipcached (allow_users, allow_groups)",
+                                "forbidden"},
+  [API_ERROR_FORBIDDEN_ADMIN] = {"forbidden", 403, {"peer", NULL},
+                                 "Only flipcached's administrators may use the /cache routes "
+                                 "(admin_users, admin_groups)",
+                                 "forbidden"},
+  [API_ERROR_FORBIDDEN_WEB] = {"forbidden", 403, {"header", "origin"},
+                               "Requests sent by web pages are refused (allow_origins)",
+                               "forbidden"},
+  [API_ERROR_MISDIRECTED] = {"misdirected_request", 421, {"header", "host"},
+                             "The Host header does not name this server (host_names)",
+                             "misdirected_request"},
+  [API_ERROR_CLIENT_RATE_LIMITED] = {"client_rate_limited", 429, {"peer", NULL},
+                                     "This user's upstream misses are over miss_rate_per_user; "
+                                     "retry after Retry-After seconds",
+                                     "client_rate_limited"},
 };
 
 const char *api_error_code(enum api_error error) { return API_ERRORS[error].code; }

@@ -29,6 +29,12 @@ enum api_error {
   API_ERROR_NOT_IMPLEMENTED,     /* 501: a method no route knows */
   API_ERROR_VERSION_NOT_SUPPORTED, /* 505: not HTTP/1.x */
   API_ERROR_TOO_MANY_CONNECTIONS, /* 503 (code overloaded): beyond [server] max_connections */
+  /* The access rules (access.h): code forbidden, three messages that say which rule. */
+  API_ERROR_FORBIDDEN_USER,      /* 403: not in allow_users or allow_groups */
+  API_ERROR_FORBIDDEN_ADMIN,     /* 403: an admin route, not in admin_users or admin_groups */
+  API_ERROR_FORBIDDEN_WEB,       /* 403: sent by a web page (Origin, Sec-Fetch-Site) */
+  API_ERROR_MISDIRECTED,         /* 421: a Host that is not this daemon's */
+  API_ERROR_CLIENT_RATE_LIMITED, /* 429: the user's miss_rate_per_user is spent; Retry-After */
 };
 
 /* The `code` of the error body, e.g. "invalid_id". */

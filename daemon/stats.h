@@ -42,6 +42,12 @@ struct stats {
   uint64_t connections_accepted; /* client connections accepted (refused ones included) */
   uint64_t connections_refused;  /* answered 503 at once: [server] max_connections were open */
   uint64_t request_timeouts;     /* request heads not complete within request_timeout (408) */
+  /* Requests refused by the access rules (access.h), by reason; none is in invalid_requests. */
+  uint64_t refused_misdirected;  /* 421: a Host that is not this daemon's */
+  uint64_t refused_web_page;     /* 403: an Origin not allowed, or Sec-Fetch-Site from a page */
+  uint64_t refused_not_allowed;  /* 403: the enrollment route, a peer not in the allow lists */
+  uint64_t refused_not_admin;    /* 403: an admin route, a peer not in the admin lists */
+  uint64_t refused_miss_quota;   /* 429: a miss beyond the user's miss_rate_per_user */
   /* Upstream fetch durations (retries included), for /metrics: counts per bucket (not
    * cumulative; the renderer accumulates), their number and their sum. */
   uint64_t upstream_latency_bucket[STATS_LATENCY_BUCKETS + 1];

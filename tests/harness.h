@@ -22,7 +22,9 @@ struct daemon_options {
   const char *base_url;       /* NULL: the fake's */
   const char *extra_upstream; /* more lines for [upstream], or NULL */
   const char *extra_cache;    /* more lines for [cache] (not ttl, max_size), or NULL */
-  const char *extra_server;   /* more lines for [server] (not listen), or NULL */
+  const char *extra_server;   /* more lines for [server] (not listen, miss_rate_per_user), or NULL */
+  unsigned miss_rate;         /* [server] miss_rate_per_user; 0: off (the daemon's default is 20,
+                                 but most suites make thousands of misses) */
   const char *max_size;       /* NULL: 16M */
   const char *token;          /* NULL: a new random one */
   bool unix_socket;           /* also listen on unix:DIR/http.sock */

@@ -111,7 +111,7 @@ Test(coalescing, one_error_answers_every_waiter, .fini = stop_all, .timeout = 60
 Test(coalescing, waiters_that_hang_up_are_harmless, .fini = stop_all, .timeout = 60) {
   start_with(NULL);
   fake_set_mode(&fake, ID, "slow", 500);
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n\r\n";
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\n\r\n";
   int fds[200];
   for (int i = 0; i < 200; i++)
     fds[i] = raw_send(daemon_proc.port, request, sizeof(request) - 1);

@@ -43,7 +43,7 @@ static char *repeated(const char *head, char fill, size_t count, const char *tai
 TestSuite(client_battery, .init = start, .fini = stop_all, .timeout = 60);
 
 Test(client_battery, a_1_mib_header_line) {
-  char *request = repeated("GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nX-Big: ", 'a', 1 << 20,
+  char *request = repeated("GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nX-Big: ", 'a', 1 << 20,
                            "\r\n\r\n");
   expect_refused("a 1 MiB header", request, strlen(request));
   free(request);
@@ -52,7 +52,7 @@ Test(client_battery, a_1_mib_header_line) {
 Test(client_battery, ten_thousand_headers) {
   size_t cap = 10000 * 16 + 256;
   char *request = malloc(cap);
-  size_t len = (size_t)snprintf(request, cap, "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n");
+  size_t len = (size_t)snprintf(request, cap, "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\n");
   for (int i = 0; i < 10000; i++)
     len += (size_t)snprintf(request + len, cap - len, "X-%d: v\r\n", i);
   len += (size_t)snprintf(request + len, cap - len, "\r\n");
@@ -61,37 +61,37 @@ Test(client_battery, ten_thousand_headers) {
 }
 
 Test(client_battery, a_100_kb_uri) {
-  char *request = repeated("GET /v1/enrollments/", 'a', 100 * 1024, " HTTP/1.1\r\nHost: x\r\n\r\n");
+  char *request = repeated("GET /v1/enrollments/", 'a', 100 * 1024, " HTTP/1.1\r\nHost: localhost\r\n\r\n");
   expect_refused("a 100 KB URI", request, strlen(request));
   free(request);
 }
 
 Test(client_battery, two_content_lengths) {
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n"
                          "Content-Length: 5\r\n\r\nhello";
   expect_refused("two Content-Lengths", request, sizeof(request) - 1);
 }
 
 Test(client_battery, content_length_with_transfer_encoding) {
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
                          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
   expect_refused("Content-Length with Transfer-Encoding", request, sizeof(request) - 1);
 }
 
 Test(client_battery, an_empty_chunked_body_on_a_get) {
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n"
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\n"
                          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
   expect_refused("Transfer-Encoding on a GET", request, sizeof(request) - 1);
 }
 
 Test(client_battery, a_nul_in_the_request_line) {
-  const char request[] = "GET /v1/enrollments/" ID "\0x HTTP/1.1\r\nHost: x\r\n\r\n";
+  const char request[] = "GET /v1/enrollments/" ID "\0x HTTP/1.1\r\nHost: localhost\r\n\r\n";
   expect_refused("a NUL", request, sizeof(request) - 1);
 }
 
 /* RFC 9110 5.5: a NUL in a field value is refused, never cut or passed on. */
 Test(client_battery, a_nul_in_a_header_value) {
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
                          "Cookie: a\0b\r\n\r\n";
   expect_refused("a NUL in a header value", request, sizeof(request) - 1);
 }
@@ -110,7 +110,7 @@ Test(client_battery, http_0_9) {
 
 /* RFC 9110 15.6.6: another major version is 505, and the connection closes. */
 Test(client_battery, an_unknown_http_version) {
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/3.7\r\nHost: x\r\n\r\n";
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/3.7\r\nHost: localhost\r\n\r\n";
   char answer[4096];
   raw_exchange(daemon_proc.port, request, sizeof(request) - 1, answer, sizeof(answer));
   cr_expect(strncmp(answer, "HTTP/1.1 505", 12) == 0, "answered %.40s", answer);
@@ -132,30 +132,30 @@ Test(client_battery, bare_lf_line_endings) {
 }
 
 Test(client_battery, a_bare_cr_inside_a_header_value) {
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n";
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nX-A: a\rb\r\n\r\n";
   expect_refused("a bare CR", request, sizeof(request) - 1);
 }
 
 Test(client_battery, whitespace_before_a_colon) {
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nX-A : a\r\n\r\n";
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nX-A : a\r\n\r\n";
   expect_refused("whitespace before a colon", request, sizeof(request) - 1);
 }
 
 Test(client_battery, an_obs_fold_line) {
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n";
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nX-A: a\r\n b\r\n\r\n";
   expect_refused("obs-fold", request, sizeof(request) - 1);
 }
 
 Test(client_battery, http_1_1_without_host_or_with_two) {
   const char none[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\n\r\n";
   expect_refused("no Host", none, sizeof(none) - 1);
-  const char two[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n";
+  const char two[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nHost: y\r\n\r\n";
   expect_refused("two Hosts", two, sizeof(two) - 1);
 }
 
 /* RFC 9110 15.6.2: an unrecognized method is 501, answered before any route. */
 Test(client_battery, an_unknown_method_is_not_implemented) {
-  const char request[] = "BREW /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n\r\n";
+  const char request[] = "BREW /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\n\r\n";
   char answer[4096];
   raw_exchange(daemon_proc.port, request, sizeof(request) - 1, answer, sizeof(answer));
   cr_expect(strncmp(answer, "HTTP/1.1 501", 12) == 0, "answered %.40s", answer);
@@ -169,7 +169,7 @@ Test(client_battery, twenty_pipelined_requests_in_one_write) {
   for (int i = 0; i < 20; i++)
     len += (size_t)snprintf(request + len, sizeof(request) - len,
                             "GET /v1/enrollments/%08x-0000-4000-8000-000000000000 HTTP/1.1\r\n"
-                            "Host: x\r\n%s\r\n", i, i == 19 ? "Connection: close\r\n" : "");
+                            "Host: localhost\r\n%s\r\n", i, i == 19 ? "Connection: close\r\n" : "");
   static char answer[1 << 16];
   raw_exchange(daemon_proc.port, request, len, answer, sizeof(answer));
   int answered = 0;

@@ -25,7 +25,7 @@ static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
 
 TestSuite(connections, .fini = stop_all, .timeout = 60);
 
-static const char HEALTHZ[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+static const char HEALTHZ[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
 /* A kept-alive connection the daemon has certainly accepted: it answered on it. */
 static int open_served_connection(void) {
@@ -72,7 +72,7 @@ Test(connections, beyond_max_connections_a_503_then_a_close) {
 Test(connections, a_trickled_head_is_cut_at_request_timeout) {
   start_with("request_timeout = 1\n");
   int fd = raw_connect(daemon_proc.port);
-  const char head[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+  const char head[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
   cr_assert_eq(write(fd, head, sizeof(head) - 1), (ssize_t)(sizeof(head) - 1));
   /* A byte every 100 ms: each one keeps an idle timer alive, not the head's deadline. Ten
    * seconds of trickle would finish the head; the daemon must cut it long before. */
@@ -107,7 +107,7 @@ Test(connections, a_client_that_never_reads_its_answers_is_dropped) {
   int small = 4096;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  const char metrics[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+  const char metrics[] = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
   static char batch[65536];
   size_t per_batch = sizeof(batch) / (sizeof(metrics) - 1), batch_len = 0;
   for (size_t i = 0; i < per_batch; i++, batch_len += sizeof(metrics) - 1)
@@ -150,7 +150,7 @@ Test(connections, http_1_0_is_closed_unless_it_asks_for_keep_alive) {
 Test(connections, a_half_closed_client_still_gets_its_answer) {
   start_with(NULL);
   fake_set_mode(&fake, ID, "ok", 1000);
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n\r\n";
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\n\r\n";
   long cpu_before_ms = proc_cpu_ms(daemon_proc.pid);
   int fd = raw_send(daemon_proc.port, request, sizeof(request) - 1);
   shutdown(fd, SHUT_WR);
@@ -170,7 +170,7 @@ Test(connections, a_half_closed_client_still_gets_its_answer) {
 /* Every answer carries Date (RFC 9110 6.6.1), and HEAD says GET's Content-Length, no body. */
 Test(connections, head_and_date) {
   start_with(NULL);
-  const char head[] = "HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const char head[] = "HEAD /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
   char answer[4096];
   raw_exchange(daemon_proc.port, head, sizeof(head) - 1, answer, sizeof(answer));
   cr_expect(strncmp(answer, "HTTP/1.1 ", 9) == 0, "answered %.40s", answer);
@@ -188,11 +188,11 @@ Test(connections, head_and_date) {
 Test(connections, a_pipelined_request_behind_a_collapsed_one_does_not_join_a_finished_fetch) {
   start_with(NULL);
   fake_set_mode(&fake, ID, "500", 300);
-  const char one[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n\r\n";
+  const char one[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\n\r\n";
   int first = raw_send(daemon_proc.port, one, sizeof(one) - 1);
   pause_ms(100); /* the fetch is under way */
-  const char two[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n\r\n"
-                     "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const char two[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                     "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
   int second = raw_send(daemon_proc.port, two, sizeof(two) - 1);
   char answer[8192];
   cr_assert(raw_read_response(first, answer, sizeof(answer), 5000) > 0);

@@ -259,7 +259,7 @@ Test(request_path, other_methods_get_405_with_allow) {
 }
 
 Test(request_path, a_body_on_a_get_is_refused) {
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
                          "Connection: close\r\n\r\nabcd";
   char answer[2048];
   raw_exchange(daemon_proc.port, request, sizeof(request) - 1, answer, sizeof(answer));
@@ -319,7 +319,7 @@ Test(request_path, stats_count_what_happened) {
  * daemon neither crashes nor leaks (the suite also runs under AddressSanitizer). */
 Test(request_path, client_hanging_up_mid_fetch_is_harmless) {
   fake_set_mode(&fake, ID, "slow", 400);
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\n\r\n";
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\n\r\n";
   int fd = raw_send(daemon_proc.port, request, sizeof(request) - 1);
   struct timespec pause = {.tv_nsec = 100 * 1000000L};
   nanosleep(&pause, NULL);

@@ -155,7 +155,7 @@ Test(systemd, sigterm_during_a_slow_fetch_still_answers_it_and_exits_0, .fini = 
   prepare(NULL);
   flipcached_launch(&daemon_proc);
   fake_set_mode(&fake, ID, "slow", 800);
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
   int fd = raw_send(daemon_proc.port, request, sizeof(request) - 1);
   pause_ms(200);
   kill(daemon_proc.pid, SIGTERM);
@@ -176,7 +176,7 @@ Test(systemd, metrics_pass_promtool_check_metrics, .fini = stop_all, .timeout = 
   flipcached_launch(&daemon_proc);
   cr_expect_eq(status_of(ID), 200);
   cr_expect_eq(status_of(ID), 200);
-  char command[600], out[8192];
+  char command[600], out[32768]; /* /metrics is over 8 KiB */
   snprintf(command, sizeof(command), "curl -sf %s/metrics | promtool check metrics", daemon_proc.url);
   int status = run_command(command, out, sizeof(out));
   cr_expect_eq(status, 0, "promtool says:\n%s", out);

@@ -518,7 +518,7 @@ Test(oauth, secrets_and_tokens_never_reach_the_log) {
 Test(reload, a_request_in_flight_survives_sighup) {
   start_with(NULL);
   fake_set_mode(&fake, ID, "slow", 600);
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
   int fd = raw_send(daemon_proc.port, request, sizeof(request) - 1);
   pause_ms(150);
   flipcached_reload(&daemon_proc, "reload: credential unchanged");

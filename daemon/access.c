@@ -1,0 +1,442 @@
+#include "access.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http1.h"
+#include "peer.h"
+
+/* ---- parsing the lists ----------------------------------------------------------------------- */
+
+#define LIST_TEXT_MAX 4096
+
+/* Splits text on spaces and tabs into a copy; calls item() for each; stops at the first problem. */
+static const char *each_item(const char *text, const char *(*item)(const char *word, void *arg),
+                             void *arg, char *problem, size_t problem_len) {
+  char copy[LIST_TEXT_MAX];
+  if (strlen(text) >= sizeof(copy)) {
+    snprintf(problem, problem_len, "the list is longer than %zu characters", sizeof(copy) - 1);
+    return problem;
+  }
+  strcpy(copy, text);
+  char *saveptr = NULL;
+  for (char *word = strtok_r(copy, " \t", &saveptr); word; word = strtok_r(NULL, " \t", &saveptr)) {
+    const char *why = item(word, arg);
+    if (why) {
+      snprintf(problem, problem_len, "'%.64s' %s", word, why);
+      return problem;
+    }
+  }
+  return NULL;
+}
+
+static bool is_decimal(const char *text) {
+  if (!*text)
+    return false;
+  for (const char *p = text; *p; p++)
+    if (!isdigit((unsigned char)*p))
+      return false;
+  return true;
+}
+
+/* The portable user and group name characters (POSIX 3.437, and Debian's adduser default): no
+ * character that could be a typo'd separator or a glob. */
+static bool is_account_name(const char *text) {
+  if (!*text || *text == '-' || strlen(text) > 64)
+    return false;
+  for (const char *p = text; *p; p++)
+    if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.' &&
+        !(*p == '$' && p[1] == '\0'))
+      return false;
+  return true;
+}
+
+struct ids_state {
+  struct id_list *out;
+  access_resolve_fn resolve;
+  void *resolve_arg;
+};
+
+static const char *add_id(const char *word, void *arg) {
+  struct ids_state *state = arg;
+  struct id_list *out = state->out;
+  if (strcmp(word, "*") == 0) {
+    out->any = true;
+    return NULL;
+  }
+  uint32_t id;
+  if (is_decimal(word)) {
+    errno = 0;
+    unsigned long long number = strtoull(word, NULL, 10);
+    if (errno || number >= UINT32_MAX) /* (uid_t)-1 is "no id" to the kernel */
+      return "is not a valid id";
+    id = (uint32_t)number;
+  } else if (!is_account_name(word)) {
+    return "is not a user or group name, an id or *";
+  } else if (!state->resolve(word, &id, state->resolve_arg)) {
+    return "does not exist";
+  }
+  for (unsigned i = 0; i < out->count; i++)
+    if (out->ids[i] == id)
+      return NULL;
+  if (out->count == ACCESS_MAX_IDS)
+    return "is one more than the list's limit of 64";
+  out->ids[out->count++] = id;
+  return NULL;
+}
+
+const char *access_parse_ids(const char *text, access_resolve_fn resolve, void *resolve_arg,
+                             struct id_list *out, char *problem, size_t problem_len) {
+  memset(out, 0, sizeof(*out));
+  struct ids_state state = {.out = out, .resolve = resolve, .resolve_arg = resolve_arg};
+  return each_item(text, add_id, &state, problem, problem_len);
+}
+
+static bool add_name(struct name_list *out, const char *text, size_t len) {
+  if (out->count == ACCESS_MAX_NAMES || len >= ACCESS_NAME_MAX)
+    return false;
+  for (size_t i = 0; i < len; i++)
+    out->names[out->count][i] = (char)tolower((unsigned char)text[i]);
+  out->names[out->count][len] = '\0';
+  for (unsigned i = 0; i < out->count; i++)
+    if (strcmp(out->names[i], out->names[out->count]) == 0)
+      return true; /* said twice: kept once */
+  out->count++;
+  return true;
+}
+
+/* A DNS name or an IPv4 literal (letters, digits, '-' and '.'), or an IPv6 literal in brackets. */
+static bool is_host(const char *text, size_t len) {
+  if (len == 0 || len > 253)
+    return false;
+  if (text[0] == '[') {
+    char inside[64];
+    struct in6_addr v6;
+    if (len < 3 || text[len - 1] != ']' || len - 2 >= sizeof(inside))
+      return false;
+    memcpy(inside, text + 1, len - 2);
+    inside[len - 2] = '\0';
+    return inet_pton(AF_INET6, inside, &v6) == 1;
+  }
+  for (size_t i = 0; i < len; i++)
+    if (!isalnum((unsigned char)text[i]) && text[i] != '-' && text[i] != '.')
+      return false;
+  return text[0] != '-' && text[0] != '.';
+}
+
+static const char *add_host(const char *word, void *arg) {
+  if (!is_host(word, strlen(word)))
+    return "is not a host name or address literal (no port, no scheme)";
+  return add_name(arg, word, strlen(word)) ? NULL : "is one more than the list's limit of 16";
+}
+
+const char *access_parse_hosts(const char *text, struct name_list *out, char *problem,
+                               size_t problem_len) {
+  memset(out, 0, sizeof(*out));
+  return each_item(text, add_host, out, problem, problem_len);
+}
+
+/* An origin as browsers send it (RFC 6454 7): scheme "://" host [":" port], nothing after. */
+static bool is_origin(const char *text, size_t len) {
+  size_t scheme = len > 7 && strncasecmp(text, "http://", 7) == 0    ? 7
+                  : len > 8 && strncasecmp(text, "https://", 8) == 0 ? 8
+                                                                     : 0;
+  if (!scheme)
+    return false;
+  const char *host = text + scheme, *end = text + len;
+  const char *host_end = end;
+  const char *bracket = host[0] == '[' ? memchr(host, ']', (size_t)(end - host)) : NULL;
+  const char *colon = memchr(bracket ? bracket : host, ':', (size_t)(end - (bracket ? bracket : host)));
+  if (colon) {
+    host_end = colon;
+    if (colon + 1 == end || colon + 6 < end)
+      return false;
+    for (const char *p = colon + 1; p < end; p++)
+      if (!isdigit((unsigned char)*p))
+        return false;
+  }
+  return is_host(host, (size_t)(host_end - host));
+}
+
+static const char *add_origin(const char *word, void *arg) {
+  if (strcmp(word, "*") == 0 || strcasecmp(word, "null") == 0)
+    return "would admit every web page (list the origins of trusted pages)";
+  if (!is_origin(word, strlen(word)))
+    return "is not an origin (http:// or https://, a host, an optional port, no path)";
+  return add_name(arg, word, strlen(word)) ? NULL : "is one more than the list's limit of 16";
+}
+
+const char *access_parse_origins(const char *text, struct name_list *out, char *problem,
+                                 size_t problem_len) {
+  memset(out, 0, sizeof(*out));
+  return each_item(text, add_origin, out, problem, problem_len);
+}
+
+/* ---- the user database ----------------------------------------------------------------------- */
+
+/* NSS lookups with a buffer that grows on ERANGE (LDAP groups can have thousands of members). */
+#define NSS_BUFFER_START 4096
+#define NSS_BUFFER_MAX (4u << 20)
+
+bool access_resolve_user(const char *name, uint32_t *id, void *arg) {
+  (void)arg;
+  struct passwd entry, *found = NULL;
+  for (size_t size = NSS_BUFFER_START; size <= NSS_BUFFER_MAX; size *= 2) {
+    char *buffer = malloc(size);
+    if (!buffer)
+      return false;
+    int rc = getpwnam_r(name, &entry, buffer, size, &found);
+    if (rc == 0 && found)
+      *id = found->pw_uid;
+    free(buffer);
+    if (rc != ERANGE)
+      return rc == 0 && found;
+  }
+  return false;
+}
+
+bool access_resolve_group(const char *name, uint32_t *id, void *arg) {
+  (void)arg;
+  struct group entry, *found = NULL;
+  for (size_t size = NSS_BUFFER_START; size <= NSS_BUFFER_MAX; size *= 2) {
+    char *buffer = malloc(size);
+    if (!buffer)
+      return false;
+    int rc = getgrnam_r(name, &entry, buffer, size, &found);
+    if (rc == 0 && found)
+      *id = found->gr_gid;
+    free(buffer);
+    if (rc != ERANGE)
+      return rc == 0 && found;
+  }
+  return false;
+}
+
+static void each_group_member(uint32_t gid, access_member_fn found, void *found_arg) {
+  struct group entry, *group = NULL;
+  for (size_t size = NSS_BUFFER_START; size <= NSS_BUFFER_MAX; size *= 2) {
+    char *buffer = malloc(size);
+    if (!buffer)
+      return;
+    int rc = getgrgid_r(gid, &entry, buffer, size, &group);
+    if (rc == 0 && group) {
+      for (char **member = group->gr_mem; *member; member++) {
+        uint32_t uid;
+        if (access_resolve_user(*member, &uid, NULL))
+          found(uid, gid, found_arg);
+      }
+    }
+    free(buffer);
+    if (rc != ERANGE)
+      return;
+  }
+}
+
+void access_each_member_nss(const uint32_t *gids, size_t gid_count, access_member_fn found,
+                            void *found_arg, void *arg) {
+  (void)arg;
+  if (gid_count == 0)
+    return;
+  /* Primary groups: only an enumeration finds them. Directory services that do not enumerate
+   * (sssd's default) list their users' primary groups only through the member lists below. */
+  setpwent();
+  for (struct passwd *user = getpwent(); user; user = getpwent())
+    for (size_t i = 0; i < gid_count; i++)
+      if (user->pw_gid == gids[i])
+        found(user->pw_uid, gids[i], found_arg);
+  endpwent();
+  for (size_t i = 0; i < gid_count; i++)
+    each_group_member(gids[i], found, found_arg);
+}
+
+/* ---- rights ---------------------------------------------------------------------------------- */
+
+/* A member of a group, as the user database said at load. */
+struct membership {
+  uint32_t uid, gid;
+};
+
+struct access_policy {
+  struct id_list allow_users, allow_groups, admin_users, admin_groups;
+  struct membership *members; /* sorted by (uid, gid) */
+  size_t member_count, member_cap;
+  bool out_of_memory;
+};
+
+static void collect_member(uint32_t uid, uint32_t gid, void *arg) {
+  struct access_policy *policy = arg;
+  if (policy->member_count == policy->member_cap) {
+    size_t cap = policy->member_cap ? policy->member_cap * 2 : 64;
+    struct membership *grown = realloc(policy->members, cap * sizeof(*grown));
+    if (!grown) {
+      policy->out_of_memory = true;
+      return;
+    }
+    policy->members = grown;
+    policy->member_cap = cap;
+  }
+  policy->members[policy->member_count++] = (struct membership){.uid = uid, .gid = gid};
+}
+
+static int compare_membership(const void *a, const void *b) {
+  const struct membership *x = a, *y = b;
+  if (x->uid != y->uid)
+    return x->uid < y->uid ? -1 : 1;
+  return x->gid < y->gid ? -1 : x->gid > y->gid;
+}
+
+struct access_policy *access_policy_new(const struct access_lists *lists,
+                                        access_each_member_fn each_member, void *arg) {
+  struct access_policy *policy = calloc(1, sizeof(*policy));
+  if (!policy)
+    return NULL;
+  policy->allow_users = *lists->allow_users;
+  policy->allow_groups = *lists->allow_groups;
+  policy->admin_users = *lists->admin_users;
+  policy->admin_groups = *lists->admin_groups;
+  uint32_t gids[2 * ACCESS_MAX_IDS];
+  size_t gid_count = 0;
+  for (unsigned i = 0; i < policy->allow_groups.count; i++)
+    gids[gid_count++] = policy->allow_groups.ids[i];
+  for (unsigned i = 0; i < policy->admin_groups.count; i++)
+    gids[gid_count++] = policy->admin_groups.ids[i];
+  each_member(gids, gid_count, collect_member, policy, arg);
+  if (policy->out_of_memory) {
+    access_policy_free(policy);
+    return NULL;
+  }
+  if (policy->members)
+    qsort(policy->members, policy->member_count, sizeof(*policy->members), compare_membership);
+  return policy;
+}
+
+void access_policy_free(struct access_policy *policy) {
+  if (!policy)
+    return;
+  free(policy->members);
+  free(policy);
+}
+
+static bool has_id(const struct id_list *list, uint32_t id) {
+  for (unsigned i = 0; i < list->count; i++)
+    if (list->ids[i] == id)
+      return true;
+  return false;
+}
+
+static bool listed_member(const struct access_policy *policy, uint32_t uid, uint32_t gid) {
+  struct membership key = {.uid = uid, .gid = gid};
+  return bsearch(&key, policy->members, policy->member_count, sizeof(key), compare_membership);
+}
+
+static bool in_groups(const struct access_policy *policy, const struct id_list *groups,
+                      const struct peer *peer) {
+  for (unsigned i = 0; i < groups->count; i++) {
+    uint32_t gid = groups->ids[i];
+    if (policy->member_count && listed_member(policy, peer->uid, gid))
+      return true;
+    if (!peer->groups_known)
+      continue;
+    if (peer->gid == gid)
+      return true;
+    for (unsigned g = 0; g < peer->group_count; g++)
+      if (peer->groups[g] == gid)
+        return true;
+  }
+  return false;
+}
+
+static bool admitted(const struct access_policy *policy, const struct id_list *users,
+                     const struct id_list *groups, const struct peer *peer) {
+  if (users->any || groups->any)
+    return true;
+  if (!peer->uid_known)
+    return false;
+  return has_id(users, peer->uid) || in_groups(policy, groups, peer);
+}
+
+unsigned access_rights(const struct access_policy *policy, const struct peer *peer) {
+  if (admitted(policy, &policy->admin_users, &policy->admin_groups, peer))
+    return ACCESS_USE | ACCESS_ADMIN;
+  if (admitted(policy, &policy->allow_users, &policy->allow_groups, peer))
+    return ACCESS_USE;
+  return 0;
+}
+
+/* ---- web pages ------------------------------------------------------------------------------- */
+
+static bool is_loopback_literal(const char *host, size_t len) {
+  char text[64];
+  if (len >= sizeof(text))
+    return false;
+  if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
+    memcpy(text, host + 1, len - 2);
+    text[len - 2] = '\0';
+    struct in6_addr v6;
+    if (inet_pton(AF_INET6, text, &v6) != 1)
+      return false;
+    return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+  }
+  memcpy(text, host, len);
+  text[len] = '\0';
+  struct in_addr v4;
+  return inet_pton(AF_INET, text, &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
+static bool in_names(const struct name_list *names, const char *text, size_t len) {
+  for (unsigned i = 0; i < names->count; i++)
+    if (strlen(names->names[i]) == len && strncasecmp(names->names[i], text, len) == 0)
+      return true;
+  return false;
+}
+
+/* Host: uri-host [":" port]. An absent Host (HTTP/1.0 only: the parser refuses a 1.1 request
+ * without one) is no browser's. */
+static bool host_accepted(const struct name_list *host_names, const char *host, size_t len) {
+  if (!host)
+    return true;
+  size_t name_len = len;
+  const char *bracket = len && host[0] == '[' ? memchr(host, ']', len) : NULL;
+  const char *colon = memchr(bracket ? bracket : host, ':', len - (size_t)((bracket ? bracket : host) - host));
+  if (colon) {
+    name_len = (size_t)(colon - host);
+    size_t digits = len - name_len - 1;
+    if (digits == 0 || digits > 5)
+      return false;
+    for (size_t i = 1; i <= digits; i++)
+      if (!isdigit((unsigned char)colon[i]))
+        return false;
+  }
+  if (name_len == 0)
+    return false;
+  if (name_len == 9 && strncasecmp(host, "localhost", 9) == 0)
+    return true;
+  return is_loopback_literal(host, name_len) || in_names(host_names, host, name_len);
+}
+
+enum access_web_verdict access_check_web(const struct name_list *host_names,
+                                         const struct name_list *allow_origins,
+                                         const struct http1_request *request, bool *listed_origin) {
+  *listed_origin = false;
+  if (!host_accepted(host_names, request->host, request->host_len))
+    return ACCESS_WEB_MISDIRECTED;
+  if (request->origin_count > 0) {
+    if (request->origin_count > 1 ||
+        !in_names(allow_origins, request->origin, request->origin_len))
+      return ACCESS_WEB_FOREIGN_ORIGIN;
+    *listed_origin = true;
+    return ACCESS_WEB_OK; /* a listed page's fetch() says same-site or cross-site: both pass */
+  }
+  if (request->fetch_site_count > 1 ||
+      (request->fetch_site_count == 1 &&
+       !(request->fetch_site_len == 4 && strncasecmp(request->fetch_site, "none", 4) == 0)))
+    return ACCESS_WEB_CROSS_SITE;
+  return ACCESS_WEB_OK;
+}
