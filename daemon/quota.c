@@ -14,15 +14,11 @@ struct bucket {
 
 struct quota {
   struct bucket slots[QUOTA_USERS]; /* open addressing, linear probing; a slot is never emptied */
-  struct bucket overflow;           /* shared once every slot holds a user paying back a burst */
+  struct bucket overflow;           /* shared once every slot holds a user paying back a burst;
+                                       unused (full) until first needed */
 };
 
-struct quota *quota_new(void) {
-  struct quota *quota = calloc(1, sizeof(*quota));
-  if (quota)
-    quota->overflow.used = true;
-  return quota;
-}
+struct quota *quota_new(void) { return calloc(1, sizeof(struct quota)); }
 
 void quota_free(struct quota *quota) { free(quota); }
 
@@ -74,6 +70,7 @@ bool quota_take(struct quota *quota, uint64_t key, unsigned rate, int64_t now_ms
     return true;
   struct bucket *bucket = find_bucket(quota, key, rate, now_ms);
   int64_t tokens = tokens_now(bucket, rate, now_ms);
+  bucket->used = true; /* the overflow's first use */
   bucket->updated_ms = now_ms;
   if (tokens >= MILLI) {
     bucket->tokens_milli = tokens - MILLI;

@@ -486,6 +486,31 @@ int run_command(const char *command, char *out, size_t out_cap) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
+void http_as(const char *identity, const char *method, const char *url, const char *unix_socket,
+             const char *const *headers, struct http_response *response) {
+  char command[2048];
+  int len = snprintf(command, sizeof(command), "setpriv %s curl -s -D - -w '\\n%%{http_code}' -X %s",
+                     identity, method ? method : "GET");
+  if (unix_socket)
+    len += snprintf(command + len, sizeof(command) - (size_t)len, " --unix-socket '%s'", unix_socket);
+  for (size_t i = 0; headers && headers[i]; i++)
+    len += snprintf(command + len, sizeof(command) - (size_t)len, " -H '%s'", headers[i]);
+  snprintf(command + len, sizeof(command) - (size_t)len, " '%s'", url);
+  cr_assert_lt(strlen(command), sizeof(command) - 1, "command too long");
+  static char out[1 << 20];
+  run_command(command, out, sizeof(out));
+  memset(response, 0, sizeof(*response));
+  char *status_line = strrchr(out, '\n'); /* -w puts the status after a newline of its own */
+  response->status = status_line ? atol(status_line + 1) : 0;
+  if (status_line)
+    *status_line = '\0';
+  char *end_of_head = strstr(out, "\r\n\r\n");
+  size_t head_len = end_of_head ? (size_t)(end_of_head - out) + 4 : 0;
+  response->headers = strndup(out, head_len);
+  response->body = strdup(out + head_len);
+  response->body_len = strlen(response->body);
+}
+
 struct growing {
   char *data;
   size_t len;

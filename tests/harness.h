@@ -160,6 +160,13 @@ void pause_ms(long ms);
 /* Runs a shell command; returns its exit status and what it printed (stdout and stderr). */
 int run_command(const char *command, char *out, size_t out_cap);
 
+/* One request made by curl as another local user: `identity` is setpriv's options (e.g.
+ * "--reuid=65534 --regid=65534 --clear-groups"). method NULL: GET; unix_socket NULL: TCP;
+ * headers: NULL-terminated "Name: value" lines (no single quote), or NULL. Status 0 when no
+ * answer came (a refused connect, for one). */
+void http_as(const char *identity, const char *method, const char *url, const char *unix_socket,
+             const char *const *headers, struct http_response *response);
+
 /* A TCP port on 127.0.0.1, free now and reserved for this test process until it exits: no
  * concurrent test is given it and no outgoing connection takes it (it lies outside the kernel's
  * ephemeral range). For a daemon's listener, or as an upstream address nothing listens on. */

@@ -290,3 +290,46 @@ Test(config, every_key_is_documented_with_its_default) {
   free(documents.conf);
   free(documents.manual);
 }
+
+Test(config, access_defaults) {
+  config_defaults(&cfg);
+  cr_expect(cfg.allow_users.any, "every local user, so that the quick start works");
+  cr_expect(!cfg.allow_groups.any && cfg.allow_groups.count == 0);
+  cr_expect(!cfg.admin_users.any && cfg.admin_users.count == 1 && cfg.admin_users.ids[0] == 0,
+            "admin_users = root");
+  cr_expect_eq(cfg.miss_rate_per_user, 20);
+  cr_expect_eq(cfg.host_names.count, 0);
+  cr_expect_eq(cfg.allow_origins.count, 0);
+  cr_expect_eq(cfg.socket_group.count, 0);
+}
+
+Test(config, access_lists_resolve_names_and_allow_groups_alone_drops_the_star) {
+  cr_assert_eq(config_load_string("[server]\nallow_groups = root 4242\nadmin_users = 0 root\n"
+                                  "socket_group = root\nhost_names = flip.internal\n"
+                                  "allow_origins = http://localhost:3000\n",
+                                  "t.conf", &cfg, &errors), 0);
+  cr_expect(!cfg.allow_users.any && cfg.allow_users.count == 0);
+  cr_expect(cfg.allow_groups.count == 2 && cfg.allow_groups.ids[0] == 0 &&
+            cfg.allow_groups.ids[1] == 4242);
+  cr_expect_eq(cfg.admin_users.count, 1, "0 and root are one user");
+  cr_expect(cfg.socket_group.count == 1 && cfg.socket_group.ids[0] == 0);
+  cr_expect_str_eq(cfg.host_names.names[0], "flip.internal");
+  cr_assert_eq(config_load_string("[server]\nallow_users = *\nallow_groups = root\n", "t.conf",
+                                  &cfg, &errors), 0);
+  cr_expect(cfg.allow_users.any, "allow_users said explicitly stays");
+}
+
+Test(config, a_user_that_does_not_exist_or_a_stray_character_is_an_error_naming_its_line) {
+  cr_expect_eq(config_load_string("[server]\n\nallow_users = root no-such-user-flipcached\n"
+                                  "admin_groups = root,\nsocket_group = root 1\n"
+                                  "allow_origins = *\nhost_names = http://x\n"
+                                  "miss_rate_per_user = -1\n",
+                                  "t.conf", &cfg, &errors), -1);
+  dump_errors();
+  cr_expect(has_error("t.conf:3: allow_users: 'no-such-user-flipcached' does not exist"));
+  cr_expect(has_error("t.conf:4: admin_groups: 'root,' is not a user or group name"));
+  cr_expect(has_error("t.conf:5: socket_group: must be one group name or id"));
+  cr_expect(has_error("t.conf:6: allow_origins: '*' would admit every web page"));
+  cr_expect(has_error("t.conf:7: host_names: 'http://x' is not a host name"));
+  cr_expect(has_error("t.conf:8: miss_rate_per_user:"));
+}

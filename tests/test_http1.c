@@ -189,3 +189,26 @@ Test(http1, methods) {
     cr_expect_eq(req.method, expected[i], "%s", names[i]);
   }
 }
+
+/* The fields the access rules read: the first value of each, trimmed, and how many came. */
+Test(http1, host_origin_and_sec_fetch_site_are_captured_for_the_access_rules) {
+  const char text[] = "GET / HTTP/1.1\r\nhost:  localhost:8750 \r\nORIGIN: http://a.example\r\n"
+                      "Origin: http://b.example\r\nSec-Fetch-Site: cross-site\r\n\r\n";
+  struct http1_request req;
+  int status;
+  char *buf;
+  cr_assert_eq(parse(text, sizeof(text) - 1, &req, &status, &buf), HTTP1_COMPLETE);
+  cr_expect_eq(req.host_len, strlen("localhost:8750"));
+  cr_expect(strncmp(req.host, "localhost:8750", req.host_len) == 0);
+  cr_expect_eq(req.origin_count, 2);
+  cr_expect(req.origin_len == strlen("http://a.example") &&
+            strncmp(req.origin, "http://a.example", req.origin_len) == 0);
+  cr_expect_eq(req.fetch_site_count, 1);
+  cr_expect(strncmp(req.fetch_site, "cross-site", req.fetch_site_len) == 0);
+  free(buf);
+  const char plain[] = "GET / HTTP/1.0\r\n\r\n";
+  cr_assert_eq(parse(plain, sizeof(plain) - 1, &req, &status, &buf), HTTP1_COMPLETE);
+  cr_expect(req.host == NULL && req.origin == NULL && req.fetch_site == NULL);
+  cr_expect(req.origin_count == 0 && req.fetch_site_count == 0);
+  free(buf);
+}
