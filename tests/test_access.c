@@ -225,7 +225,9 @@ Test(access_web, hosts) {
     HEAD("Host: 127.0.0.1.nip.io\r\n"), HEAD("Host: 10.0.0.1\r\n"), HEAD("Host: [::2]\r\n"),
     HEAD("Host: localhost:\r\n"), HEAD("Host: localhost:123456\r\n"), HEAD("Host: :8750\r\n"),
     HEAD("Host: localhost:80a\r\n"), HEAD("Host: 0x7f.0.0.1\r\n"), HEAD("Host: \r\n"),
-    HEAD("Host: 2130706433\r\n"), HEAD("Host: [::1\r\n"), HEAD("Host: flip.internal.\r\n")};
+    HEAD("Host: 2130706433\r\n"), HEAD("Host: [::1\r\n"), HEAD("Host: flip.internal.\r\n"),
+    HEAD("Host: 127.0.0.256\r\n"), HEAD("Host: 127.0.0\r\n"), HEAD("Host: 127.0.0.1.2\r\n"),
+    HEAD("Host: 127..0.1\r\n"), HEAD("Host: 127.0.0.1000\r\n"), HEAD("Host: 128.0.0.1\r\n")};
   for (size_t i = 0; i < sizeof(misdirected) / sizeof(misdirected[0]); i++)
     cr_expect_eq(verdict_of(misdirected[i], &listed), ACCESS_WEB_MISDIRECTED, "%s", misdirected[i]);
 }
