@@ -79,6 +79,17 @@ Test(command_line, check_config_prints_every_error_with_its_line) {
   cr_expect(strstr(out, "configuration OK") == NULL);
 }
 
+Test(command_line, check_config_names_the_line_of_a_user_that_does_not_exist) {
+  const char *path = write_config("[server]\nallow_users = root\nadmin_groups = no-such-group-flipcached\n");
+  char out[4096];
+  const char *args[] = {"-t", "-c", path, NULL};
+  cr_expect_eq(run(args, out, sizeof(out)), 1);
+  char expected[256];
+  snprintf(expected, sizeof(expected),
+           "%s:3: admin_groups: 'no-such-group-flipcached' does not exist", path);
+  cr_expect(strstr(out, expected) != NULL, "missing \"%s\" in:\n%s", expected, out);
+}
+
 Test(command_line, a_missing_file_named_with_c_is_an_error) {
   char out[4096];
   const char *args[] = {"-t", "-c", "/nonexistent/flipcached.conf", NULL};

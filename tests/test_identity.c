@@ -93,6 +93,30 @@ Test(identity, a_tcp_client_is_the_user_that_owns_its_socket) {
   cr_expect(log_has(" ms uid=0\n"), "and root's");
 }
 
+/* The same over IPv6 loopback: inet_diag is asked with the AF_INET6 four-tuple. */
+Test(identity, an_ipv6_tcp_client_is_the_user_that_owns_its_socket) {
+  char token[64];
+  make_token(token, sizeof(token));
+  fake_start(&fake, token);
+  struct daemon_options options = {.token = token};
+  flipcached_prepare(&daemon_proc, &fake, &options);
+  int v6_port = free_port();
+  char command[800], out[1024];
+  snprintf(command, sizeof(command),
+           "sed -i 's/^listen = 127.0.0.1:%d$/listen = 127.0.0.1:%d [::1]:%d/' %s && "
+           "printf '[log]\\naccess = yes\\n' >> %s",
+           daemon_proc.port, daemon_proc.port, v6_port, daemon_proc.config, daemon_proc.config);
+  cr_assert_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
+  flipcached_launch(&daemon_proc);
+  char url[128];
+  snprintf(url, sizeof(url), "http://[::1]:%d/v1/enrollments/" ID, v6_port);
+  struct http_response response;
+  http_as(NOBODY, NULL, url, NULL, NULL, &response);
+  cr_expect_eq(response.status, 200, "%s", response.body);
+  http_response_free(&response);
+  cr_expect(log_has(" ms uid=65534\n"), "the access log names the IPv6 peer's uid");
+}
+
 Test(identity, a_unix_client_has_its_uid_and_pid) {
   start(NULL, true, 0, NULL);
   struct stat st;
