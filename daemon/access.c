@@ -131,6 +131,31 @@ static bool is_host(const char *text, size_t len) {
   return text[0] != '-' && text[0] != '.';
 }
 
+/* Splits "host[:port]" (the host may be a bracketed IPv6 literal) at its port: *name_len is the
+ * host's length. False when the port is not 1 to 5 digits, or a bracket is not closed. */
+static bool split_host_port(const char *text, size_t len, size_t *name_len) {
+  const char *after_name = len && text[0] == '[' ? memchr(text, ']', len) : text;
+  if (!after_name)
+    return false;
+  const char *colon = memchr(after_name, ':', len - (size_t)(after_name - text));
+  *name_len = colon ? (size_t)(colon - text) : len;
+  if (!colon)
+    return true;
+  size_t digits = len - *name_len - 1;
+  if (digits == 0 || digits > 5)
+    return false;
+  for (size_t i = 1; i <= digits; i++)
+    if (colon[i] < '0' || colon[i] > '9')
+      return false;
+  return true;
+}
+
+static const char *parse_names(const char *text, const char *(*add)(const char *word, void *arg),
+                               struct name_list *out, char *problem, size_t problem_len) {
+  memset(out, 0, sizeof(*out));
+  return each_item(text, add, out, problem, problem_len);
+}
+
 static const char *add_host(const char *word, void *arg) {
   if (!is_host(word, strlen(word)))
     return "is not a host name or address literal (no port, no scheme)";
@@ -139,8 +164,7 @@ static const char *add_host(const char *word, void *arg) {
 
 const char *access_parse_hosts(const char *text, struct name_list *out, char *problem,
                                size_t problem_len) {
-  memset(out, 0, sizeof(*out));
-  return each_item(text, add_host, out, problem, problem_len);
+  return parse_names(text, add_host, out, problem, problem_len);
 }
 
 /* An origin as browsers send it (RFC 6454 7): scheme "://" host [":" port], nothing after. */
@@ -148,21 +172,9 @@ static bool is_origin(const char *text, size_t len) {
   size_t scheme = len > 7 && strncasecmp(text, "http://", 7) == 0    ? 7
                   : len > 8 && strncasecmp(text, "https://", 8) == 0 ? 8
                                                                      : 0;
-  if (!scheme)
-    return false;
-  const char *host = text + scheme, *end = text + len;
-  const char *host_end = end;
-  const char *bracket = host[0] == '[' ? memchr(host, ']', (size_t)(end - host)) : NULL;
-  const char *colon = memchr(bracket ? bracket : host, ':', (size_t)(end - (bracket ? bracket : host)));
-  if (colon) {
-    host_end = colon;
-    if (colon + 1 == end || colon + 6 < end)
-      return false;
-    for (const char *p = colon + 1; p < end; p++)
-      if (!isdigit((unsigned char)*p))
-        return false;
-  }
-  return is_host(host, (size_t)(host_end - host));
+  size_t host_len;
+  return scheme && split_host_port(text + scheme, len - scheme, &host_len) &&
+         is_host(text + scheme, host_len);
 }
 
 static const char *add_origin(const char *word, void *arg) {
@@ -175,8 +187,7 @@ static const char *add_origin(const char *word, void *arg) {
 
 const char *access_parse_origins(const char *text, struct name_list *out, char *problem,
                                  size_t problem_len) {
-  memset(out, 0, sizeof(*out));
-  return each_item(text, add_origin, out, problem, problem_len);
+  return parse_names(text, add_origin, out, problem, problem_len);
 }
 
 /* ---- the user database ----------------------------------------------------------------------- */
@@ -185,58 +196,68 @@ const char *access_parse_origins(const char *text, struct name_list *out, char *
 #define NSS_BUFFER_START 4096
 #define NSS_BUFFER_MAX (4u << 20)
 
-bool access_resolve_user(const char *name, uint32_t *id, void *arg) {
-  (void)arg;
-  struct passwd entry, *found = NULL;
+/* One *_r lookup: fills what it found from the entry in buffer; returns the call's error. */
+typedef int (*nss_lookup_fn)(const void *key, char *buffer, size_t size, void *result);
+
+/* Runs lookup with a buffer that grows until the entry fits; its return value (0 with the
+ * result filled, or an error; ENOENT when there is no such entry). */
+static int nss_with_buffer(nss_lookup_fn lookup, const void *key, void *result) {
   for (size_t size = NSS_BUFFER_START; size <= NSS_BUFFER_MAX; size *= 2) {
     char *buffer = malloc(size);
     if (!buffer)
-      return false;
-    int rc = getpwnam_r(name, &entry, buffer, size, &found);
-    if (rc == 0 && found)
-      *id = found->pw_uid;
+      return ENOMEM;
+    int rc = lookup(key, buffer, size, result);
     free(buffer);
     if (rc != ERANGE)
-      return rc == 0 && found;
+      return rc;
   }
-  return false;
+  return ERANGE;
+}
+
+static int lookup_uid(const void *name, char *buffer, size_t size, void *uid) {
+  struct passwd entry, *found = NULL;
+  int rc = getpwnam_r(name, &entry, buffer, size, &found);
+  if (rc == 0 && found)
+    *(uint32_t *)uid = found->pw_uid;
+  return rc ? rc : found ? 0 : ENOENT;
+}
+
+static int lookup_gid(const void *name, char *buffer, size_t size, void *gid) {
+  struct group entry, *found = NULL;
+  int rc = getgrnam_r(name, &entry, buffer, size, &found);
+  if (rc == 0 && found)
+    *(uint32_t *)gid = found->gr_gid;
+  return rc ? rc : found ? 0 : ENOENT;
+}
+
+bool access_resolve_user(const char *name, uint32_t *id, void *arg) {
+  (void)arg;
+  return nss_with_buffer(lookup_uid, name, id) == 0;
 }
 
 bool access_resolve_group(const char *name, uint32_t *id, void *arg) {
   (void)arg;
-  struct group entry, *found = NULL;
-  for (size_t size = NSS_BUFFER_START; size <= NSS_BUFFER_MAX; size *= 2) {
-    char *buffer = malloc(size);
-    if (!buffer)
-      return false;
-    int rc = getgrnam_r(name, &entry, buffer, size, &found);
-    if (rc == 0 && found)
-      *id = found->gr_gid;
-    free(buffer);
-    if (rc != ERANGE)
-      return rc == 0 && found;
-  }
-  return false;
+  return nss_with_buffer(lookup_gid, name, id) == 0;
 }
 
-static void each_group_member(uint32_t gid, access_member_fn found, void *found_arg) {
+struct member_search {
+  access_member_fn found;
+  void *found_arg;
+};
+
+/* Reports each user the group's entry lists; the names are resolved while the buffer lives. */
+static int report_group_members(const void *gid, char *buffer, size_t size, void *search_arg) {
+  const struct member_search *search = search_arg;
   struct group entry, *group = NULL;
-  for (size_t size = NSS_BUFFER_START; size <= NSS_BUFFER_MAX; size *= 2) {
-    char *buffer = malloc(size);
-    if (!buffer)
-      return;
-    int rc = getgrgid_r(gid, &entry, buffer, size, &group);
-    if (rc == 0 && group) {
-      for (char **member = group->gr_mem; *member; member++) {
-        uint32_t uid;
-        if (access_resolve_user(*member, &uid, NULL))
-          found(uid, gid, found_arg);
-      }
-    }
-    free(buffer);
-    if (rc != ERANGE)
-      return;
+  int rc = getgrgid_r(*(const uint32_t *)gid, &entry, buffer, size, &group);
+  if (rc != 0 || !group)
+    return rc ? rc : ENOENT;
+  for (char **member = group->gr_mem; *member; member++) {
+    uint32_t uid;
+    if (access_resolve_user(*member, &uid, NULL))
+      search->found(uid, *(const uint32_t *)gid, search->found_arg);
   }
+  return 0;
 }
 
 void access_each_member_nss(const uint32_t *gids, size_t gid_count, access_member_fn found,
@@ -252,8 +273,9 @@ void access_each_member_nss(const uint32_t *gids, size_t gid_count, access_membe
       if (user->pw_gid == gids[i])
         found(user->pw_uid, gids[i], found_arg);
   endpwent();
+  struct member_search search = {.found = found, .found_arg = found_arg};
   for (size_t i = 0; i < gid_count; i++)
-    each_group_member(gids[i], found, found_arg);
+    nss_with_buffer(report_group_members, &gids[i], &search);
 }
 
 /* ---- rights ---------------------------------------------------------------------------------- */
@@ -420,20 +442,9 @@ static bool in_names(const struct name_list *names, const char *text, size_t len
 static bool host_accepted(const struct name_list *host_names, const char *host, size_t len) {
   if (!host)
     return true;
-  size_t name_len = len;
-  const char *after_name = host[0] == '[' ? memchr(host, ']', len) : host;
-  if (!after_name)
+  size_t name_len;
+  if (!split_host_port(host, len, &name_len))
     return false;
-  const char *colon = memchr(after_name, ':', len - (size_t)(after_name - host));
-  if (colon) {
-    name_len = (size_t)(colon - host);
-    size_t digits = len - name_len - 1;
-    if (digits == 0 || digits > 5)
-      return false;
-    for (size_t i = 1; i <= digits; i++)
-      if (colon[i] < '0' || colon[i] > '9')
-        return false;
-  }
   if (name_len == 9 && (memcmp(host, "127.0.0.1", 9) == 0 || memcmp(host, "localhost", 9) == 0 ||
                         strncasecmp(host, "localhost", 9) == 0))
     return true;
