@@ -1,9 +1,11 @@
 /* libFuzzer: the request-head parser never crashes or reads out of bounds, answers the same
- * whether the bytes come at once or one by one, and what it accepts is strictly formed. */
+ * whether the bytes come at once or one by one, and what it accepts is strictly formed; the
+ * access rules (Host, Origin, Sec-Fetch-Site) then read its fields without reading past them. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "http1.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -30,6 +32,17 @@ static enum http1_result parse_at_once(const uint8_t *data, size_t size, struct 
         abort();
     }
     if (out->head_len > HTTP1_MAX_HEAD || out->head_len > size)
+      abort();
+    /* The captured fields lie inside the head; the web rules decide on them alone. */
+    const char *fields[3] = {out->host, out->origin, out->fetch_site};
+    size_t lens[3] = {out->host_len, out->origin_len, out->fetch_site_len};
+    for (int i = 0; i < 3; i++)
+      if (fields[i] && (fields[i] < buf || fields[i] + lens[i] > buf + out->head_len))
+        abort();
+    static struct name_list hosts = {1, {"flip.internal"}}, origins = {1, {"http://localhost:3000"}};
+    bool listed;
+    enum access_web_verdict verdict = access_check_web(&hosts, &origins, out, &listed);
+    if (listed && (verdict != ACCESS_WEB_OK || out->origin_count != 1))
       abort();
   }
   free(buf);
