@@ -126,6 +126,9 @@ Test(systemd, serves_sockets_passed_by_systemd, .fini = stop_all, .timeout = 60)
   daemon_proc.inherited[0] = listening_tcp(&port);
   daemon_proc.inherited[1] = listening_unix(unix_path);
   daemon_proc.inherited_count = 2;
+  FILE *config = fopen(daemon_proc.config, "a");
+  fputs("[log]\naccess = yes\n", config); /* who asked, on each kind of inherited socket */
+  fclose(config);
   int configured_port = daemon_proc.port; /* what the config says: not bound when activated */
   daemon_proc.port = port;
   snprintf(daemon_proc.url, sizeof(daemon_proc.url), "http://127.0.0.1:%d", port);
@@ -138,6 +141,10 @@ Test(systemd, serves_sockets_passed_by_systemd, .fini = stop_all, .timeout = 60)
   http_get_unix(unix_path, "http://localhost/v1/enrollments/" ID, &response);
   cr_expect_eq(response.status, 200, "served on the inherited unix socket");
   http_response_free(&response);
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, " ms uid=0\n") != NULL, "the inherited TCP socket's peer: %s", log);
+  cr_expect(strstr(log, " ms uid=0 pid=") != NULL, "the inherited unix socket's peer: %s", log);
+  free(log);
   char url[128];
   snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", configured_port);
   http_get(url, &response);
@@ -252,6 +259,36 @@ Test(packaging, the_service_unit_is_exposed_2_0_or_less) {
   double exposure = atof(line + strlen("Overall exposure level for flipcached.service: "));
   cr_log_info("exposure %.1f", exposure);
   cr_expect_leq(exposure, 2.0, "exposure %.1f", exposure);
+}
+
+static char *read_unit(const char *name) {
+  char path[400];
+  snprintf(path, sizeof(path), "%s/systemd/%s", SOURCE_DIR, name);
+  FILE *file = fopen(path, "r");
+  cr_assert_not_null(file, "%s", path);
+  static char text[16384];
+  size_t len = fread(text, 1, sizeof(text) - 1, file);
+  text[len] = '\0';
+  fclose(file);
+  return text;
+}
+
+/* The daemon decides who may use it from the kernel's word on each peer: the unit must not hide
+ * other users behind a user namespace, and must let it ask the socket table. */
+Test(packaging, the_units_let_the_daemon_tell_its_peers_apart) {
+  const char *service = read_unit("flipcached.service");
+  cr_expect(strstr(service, "\nPrivateUsers=yes") == NULL, "PrivateUsers=yes maps every peer to nobody");
+  const char *families = strstr(service, "\nRestrictAddressFamilies=");
+  cr_assert_not_null(families);
+  const char *line_end = strchr(families + 1, '\n');
+  cr_expect(memmem(families, (size_t)(line_end - families), "AF_NETLINK", 10) != NULL,
+            "inet_diag needs AF_NETLINK");
+  cr_expect(strstr(service, "\nRuntimeDirectory=flipcached\n") != NULL);
+  cr_expect(strstr(service, "\nRuntimeDirectoryPreserve=yes\n") != NULL,
+            "flipcached.socket's socket lives in the runtime directory");
+  cr_expect(strstr(service, "\nSupplementaryGroups=flipcached-clients\n") != NULL);
+  const char *socket_unit = read_unit("flipcached.socket");
+  cr_expect(strstr(socket_unit, "\nListenStream=/run/flipcached/http.sock\n") != NULL);
 }
 
 Test(packaging, the_man_pages_pass_mandoc_lint) {
