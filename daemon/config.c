@@ -19,6 +19,8 @@ enum key_type {
   KEY_BASE_URL,  /* the upstream's scheme://host[:port][/prefix] */
   KEY_URL_OR_EMPTY, /* empty, or a URL with the rules of KEY_BASE_URL */
   KEY_LOG_LEVEL, /* error, warning, info, debug */
+  KEY_PATH_OR_EMPTY, /* empty, or an absolute file system path */
+  KEY_PROXY,     /* empty, or http://, https:// or socks5h:// with a host and a port */
   KEY_USERS,     /* space-separated user names, uids or "*" (struct id_list) */
   KEY_GROUPS,    /* the same for groups */
   KEY_HOSTS,     /* space-separated host names or address literals (struct name_list) */
@@ -67,6 +69,11 @@ static const struct config_key KEYS[] = {
   {"upstream", "breaker_failures", KEY_UINT, FIELD(breaker_failures), 0, 1000, "5", false},
   {"upstream", "breaker_cooldown_ms", KEY_UINT, FIELD(breaker_cooldown_ms), 100, 60000, "5000", false},
   {"upstream", "max_fetches", KEY_UINT, FIELD(max_fetches), 1, 65536, "1024", false},
+  {"upstream", "ca_file", KEY_PATH_OR_EMPTY, FIELD(ca_file), 0, 0, "", true},
+  {"upstream", "ca_path", KEY_PATH_OR_EMPTY, FIELD(ca_path), 0, 0, "", true},
+  {"upstream", "client_cert", KEY_PATH_OR_EMPTY, FIELD(client_cert), 0, 0, "", true},
+  {"upstream", "client_key", KEY_PATH_OR_EMPTY, FIELD(client_key), 0, 0, "", true},
+  {"upstream", "proxy", KEY_PROXY, FIELD(proxy), 0, 0, "", true},
   {"cache", "path", KEY_PATH, FIELD(cache_path), 0, 0, "/var/cache/flipcached", true},
   {"cache", "max_size", KEY_SIZE, FIELD(max_size), 256u * 1024u, 1024ull << 30, "256M", true},
   {"cache", "ttl", KEY_UINT, FIELD(ttl), 0, YEAR, "300", false},
@@ -296,6 +303,42 @@ static void set_access_value(struct parse_state *state, const struct config_key 
     add_error(state, line, "%s: %s", key->name, why);
 }
 
+/* An egress proxy: http:// or https:// (a CONNECT tunnel) or socks5h:// (names resolved by the
+ * proxy), with a host and a port, nothing else. No user information: a proxy password in the
+ * URL would reach the logs. */
+static const char *parse_proxy_url(const char *text, char *out, size_t out_len) {
+  out[0] = '\0';
+  if (!text[0])
+    return NULL;
+  static const char *const SCHEMES[] = {"http://", "https://", "socks5h://"};
+  const char *authority = NULL;
+  for (size_t i = 0; i < 3 && !authority; i++)
+    if (strncmp(text, SCHEMES[i], strlen(SCHEMES[i])) == 0)
+      authority = text + strlen(SCHEMES[i]);
+  if (!authority)
+    return "must start with http://, https:// or socks5h://";
+  for (const char *p = authority; *p; p++) {
+    if (*p == '@')
+      return "must not carry user information";
+    if (*p == '/' && p[1] != '\0')
+      return "must be scheme://host:port, without a path";
+    if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#')
+      return "must not contain spaces, control characters, a query or a fragment";
+  }
+  const char *colon = strrchr(authority, ':');
+  const char *bracket = strrchr(authority, ']');
+  if (!colon || (bracket && colon < bracket) || colon == authority || !isdigit((unsigned char)colon[1]))
+    return "needs a port (scheme://host:port)";
+  size_t len = strlen(text);
+  if (len > 0 && text[len - 1] == '/')
+    len--;
+  if (len >= out_len)
+    return "is too long";
+  memcpy(out, text, len);
+  out[len] = '\0';
+  return NULL;
+}
+
 static void set_value(struct parse_state *state, const struct config_key *key, const char *value,
                       int line) {
   char *field = (char *)state->cfg + key->offset;
@@ -378,6 +421,20 @@ static void set_value(struct parse_state *state, const struct config_key *key, c
     if (!log_level_from_name(value, (enum log_level *)field))
       add_error(state, line, "level: '%s' is not one of error, warning, info, debug", value);
     return;
+  case KEY_PATH_OR_EMPTY:
+    if (value[0] && value[0] != '/')
+      add_error(state, line, "%s: '%s' is not an absolute path", key->name, value);
+    else if (strlen(value) >= key->size)
+      add_error(state, line, "%s: longer than %zu characters", key->name, key->size - 1);
+    else
+      strcpy(field, value);
+    return;
+  case KEY_PROXY: {
+    const char *problem = parse_proxy_url(value, field, key->size);
+    if (problem)
+      add_error(state, line, "proxy: '%s' %s", value, problem);
+    return;
+  }
   case KEY_USERS:
   case KEY_GROUPS:
   case KEY_HOSTS:
@@ -486,6 +543,14 @@ void config_defaults(struct config *cfg) {
     set_value(&state, &KEYS[i], KEYS[i].default_value, 0);
 }
 
+/* The line where the file set [upstream] `name`, or 0. */
+static int upstream_key_line(const struct parse_state *state, const char *name) {
+  for (size_t i = 0; i < KEY_COUNT; i++)
+    if (strcmp(KEYS[i].name, name) == 0 && strcmp(KEYS[i].section, "upstream") == 0)
+      return state->key_line[i];
+  return 0;
+}
+
 /* Rules that involve more than one key, checked once the whole file is read. */
 static void check_cross_keys(struct parse_state *state) {
   struct config *cfg = state->cfg;
@@ -514,6 +579,15 @@ static void check_cross_keys(struct parse_state *state) {
   }
   if (cfg->oauth_token_url[0] && !cfg->oauth_client_id[0])
     add_error(state, oauth_line, "oauth_token_url: needs oauth_client_id as well");
+  if (!cfg->client_cert[0] != !cfg->client_key[0])
+    add_error(state, upstream_key_line(state, cfg->client_cert[0] ? "client_cert" : "client_key"),
+              "client_cert and client_key go together (mutual TLS needs both)");
+  /* The credential never crosses a proxy in clear text: a proxy only tunnels to https://. */
+  if (cfg->proxy[0] && (strncmp(cfg->base_url, "https://", 8) != 0 ||
+                        (cfg->oauth_token_url[0] && strncmp(cfg->oauth_token_url, "https://", 8) != 0)))
+    add_error(state, upstream_key_line(state, "proxy"),
+              "proxy: only for an https:// base_url and oauth_token_url (the proxy would see the "
+              "credential of an http:// request)");
   for (const char *p = cfg->oauth_client_id; *p; p++) {
     if ((unsigned char)*p <= ' ' || *p == ':' || (unsigned char)*p >= 0x7f) {
       add_error(state, oauth_line, "oauth_client_id: only visible ASCII without ':' is allowed");

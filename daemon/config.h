@@ -60,6 +60,11 @@ struct config {
   unsigned breaker_failures;     /* consecutive failed fetches that open the circuit; 0: never */
   unsigned breaker_cooldown_ms;  /* how long it stays open first (doubling, at most a minute) */
   unsigned max_fetches;          /* enrollment fetches started or waiting for a connection, in all */
+  char ca_file[PATH_MAX];        /* PEM CA bundle that replaces the system store; empty: system */
+  char ca_path[PATH_MAX];        /* a c_rehash'd directory of CA certificates; empty: none */
+  char client_cert[PATH_MAX];    /* mutual TLS: the PEM certificate... */
+  char client_key[PATH_MAX];     /* ...and its key (a secret file); both or neither */
+  char proxy[CONFIG_URL_MAX];    /* http://, https:// or socks5h://HOST:PORT; empty: direct */
   /* [cache] */
   char cache_path[PATH_MAX];
   uint64_t max_size;             /* bytes: the LMDB map size */

@@ -13,31 +13,47 @@
 #include "config.h"
 #include "log.h"
 
-int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *out_len, char *err,
-                           size_t err_len) {
-  int rc = -1;
-  ssize_t total = 0;
+/* Opens a file that holds a secret: a regular file, not a symbolic link, that neither group nor
+ * others may access. Returns the descriptor (and its stat), or -1 with err naming the problem. */
+static int open_private_file(const char *path, struct stat *st, char *err, size_t err_len) {
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
     snprintf(err, err_len, "%s: cannot open: %s", path,
              errno == ELOOP ? "it is a symbolic link" : strerror(errno));
     return -1;
   }
+  const char *problem = NULL;
+  if (fstat(fd, st) != 0)
+    problem = strerror(errno);
+  else if (!S_ISREG(st->st_mode))
+    problem = "not a regular file";
+  else if (st->st_mode & (S_IRWXG | S_IRWXO))
+    problem = "lets group or others access it; run chmod 600 on it";
+  if (problem) {
+    snprintf(err, err_len, "%s: mode %04o: %s", path, (unsigned)(st->st_mode & 07777), problem);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int creds_check_private_file(const char *path, char *err, size_t err_len) {
   struct stat st;
-  if (fstat(fd, &st) != 0) {
-    snprintf(err, err_len, "%s: cannot stat: %s", path, strerror(errno));
-    goto out;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    snprintf(err, err_len, "%s: not a regular file", path);
-    goto out;
-  }
-  if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-    snprintf(err, err_len,
-             "%s: mode %04o lets group or others access it; run chmod 600 on it", path,
-             (unsigned)(st.st_mode & 07777));
-    goto out;
-  }
+  int fd = open_private_file(path, &st, err, err_len);
+  if (fd < 0)
+    return -1;
+  close(fd);
+  return 0;
+}
+
+int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *out_len, char *err,
+                           size_t err_len) {
+  int rc = -1;
+  ssize_t total = 0;
+  struct stat st;
+  int fd = open_private_file(path, &st, err, err_len);
+  if (fd < 0)
+    return -1;
   if (st.st_size <= 0 || (size_t)st.st_size >= out_cap) {
     snprintf(err, err_len, "%s: size %lld is not between 1 and %zu bytes", path,
              (long long)st.st_size, out_cap - 1);
@@ -196,10 +212,27 @@ static int load_oauth_client(struct creds *creds, const struct config *cfg, char
   return 0;
 }
 
+int creds_find_client_key(const struct config *cfg, char *path, size_t path_len, char *err,
+                          size_t err_len) {
+  path[0] = '\0';
+  if (!cfg->client_key[0])
+    return 0;
+  return choose_path(CREDS_SYSTEMD_CLIENT_KEY_NAME, cfg->client_key, path, path_len, err,
+                     err_len) != 0 ||
+                 creds_check_private_file(path, err, err_len) != 0
+             ? -1
+             : 0;
+}
+
 int creds_load(struct creds *creds, const struct config *cfg, char *err, size_t err_len) {
-  if (cfg->oauth_token_url[0])
-    return load_oauth_client(creds, cfg, err, err_len);
-  return load_static_key(creds, cfg, err, err_len);
+  int rc = cfg->oauth_token_url[0] ? load_oauth_client(creds, cfg, err, err_len)
+                                   : load_static_key(creds, cfg, err, err_len);
+  if (rc == 0 && creds_find_client_key(cfg, creds->client_key_path,
+                                       sizeof(creds->client_key_path), err, err_len) != 0) {
+    creds_wipe(creds);
+    return -1;
+  }
+  return rc;
 }
 
 void creds_move(struct creds *to, struct creds *from) {

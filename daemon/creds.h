@@ -21,6 +21,7 @@
 #define CREDS_MAX_TOKEN 4096
 #define CREDS_SYSTEMD_NAME "flip-token"
 #define CREDS_SYSTEMD_CLIENT_SECRET_NAME "flip-client-secret"
+#define CREDS_SYSTEMD_CLIENT_KEY_NAME "flip-client-key"
 #define CREDS_AUTHORIZATION_MAX (2 * CREDS_MAX_TOKEN + 512) /* base64 of id:secret, and more */
 
 struct config;
@@ -35,6 +36,9 @@ struct creds {
   char secret[CREDS_MAX_TOKEN + 1]; /* the OAuth client secret itself (empty for a static key) */
   size_t secret_len;
   char source[PATH_MAX];      /* where it was read from, for messages */
+  char client_key_path[PATH_MAX]; /* mutual TLS ([upstream] client_key): its file, checked with
+                                     the secret file rules ($CREDENTIALS_DIRECTORY/flip-client-key
+                                     wins); empty without client_key */
 };
 
 /* Standard base64 (RFC 4648) of in[0..len) into out (NUL-terminated); returns the length, or 0
@@ -45,7 +49,15 @@ size_t creds_base64(const unsigned char *in, size_t len, char *out, size_t out_c
  * message in err that names the file and the problem, never the content. */
 int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *out_len, char *err,
                            size_t err_len);
-/* Loads the credential the configuration asks for (see above) into creds. 0 or -1 with err set. */
+/* Whether path follows a secret file's rules (regular, no symlink, private); 0 or -1 with err. */
+int creds_check_private_file(const char *path, char *err, size_t err_len);
+/* The mutual-TLS key's file into path ($CREDENTIALS_DIRECTORY/flip-client-key when present, else
+ * [upstream] client_key; empty without one), checked with the secret rules; libcurl reads it at
+ * each handshake. 0 or -1 with err. */
+int creds_find_client_key(const struct config *cfg, char *path, size_t path_len, char *err,
+                          size_t err_len);
+/* Loads the credential the configuration asks for (see above) into creds, and finds the client
+ * key's file when client_key is set. 0 or -1 with err set. */
 int creds_load(struct creds *creds, const struct config *cfg, char *err, size_t err_len);
 /* Moves a loaded key from `from` into `to` (wiping what `to` held), keeping the logger's
  * registration pointing at the key's new place; `from` is left wiped. */

@@ -257,6 +257,13 @@ int main(int argc, char **argv) {
   if (load_config(config_path, config_given, &daemon.cfg, report_to_stderr) != 0)
     return 1;
   if (check_only) {
+    char problem[PATH_MAX + 256], key_path[PATH_MAX];
+    if (upstream_check_tls_files(&daemon.cfg, problem, sizeof(problem)) != 0 ||
+        creds_find_client_key(&daemon.cfg, key_path, sizeof(key_path), problem,
+                              sizeof(problem)) != 0) {
+      fprintf(stderr, "%s\n", problem);
+      return 1;
+    }
     printf("configuration OK\n");
     return 0;
   }
@@ -271,6 +278,7 @@ int main(int argc, char **argv) {
   int status = 1;
   char err[512];
   struct event *stop_term = NULL, *stop_int = NULL, *hangup = NULL;
+  upstream_scrub_environment(); /* before libcurl reads SSLKEYLOGFILE at its global init */
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     log_error("curl_global_init failed");
     return 1;
@@ -288,6 +296,10 @@ int main(int argc, char **argv) {
   daemon.cache = cache_open(daemon.cfg.cache_path, daemon.cfg.max_size, &daemon.stats, err,
                             sizeof(err));
   if (!daemon.cache) {
+    log_error("%s", err);
+    goto out;
+  }
+  if (upstream_check_tls_files(&daemon.cfg, err, sizeof(err)) != 0) {
     log_error("%s", err);
     goto out;
   }

@@ -1,6 +1,7 @@
 #include "upstream.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -8,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "creds.h"
@@ -43,8 +46,10 @@ struct transfer {
   char *body;
   size_t body_len, body_cap;
   bool body_too_large;
+  bool resolving_started;     /* this attempt reached a name lookup: it had a connection slot */
   long retry_after_seconds;
   struct timespec started;
+  char reason[CONFIG_URL_MAX + CURL_ERROR_SIZE + 160]; /* the failure as logged: whose, and why */
   upstream_done_fn done;      /* NULL for a token transfer */
   void *arg;
   struct transfer *prev, *next;   /* upstream->transfers, so that shutdown can abort them */
@@ -60,6 +65,7 @@ struct upstream {
   struct stats *stats;
   const struct creds *creds;        /* the daemon's; may be replaced between transfers (SIGHUP) */
   const char *protocols;            /* "https", or "http,https" for a loopback http base_url */
+  bool multiplexing;                /* https: HTTP/2 may be negotiated, so PIPEWAIT pays */
   const char *token_protocols;      /* the same for oauth_token_url */
   struct transfer *transfers;
   size_t inflight;                  /* transfers in the list: enrollment fetches and token requests */
@@ -197,6 +203,14 @@ static int on_request_sent(void *arg, char *primary_ip, char *local_ip, int prim
   return CURL_PREREQFUNC_OK;
 }
 
+/* CURLOPT_RESOLVER_START_FUNCTION: the attempt left the queue for a connection. */
+static int on_resolver_start(void *resolver_state, void *reserved, void *arg) {
+  (void)resolver_state;
+  (void)reserved;
+  ((struct transfer *)arg)->resolving_started = true;
+  return 0;
+}
+
 /* Remembers Retry-After (delta-seconds only; an HTTP-date is ignored and the default applies). */
 static size_t on_header(char *line, size_t size, size_t count, void *arg) {
   struct transfer *transfer = arg;
@@ -281,6 +295,26 @@ static long low_speed_seconds(const struct config *cfg) {
   return seconds < 1 ? 1 : seconds > 30 ? 30 : seconds;
 }
 
+/* Where a transfer goes and whom it trusts: [upstream] proxy, or none at all (CURLOPT_PROXY "",
+ * so that libcurl never reads http_proxy, https_proxy, ALL_PROXY or NO_PROXY: a daemon that
+ * carries a credential must not be redirected by its environment), always through a CONNECT
+ * tunnel; ca_file and ca_path (else the system store); the client certificate and key. */
+static bool set_route_options(CURL *easy, const struct upstream *upstream) {
+  const struct config *cfg = upstream->cfg;
+  bool ok = curl_easy_setopt(easy, CURLOPT_PROXY, cfg->proxy) == CURLE_OK;
+  if (ok && cfg->proxy[0])
+    ok = curl_easy_setopt(easy, CURLOPT_HTTPPROXYTUNNEL, 1L) == CURLE_OK;
+  if (ok && cfg->ca_file[0])
+    ok = curl_easy_setopt(easy, CURLOPT_CAINFO, cfg->ca_file) == CURLE_OK;
+  if (ok && cfg->ca_path[0])
+    ok = curl_easy_setopt(easy, CURLOPT_CAPATH, cfg->ca_path) == CURLE_OK;
+  if (ok && cfg->client_cert[0])
+    ok = curl_easy_setopt(easy, CURLOPT_SSLCERT, cfg->client_cert) == CURLE_OK &&
+         curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM") == CURLE_OK &&
+         curl_easy_setopt(easy, CURLOPT_SSLKEY, upstream->creds->client_key_path) == CURLE_OK;
+  return ok;
+}
+
 /* A transfer with every option but its headers and time limit (set per attempt by launch), in
  * upstream->transfers. NULL when out of memory or libcurl refuses an option. */
 static struct transfer *transfer_new(struct upstream *upstream, enum transfer_kind kind,
@@ -312,11 +346,17 @@ static struct transfer *transfer_new(struct upstream *upstream, enum transfer_ki
             curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_request_sent) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_PREREQDATA, transfer) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer) == CURLE_OK;
+            curl_easy_setopt(easy, CURLOPT_RESOLVER_START_FUNCTION, on_resolver_start) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_RESOLVER_START_DATA, transfer) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer) == CURLE_OK &&
+            set_route_options(easy, upstream);
+  /* PIPEWAIT: wait for a connection that may multiplex rather than open another. Only over
+   * https, where HTTP/2 can be negotiated: over http:// (HTTP/1.1 only) it would hold every
+   * transfer on the first connection until that one's answer. */
   if (ok && kind == TRANSFER_ENROLLMENT)
     ok = curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
          curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "") == CURLE_OK &&
-         curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L) == CURLE_OK;
+         curl_easy_setopt(easy, CURLOPT_PIPEWAIT, upstream->multiplexing ? 1L : 0L) == CURLE_OK;
   if (ok && kind == TRANSFER_TOKEN)
     ok = curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, "grant_type=client_credentials") == CURLE_OK;
   if (!ok) {
@@ -392,6 +432,7 @@ static bool launch(struct upstream *upstream, struct transfer *transfer) {
   transfer->token_generation = upstream->oauth.generation;
   transfer->body_len = 0;
   transfer->body_too_large = false;
+  transfer->resolving_started = false;
   transfer->retry_after_seconds = -1;
   transfer->error[0] = '\0';
   if (!transfer->request_headers ||
@@ -453,6 +494,87 @@ static void note_outcome(struct upstream *upstream, struct transfer *transfer,
   }
 }
 
+/* What a TLS failure was, from OpenSSL's verify result and libcurl's message; NULL when neither
+ * says. */
+static const char *tls_reason(CURLcode code, long verify_result, const char *text, bool has_cert) {
+  if (code == CURLE_PEER_FAILED_VERIFICATION) {
+    switch (verify_result) { /* X509_V_ERR_* */
+    case 9:
+      return "TLS: the upstream's certificate is not valid yet";
+    case 10:
+      return "TLS: the upstream's certificate has expired";
+    case 2: case 18: case 19: case 20: case 21: case 27:
+      return "TLS: the upstream's certificate is not from a trusted CA (ca_file, ca_path, or the "
+             "system store)";
+    default:
+      break;
+    }
+    if (strstr(text, "subject name") || strstr(text, "host name"))
+      return "TLS: the upstream's certificate does not name its host";
+    return "TLS: the upstream's certificate was refused";
+  }
+  if (code == CURLE_SSL_CERTPROBLEM)
+    return "TLS: client_cert or client_key cannot be used";
+  if (code == CURLE_SSL_CACERT_BADFILE)
+    return "TLS: ca_file or ca_path cannot be read";
+  if ((code == CURLE_SSL_CONNECT_ERROR || code == CURLE_RECV_ERROR || code == CURLE_SEND_ERROR) &&
+      (strstr(text, "certificate required") || strstr(text, "bad certificate") ||
+       strstr(text, "unknown ca") || strstr(text, "certificate unknown")))
+    return has_cert ? "TLS: the upstream refused the client certificate (client_cert)"
+                    : "TLS: the upstream asks for a client certificate (set client_cert and "
+                      "client_key)";
+  if (code == CURLE_SSL_CONNECT_ERROR)
+    return "TLS: the handshake with the upstream failed";
+  return NULL;
+}
+
+/* A failed attempt's outcome, with transfer->reason saying whose failure it was: the proxy's,
+ * TLS's (naming the certificate problem), a wait for a free connection, or the upstream's. */
+static enum upstream_outcome classify_failure(struct transfer *transfer, CURLcode code) {
+  const struct config *cfg = transfer->upstream->cfg;
+  const char *text = transfer->error[0] ? transfer->error : curl_easy_strerror(code);
+  long connect_code = 0, verify_result = 0;
+  curl_easy_getinfo(transfer->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+  curl_easy_getinfo(transfer->easy, CURLINFO_SSL_VERIFYRESULT, &verify_result);
+  char *reason = transfer->reason;
+  size_t reason_len = sizeof(transfer->reason);
+  if (cfg->proxy[0] && (code == CURLE_COULDNT_RESOLVE_PROXY || code == CURLE_PROXY ||
+                        code == CURLE_COULDNT_CONNECT || connect_code >= 300)) {
+    if (connect_code >= 300)
+      snprintf(reason, reason_len, "proxy %s refused the tunnel to the upstream (HTTP %ld)",
+               cfg->proxy, connect_code);
+    else
+      snprintf(reason, reason_len, "proxy %s: %s", cfg->proxy, text);
+    return UPSTREAM_UNREACHABLE;
+  }
+  if ((code == CURLE_OPERATION_TIMEDOUT || code == CURLE_COULDNT_RESOLVE_HOST) &&
+      !transfer->resolving_started) {
+    /* It never got as far as a name lookup: it waited for one of max_connections the whole
+     * time (libcurl says "Failed to resolve host ... after 0 ms"). */
+    snprintf(reason, reason_len, "no free upstream connection within timeout_ms (all %u of "
+             "[upstream] max_connections were busy)", cfg->upstream_max_connections);
+    return UPSTREAM_TIMEOUT;
+  }
+  const char *tls = tls_reason(code, verify_result, text, cfg->client_cert[0] != '\0');
+  if (tls) {
+    snprintf(reason, reason_len, "%s (%s)", tls, text);
+    return UPSTREAM_UNREACHABLE;
+  }
+  snprintf(reason, reason_len, "%s", text);
+  switch (code) {
+  case CURLE_OPERATION_TIMEDOUT:
+    return UPSTREAM_TIMEOUT;
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_GOT_NOTHING:
+    return UPSTREAM_UNREACHABLE;
+  default:
+    return UPSTREAM_FAILED;
+  }
+}
+
 /* What a finished attempt amounts to, for the owner. */
 static struct upstream_result result_of(struct transfer *transfer, CURLcode code) {
   struct upstream_result result = {.retry_after_seconds = transfer->retry_after_seconds};
@@ -469,24 +591,8 @@ static struct upstream_result result_of(struct transfer *transfer, CURLcode code
     result.error_text = "response body over the size limit";
     return result;
   }
-  switch (code) {
-  case CURLE_OPERATION_TIMEDOUT:
-    result.outcome = UPSTREAM_TIMEOUT;
-    break;
-  case CURLE_COULDNT_RESOLVE_HOST:
-  case CURLE_COULDNT_CONNECT:
-  case CURLE_SSL_CONNECT_ERROR:
-  case CURLE_PEER_FAILED_VERIFICATION:
-  case CURLE_SEND_ERROR:
-  case CURLE_RECV_ERROR:
-  case CURLE_GOT_NOTHING:
-    result.outcome = UPSTREAM_UNREACHABLE;
-    break;
-  default:
-    result.outcome = UPSTREAM_FAILED;
-    break;
-  }
-  result.error_text = transfer->error[0] ? transfer->error : curl_easy_strerror(code);
+  result.outcome = classify_failure(transfer, code);
+  result.error_text = transfer->reason;
   return result;
 }
 
@@ -801,6 +907,44 @@ enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const c
 
 size_t upstream_inflight(const struct upstream *upstream) { return upstream->inflight; }
 
+void upstream_scrub_environment(void) {
+  static const char *const NAMES[] = {
+    "SSLKEYLOGFILE", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+    "ALL_PROXY", "no_proxy", "NO_PROXY",
+  };
+  for (size_t i = 0; i < sizeof(NAMES) / sizeof(NAMES[0]); i++) {
+    if (getenv(NAMES[i])) {
+      log_warning("environment: %s is ignored (the daemon's proxy is [upstream] proxy)", NAMES[i]);
+      unsetenv(NAMES[i]);
+    }
+  }
+}
+
+/* One file or directory that libcurl will read: it must exist and be readable now. */
+static int check_readable(const char *key, const char *path, bool directory, char *err,
+                          size_t err_len) {
+  struct stat st;
+  if (stat(path, &st) != 0 || access(path, R_OK | (directory ? X_OK : 0)) != 0) {
+    snprintf(err, err_len, "[upstream] %s %s: %s", key, path, strerror(errno));
+    return -1;
+  }
+  if (directory ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+    snprintf(err, err_len, "[upstream] %s %s: not a %s", key, path,
+             directory ? "directory" : "regular file");
+    return -1;
+  }
+  return 0;
+}
+
+int upstream_check_tls_files(const struct config *cfg, char *err, size_t err_len) {
+  if ((cfg->ca_file[0] && check_readable("ca_file", cfg->ca_file, false, err, err_len) != 0) ||
+      (cfg->ca_path[0] && check_readable("ca_path", cfg->ca_path, true, err, err_len) != 0) ||
+      (cfg->client_cert[0] &&
+       check_readable("client_cert", cfg->client_cert, false, err, err_len) != 0))
+    return -1;
+  return 0;
+}
+
 static const char *protocols_for(const char *url) {
   return strncmp(url, "http://", 7) == 0 ? "http,https" : "https";
 }
@@ -825,6 +969,7 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
   upstream->creds = creds;
   upstream->breaker.cooldown_ms = cfg->breaker_cooldown_ms;
   upstream->protocols = protocols_for(cfg->base_url);
+  upstream->multiplexing = strncmp(cfg->base_url, "https://", 8) == 0;
   upstream->token_protocols = protocols_for(cfg->oauth_token_url);
   upstream->oauth.enabled = cfg->oauth_token_url[0] != '\0';
   upstream->multi = curl_multi_init();

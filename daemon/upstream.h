@@ -28,7 +28,7 @@ struct upstream;
 enum upstream_outcome {
   UPSTREAM_RESPONSE,       /* an HTTP response arrived: see http_status and body */
   UPSTREAM_TIMEOUT,        /* connect or total timeout */
-  UPSTREAM_UNREACHABLE,    /* name lookup, connection or TLS failed */
+  UPSTREAM_UNREACHABLE,    /* name lookup, connection, TLS or the proxy failed */
   UPSTREAM_BODY_TOO_LARGE, /* the body passed UPSTREAM_MAX_BODY and the transfer was cut */
   UPSTREAM_FAILED,         /* any other transfer error */
   UPSTREAM_ABORTED,        /* the daemon is shutting down */
@@ -42,7 +42,9 @@ struct upstream_result {
   const char *body;          /* with UPSTREAM_RESPONSE; valid only during the callback */
   size_t body_len;
   long retry_after_seconds;  /* a 429's or 503's Retry-After in seconds, or -1 */
-  const char *error_text;    /* a short reason for logs, never containing a header */
+  const char *error_text;    /* a short reason for logs, never containing a header: whose failure
+                                it was (the proxy's, TLS's with the certificate problem named, a
+                                wait for a free connection) and libcurl's words */
 };
 
 /* Called exactly once per upstream_fetch_enrollment that returned UPSTREAM_STARTED, never from
@@ -58,6 +60,15 @@ enum upstream_start {
 };
 
 enum breaker_state { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
+
+/* Before curl_global_init: unsets what would let the environment redirect or weaken the daemon's
+ * transfers (SSLKEYLOGFILE, which would write the TLS session secrets to a file, and the proxy
+ * variables, which CURLOPT_PROXY overrides anyway), logging each one found. CURL_CA_BUNDLE,
+ * SSL_CERT_FILE and SSL_CERT_DIR need nothing: libcurl sets its CA bundle explicitly. */
+void upstream_scrub_environment(void);
+/* For -t and start-up: ca_file, ca_path and client_cert exist and can be read (the client key is
+ * creds.h's). 0 or -1 with err naming the key and the file. */
+int upstream_check_tls_files(const struct config *cfg, char *err, size_t err_len);
 
 /* cfg, creds and stats must outlive the upstream. Returns NULL with err set. */
 struct upstream *upstream_new(struct event_base *base, const struct config *cfg,

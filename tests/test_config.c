@@ -333,3 +333,42 @@ Test(config, a_user_that_does_not_exist_or_a_stray_character_is_an_error_naming_
   cr_expect(has_error("t.conf:7: host_names: 'http://x' is not a host name"));
   cr_expect(has_error("t.conf:8: miss_rate_per_user:"));
 }
+
+Test(config, tls_and_proxy_keys) {
+  cr_assert_eq(config_load_string("[upstream]\nca_file = /etc/flipcached/ca.pem\nca_path = /etc/ssl/certs\n"
+                                  "client_cert = /etc/flipcached/client.pem\n"
+                                  "client_key = /etc/flipcached/client.key\n"
+                                  "proxy = http://proxy.internal:3128/\n",
+                                  "t.conf", &cfg, &errors), 0);
+  dump_errors();
+  cr_expect_str_eq(cfg.proxy, "http://proxy.internal:3128");
+  cr_expect_str_eq(cfg.client_key, "/etc/flipcached/client.key");
+  const char *good[] = {"https://[fd00::1]:3129", "socks5h://127.0.0.1:1080", ""};
+  for (size_t i = 0; i < 3; i++) {
+    char text[200];
+    snprintf(text, sizeof(text), "[upstream]\nproxy = %s\n", good[i]);
+    cr_expect_eq(config_load_string(text, "t.conf", &cfg, &errors), 0, "%s", good[i]);
+  }
+}
+
+Test(config, tls_and_proxy_mistakes_are_errors_naming_their_line) {
+  const char *bad[][2] = {
+    {"proxy = ftp://proxy:21", "must start with http://"},
+    {"proxy = http://user:secret@proxy:3128", "must not carry user information"},
+    {"proxy = http://proxy", "needs a port"},
+    {"proxy = http://proxy:3128/path", "without a path"},
+    {"ca_file = ca.pem", "is not an absolute path"},
+    {"client_cert = /etc/flipcached/client.pem", "client_cert and client_key go together"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char text[300], wanted[200];
+    snprintf(text, sizeof(text), "[upstream]\n%s\n", bad[i][0]);
+    cr_expect_eq(config_load_string(text, "t.conf", &cfg, &errors), -1, "%s", bad[i][0]);
+    snprintf(wanted, sizeof(wanted), "t.conf:2: ");
+    cr_expect(has_error(wanted) && has_error(bad[i][1]), "%s", bad[i][0]);
+  }
+  cr_expect_eq(config_load_string("[upstream]\nbase_url = http://127.0.0.1:9000\n"
+                                  "proxy = http://proxy:3128\n", "t.conf", &cfg, &errors), -1);
+  cr_expect(has_error("t.conf:3: proxy: only for an https:// base_url"),
+            "the credential of an http:// request would cross the proxy in clear text");
+}
