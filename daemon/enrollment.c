@@ -288,6 +288,11 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
         log_error("upstream rejected the credential from %s (HTTP %ld)", daemon->creds.source,
                   status);
       }
+      else if (status == 400 && memmem(result->body, result->body_len, "SSL certificate", 15))
+        /* nginx answers a missing or refused client certificate with a 400 of this text after
+         * the handshake (others refuse the handshake itself: upstream.c names that). */
+        log_warning_limited("upstream: enrollment %s: HTTP 400: the upstream refused the client "
+                            "certificate, or got none (client_cert, client_key)", enrollment_id);
       else
         log_warning_limited("upstream: enrollment %s: HTTP %ld", enrollment_id, status);
     }

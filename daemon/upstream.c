@@ -47,6 +47,9 @@ struct transfer {
   size_t body_len, body_cap;
   bool body_too_large;
   bool resolving_started;     /* this attempt reached a name lookup: it had a connection slot */
+  bool opened_connection;     /* this attempt made libcurl open a new connection */
+  bool held;                  /* in upstream->held: waiting for a connection being made */
+  struct transfer *next_held;
   long retry_after_seconds;
   struct timespec started;
   char reason[CONFIG_URL_MAX + CURL_ERROR_SIZE + 160]; /* the failure as logged: whose, and why */
@@ -65,7 +68,12 @@ struct upstream {
   struct stats *stats;
   const struct creds *creds;        /* the daemon's; may be replaced between transfers (SIGHUP) */
   const char *protocols;            /* "https", or "http,https" for a loopback http base_url */
-  bool multiplexing;                /* https: HTTP/2 may be negotiated, so PIPEWAIT pays */
+  bool multiplexing;                /* https, and no answer over HTTP/1 yet: HTTP/2 may be in use,
+                                       so PIPEWAIT pays and connections are made one at a time */
+  bool connecting;                  /* multiplexing: a new connection is being made; attempts
+                                       wait in `held` until it can carry them */
+  struct transfer *held_head, *held_tail;
+  struct event *release_held;       /* sends the held attempts, from the loop */
   const char *token_protocols;      /* the same for oauth_token_url */
   struct transfer *transfers;
   size_t inflight;                  /* transfers in the list: enrollment fetches and token requests */
@@ -102,6 +110,8 @@ static struct timeval timeval_of_ms(long ms) {
 }
 
 static void collect_finished(struct upstream *upstream);
+static void connection_settled(struct upstream *upstream);
+static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *address);
 
 /* --- libcurl <-> libevent glue --------------------------------------------------------------- */
 
@@ -200,6 +210,8 @@ static int on_request_sent(void *arg, char *primary_ip, char *local_ip, int prim
   struct transfer *transfer = arg;
   if (transfer->kind == TRANSFER_ENROLLMENT)
     transfer->upstream->stats->upstream_requests++;
+  if (transfer->opened_connection)
+    connection_settled(transfer->upstream); /* its connection is up: the held may use it */
   return CURL_PREREQFUNC_OK;
 }
 
@@ -347,6 +359,8 @@ static struct transfer *transfer_new(struct upstream *upstream, enum transfer_ki
             curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_request_sent) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_PREREQDATA, transfer) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_RESOLVER_START_FUNCTION, on_resolver_start) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket) == CURLE_OK &&
+            curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, transfer) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_RESOLVER_START_DATA, transfer) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer) == CURLE_OK &&
             set_route_options(easy, upstream);
@@ -415,6 +429,94 @@ static void stop_waiting_for_token(struct upstream *upstream, struct transfer *t
   evtimer_del(transfer->retry_timer);
 }
 
+/* Adds the attempt to the multi handle, or holds it while a new connection is being made to an
+ * upstream that multiplexes. Why: libcurl 7.88 opens a new connection for every transfer that
+ * finds the others full while the next connection's handshake is still running (it skips a
+ * connection that is connecting instead of waiting for it, PIPEWAIT or not), so 200 misses took
+ * 16 connections, 14 of them for one request each. Made one at a time, each new connection is
+ * filled before the next is opened. */
+static bool add_to_multi(struct upstream *upstream, struct transfer *transfer) {
+  if (upstream->multiplexing && upstream->connecting) {
+    transfer->held = true;
+    transfer->next_held = NULL;
+    if (upstream->held_tail)
+      upstream->held_tail->next_held = transfer;
+    else
+      upstream->held_head = transfer;
+    upstream->held_tail = transfer;
+    return true;
+  }
+  if (curl_multi_add_handle(upstream->multi, transfer->easy) != CURLM_OK)
+    return false;
+  transfer->in_multi = true;
+  if (upstream->multiplexing) {
+    /* Let libcurl place it now, so that a new connection it opens is known (`connecting`)
+     * before the next attempt is added. What finishes meanwhile is collected from the loop,
+     * never from here: the caller may be upstream_fetch_enrollment. */
+    int running = 0;
+    curl_multi_socket_action(upstream->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    event_active(upstream->release_held, EV_TIMEOUT, 1);
+  }
+  return true;
+}
+
+/* The connection being made is up (or failed): the held attempts may go, from the loop. */
+static void connection_settled(struct upstream *upstream) {
+  upstream->connecting = false;
+  if (upstream->held_head)
+    event_active(upstream->release_held, EV_TIMEOUT, 1);
+}
+
+static bool launch(struct upstream *upstream, struct transfer *transfer);
+static void finish(struct upstream *upstream, struct transfer *transfer, CURLcode code);
+
+/* Adds held attempts one at a time, letting libcurl place each at once: the first that needs a
+ * new connection sets `connecting` again, and the rest keep waiting. Then collects what finished
+ * (this event also runs after add_to_multi let libcurl work outside the loop's callbacks). */
+static void on_release_held(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct upstream *upstream = arg;
+  while (upstream->held_head && !(upstream->multiplexing && upstream->connecting)) {
+    struct transfer *transfer = upstream->held_head;
+    upstream->held_head = transfer->next_held;
+    if (!upstream->held_head)
+      upstream->held_tail = NULL;
+    transfer->held = false;
+    if (curl_multi_add_handle(upstream->multi, transfer->easy) != CURLM_OK) {
+      finish(upstream, transfer, CURLE_OUT_OF_MEMORY);
+      continue;
+    }
+    transfer->in_multi = true;
+    int running = 0;
+    curl_multi_socket_action(upstream->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  }
+  collect_finished(upstream);
+}
+
+static void unhold(struct upstream *upstream, struct transfer *transfer) {
+  struct transfer **link = &upstream->held_head, *previous = NULL;
+  while (*link && *link != transfer) {
+    previous = *link;
+    link = &(*link)->next_held;
+  }
+  if (*link) {
+    *link = transfer->next_held;
+    if (upstream->held_tail == transfer)
+      upstream->held_tail = previous;
+  }
+  transfer->held = false;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: libcurl makes a new connection for this attempt. */
+static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *address) {
+  (void)purpose;
+  struct transfer *transfer = arg;
+  transfer->opened_connection = true;
+  transfer->upstream->connecting = true;
+  return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
 /* Sends the transfer's next attempt: fresh headers from the current credential, the time left of
  * its budget. An enrollment fetch that needs an access token and has none is queued until one
  * arrives (true: it is in hand). false when it cannot be sent: the caller finishes it. */
@@ -433,14 +535,14 @@ static bool launch(struct upstream *upstream, struct transfer *transfer) {
   transfer->body_len = 0;
   transfer->body_too_large = false;
   transfer->resolving_started = false;
+  transfer->opened_connection = false;
   transfer->retry_after_seconds = -1;
   transfer->error[0] = '\0';
   if (!transfer->request_headers ||
       curl_easy_setopt(transfer->easy, CURLOPT_HTTPHEADER, transfer->request_headers) != CURLE_OK ||
       curl_easy_setopt(transfer->easy, CURLOPT_TIMEOUT_MS, budget > 1 ? budget : 1L) != CURLE_OK ||
-      curl_multi_add_handle(upstream->multi, transfer->easy) != CURLM_OK)
+      !add_to_multi(upstream, transfer))
     return false;
-  transfer->in_multi = true;
   transfer->attempts++;
   return true;
 }
@@ -603,6 +705,8 @@ static void deliver(struct upstream *upstream, struct transfer *transfer,
     curl_multi_remove_handle(upstream->multi, transfer->easy);
     transfer->in_multi = false;
   }
+  if (transfer->held)
+    unhold(upstream, transfer);
   unlink_transfer(upstream, transfer);
   /* Only enrollment fetches that reached a verdict feed the counters and the breaker: a token
    * request talks to another host, and an abort or a missing token says nothing of the API. */
@@ -806,6 +910,20 @@ static bool reauthorize(struct upstream *upstream, struct transfer *transfer, CU
   return launch(upstream, transfer);
 }
 
+/* An attempt ended: a connection it was making has settled either way; and an answer over
+ * HTTP/1 shows that the upstream does not multiplex, so nothing is held for it any more. */
+static void note_connection(struct upstream *upstream, struct transfer *transfer, CURLcode code) {
+  long version = 0;
+  if (code == CURLE_OK && transfer->kind == TRANSFER_ENROLLMENT &&
+      curl_easy_getinfo(transfer->easy, CURLINFO_HTTP_VERSION, &version) == CURLE_OK &&
+      version != CURL_HTTP_VERSION_2_0 && version != 0 && upstream->multiplexing) {
+    upstream->multiplexing = false;
+    log_info("upstream: answered over HTTP/1.x: one request per connection (max_connections)");
+  }
+  if (transfer->opened_connection && (upstream->connecting || !upstream->multiplexing))
+    connection_settled(upstream);
+}
+
 static void collect_finished(struct upstream *upstream) {
   CURLMsg *message;
   int pending;
@@ -818,6 +936,7 @@ static void collect_finished(struct upstream *upstream) {
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&transfer);
     curl_multi_remove_handle(upstream->multi, easy);
     transfer->in_multi = false;
+    note_connection(upstream, transfer, code);
     if (transfer->kind == TRANSFER_TOKEN)
       token_finished(upstream, transfer, code);
     else if (!reauthorize(upstream, transfer, code) && !schedule_retry(upstream, transfer, code))
@@ -975,7 +1094,9 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
   upstream->multi = curl_multi_init();
   upstream->timer = evtimer_new(base, on_timer, upstream);
   upstream->oauth.refresh_timer = evtimer_new(base, on_token_refresh, upstream);
-  if (!upstream->multi || !upstream->timer || !upstream->oauth.refresh_timer) {
+  upstream->release_held = event_new(base, -1, 0, on_release_held, upstream);
+  if (!upstream->multi || !upstream->timer || !upstream->oauth.refresh_timer ||
+      !upstream->release_held) {
     snprintf(err, err_len, "cannot set up libcurl's multi handle");
     upstream_free(upstream);
     return NULL;
@@ -987,6 +1108,13 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
   curl_multi_setopt(upstream->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                     (long)cfg->upstream_max_connections);
   curl_multi_setopt(upstream->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  /* HTTP/2: as many streams on a connection as there can be fetches. libcurl 7.88 opens a new
+   * connection for every transfer beyond this limit while the next connection's handshake runs
+   * (a connection still connecting is skipped, not waited for, despite PIPEWAIT): with its
+   * default of 100, 200 misses took 16 connections, 14 of them for one request each. Streams
+   * beyond the server's own limit (SETTINGS_MAX_CONCURRENT_STREAMS) wait inside nghttp2 for a
+   * free one, on the same connection. */
+  curl_multi_setopt(upstream->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)cfg->max_fetches);
   /* An access token is bought at once, so that the first miss does not wait for it; a failure
    * here is logged and retried by the first fetch. */
   start_token_fetch(upstream);
@@ -999,6 +1127,9 @@ void upstream_free(struct upstream *upstream) {
   /* Every transfer, in the multi, waiting to retry or waiting for a token, is answered. */
   upstream->oauth.waiting_head = upstream->oauth.waiting_tail = NULL;
   upstream->oauth.fetching = NULL;
+  for (struct transfer *t = upstream->held_head; t; t = t->next_held)
+    t->held = false;
+  upstream->held_head = upstream->held_tail = NULL;
   while (upstream->transfers)
     abort_transfer(upstream, upstream->transfers);
   if (upstream->multi)
@@ -1007,6 +1138,8 @@ void upstream_free(struct upstream *upstream) {
     event_free(upstream->timer);
   if (upstream->oauth.refresh_timer)
     event_free(upstream->oauth.refresh_timer);
+  if (upstream->release_held)
+    event_free(upstream->release_held);
   if (upstream->oauth.token)
     log_remove_secret(upstream->oauth.token);
   explicit_bzero(upstream->oauth.authorization, sizeof(upstream->oauth.authorization));

@@ -679,11 +679,20 @@ long json_field(const char *json, const char *field) {
   return result;
 }
 
-int raw_connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+int raw_connect_quietly(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  cr_assert(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+  if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int raw_connect(int port) {
+  int fd = raw_connect_quietly(port);
+  cr_assert(fd >= 0, "cannot connect to 127.0.0.1:%d", port);
   return fd;
 }
 

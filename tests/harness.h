@@ -143,6 +143,8 @@ long proc_cpu_ms(pid_t pid);
 long proc_status_kb(pid_t pid, const char *field);
 /* Connects to 127.0.0.1:port (blocking socket). */
 int raw_connect(int port);
+/* The same, returning -1 instead of failing the test (for waiting until a server listens). */
+int raw_connect_quietly(int port);
 /* Reads one whole response (its head and Content-Length bytes of body) from a kept-alive
  * connection into out, within timeout_ms; returns its length, 0 on a close or a timeout. */
 size_t raw_read_response(int fd, char *out, size_t out_cap, long timeout_ms);
