@@ -137,6 +137,18 @@ static int choose_path(const char *name, const char *fallback, char *path, size_
   return 0;
 }
 
+static bool in_credentials_directory(const char *path) {
+  const char *dir = getenv("CREDENTIALS_DIRECTORY");
+  size_t len = dir ? strlen(dir) : 0;
+  return len > 0 && strncmp(path, dir, len) == 0 && path[len] == '/';
+}
+
+const char *creds_how_to_replace(const struct creds *creds) {
+  return creds->from_systemd ? "restart the service (systemctl restart flipcached: systemd copies "
+                               "the credential only at start)"
+                             : "send SIGHUP (systemctl reload flipcached)";
+}
+
 /* Puts "<prefix><value>" into creds->authorization (wiping what it held) and registers the value
  * with the logger as a secret. */
 static void set_authorization(struct creds *creds, enum creds_kind kind, const char *prefix,
@@ -163,6 +175,7 @@ static int load_static_key(struct creds *creds, const struct config *cfg, char *
     return -1;
   set_authorization(creds, CREDS_STATIC_KEY, PREFIX, key, key_len, path);
   explicit_bzero(key, sizeof(key));
+  creds->from_systemd = in_credentials_directory(path);
   return 0;
 }
 
@@ -204,6 +217,7 @@ static int load_oauth_client(struct creds *creds, const struct config *cfg, char
     return -1;
   }
   set_authorization(creds, CREDS_OAUTH_CLIENT, PREFIX, encoded, encoded_len, path);
+  creds->from_systemd = in_credentials_directory(path);
   explicit_bzero(encoded, sizeof(encoded));
   memcpy(creds->secret, secret, secret_len + 1);
   creds->secret_len = secret_len;

@@ -16,6 +16,7 @@
 #define FLIPCACHED_CREDS_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define CREDS_MAX_TOKEN 4096
@@ -36,6 +37,9 @@ struct creds {
   char secret[CREDS_MAX_TOKEN + 1]; /* the OAuth client secret itself (empty for a static key) */
   size_t secret_len;
   char source[PATH_MAX];      /* where it was read from, for messages */
+  bool from_systemd;          /* source is in $CREDENTIALS_DIRECTORY: systemd's copy, which
+                                 systemd 252 makes only when the service starts, so a new key
+                                 takes a restart, not a reload */
   char client_key_path[PATH_MAX]; /* mutual TLS ([upstream] client_key): its file, checked with
                                      the secret file rules ($CREDENTIALS_DIRECTORY/flip-client-key
                                      wins); empty without client_key */
@@ -62,6 +66,9 @@ int creds_load(struct creds *creds, const struct config *cfg, char *err, size_t 
 /* Moves a loaded key from `from` into `to` (wiping what `to` held), keeping the logger's
  * registration pointing at the key's new place; `from` is left wiped. */
 void creds_move(struct creds *to, struct creds *from);
+/* What an operator does to load a replaced key: "restart the service (systemctl restart
+ * flipcached)" for systemd's copy, else "send SIGHUP (systemctl reload flipcached)". */
+const char *creds_how_to_replace(const struct creds *creds);
 /* Wipes the key and unregisters it from the logger. Accepts a zeroed struct. */
 void creds_wipe(struct creds *creds);
 

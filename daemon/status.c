@@ -62,13 +62,12 @@ void status_healthz(struct client_request *request, void *arg) {
   json_object *root = json_object_new_object();
   char *text = NULL;
   if (root) {
-    char reason[128] = "";
+    char reason[256] = "";
     if (daemon->stopping)
       snprintf(reason, sizeof(reason), "shutting down");
     else if (daemon->auth_rejected_status)
-      snprintf(reason, sizeof(reason),
-               "the upstream rejected the credential (HTTP %ld); replace it and send SIGHUP",
-               daemon->auth_rejected_status);
+      snprintf(reason, sizeof(reason), "the upstream rejected the credential (HTTP %ld); replace it "
+               "and %s", daemon->auth_rejected_status, creds_how_to_replace(&daemon->creds));
     json_object_object_add(root, "status",
                            json_object_new_string(daemon->stopping          ? "stopping"
                                                   : reason[0]               ? "degraded"

@@ -237,6 +237,84 @@ Test(systemd, access_log_lines_without_query_or_credentials, .fini = stop_all, .
   free(log);
 }
 
+/* $CREDENTIALS_DIRECTORY/flip-token with `token`, as systemd's LoadCredential= makes it. */
+static void write_systemd_credential(const char *token) {
+  snprintf(daemon_proc.credentials_directory, sizeof(daemon_proc.credentials_directory),
+           "%s/credentials", daemon_proc.dir);
+  mkdir(daemon_proc.credentials_directory, 0700);
+  char path[400];
+  snprintf(path, sizeof(path), "%s/flip-token", daemon_proc.credentials_directory);
+  unlink(path);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0400);
+  cr_assert(fd >= 0);
+  dprintf(fd, "%s\n", token);
+  close(fd);
+}
+
+/* Rotating the key under systemd 252 is a restart (LoadCredential= copies the key only at start).
+ * With the sockets systemd holds (flipcached.socket), a client that connects while no daemon runs
+ * waits in the backlog and is answered by the next one, from the cache kept on disk; the new key
+ * is then the one sent. */
+Test(systemd, a_restart_with_socket_activation_refuses_no_connection_and_loads_the_new_key,
+     .fini = stop_all, .timeout = 60) {
+  char old_token[64], new_token[64];
+  make_token(old_token, sizeof(old_token));
+  make_token(new_token, sizeof(new_token));
+  fake_start(&fake, old_token);
+  flipcached_prepare(&daemon_proc, &fake, NULL);
+  write_systemd_credential(old_token);
+  int port;
+  int listener = listening_tcp(&port); /* held by "systemd", this test, across the restart */
+  daemon_proc.inherited[0] = listener;
+  daemon_proc.inherited_count = 1;
+  daemon_proc.port = port;
+  snprintf(daemon_proc.url, sizeof(daemon_proc.url), "http://127.0.0.1:%d", port);
+  flipcached_launch(&daemon_proc);
+  cr_expect_eq(status_of(ID), 200);
+
+  /* The operator replaces the key at its source; systemd's copy stays the old one until a start. */
+  flipcached_write_token(&daemon_proc, new_token, 0600);
+  fake_expect_token(&fake, new_token);
+  flipcached_reload(&daemon_proc, "reload: the credential is systemd's copy");
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, "restart the service (systemctl restart flipcached") != NULL, "%s", log);
+  free(log);
+
+  cr_assert_eq(flipcached_stop(&daemon_proc), 0);
+  write_systemd_credential(new_token); /* the restart: systemd copies the key again */
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  int client = raw_send(port, request, sizeof(request) - 1); /* no daemon runs now */
+  flipcached_launch(&daemon_proc);
+  char answer[8192];
+  cr_assert_gt(raw_read_response(client, answer, sizeof(answer), 10000), 0,
+               "the connection made during the restart was not answered");
+  close(client);
+  cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "%.60s", answer);
+  cr_expect(strstr(answer, "Cache-Status: flipcached; hit") != NULL, "the cache was kept: %s", answer);
+  cr_expect_eq(status_of("497f6eca-6276-4993-bfeb-53cbbbba6f09"), 200,
+               "a miss with the new key (the fake now refuses the old one)");
+  cr_expect_eq(fake_stat(&fake, "auth_bad"), 0);
+  close(listener);
+}
+
+/* The upstream refuses the key: /healthz says what to do, and under systemd that is a restart. */
+Test(systemd, healthz_advises_a_restart_for_a_systemd_credential, .fini = stop_all, .timeout = 60) {
+  prepare(NULL);
+  char refused[64];
+  make_token(refused, sizeof(refused));
+  write_systemd_credential(refused);
+  flipcached_launch(&daemon_proc);
+  cr_expect_eq(status_of(ID), 502);
+  char url[128];
+  snprintf(url, sizeof(url), "%s/healthz", daemon_proc.url);
+  struct http_response response;
+  http_get(url, &response);
+  cr_expect_eq(response.status, 503);
+  cr_expect(strstr(response.body, "replace it and restart the service (systemctl restart flipcached") !=
+                NULL, "%s", response.body);
+  http_response_free(&response);
+}
+
 Test(systemd, journald_gets_priority_prefixes, .fini = stop_all, .timeout = 60) {
   prepare(NULL);
   snprintf(daemon_proc.env[0], sizeof(daemon_proc.env[0]), "JOURNAL_STREAM=8:12345");
@@ -289,6 +367,28 @@ Test(packaging, the_units_let_the_daemon_tell_its_peers_apart) {
   cr_expect(strstr(service, "\nSupplementaryGroups=flipcached-clients\n") != NULL);
   const char *socket_unit = read_unit("flipcached.socket");
   cr_expect(strstr(socket_unit, "\nListenStream=/run/flipcached/http.sock\n") != NULL);
+}
+
+/* The OAuth2 drop-in must reset the unit's flip-token: a missing LoadCredential= source fails the
+ * unit, and with OAuth2 there is no /etc/flipcached/token. */
+Test(packaging, the_oauth_drop_in_resets_the_static_key_and_the_unit_accepts_it) {
+  const char *drop_in = read_unit("flipcached-oauth.conf");
+  const char *reset = strstr(drop_in, "\nLoadCredential=\n");
+  const char *secret = strstr(drop_in, "\nLoadCredential=flip-client-secret:");
+  cr_expect(reset && secret && reset < secret, "%s", drop_in);
+  char dir[] = "/tmp/flipunit.XXXXXX";
+  cr_assert(mkdtemp(dir));
+  char command[1600], out[8192];
+  snprintf(command, sizeof(command),
+           "mkdir -p %s/flipcached.service.d && cp %s/systemd/flipcached.service %s/ && "
+           "cp %s/systemd/flipcached-oauth.conf %s/flipcached.service.d/oauth.conf && "
+           "SYSTEMD_UNIT_PATH=%s: systemd-analyze verify --man=no %s/flipcached.service 2>&1 | "
+           "grep -v 'is not executable' | grep -v '^$' || true",
+           dir, SOURCE_DIR, dir, SOURCE_DIR, dir, dir, dir);
+  run_command(command, out, sizeof(out));
+  cr_expect(strstr(out, "LoadCredential") == NULL && strstr(out, "oauth.conf") == NULL,
+            "systemd-analyze verify: %s", out);
+  remove_tree(dir);
 }
 
 Test(packaging, the_man_pages_pass_mandoc_lint) {
