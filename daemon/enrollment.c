@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "breaker.h"
 #include "cache.h"
 #include "flipcached.h"
 #include "front.h"
@@ -31,8 +32,6 @@
 #include "validate.h"
 
 #define CACHE_STATUS_MAX 160
-#define RETRY_AFTER_DEFAULT_SECONDS 30
-#define RETRY_AFTER_MAX_SECONDS 3600
 #define RETRY_AFTER_OVERLOADED_SECONDS 1
 
 static void reply_body(struct client_request *request, int status, const struct cache_status *cs,
@@ -297,10 +296,7 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
         log_warning_limited("upstream: enrollment %s: HTTP %ld", enrollment_id, status);
     }
     if (error == API_ERROR_UPSTREAM_RATE_LIMITED)
-      retry_after = result->retry_after_seconds >= 0 &&
-                            result->retry_after_seconds <= RETRY_AFTER_MAX_SECONDS
-                        ? result->retry_after_seconds
-                        : RETRY_AFTER_DEFAULT_SECONDS;
+      retry_after = breaker_clamp_retry_after(result->retry_after_seconds);
     fan_out_failure(daemon, fetch, error, status, retry_after, now);
   }
   inflight_finish(daemon->inflight, fetch);

@@ -13,16 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "breaker.h"
 #include "config.h"
 #include "creds.h"
 #include "log.h"
 #include "stats.h"
 #include "validate.h"
 
-#define RETRY_BASE_MS 100
-#define RETRY_CAP_MS 1000
-#define RETRY_MIN_ATTEMPT_MS 200 /* a retry is not worth starting with less budget than this */
-#define BREAKER_COOLDOWN_CAP_MS 60000
 
 enum transfer_kind {
   TRANSFER_ENROLLMENT, /* GET an enrollment for the owner's callback */
@@ -78,14 +75,8 @@ struct upstream {
   struct transfer *transfers;
   size_t inflight;                  /* transfers in the list: enrollment fetches and token requests */
   size_t fetches;                   /* of them, enrollment fetches: bounded by cfg->max_fetches */
-  int64_t paused_until_ms;          /* CLOCK_MONOTONIC: a 429's pause ends here */
-  struct {
-    enum breaker_state state;
-    unsigned consecutive_failures;  /* fetches, not attempts */
-    long cooldown_ms;               /* of the current or next opening */
-    int64_t open_until_ms;
-    bool probe_in_flight;
-  } breaker;
+  struct breaker breaker;           /* retries, the 429 pause and the circuit (breaker.h),
+                                       on CLOCK_MONOTONIC milliseconds */
   struct {
     bool enabled;                   /* oauth_token_url is set */
     bool valid;                     /* `authorization` holds a token believed good */
@@ -524,7 +515,7 @@ static bool launch(struct upstream *upstream, struct transfer *transfer) {
   if (transfer->kind == TRANSFER_ENROLLMENT && upstream->oauth.enabled && !upstream->oauth.valid)
     return wait_for_token(upstream, transfer);
   long budget = (long)(transfer->deadline_ms - monotonic_ms());
-  if (transfer->attempts > 0 && budget < RETRY_MIN_ATTEMPT_MS)
+  if (transfer->attempts > 0 && budget < BREAKER_MIN_ATTEMPT_MS)
     return false;
   const char *authorization = transfer->kind == TRANSFER_TOKEN ? upstream->creds->authorization
                               : upstream->oauth.enabled        ? upstream->oauth.authorization
@@ -547,52 +538,34 @@ static bool launch(struct upstream *upstream, struct transfer *transfer) {
   return true;
 }
 
-static void breaker_open(struct upstream *upstream, int64_t now) {
-  upstream->breaker.state = BREAKER_OPEN;
-  upstream->breaker.open_until_ms = now + upstream->breaker.cooldown_ms;
-  upstream->stats->breaker_opens++;
-  log_warning("upstream: circuit open for %ld ms after %u consecutive failed fetches",
-              upstream->breaker.cooldown_ms, upstream->breaker.consecutive_failures);
+static struct breaker_settings breaker_settings_of(const struct config *cfg) {
+  return (struct breaker_settings){.failures = cfg->breaker_failures,
+                                   .cooldown_ms = (long)cfg->breaker_cooldown_ms};
 }
 
-/* The breaker and the pause learn from each finished fetch (after its retries). */
+/* The pause and the breaker learn from each finished fetch (after its retries). */
 static void note_outcome(struct upstream *upstream, struct transfer *transfer,
                          const struct upstream_result *result) {
-  int64_t now = monotonic_ms();
-  if (transfer->breaker_probe)
-    upstream->breaker.probe_in_flight = false;
-  if (result->outcome == UPSTREAM_RESPONSE && result->http_status == 429) {
-    long seconds = result->retry_after_seconds >= 0 &&
-                           result->retry_after_seconds <= UPSTREAM_RATE_LIMIT_MAX_SECONDS
-                       ? result->retry_after_seconds
-                       : UPSTREAM_RATE_LIMIT_DEFAULT_SECONDS;
-    if (now + seconds * 1000 > upstream->paused_until_ms)
-      upstream->paused_until_ms = now + seconds * 1000;
-    upstream->stats->rate_limit_pauses++;
-    log_warning("upstream: rate limited (429); no request is sent for %ld s", seconds);
-    return;
-  }
+  struct breaker_settings settings = breaker_settings_of(upstream->cfg);
+  bool rate_limited = result->outcome == UPSTREAM_RESPONSE && result->http_status == 429;
   bool failed = result->outcome != UPSTREAM_RESPONSE || result->http_status >= 500;
-  const struct config *cfg = upstream->cfg;
-  if (!failed) {
-    if (upstream->breaker.state != BREAKER_CLOSED)
-      log_info("upstream: circuit closed; the upstream answers again");
-    upstream->breaker.state = BREAKER_CLOSED;
-    upstream->breaker.consecutive_failures = 0;
-    upstream->breaker.cooldown_ms = cfg->breaker_cooldown_ms;
-    return;
-  }
-  upstream->breaker.consecutive_failures++;
-  if (cfg->breaker_failures == 0)
-    return;
-  if (upstream->breaker.state == BREAKER_HALF_OPEN && transfer->breaker_probe) {
-    long doubled = upstream->breaker.cooldown_ms * 2;
-    upstream->breaker.cooldown_ms = doubled < BREAKER_COOLDOWN_CAP_MS ? doubled : BREAKER_COOLDOWN_CAP_MS;
-    breaker_open(upstream, now);
-  } else if (upstream->breaker.state == BREAKER_CLOSED &&
-             upstream->breaker.consecutive_failures >= cfg->breaker_failures) {
-    upstream->breaker.cooldown_ms = cfg->breaker_cooldown_ms;
-    breaker_open(upstream, now);
+  long paused_seconds = 0;
+  switch (breaker_note(&upstream->breaker, &settings, monotonic_ms(), transfer->breaker_probe,
+                       rate_limited, failed, result->retry_after_seconds, &paused_seconds)) {
+  case BREAKER_EVENT_PAUSED:
+    upstream->stats->rate_limit_pauses++;
+    log_warning("upstream: rate limited (429); no request is sent for %ld s", paused_seconds);
+    break;
+  case BREAKER_EVENT_OPENED:
+    upstream->stats->breaker_opens++;
+    log_warning("upstream: circuit open for %ld ms after %u consecutive failed fetches",
+                upstream->breaker.cooldown_ms, upstream->breaker.consecutive_failures);
+    break;
+  case BREAKER_EVENT_CLOSED:
+    log_info("upstream: circuit closed; the upstream answers again");
+    break;
+  case BREAKER_EVENT_NONE:
+    break;
   }
 }
 
@@ -630,9 +603,12 @@ static const char *tls_reason(CURLcode code, long verify_result, const char *tex
   return NULL;
 }
 
-/* A failed attempt's outcome, with transfer->reason saying whose failure it was: the proxy's,
- * TLS's (naming the certificate problem), a wait for a free connection, or the upstream's. */
-static enum upstream_outcome classify_failure(struct transfer *transfer, CURLcode code) {
+/* The one classification of a failed attempt (libcurl's code): its outcome; *retryable when
+ * another attempt may do better (the connection failed or broke: breaker.h retries it); and
+ * transfer->reason saying whose failure it was: the proxy's, TLS's (naming the certificate
+ * problem), a wait for a free connection, or the upstream's. */
+static enum upstream_outcome classify_failure(struct transfer *transfer, CURLcode code,
+                                              bool *retryable) {
   const struct config *cfg = transfer->upstream->cfg;
   const char *text = transfer->error[0] ? transfer->error : curl_easy_strerror(code);
   long connect_code = 0, verify_result = 0;
@@ -640,6 +616,8 @@ static enum upstream_outcome classify_failure(struct transfer *transfer, CURLcod
   curl_easy_getinfo(transfer->easy, CURLINFO_SSL_VERIFYRESULT, &verify_result);
   char *reason = transfer->reason;
   size_t reason_len = sizeof(transfer->reason);
+  *retryable = code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_CONNECT ||
+               code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR || code == CURLE_GOT_NOTHING;
   if (cfg->proxy[0] && (code == CURLE_COULDNT_RESOLVE_PROXY || code == CURLE_PROXY ||
                         code == CURLE_COULDNT_CONNECT || connect_code >= 300)) {
     if (connect_code >= 300)
@@ -693,7 +671,8 @@ static struct upstream_result result_of(struct transfer *transfer, CURLcode code
     result.error_text = "response body over the size limit";
     return result;
   }
-  result.outcome = classify_failure(transfer, code);
+  bool retryable;
+  result.outcome = classify_failure(transfer, code, &retryable);
   result.error_text = transfer->reason;
   return result;
 }
@@ -724,7 +703,7 @@ static void deliver(struct upstream *upstream, struct transfer *transfer,
     stats_observe_upstream_latency(upstream->stats, (double)elapsed_ms(&transfer->started) / 1e3);
   }
   else if (transfer->breaker_probe)
-    upstream->breaker.probe_in_flight = false;
+    breaker_probe_abandoned(&upstream->breaker);
   if (transfer->done)
     transfer->done(result, transfer->arg);
   transfer_free(transfer);
@@ -836,19 +815,6 @@ static void token_finished(struct upstream *upstream, struct transfer *transfer,
 
 /* --- attempts, retries, completion ------------------------------------------------------------- */
 
-static bool connection_failed(CURLcode code) {
-  switch (code) {
-  case CURLE_COULDNT_RESOLVE_HOST:
-  case CURLE_COULDNT_CONNECT:
-  case CURLE_SEND_ERROR:
-  case CURLE_RECV_ERROR:
-  case CURLE_GOT_NOTHING:
-    return true;
-  default:
-    return false;
-  }
-}
-
 /* Sends the next attempt once its backoff has passed. */
 static void on_retry_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
@@ -864,24 +830,20 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg) {
     finish(transfer->upstream, transfer, CURLE_OPERATION_TIMEDOUT);
 }
 
-/* After a failed connection or a 502/503/504, schedules another attempt when the bound and the
- * time budget allow one; returns false when the result is final. The handle has left the multi. */
+/* After a failed connection or a 502/503/504, schedules another attempt when breaker.h's rules
+ * and the time budget allow one; returns false when the result is final. The handle has left
+ * the multi. */
 static bool schedule_retry(struct upstream *upstream, struct transfer *transfer, CURLcode code) {
   long status = 0;
+  bool retryable = false;
   if (code == CURLE_OK)
     curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &status);
-  bool retryable = connection_failed(code) || status == 502 || status == 503 || status == 504;
-  if (!retryable || transfer->attempts >= UPSTREAM_MAX_ATTEMPTS)
-    return false;
-  /* Exponential, capped, with "equal jitter": between half and all of the step, so that the
-   * retries of many fetches do not arrive together. */
-  long step = RETRY_BASE_MS << (transfer->attempts - 1);
-  if (step > RETRY_CAP_MS)
-    step = RETRY_CAP_MS;
-  long delay = step / 2 + (long)arc4random_uniform((uint32_t)(step / 2 + 1));
-  if (status == 503 && transfer->retry_after_seconds > 0)
-    delay = delay > transfer->retry_after_seconds * 1000 ? delay : transfer->retry_after_seconds * 1000;
-  if (monotonic_ms() + delay + RETRY_MIN_ATTEMPT_MS > transfer->deadline_ms)
+  else
+    classify_failure(transfer, code, &retryable);
+  long delay = breaker_retry_delay(transfer->attempts, retryable, status,
+                                   transfer->retry_after_seconds, monotonic_ms(),
+                                   transfer->deadline_ms, arc4random());
+  if (delay < 0)
     return false;
   if (!transfer->retry_timer)
     transfer->retry_timer = evtimer_new(upstream->base, on_retry_timer, transfer);
@@ -890,7 +852,7 @@ static bool schedule_retry(struct upstream *upstream, struct transfer *transfer,
     return false;
   upstream->stats->upstream_retries++;
   log_debug("upstream: GET %s: %s; attempt %d in %ld ms", transfer->url,
-            status ? "HTTP 5xx" : curl_easy_strerror(code), transfer->attempts + 1, delay);
+            status ? "HTTP 5xx" : transfer->reason, transfer->attempts + 1, delay);
   return true;
 }
 
@@ -944,39 +906,8 @@ static void collect_finished(struct upstream *upstream) {
   }
 }
 
-/* Whether a fetch may be sent now; a half-open breaker lets exactly one through. */
-static enum upstream_start admit(struct upstream *upstream, bool *probe) {
-  int64_t now = monotonic_ms();
-  *probe = false;
-  if (now < upstream->paused_until_ms)
-    return UPSTREAM_PAUSED;
-  if (upstream->cfg->breaker_failures == 0)
-    return UPSTREAM_STARTED;
-  if (upstream->breaker.state == BREAKER_OPEN && now >= upstream->breaker.open_until_ms)
-    upstream->breaker.state = BREAKER_HALF_OPEN;
-  switch (upstream->breaker.state) {
-  case BREAKER_CLOSED:
-    return UPSTREAM_STARTED;
-  case BREAKER_HALF_OPEN:
-    if (upstream->breaker.probe_in_flight)
-      return UPSTREAM_CIRCUIT_OPEN;
-    upstream->breaker.probe_in_flight = true;
-    *probe = true;
-    log_info("upstream: circuit half-open; one probe request goes through");
-    return UPSTREAM_STARTED;
-  case BREAKER_OPEN:
-    break;
-  }
-  return UPSTREAM_CIRCUIT_OPEN;
-}
-
 long upstream_retry_after(const struct upstream *upstream) {
-  int64_t now = monotonic_ms();
-  int64_t until = now < upstream->paused_until_ms ? upstream->paused_until_ms
-                  : upstream->breaker.state == BREAKER_OPEN ? upstream->breaker.open_until_ms
-                                                            : now;
-  long seconds = (long)((until - now + 999) / 1000);
-  return seconds < 1 ? 1 : seconds;
+  return breaker_retry_after(&upstream->breaker, monotonic_ms());
 }
 
 enum breaker_state upstream_breaker_state(const struct upstream *upstream) {
@@ -984,8 +915,7 @@ enum breaker_state upstream_breaker_state(const struct upstream *upstream) {
 }
 
 long upstream_paused_seconds(const struct upstream *upstream) {
-  int64_t left = upstream->paused_until_ms - monotonic_ms();
-  return left > 0 ? (long)((left + 999) / 1000) : 0;
+  return breaker_paused_seconds(&upstream->breaker, monotonic_ms());
 }
 
 enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
@@ -994,18 +924,21 @@ enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const c
     upstream->stats->fetches_refused++;
     return UPSTREAM_OVERLOADED;
   }
-  bool probe = false;
-  enum upstream_start admitted = admit(upstream, &probe);
-  if (admitted != UPSTREAM_STARTED) {
+  struct breaker_settings settings = breaker_settings_of(upstream->cfg);
+  enum breaker_admission admission = breaker_admit(&upstream->breaker, &settings, monotonic_ms());
+  if (admission == BREAKER_REFUSE_PAUSED || admission == BREAKER_REFUSE_OPEN) {
     upstream->stats->upstream_refused++;
-    return admitted;
+    return admission == BREAKER_REFUSE_PAUSED ? UPSTREAM_PAUSED : UPSTREAM_CIRCUIT_OPEN;
   }
+  bool probe = admission == BREAKER_ADMIT_PROBE;
+  if (probe)
+    log_info("upstream: circuit half-open; one probe request goes through");
   char url[CONFIG_URL_MAX + 64];
   snprintf(url, sizeof(url), "%s/v1/enrollments/%s", upstream->cfg->base_url, enrollment_id);
   struct transfer *transfer = transfer_new(upstream, TRANSFER_ENROLLMENT, url);
   if (!transfer) {
     if (probe)
-      upstream->breaker.probe_in_flight = false;
+      breaker_probe_abandoned(&upstream->breaker);
     log_error("upstream: could not set up a transfer for %s", enrollment_id);
     return UPSTREAM_START_FAILED;
   }
@@ -1013,7 +946,7 @@ enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const c
   if (!launch(upstream, transfer)) {
     log_error("upstream: could not start a transfer for %s", enrollment_id);
     if (probe)
-      upstream->breaker.probe_in_flight = false;
+      breaker_probe_abandoned(&upstream->breaker);
     unlink_transfer(upstream, transfer);
     transfer_free(transfer);
     return UPSTREAM_START_FAILED;
@@ -1086,7 +1019,6 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
   upstream->cfg = cfg;
   upstream->stats = stats;
   upstream->creds = creds;
-  upstream->breaker.cooldown_ms = cfg->breaker_cooldown_ms;
   upstream->protocols = protocols_for(cfg->base_url);
   upstream->multiplexing = strncmp(cfg->base_url, "https://", 8) == 0;
   upstream->token_protocols = protocols_for(cfg->oauth_token_url);

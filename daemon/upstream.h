@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "breaker.h"
+
 struct event_base;
 struct config;
 struct creds;
@@ -21,9 +23,6 @@ struct upstream;
 
 #define UPSTREAM_MAX_BODY (4u * 1024u * 1024u) /* an enrollment is ~1 KB; more is refused */
 #define UPSTREAM_LOW_SPEED_BYTES 1024          /* per second, see low_speed_seconds() */
-#define UPSTREAM_MAX_ATTEMPTS 3                /* one try and at most two retries */
-#define UPSTREAM_RATE_LIMIT_DEFAULT_SECONDS 30 /* a 429's pause without a usable Retry-After */
-#define UPSTREAM_RATE_LIMIT_MAX_SECONDS 3600
 
 enum upstream_outcome {
   UPSTREAM_RESPONSE,       /* an HTTP response arrived: see http_status and body */
@@ -59,8 +58,6 @@ enum upstream_start {
   UPSTREAM_START_FAILED, /* out of memory or a libcurl error */
 };
 
-enum breaker_state { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
-
 /* Before curl_global_init: unsets what would let the environment redirect or weaken the daemon's
  * transfers (SSLKEYLOGFILE, which would write the TLS session secrets to a file, and the proxy
  * variables, which CURLOPT_PROXY overrides anyway), logging each one found. CURL_CA_BUNDLE,
@@ -78,12 +75,9 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
  * [upstream] max_fetches enrollment fetches already started or waiting (for a connection, a
  * retry or a token), UPSTREAM_OVERLOADED, before the breaker is asked.
  *
- * A failed connection or a 502/503/504 is tried again, at most UPSTREAM_MAX_ATTEMPTS in all,
- * after a capped exponential backoff with jitter (100 ms, 200 ms, ... at most 1 s; at least a
- * 503's Retry-After), and only while the whole fetch stays within timeout_ms: the done callback
- * sees the last attempt's result. A 429 pauses every upstream request for its Retry-After. After
- * breaker_failures consecutive failed fetches the circuit opens for breaker_cooldown_ms; then one
- * probe is let through, and its result closes the circuit or opens it again for twice as long. */
+ * Retries, the 429 pause and the circuit breaker follow breaker.h; the done callback sees the last
+ * attempt's result, and the whole fetch, retries and waits for a connection included, stays
+ * within timeout_ms. */
 enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
                                               upstream_done_fn done, void *arg);
 /* For a refused fetch: whole seconds until the upstream may be asked again (at least 1). */
