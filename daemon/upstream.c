@@ -1,4 +1,8 @@
+/* upstream: the libcurl transfers on the daemon's loop (upstream.h says what they do). The OAuth2
+ * token client is oauth.c, the retry, pause and circuit policy breaker.c; upstream_internal.h is
+ * what they share. */
 #include "upstream.h"
+#include "upstream_internal.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -18,85 +22,15 @@
 #include "creds.h"
 #include "log.h"
 #include "stats.h"
-#include "validate.h"
 
-
-enum transfer_kind {
-  TRANSFER_ENROLLMENT, /* GET an enrollment for the owner's callback */
-  TRANSFER_TOKEN,      /* POST the OAuth2 token endpoint for the upstream module itself */
-};
-
-struct transfer {
-  struct upstream *upstream;
-  enum transfer_kind kind;
-  CURL *easy;
-  bool in_multi;              /* added to the multi handle (not waiting to retry or for a token) */
-  int attempts;               /* sent so far */
-  int64_t deadline_ms;        /* CLOCK_MONOTONIC: the whole fetch, retries included, ends here */
-  bool breaker_probe;         /* let through by a half-open breaker */
-  bool auth_retried;          /* a 401 already bought a new access token for this fetch */
-  bool waiting_token;         /* in upstream->oauth's queue; retry_timer bounds the wait */
-  unsigned token_generation;  /* the access token its headers carry (OAuth) */
-  struct event *retry_timer;  /* the backoff before the next attempt */
-  struct curl_slist *request_headers; /* this attempt's own copy, credential included */
-  char url[CONFIG_URL_MAX + 64];
-  char *body;
-  size_t body_len, body_cap;
-  bool body_too_large;
-  bool resolving_started;     /* this attempt reached a name lookup: it had a connection slot */
-  bool opened_connection;     /* this attempt made libcurl open a new connection */
-  bool held;                  /* in upstream->held: waiting for a connection being made */
-  struct transfer *next_held;
-  long retry_after_seconds;
-  struct timespec started;
-  char reason[CONFIG_URL_MAX + CURL_ERROR_SIZE + 160]; /* the failure as logged: whose, and why */
-  upstream_done_fn done;      /* NULL for a token transfer */
-  void *arg;
-  struct transfer *prev, *next;   /* upstream->transfers, so that shutdown can abort them */
-  struct transfer *next_waiting;  /* upstream->oauth's queue of fetches waiting for a token */
-  char error[CURL_ERROR_SIZE];
-};
-
-struct upstream {
-  struct event_base *base;
-  CURLM *multi;
-  struct event *timer;              /* the one timer libcurl asks for */
-  const struct config *cfg;
-  struct stats *stats;
-  const struct creds *creds;        /* the daemon's; may be replaced between transfers (SIGHUP) */
-  const char *protocols;            /* "https", or "http,https" for a loopback http base_url */
-  bool multiplexing;                /* https, and no answer over HTTP/1 yet: HTTP/2 may be in use,
-                                       so PIPEWAIT pays and connections are made one at a time */
-  bool connecting;                  /* multiplexing: a new connection is being made; attempts
-                                       wait in `held` until it can carry them */
-  struct transfer *held_head, *held_tail;
-  struct event *release_held;       /* sends the held attempts, from the loop */
-  const char *token_protocols;      /* the same for oauth_token_url */
-  struct transfer *transfers;
-  size_t inflight;                  /* transfers in the list: enrollment fetches and token requests */
-  size_t fetches;                   /* of them, enrollment fetches: bounded by cfg->max_fetches */
-  struct breaker breaker;           /* retries, the 429 pause and the circuit (breaker.h),
-                                       on CLOCK_MONOTONIC milliseconds */
-  struct {
-    bool enabled;                   /* oauth_token_url is set */
-    bool valid;                     /* `authorization` holds a token believed good */
-    char authorization[CREDS_MAX_TOKEN + 32]; /* "Authorization: Bearer <access token>" */
-    char *token;                    /* into authorization; registered with the logger */
-    unsigned generation;            /* grows with each token obtained */
-    struct transfer *fetching;      /* the token request in flight, or NULL */
-    struct transfer *waiting_head, *waiting_tail; /* fetches waiting for a token */
-    struct event *refresh_timer;    /* at 80% of expires_in */
-  } oauth;
-};
-
-static int64_t monotonic_ms(void) {
+int64_t upstream_monotonic_ms(void) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 /* A libevent timeout of ms milliseconds (ms >= 0). */
-static struct timeval timeval_of_ms(long ms) {
+struct timeval upstream_timeval_of_ms(long ms) {
   return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 }
 
@@ -161,7 +95,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
     evtimer_del(upstream->timer);
     return 0;
   }
-  struct timeval tv = timeval_of_ms(timeout_ms);
+  struct timeval tv = upstream_timeval_of_ms(timeout_ms);
   return evtimer_add(upstream->timer, &tv);
 }
 
@@ -318,9 +252,9 @@ static bool set_route_options(CURL *easy, const struct upstream *upstream) {
   return ok;
 }
 
-/* A transfer with every option but its headers and time limit (set per attempt by launch), in
+/* A transfer with every option but its headers and time limit (set per attempt by transfer_launch), in
  * upstream->transfers. NULL when out of memory or libcurl refuses an option. */
-static struct transfer *transfer_new(struct upstream *upstream, enum transfer_kind kind,
+struct transfer *transfer_new(struct upstream *upstream, enum transfer_kind kind,
                                      const char *url) {
   struct transfer *transfer = calloc(1, sizeof(*transfer));
   if (!transfer)
@@ -369,7 +303,7 @@ static struct transfer *transfer_new(struct upstream *upstream, enum transfer_ki
     return NULL;
   }
   clock_gettime(CLOCK_MONOTONIC, &transfer->started);
-  transfer->deadline_ms = monotonic_ms() + upstream->cfg->timeout_ms;
+  transfer->deadline_ms = upstream_monotonic_ms() + upstream->cfg->timeout_ms;
   transfer->next = upstream->transfers;
   if (transfer->next)
     transfer->next->prev = transfer;
@@ -380,45 +314,6 @@ static struct transfer *transfer_new(struct upstream *upstream, enum transfer_ki
   return transfer;
 }
 
-static void start_token_fetch(struct upstream *upstream);
-static void on_retry_timer(evutil_socket_t fd, short what, void *arg);
-
-/* Queues an enrollment fetch until an access token arrives. Its retry timer is armed for what is
- * left of its budget: if no token comes by then, it ends as a timeout, from the loop, never from
- * inside the call that queued it. */
-static bool wait_for_token(struct upstream *upstream, struct transfer *transfer) {
-  if (!transfer->retry_timer)
-    transfer->retry_timer = evtimer_new(upstream->base, on_retry_timer, transfer);
-  long left = (long)(transfer->deadline_ms - monotonic_ms());
-  struct timeval tv = timeval_of_ms(left > 0 ? left : 1);
-  if (!transfer->retry_timer || evtimer_add(transfer->retry_timer, &tv) != 0)
-    return false;
-  transfer->waiting_token = true;
-  transfer->next_waiting = NULL;
-  if (upstream->oauth.waiting_tail)
-    upstream->oauth.waiting_tail->next_waiting = transfer;
-  else
-    upstream->oauth.waiting_head = transfer;
-  upstream->oauth.waiting_tail = transfer;
-  start_token_fetch(upstream);
-  return true;
-}
-
-static void stop_waiting_for_token(struct upstream *upstream, struct transfer *transfer) {
-  struct transfer **link = &upstream->oauth.waiting_head, *previous = NULL;
-  while (*link && *link != transfer) {
-    previous = *link;
-    link = &(*link)->next_waiting;
-  }
-  if (*link) {
-    *link = transfer->next_waiting;
-    if (upstream->oauth.waiting_tail == transfer)
-      upstream->oauth.waiting_tail = previous;
-  }
-  transfer->waiting_token = false;
-  transfer->next_waiting = NULL;
-  evtimer_del(transfer->retry_timer);
-}
 
 /* Adds the attempt to the multi handle, or holds it while a new connection is being made to an
  * upstream that multiplexes. Why: libcurl 7.88 opens a new connection for every transfer that
@@ -458,8 +353,6 @@ static void connection_settled(struct upstream *upstream) {
     event_active(upstream->release_held, EV_TIMEOUT, 1);
 }
 
-static bool launch(struct upstream *upstream, struct transfer *transfer);
-static void finish(struct upstream *upstream, struct transfer *transfer, CURLcode code);
 
 /* Adds held attempts one at a time, letting libcurl place each at once: the first that needs a
  * new connection sets `connecting` again, and the rest keep waiting. Then collects what finished
@@ -475,7 +368,7 @@ static void on_release_held(evutil_socket_t fd, short what, void *arg) {
       upstream->held_tail = NULL;
     transfer->held = false;
     if (curl_multi_add_handle(upstream->multi, transfer->easy) != CURLM_OK) {
-      finish(upstream, transfer, CURLE_OUT_OF_MEMORY);
+      transfer_finish(upstream, transfer, CURLE_OUT_OF_MEMORY);
       continue;
     }
     transfer->in_multi = true;
@@ -511,10 +404,10 @@ static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl
 /* Sends the transfer's next attempt: fresh headers from the current credential, the time left of
  * its budget. An enrollment fetch that needs an access token and has none is queued until one
  * arrives (true: it is in hand). false when it cannot be sent: the caller finishes it. */
-static bool launch(struct upstream *upstream, struct transfer *transfer) {
+bool transfer_launch(struct upstream *upstream, struct transfer *transfer) {
   if (transfer->kind == TRANSFER_ENROLLMENT && upstream->oauth.enabled && !upstream->oauth.valid)
-    return wait_for_token(upstream, transfer);
-  long budget = (long)(transfer->deadline_ms - monotonic_ms());
+    return oauth_wait_for_token(upstream, transfer);
+  long budget = (long)(transfer->deadline_ms - upstream_monotonic_ms());
   if (transfer->attempts > 0 && budget < BREAKER_MIN_ATTEMPT_MS)
     return false;
   const char *authorization = transfer->kind == TRANSFER_TOKEN ? upstream->creds->authorization
@@ -550,7 +443,7 @@ static void note_outcome(struct upstream *upstream, struct transfer *transfer,
   bool rate_limited = result->outcome == UPSTREAM_RESPONSE && result->http_status == 429;
   bool failed = result->outcome != UPSTREAM_RESPONSE || result->http_status >= 500;
   long paused_seconds = 0;
-  switch (breaker_note(&upstream->breaker, &settings, monotonic_ms(), transfer->breaker_probe,
+  switch (breaker_note(&upstream->breaker, &settings, upstream_monotonic_ms(), transfer->breaker_probe,
                        rate_limited, failed, result->retry_after_seconds, &paused_seconds)) {
   case BREAKER_EVENT_PAUSED:
     upstream->stats->rate_limit_pauses++;
@@ -656,7 +549,7 @@ static enum upstream_outcome classify_failure(struct transfer *transfer, CURLcod
 }
 
 /* What a finished attempt amounts to, for the owner. */
-static struct upstream_result result_of(struct transfer *transfer, CURLcode code) {
+struct upstream_result transfer_result(struct transfer *transfer, CURLcode code) {
   struct upstream_result result = {.retry_after_seconds = transfer->retry_after_seconds};
   if (code == CURLE_OK) {
     result.outcome = UPSTREAM_RESPONSE;
@@ -678,7 +571,7 @@ static struct upstream_result result_of(struct transfer *transfer, CURLcode code
 }
 
 /* Hands a fetch's final result to its owner and frees the transfer. */
-static void deliver(struct upstream *upstream, struct transfer *transfer,
+void transfer_deliver(struct upstream *upstream, struct transfer *transfer,
                     const struct upstream_result *result) {
   if (transfer->in_multi) {
     curl_multi_remove_handle(upstream->multi, transfer->easy);
@@ -709,125 +602,32 @@ static void deliver(struct upstream *upstream, struct transfer *transfer,
   transfer_free(transfer);
 }
 
-static void finish(struct upstream *upstream, struct transfer *transfer, CURLcode code) {
-  struct upstream_result result = result_of(transfer, code);
-  deliver(upstream, transfer, &result);
+void transfer_finish(struct upstream *upstream, struct transfer *transfer, CURLcode code) {
+  struct upstream_result result = transfer_result(transfer, code);
+  transfer_deliver(upstream, transfer, &result);
 }
 
-static void abort_transfer(struct upstream *upstream, struct transfer *transfer) {
+void transfer_abort(struct upstream *upstream, struct transfer *transfer) {
   struct upstream_result result = {.outcome = UPSTREAM_ABORTED, .retry_after_seconds = -1,
                                    .error_text = "aborted at shutdown"};
-  deliver(upstream, transfer, &result);
-}
-
-/* --- OAuth2 client credentials ----------------------------------------------------------------- */
-
-static void on_token_refresh(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  start_token_fetch(arg);
-}
-
-/* Asks the token endpoint for an access token, unless a request is already out. */
-static void start_token_fetch(struct upstream *upstream) {
-  if (!upstream->oauth.enabled || upstream->oauth.fetching)
-    return;
-  struct transfer *transfer = transfer_new(upstream, TRANSFER_TOKEN, upstream->cfg->oauth_token_url);
-  if (!transfer || !launch(upstream, transfer)) {
-    log_error("upstream: could not start the OAuth token request; trying again in 1 s");
-    if (transfer)
-      abort_transfer(upstream, transfer);
-    struct timeval again = {.tv_sec = 1};
-    evtimer_add(upstream->oauth.refresh_timer, &again);
-    return;
-  }
-  upstream->oauth.fetching = transfer;
-}
-
-/* Replaces the access token (wiping the old one) and schedules its refresh. */
-static void install_token(struct upstream *upstream, const char *token, long expires_in) {
-  static const char PREFIX[] = "Authorization: Bearer ";
-  if (upstream->oauth.token)
-    log_remove_secret(upstream->oauth.token);
-  explicit_bzero(upstream->oauth.authorization, sizeof(upstream->oauth.authorization));
-  snprintf(upstream->oauth.authorization, sizeof(upstream->oauth.authorization), "%s%s", PREFIX,
-           token);
-  upstream->oauth.token = upstream->oauth.authorization + sizeof(PREFIX) - 1;
-  log_add_secret(upstream->oauth.token, strlen(upstream->oauth.token));
-  upstream->oauth.valid = true;
-  upstream->oauth.generation++;
-  upstream->stats->token_refreshes++;
-  /* Refresh at 80% of the lifetime, so that a token never expires in use. */
-  long refresh_ms = expires_in * 800;
-  struct timeval tv = timeval_of_ms(refresh_ms);
-  evtimer_add(upstream->oauth.refresh_timer, &tv);
-  log_info("upstream: OAuth access token obtained; valid for %ld s, renewed in %ld ms", expires_in,
-           refresh_ms);
-}
-
-/* The token request ended: install the token and send the fetches that waited for it, or fail
- * them (when no valid token is left). */
-static void token_finished(struct upstream *upstream, struct transfer *transfer, CURLcode code) {
-  upstream->oauth.fetching = NULL;
-  struct upstream_result result = result_of(transfer, code);
-  char token[CREDS_MAX_TOKEN + 1];
-  long expires_in = 0;
-  const char *problem = NULL;
-  if (result.outcome != UPSTREAM_RESPONSE)
-    problem = result.error_text;
-  else if (result.http_status != 200)
-    problem = "the token endpoint refused the request";
-  else
-    problem = validate_token_response(result.body, result.body_len, token, sizeof(token),
-                                      &expires_in);
-  long token_status = result.http_status;
-  if (!problem) {
-    install_token(upstream, token, expires_in);
-    explicit_bzero(token, sizeof(token));
-  } else {
-    upstream->stats->token_failures++;
-    log_error("upstream: OAuth token request to %s failed (HTTP %ld): %s",
-              upstream->cfg->oauth_token_url, token_status, problem);
-    if (upstream->oauth.valid) {
-      /* The current token still works: try again in a while. */
-      struct timeval again = {.tv_sec = 10};
-      evtimer_add(upstream->oauth.refresh_timer, &again);
-    }
-  }
-  deliver(upstream, transfer, &result); /* no owner: logged and freed */
-  struct transfer *waiting = upstream->oauth.waiting_head;
-  while (waiting) {
-    struct transfer *next = waiting->next_waiting;
-    stop_waiting_for_token(upstream, waiting);
-    if (upstream->oauth.valid) {
-      if (!launch(upstream, waiting))
-        finish(upstream, waiting, CURLE_OPERATION_TIMEDOUT);
-    } else {
-      struct upstream_result failed = {.outcome = UPSTREAM_TOKEN_FAILED,
-                                       .http_status = token_status,
-                                       .retry_after_seconds = -1,
-                                       .error_text = "no OAuth access token"};
-      deliver(upstream, waiting, &failed);
-    }
-    waiting = next;
-  }
+  transfer_deliver(upstream, transfer, &result);
 }
 
 /* --- attempts, retries, completion ------------------------------------------------------------- */
 
 /* Sends the next attempt once its backoff has passed. */
-static void on_retry_timer(evutil_socket_t fd, short what, void *arg) {
+void transfer_on_retry_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   struct transfer *transfer = arg;
   if (transfer->waiting_token) {
     /* Its budget ran out while it waited for an access token. */
-    stop_waiting_for_token(transfer->upstream, transfer);
-    finish(transfer->upstream, transfer, CURLE_OPERATION_TIMEDOUT);
+    oauth_stop_waiting(transfer->upstream, transfer);
+    transfer_finish(transfer->upstream, transfer, CURLE_OPERATION_TIMEDOUT);
     return;
   }
-  if (!launch(transfer->upstream, transfer))
-    finish(transfer->upstream, transfer, CURLE_OPERATION_TIMEDOUT);
+  if (!transfer_launch(transfer->upstream, transfer))
+    transfer_finish(transfer->upstream, transfer, CURLE_OPERATION_TIMEDOUT);
 }
 
 /* After a failed connection or a 502/503/504, schedules another attempt when breaker.h's rules
@@ -841,35 +641,19 @@ static bool schedule_retry(struct upstream *upstream, struct transfer *transfer,
   else
     classify_failure(transfer, code, &retryable);
   long delay = breaker_retry_delay(transfer->attempts, retryable, status,
-                                   transfer->retry_after_seconds, monotonic_ms(),
+                                   transfer->retry_after_seconds, upstream_monotonic_ms(),
                                    transfer->deadline_ms, arc4random());
   if (delay < 0)
     return false;
   if (!transfer->retry_timer)
-    transfer->retry_timer = evtimer_new(upstream->base, on_retry_timer, transfer);
-  struct timeval tv = timeval_of_ms(delay);
+    transfer->retry_timer = evtimer_new(upstream->base, transfer_on_retry_timer, transfer);
+  struct timeval tv = upstream_timeval_of_ms(delay);
   if (!transfer->retry_timer || evtimer_add(transfer->retry_timer, &tv) != 0)
     return false;
   upstream->stats->upstream_retries++;
   log_debug("upstream: GET %s: %s; attempt %d in %ld ms", transfer->url,
             status ? "HTTP 5xx" : transfer->reason, transfer->attempts + 1, delay);
   return true;
-}
-
-/* A 401 to an OAuth access token: that token is dropped (unless a newer one exists already), a
- * new one is requested, and the fetch is sent once more with it. Once per fetch. */
-static bool reauthorize(struct upstream *upstream, struct transfer *transfer, CURLcode code) {
-  long status = 0;
-  if (code == CURLE_OK)
-    curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &status);
-  if (!upstream->oauth.enabled || status != 401 || transfer->auth_retried)
-    return false;
-  transfer->auth_retried = true;
-  if (transfer->token_generation == upstream->oauth.generation && upstream->oauth.valid) {
-    upstream->oauth.valid = false;
-    log_warning("upstream: the API refused the OAuth access token (401); requesting a new one");
-  }
-  return launch(upstream, transfer);
 }
 
 /* An attempt ended: a connection it was making has settled either way; and an answer over
@@ -900,14 +684,14 @@ static void collect_finished(struct upstream *upstream) {
     transfer->in_multi = false;
     note_connection(upstream, transfer, code);
     if (transfer->kind == TRANSFER_TOKEN)
-      token_finished(upstream, transfer, code);
-    else if (!reauthorize(upstream, transfer, code) && !schedule_retry(upstream, transfer, code))
-      finish(upstream, transfer, code);
+      oauth_token_finished(upstream, transfer, code);
+    else if (!oauth_reauthorize(upstream, transfer, code) && !schedule_retry(upstream, transfer, code))
+      transfer_finish(upstream, transfer, code);
   }
 }
 
 long upstream_retry_after(const struct upstream *upstream) {
-  return breaker_retry_after(&upstream->breaker, monotonic_ms());
+  return breaker_retry_after(&upstream->breaker, upstream_monotonic_ms());
 }
 
 enum breaker_state upstream_breaker_state(const struct upstream *upstream) {
@@ -915,7 +699,7 @@ enum breaker_state upstream_breaker_state(const struct upstream *upstream) {
 }
 
 long upstream_paused_seconds(const struct upstream *upstream) {
-  return breaker_paused_seconds(&upstream->breaker, monotonic_ms());
+  return breaker_paused_seconds(&upstream->breaker, upstream_monotonic_ms());
 }
 
 enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
@@ -925,7 +709,7 @@ enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const c
     return UPSTREAM_OVERLOADED;
   }
   struct breaker_settings settings = breaker_settings_of(upstream->cfg);
-  enum breaker_admission admission = breaker_admit(&upstream->breaker, &settings, monotonic_ms());
+  enum breaker_admission admission = breaker_admit(&upstream->breaker, &settings, upstream_monotonic_ms());
   if (admission == BREAKER_REFUSE_PAUSED || admission == BREAKER_REFUSE_OPEN) {
     upstream->stats->upstream_refused++;
     return admission == BREAKER_REFUSE_PAUSED ? UPSTREAM_PAUSED : UPSTREAM_CIRCUIT_OPEN;
@@ -943,7 +727,7 @@ enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const c
     return UPSTREAM_START_FAILED;
   }
   transfer->breaker_probe = probe;
-  if (!launch(upstream, transfer)) {
+  if (!transfer_launch(upstream, transfer)) {
     log_error("upstream: could not start a transfer for %s", enrollment_id);
     if (probe)
       breaker_probe_abandoned(&upstream->breaker);
@@ -1025,7 +809,7 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
   upstream->oauth.enabled = cfg->oauth_token_url[0] != '\0';
   upstream->multi = curl_multi_init();
   upstream->timer = evtimer_new(base, on_timer, upstream);
-  upstream->oauth.refresh_timer = evtimer_new(base, on_token_refresh, upstream);
+  upstream->oauth.refresh_timer = evtimer_new(base, oauth_on_token_refresh, upstream);
   upstream->release_held = event_new(base, -1, 0, on_release_held, upstream);
   if (!upstream->multi || !upstream->timer || !upstream->oauth.refresh_timer ||
       !upstream->release_held) {
@@ -1049,7 +833,7 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
   curl_multi_setopt(upstream->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)cfg->max_fetches);
   /* An access token is bought at once, so that the first miss does not wait for it; a failure
    * here is logged and retried by the first fetch. */
-  start_token_fetch(upstream);
+  oauth_start_token_fetch(upstream);
   return upstream;
 }
 
@@ -1063,7 +847,7 @@ void upstream_free(struct upstream *upstream) {
     t->held = false;
   upstream->held_head = upstream->held_tail = NULL;
   while (upstream->transfers)
-    abort_transfer(upstream, upstream->transfers);
+    transfer_abort(upstream, upstream->transfers);
   if (upstream->multi)
     curl_multi_cleanup(upstream->multi);
   if (upstream->timer)

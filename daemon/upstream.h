@@ -1,8 +1,9 @@
 /* upstream: fetching enrollments from the Flip API through one libcurl multi handle driven by the
- * daemon's libevent loop (the shape of curl's docs/examples/hiperfifo.c). With OAuth2 configured,
- * it also buys access tokens from oauth_token_url through the same handle, keeps the current one
- * in memory only, renews it at 80% of its lifetime, holds fetches back while it has none, and
- * answers an API 401 with one new token and one more attempt of that fetch.
+ * daemon's libevent loop (the shape of curl's docs/examples/hiperfifo.c; upstream.c). With OAuth2
+ * configured, it also buys access tokens from oauth_token_url through the same handle, keeps the
+ * current one in memory only, renews it at 80% of its lifetime, holds fetches back while it has
+ * none, and answers an API 401 with one new token and one more attempt of that fetch (oauth.c).
+ * Retries, the 429 pause and the circuit breaker are breaker.c's pure policy.
  *
  * Nothing here blocks: sockets and the single timer are libevent events; name lookups use libcurl's
  * asynchronous resolver (checked at start-up). Finished transfers are collected after every
