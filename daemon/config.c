@@ -228,6 +228,19 @@ static bool host_is_loopback(const char *host, size_t len) {
   return inet_pton(AF_INET, text, &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
 }
 
+/* Copies a URL into out without its trailing slashes (a path is appended to it later); NULL, or
+ * what is wrong. */
+static const char *store_without_trailing_slashes(const char *text, char *out, size_t out_len) {
+  size_t len = strlen(text);
+  while (len > 0 && text[len - 1] == '/')
+    len--;
+  if (len >= out_len)
+    return "is too long";
+  memcpy(out, text, len);
+  out[len] = '\0';
+  return NULL;
+}
+
 /* scheme://host[:port][/prefix]: https, or http for a loopback host only; no user info (a
  * credential in the URL would leak into logs), no query, no fragment. Stores it without a trailing
  * slash so that "/v1/enrollments/..." can be appended. */
@@ -261,14 +274,7 @@ static const char *parse_base_url(const char *text, char *out, size_t out_len) {
   }
   if (http && !host_is_loopback(authority, (size_t)(host_end - authority)))
     return "http:// is accepted only for a loopback host; use https://";
-  size_t len = strlen(text);
-  while (len > 0 && text[len - 1] == '/')
-    len--;
-  if (len >= out_len)
-    return "is too long";
-  memcpy(out, text, len);
-  out[len] = '\0';
-  return NULL;
+  return store_without_trailing_slashes(text, out, out_len);
 }
 
 /* The access keys (access.h): names are resolved to ids here, at load, so that no connection
@@ -329,14 +335,7 @@ static const char *parse_proxy_url(const char *text, char *out, size_t out_len) 
   const char *bracket = strrchr(authority, ']');
   if (!colon || (bracket && colon < bracket) || colon == authority || !isdigit((unsigned char)colon[1]))
     return "needs a port (scheme://host:port)";
-  size_t len = strlen(text);
-  if (len > 0 && text[len - 1] == '/')
-    len--;
-  if (len >= out_len)
-    return "is too long";
-  memcpy(out, text, len);
-  out[len] = '\0';
-  return NULL;
+  return store_without_trailing_slashes(text, out, out_len);
 }
 
 static void set_value(struct parse_state *state, const struct config_key *key, const char *value,
