@@ -529,6 +529,36 @@ Test(reload, a_request_in_flight_survives_sighup) {
   cr_expect(strstr(answer, "\"id\":\"" ID "\"") != NULL);
 }
 
+/* A fetch that never gets one of max_connections is told so, not blamed on name resolution (what
+ * libcurl says of a transfer that timed out in its queue). One connection, held 3 s by a fetch
+ * made with a 10 s budget; then a reload lowers timeout_ms to 500 ms for the next fetch, which
+ * spends all of it waiting for that connection. */
+Test(limits, a_fetch_waiting_for_a_connection_is_logged_as_such) {
+  struct daemon_options options = {.timeout_ms = 10000, .extra_upstream = "max_connections = 1\n"};
+  start_with(&options);
+  fake_set_mode(&fake, ID, "slow", 3000);
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  int fd = raw_send(daemon_proc.port, request, sizeof(request) - 1);
+  for (int i = 0; fake_count(&fake, ID) == 0 && i < 100; i++)
+    pause_ms(20);
+  char command[600], out[512];
+  snprintf(command, sizeof(command), "sed -i 's/^timeout_ms = 10000$/timeout_ms = 500/' %s",
+           daemon_proc.config);
+  cr_assert_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
+  flipcached_reload(&daemon_proc, "reload: credential unchanged");
+  cr_expect_eq(status_of("497f6eca-6276-4993-bfeb-53cbbbba6f09"), 504);
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, "no free upstream connection within timeout_ms (all 1 of [upstream] "
+                        "max_connections were busy)") != NULL, "%s", log);
+  cr_expect(strstr(log, "Failed to resolve host") == NULL, "%s", log);
+  free(log);
+  char answer[4096];
+  raw_read_all(fd, answer, sizeof(answer));
+  close(fd);
+  cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "the first fetch kept its connection: %.60s",
+            answer);
+}
+
 /* --- bounded work ----------------------------------------------------------------------------- */
 
 TestSuite(bounded_work, .fini = stop_all, .timeout = 120);
