@@ -71,10 +71,11 @@ static enum route_kind not_allowed(struct route_match *out, const char *allow) {
   return out->kind;
 }
 
-static enum route_kind only_get(enum route_method method, struct route_match *out,
-                                enum route_kind kind) {
-  if (method != ROUTE_METHOD_GET)
-    return not_allowed(out, "GET");
+/* The status routes: GET, and HEAD, which health checkers send (the front end drops the body). */
+static enum route_kind get_or_head(enum route_method method, struct route_match *out,
+                                   enum route_kind kind) {
+  if (method != ROUTE_METHOD_GET && method != ROUTE_METHOD_HEAD)
+    return not_allowed(out, "GET, HEAD");
   return out->kind = kind;
 }
 
@@ -112,10 +113,10 @@ enum route_kind route_match(const char *target, enum route_method method, struct
     return not_allowed(out, "DELETE");
   }
   if (path_is(target, path_len, "/stats"))
-    return only_get(method, out, ROUTE_STATS);
+    return get_or_head(method, out, ROUTE_STATS);
   if (path_is(target, path_len, "/metrics"))
-    return only_get(method, out, ROUTE_METRICS);
+    return get_or_head(method, out, ROUTE_METRICS);
   if (path_is(target, path_len, "/healthz"))
-    return only_get(method, out, ROUTE_HEALTHZ);
+    return get_or_head(method, out, ROUTE_HEALTHZ);
   return out->kind;
 }

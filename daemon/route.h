@@ -26,9 +26,9 @@ enum route_kind {
   ROUTE_METHOD_NOT_ALLOWED, /* 405: a known path, another method; `allow` says which */
   ROUTE_INVALID_ID,         /* 422: the enrollment route with an id that is not a UUID */
   ROUTE_ENROLLMENT,         /* GET or HEAD /v1/enrollments/{uuid}; `enrollment_id` is set */
-  ROUTE_STATS,              /* GET /stats */
-  ROUTE_METRICS,            /* GET /metrics */
-  ROUTE_HEALTHZ,            /* GET /healthz */
+  ROUTE_STATS,              /* GET or HEAD /stats */
+  ROUTE_METRICS,            /* GET or HEAD /metrics */
+  ROUTE_HEALTHZ,            /* GET or HEAD /healthz */
   ROUTE_CACHE_INSPECT,      /* GET /cache/enrollments/{uuid} (admin); `enrollment_id` is set */
   ROUTE_CACHE_DELETE,       /* DELETE /cache/enrollments/{uuid} (admin); `enrollment_id` is set */
   ROUTE_CACHE_PURGE,        /* DELETE /cache (admin) */

@@ -53,8 +53,8 @@ void status_metrics(struct client_request *request, void *arg) {
 
 /* 200 while the daemon can serve; 503 with a reason when it is stopping, or when the upstream
  * rejected its credential (nothing new can be fetched until an operator acts: cached entries are
- * still served). An unavailable cache is reported but stays 200: everything is served from the
- * upstream meanwhile. */
+ * still served). An unavailable cache makes it "degraded" with the reason but stays 200:
+ * everything is served from the upstream meanwhile. */
 void status_healthz(struct client_request *request, void *arg) {
   struct flipcached *daemon = arg;
   struct stats_gauges gauges;
@@ -62,12 +62,16 @@ void status_healthz(struct client_request *request, void *arg) {
   json_object *root = json_object_new_object();
   char *text = NULL;
   if (root) {
-    char reason[256] = "";
+    char reason[512] = "";
+    const char *cache_problem = cache_unavailable(daemon->cache);
     if (daemon->stopping)
       snprintf(reason, sizeof(reason), "shutting down");
     else if (daemon->auth_rejected_status)
       snprintf(reason, sizeof(reason), "the upstream rejected the credential (HTTP %ld); replace it "
                "and %s", daemon->auth_rejected_status, creds_how_to_replace(&daemon->creds));
+    else if (cache_problem)
+      snprintf(reason, sizeof(reason), "the cache is unavailable (%s): every request goes to the "
+               "upstream; opening it is retried every sweep_interval", cache_problem);
     json_object_object_add(root, "status",
                            json_object_new_string(daemon->stopping          ? "stopping"
                                                   : reason[0]               ? "degraded"
@@ -77,7 +81,6 @@ void status_healthz(struct client_request *request, void *arg) {
     json_object_object_add(root, "version", json_object_new_string(FLIPCACHED_VERSION));
     json_object_object_add(root, "uptime_seconds", json_object_new_uint64(gauges.uptime_seconds));
     json_object_object_add(root, "cache_entries", json_object_new_uint64(gauges.cache_entries));
-    const char *cache_problem = cache_unavailable(daemon->cache);
     json_object_object_add(root, "cache",
                            json_object_new_string(cache_problem ? "unavailable" : "ok"));
     if (cache_problem)

@@ -168,6 +168,9 @@ Test(storage, an_unusable_cache_directory_degrades_to_the_upstream) {
   http_get(url, &response);
   cr_expect_eq(response.status, 200, "it still serves");
   cr_expect(strstr(response.body, "\"cache\":\"unavailable\"") != NULL, "%s", response.body);
+  cr_expect(strstr(response.body, "\"status\":\"degraded\"") != NULL, "%s", response.body);
+  cr_expect(strstr(response.body, "\"reason\":\"the cache is unavailable (") != NULL, "%s",
+            response.body);
   http_response_free(&response);
   cr_expect_gt(flipcached_stat(&daemon_proc, "cache_write_errors"), 0);
 }
