@@ -642,8 +642,70 @@ void config_each_key(void (*fn)(const char *section, const char *name, const cha
     fn(KEYS[i].section, KEYS[i].name, KEYS[i].default_value, arg);
 }
 
+/* A key's value as a file would write it, for the reload's log lines (no key holds a secret). */
+static void value_text(const struct config_key *key, const struct config *cfg, char *out,
+                       size_t out_len) {
+  static const char *const LEVELS[] = {"error", "warning", "info", "debug"};
+  const char *field = (const char *)cfg + key->offset;
+  size_t used = 0;
+  out[0] = '\0';
+#define APPEND(...)                                                                               \
+  do {                                                                                            \
+    if (used < out_len)                                                                           \
+      used += (size_t)snprintf(out + used, out_len - used, __VA_ARGS__);                          \
+  } while (0)
+  switch (key->type) {
+  case KEY_BOOL:
+    APPEND("%s", *(const bool *)field ? "yes" : "no");
+    break;
+  case KEY_UINT:
+    APPEND("%u", *(const unsigned *)field);
+    break;
+  case KEY_SIZE:
+    APPEND("%llu", (unsigned long long)*(const uint64_t *)field);
+    break;
+  case KEY_LOG_LEVEL:
+    APPEND("%s", LEVELS[*(const enum log_level *)field]);
+    break;
+  case KEY_LISTEN:
+    for (size_t i = 0; i < cfg->listen_count; i++) {
+      const struct listen_addr *addr = &cfg->listen[i];
+      if (addr->kind == LISTEN_UNIX)
+        APPEND("%sunix:%s", i ? " " : "", addr->path);
+      else if (strchr(addr->host, ':'))
+        APPEND("%s[%s]:%u", i ? " " : "", addr->host, addr->port);
+      else
+        APPEND("%s%s:%u", i ? " " : "", addr->host, addr->port);
+    }
+    break;
+  case KEY_USERS:
+  case KEY_GROUPS:
+  case KEY_GROUP_OR_EMPTY: {
+    const struct id_list *list = (const struct id_list *)field;
+    if (list->any)
+      APPEND("*");
+    for (unsigned i = 0; i < list->count; i++)
+      APPEND("%s%u", used ? " " : "", list->ids[i]);
+    break;
+  }
+  case KEY_HOSTS:
+  case KEY_ORIGINS: {
+    const struct name_list *list = (const struct name_list *)field;
+    for (unsigned i = 0; i < list->count; i++)
+      APPEND("%s%s", i ? " " : "", list->names[i]);
+    break;
+  }
+  default: /* the strings: paths, URLs, the client id */
+    APPEND("%s", field);
+    break;
+  }
+#undef APPEND
+  if (!out[0])
+    snprintf(out, out_len, "(empty)");
+}
+
 void config_apply_reload(struct config *live, const struct config *fresh,
-                         void (*needs_restart)(const char *section, const char *name, void *arg),
+                         void (*report)(const struct config_change *change, void *arg),
                          void *arg) {
   for (size_t i = 0; i < KEY_COUNT; i++) {
     const struct config_key *key = &KEYS[i];
@@ -654,10 +716,18 @@ void config_apply_reload(struct config *live, const struct config *fresh,
       changed = changed || live->listen_count != fresh->listen_count;
     if (!changed)
       continue;
-    if (key->restart)
-      needs_restart(key->section, key->name, arg);
-    else
+    char old_text[256], new_text[256];
+    value_text(key, live, old_text, sizeof(old_text));
+    value_text(key, fresh, new_text, sizeof(new_text));
+    struct config_change change = {.section = key->section, .name = key->name,
+                                   .old_value = old_text, .new_value = new_text,
+                                   .applied = !key->restart};
+    if (!key->restart) {
       memcpy(live_field, fresh_field, key->size);
+      if (key->type == KEY_LISTEN)
+        live->listen_count = fresh->listen_count;
+    }
+    report(&change, arg);
   }
 }
 

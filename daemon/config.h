@@ -93,12 +93,19 @@ int config_load(const char *path, struct config *cfg, struct config_errors *erro
 int config_load_string(const char *text, const char *name, struct config *cfg,
                        struct config_errors *errors);
 
+/* One key that differs between the running configuration and a reloaded one. */
+struct config_change {
+  const char *section, *name;
+  const char *old_value, *new_value; /* as a file would write them (lists of names as ids) */
+  bool applied;                      /* false: it needs a restart, and keeps its running value */
+};
+
 /* For SIGHUP: copies into live the value of every key that can change while running, from fresh
- * (a valid configuration just loaded); for each key that differs but needs a restart (listeners,
- * the upstream's address and connections, the cache's path and size), calls needs_restart and
- * keeps the live value. */
+ * (a valid configuration just loaded), and reports every key that differs, applied or (the
+ * listeners, the upstream's address and connections, the cache's path and size...) kept until a
+ * restart. */
 void config_apply_reload(struct config *live, const struct config *fresh,
-                         void (*needs_restart)(const char *section, const char *name, void *arg),
+                         void (*report)(const struct config_change *change, void *arg),
                          void *arg);
 
 /* Calls fn for every key of the table, in order: its section, name and default (as written in a

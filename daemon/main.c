@@ -73,9 +73,21 @@ static void report_to_stderr(const char *line) { fprintf(stderr, "%s\n", line); 
 
 static void report_to_log(const char *line) { log_error("reload: %s", line); }
 
-static void note_needs_restart(const char *section, const char *name, void *arg) {
+/* One line per key a reload changed, with both values; ttl and negative_ttl also say that they
+ * apply to entries stored from now on (each entry keeps the freshness it was stored with). */
+static void note_change(const struct config_change *change, void *arg) {
   (void)arg;
-  log_warning("reload: [%s] %s changed; restart the service to apply it", section, name);
+  if (!change->applied) {
+    log_warning("reload: [%s] %s: %s -> %s needs a restart; the running value stays",
+                change->section, change->name, change->old_value, change->new_value);
+    return;
+  }
+  bool freshness = strcmp(change->name, "ttl") == 0 || strcmp(change->name, "negative_ttl") == 0 ||
+                   strcmp(change->name, "stale_while_revalidate") == 0 ||
+                   strcmp(change->name, "stale_if_error") == 0;
+  log_info("reload: [%s] %s: %s -> %s%s", change->section, change->name, change->old_value,
+           change->new_value,
+           freshness ? " (for entries stored from now on: stored ones keep their own times)" : "");
 }
 
 /* Graceful stop: listeners closed at once, in-flight upstream fetches allowed to finish (libcurl's
@@ -188,7 +200,7 @@ static void reload(struct flipcached *daemon, struct config *fresh) {
     log_error("reload: the configuration has errors; the running one stays");
     return;
   }
-  config_apply_reload(&daemon->cfg, fresh, note_needs_restart, NULL);
+  config_apply_reload(&daemon->cfg, fresh, note_change, NULL);
   log_set_level(daemon->cfg.log_level);
   reload_access(daemon);
   cache_set_sweep_interval(daemon->cache, daemon->cfg.sweep_interval);

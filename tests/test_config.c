@@ -210,10 +210,17 @@ Test(config, sizes) {
 
 static char restart_keys[512];
 
-static void collect_restart(const char *section, const char *name, void *arg) {
+static char applied_keys[1024];
+
+static void collect_restart(const struct config_change *change, void *arg) {
   (void)arg;
-  char item[64];
-  snprintf(item, sizeof(item), "[%s] %s;", section, name);
+  char item[200];
+  if (change->applied) {
+    snprintf(item, sizeof(item), "%s: %s -> %s;", change->name, change->old_value, change->new_value);
+    strcat(applied_keys, item);
+    return;
+  }
+  snprintf(item, sizeof(item), "[%s] %s;", change->section, change->name);
   strcat(restart_keys, item);
 }
 
@@ -224,8 +231,10 @@ Test(config, reload_applies_live_keys_and_names_the_rest) {
                                   "[upstream]\ntimeout_ms = 1234\nmax_connections = 3\n"
                                   "[cache]\nttl = 42\nmax_size = 1G\n[log]\nlevel = debug\n",
                                   "b.conf", &fresh, &errors), 0);
-  restart_keys[0] = '\0';
+  restart_keys[0] = applied_keys[0] = '\0';
   config_apply_reload(&live, &fresh, collect_restart, NULL);
+  cr_expect_str_eq(applied_keys, "admin: yes -> no;timeout_ms: 10000 -> 1234;ttl: 300 -> 42;"
+                                 "level: info -> debug;");
   cr_expect_eq(live.ttl, 42);
   cr_expect_eq(live.timeout_ms, 1234);
   cr_expect_not(live.admin);

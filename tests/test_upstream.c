@@ -64,6 +64,46 @@ Test(reload, sighup_rotates_the_token_without_a_restart) {
   expect_log_lacks(new_token, "new token");
 }
 
+static const char *cache_status_of(const char *id, char *out, size_t len) {
+  struct http_response response;
+  get_enrollment(id, &response);
+  if (!http_header(&response, "Cache-Status", out, len))
+    out[0] = '\0';
+  http_response_free(&response);
+  return out;
+}
+
+/* A lower ttl applies to entries stored after the reload; an entry stored before keeps the
+ * freshness it was stored with. The log says both values, and that. */
+Test(reload, a_changed_ttl_applies_to_entries_stored_from_then_on) {
+  start_with(NULL); /* ttl 300 */
+  char status[128];
+  cr_expect_str_eq(cache_status_of(ID, status, sizeof(status)), "flipcached; fwd=uri-miss; stored");
+  char command[600], out[512];
+  snprintf(command, sizeof(command), "sed -i 's/^ttl = 300$/ttl = 1/' %s",
+           daemon_proc.config);
+  cr_assert_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
+  flipcached_reload(&daemon_proc, "reload: [cache] ttl: 300 -> 1 (for entries stored from now on");
+  cr_expect_str_eq(cache_status_of(ID2, status, sizeof(status)), "flipcached; fwd=uri-miss; stored");
+  pause_ms(2100);
+  cache_status_of(ID, status, sizeof(status));
+  cr_expect(strncmp(status, "flipcached; hit; ttl=29", 23) == 0, "stored before: %s", status);
+  cache_status_of(ID2, status, sizeof(status));
+  cr_expect(strncmp(status, "flipcached; hit; ttl=-", 22) == 0, "stored after: %s", status);
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, "reload: [upstream] max_connections") == NULL, "only what changed: %s", log);
+  free(log);
+}
+
+Test(reload, a_key_that_needs_a_restart_is_logged_with_both_values) {
+  start_with(NULL);
+  char command[600], out[512];
+  snprintf(command, sizeof(command), "printf '[upstream]\\nmax_connections = 3\\n' >> %s",
+           daemon_proc.config);
+  cr_assert_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
+  flipcached_reload(&daemon_proc, "reload: [upstream] max_connections: 16 -> 3 needs a restart");
+}
+
 Test(reload, an_unsafe_new_credential_file_keeps_the_old_key) {
   start_with(NULL);
   char leaked[64];
@@ -107,7 +147,10 @@ Test(reload, sighup_applies_live_keys_and_names_those_needing_a_restart) {
   fclose(rewrite);
   free(config);
 
-  flipcached_reload(&daemon_proc, "[server] listen changed; restart the service to apply it");
+  flipcached_reload(&daemon_proc, "needs a restart; the running value stays");
+  char *reload_log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(reload_log, "reload: [server] listen: 127.0.0.1:") != NULL, "%s", reload_log);
+  free(reload_log);
   struct http_response response;
   get_enrollment(ID2, &response); /* still served on the old port */
   cr_expect_eq(response.status, 200);
