@@ -458,8 +458,14 @@ static int on_key(void *user, const char *section, const char *name, const char 
     set_value(state, &KEYS[i], value, state->lineno);
     return 1;
   }
+  bool known_section = false;
+  for (size_t i = 0; i < KEY_COUNT && !known_section; i++)
+    known_section = strcmp(KEYS[i].section, section) == 0;
   if (section[0] == '\0')
     add_error(state, state->lineno, "'%s' is outside any [section]", name);
+  else if (!known_section)
+    add_error(state, state->lineno, "'%s' is in an unknown section [%s] (the sections are "
+              "[server], [upstream], [cache] and [log])", name, section);
   else
     add_error(state, state->lineno, "unknown key '%s' in section [%s]", name, section);
   return 1; /* keep going: every error is reported, not only the first */
@@ -521,6 +527,11 @@ static char *read_line(char *out, int out_len, void *stream) {
     return out;
   }
   line[len] = '\0';
+  /* A UTF-8 byte order mark (some Windows editors write one) is not part of the first line. */
+  if (state->lineno == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
+    memmove(line, line + 3, len - 2);
+    len -= 3;
+  }
   if (memchr(line, '\0', len)) {
     add_error(state, state->lineno, "line contains a NUL byte");
     strcpy(out, "#\n");

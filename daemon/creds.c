@@ -91,6 +91,11 @@ int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *
       goto out;
     }
   }
+  if (len < CREDS_MIN_SECRET) {
+    snprintf(err, err_len, "%s: holds %zu characters; a key or secret has at least %d", path, len,
+             CREDS_MIN_SECRET);
+    goto out;
+  }
   *out_len = len;
   rc = 0;
 out:

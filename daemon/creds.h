@@ -9,7 +9,8 @@
  *    access tokens it buys live in the upstream module.
  *
  * A secret file must be a regular file (not a symlink) that neither group nor others may access,
- * at most CREDS_MAX_TOKEN bytes, one line of visible ASCII (one trailing newline is stripped).
+ * at least CREDS_MIN_SECRET and at most CREDS_MAX_TOKEN bytes, one line of visible ASCII (one
+ * trailing newline is stripped).
  * The secret, and its base64 form, live only here, are registered with the logger as secrets to
  * scrub, and are wiped with explicit_bzero. */
 #ifndef FLIPCACHED_CREDS_H
@@ -20,6 +21,7 @@
 #include <stddef.h>
 
 #define CREDS_MAX_TOKEN 4096
+#define CREDS_MIN_SECRET 8 /* shorter is no secret, and redacting it from logs would mangle them */
 #define CREDS_SYSTEMD_NAME "flip-token"
 #define CREDS_SYSTEMD_CLIENT_SECRET_NAME "flip-client-secret"
 #define CREDS_SYSTEMD_CLIENT_KEY_NAME "flip-client-key"

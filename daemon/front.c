@@ -936,6 +936,29 @@ static int listen_socket_unix(const struct listen_addr *addr, const struct id_li
   return fd;
 }
 
+/* "127.0.0.1:8750", "[::1]:8750" or "unix:/run/flipcached/http.sock": where a socket listens. */
+static const char *socket_address_text(int fd, char *out, size_t out_len) {
+  struct sockaddr_storage storage;
+  socklen_t len = sizeof(storage);
+  char host[INET6_ADDRSTRLEN] = "?";
+  snprintf(out, out_len, "an unknown address");
+  if (getsockname(fd, (struct sockaddr *)&storage, &len) != 0)
+    return out;
+  if (storage.ss_family == AF_UNIX) {
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&storage;
+    snprintf(out, out_len, "unix:%s", sun->sun_path[0] ? sun->sun_path : "(abstract)");
+  } else if (storage.ss_family == AF_INET) {
+    const struct sockaddr_in *v4 = (const struct sockaddr_in *)&storage;
+    inet_ntop(AF_INET, &v4->sin_addr, host, sizeof(host));
+    snprintf(out, out_len, "%s:%u", host, ntohs(v4->sin_port));
+  } else if (storage.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&storage;
+    inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host));
+    snprintf(out, out_len, "[%s]:%u", host, ntohs(v6->sin6_port));
+  }
+  return out;
+}
+
 /* Takes a listening socket (inherited or our own) into the loop; closes it on failure. */
 static int serve_socket(struct front *front, int fd, const struct listen_addr *addr, char *err,
                         size_t err_len) {
@@ -1013,7 +1036,9 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
   for (size_t i = 0; i < inherited_count && i < CONFIG_MAX_LISTEN; i++) {
     if (serve_socket(front, inherited[i], NULL, err, err_len) != 0)
       goto fail;
-    log_info("listening on socket fd %d passed by systemd", inherited[i]);
+    char where[160];
+    log_info("listening on %s (socket fd %d passed by systemd)",
+             socket_address_text(inherited[i], where, sizeof(where)), inherited[i]);
   }
   for (size_t i = 0; inherited_count == 0 && i < cfg->listen_count; i++) {
     const struct listen_addr *addr = &cfg->listen[i];

@@ -126,7 +126,8 @@ ParameterizedTestParameters(config, bad_values_name_their_line) {
     {"[log]\nlevel = loud\n", "t.conf:2: level: 'loud' is not one of error, warning, info, debug"},
     {"[cache]\nsweep_interval = 0\n", "t.conf:2: sweep_interval: 0 is out of range [1, 86400]"},
     {"[server]\nbogus = 1\n", "t.conf:2: unknown key 'bogus' in section [server]"},
-    {"[nosuch]\nttl = 1\n", "t.conf:2: unknown key 'ttl' in section [nosuch]"},
+    {"[nosuch]\nttl = 1\n", "t.conf:2: 'ttl' is in an unknown section [nosuch]"},
+    {"[cach]\nttl = 1\n", "t.conf:2: 'ttl' is in an unknown section [cach] (the sections are"},
     {"ttl = 1\n", "t.conf:1: 'ttl' is outside any [section]"},
     {"[cache]\nttl = 1\nttl = 2\n", "t.conf:3: ttl: set again (first set at line 2)"},
     {"[cache\n", "t.conf:1: section header without a closing ']'"},
@@ -380,4 +381,12 @@ Test(config, tls_and_proxy_mistakes_are_errors_naming_their_line) {
                                   "proxy = http://proxy:3128\n", "t.conf", &cfg, &errors), -1);
   cr_expect(has_error("t.conf:3: proxy: only for an https:// base_url"),
             "the credential of an http:// request would cross the proxy in clear text");
+}
+
+Test(config, a_utf8_byte_order_mark_is_not_part_of_the_first_line) {
+  cr_expect_eq(config_load_string("\xEF\xBB\xBF[cache]\nttl = 7\n", "t.conf", &cfg, &errors), 0);
+  dump_errors();
+  cr_expect_eq(cfg.ttl, 7);
+  cr_expect_eq(config_load_string("[cache]\n\xEF\xBB\xBFttl = 7\n", "t.conf", &cfg, &errors), -1,
+               "only at the start of the file");
 }

@@ -84,11 +84,21 @@ Test(creds, move_keeps_the_key_redacted_at_its_new_place, .init = cr_redirect_st
 }
 
 Test(creds, crlf_is_stripped_too) {
-  const char *path = write_secret("token", "fl_abc\r\n", 8, 0400);
+  const char *path = write_secret("token", "fl_abcdef\r\n", 11, 0400);
   char out[64];
   size_t len;
   cr_assert_eq(creds_read_secret_file(path, out, sizeof(out), &len, err, sizeof(err)), 0, "%s", err);
-  cr_expect_str_eq(out, "fl_abc");
+  cr_expect_str_eq(out, "fl_abcdef");
+}
+
+/* A 1-byte key would be no secret, and redacting it would mangle every log line. */
+Test(creds, a_key_shorter_than_8_characters_is_refused) {
+  const char *path = write_secret("token", "fl_abcd\n", 8, 0400);
+  char out[64];
+  size_t len;
+  cr_expect_eq(creds_read_secret_file(path, out, sizeof(out), &len, err, sizeof(err)), -1);
+  cr_expect(strstr(err, "holds 7 characters; a key or secret has at least 8") != NULL, "%s", err);
+  cr_expect(strstr(err, "fl_abcd") == NULL, "the message quotes the key: %s", err);
 }
 
 Test(creds, group_or_world_access_is_refused_and_the_message_says_how_to_fix_it) {

@@ -144,6 +144,11 @@ Test(systemd, serves_sockets_passed_by_systemd, .fini = stop_all, .timeout = 60)
   char *log = flipcached_log(&daemon_proc);
   cr_expect(strstr(log, " ms uid=0\n") != NULL, "the inherited TCP socket's peer: %s", log);
   cr_expect(strstr(log, " ms uid=0 pid=") != NULL, "the inherited unix socket's peer: %s", log);
+  char listening[600];
+  snprintf(listening, sizeof(listening), "listening on 127.0.0.1:%d (socket fd 3 passed by systemd)", port);
+  cr_expect(strstr(log, listening) != NULL, "the log names the inherited address: %s", log);
+  snprintf(listening, sizeof(listening), "listening on unix:%s (socket fd 4", unix_path);
+  cr_expect(strstr(log, listening) != NULL, "%s", log);
   free(log);
   char url[128];
   snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", configured_port);
