@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum key_type {
   KEY_BOOL,      /* yes/no, true/false, on/off, 1/0 */
@@ -749,6 +750,12 @@ int config_load(const char *path, struct config *cfg, struct config_errors *erro
   state.file = fopen(path, "re");
   if (!state.file) {
     add_error(&state, 0, "cannot open: %s", strerror(errno));
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fileno(state.file), &st) != 0 || !S_ISREG(st.st_mode)) {
+    add_error(&state, 0, "not a regular file (a directory?): name the configuration file itself");
+    fclose(state.file);
     return -1;
   }
   int rc = parse(&state);

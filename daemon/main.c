@@ -71,6 +71,59 @@ static int load_config(const char *path, bool path_given, struct config *cfg,
 
 static void report_to_stderr(const char *line) { fprintf(stderr, "%s\n", line); }
 
+/* The cache directory can be opened, or created (its parent exists and may be written). -t must
+ * not create it. */
+static int check_cache_path(const char *path, char *err, size_t err_len) {
+  struct stat st;
+  if (stat(path, &st) == 0) {
+    if (!S_ISDIR(st.st_mode) || access(path, R_OK | W_OK | X_OK) != 0) {
+      snprintf(err, err_len, "[cache] path %s: %s", path,
+               S_ISDIR(st.st_mode) ? "cannot be written by this user" : "not a directory");
+      return -1;
+    }
+    return 0;
+  }
+  char parent[PATH_MAX];
+  snprintf(parent, sizeof(parent), "%s", path);
+  char *slash = strrchr(parent, '/');
+  if (slash == parent)
+    slash[1] = '\0';
+  else if (slash)
+    *slash = '\0';
+  if (!slash || stat(parent, &st) != 0 || !S_ISDIR(st.st_mode) ||
+      access(parent, W_OK | X_OK) != 0) {
+    snprintf(err, err_len, "[cache] path %s: cannot be created (%s: %s)", path, parent,
+             errno ? strerror(errno) : "not writable");
+    return -1;
+  }
+  return 0;
+}
+
+/* -t: what start-up would check, short of binding and the network: the credential files' rules
+ * (a message names the file and the rule, never the content), the cache directory, the TLS files. */
+static int check_configuration(const struct config *cfg) {
+  char problem[PATH_MAX + 256], key_path[PATH_MAX];
+  struct creds probe = {0};
+  int rc = 0;
+  if (creds_load(&probe, cfg, problem, sizeof(problem)) != 0) {
+    fprintf(stderr, "credential: %s\n", problem);
+    rc = 1;
+  }
+  creds_wipe(&probe);
+  if (check_cache_path(cfg->cache_path, problem, sizeof(problem)) != 0) {
+    fprintf(stderr, "%s\n", problem);
+    rc = 1;
+  }
+  if (upstream_check_tls_files(cfg, problem, sizeof(problem)) != 0 ||
+      creds_find_client_key(cfg, key_path, sizeof(key_path), problem, sizeof(problem)) != 0) {
+    fprintf(stderr, "%s\n", problem);
+    rc = 1;
+  }
+  if (rc == 0)
+    printf("configuration OK\n");
+  return rc;
+}
+
 static void report_to_log(const char *line) { log_error("reload: %s", line); }
 
 /* One line per key a reload changed, with both values; ttl and negative_ttl also say that they
@@ -272,17 +325,8 @@ int main(int argc, char **argv) {
   daemon.config_given = config_given;
   if (load_config(config_path, config_given, &daemon.cfg, report_to_stderr) != 0)
     return 1;
-  if (check_only) {
-    char problem[PATH_MAX + 256], key_path[PATH_MAX];
-    if (upstream_check_tls_files(&daemon.cfg, problem, sizeof(problem)) != 0 ||
-        creds_find_client_key(&daemon.cfg, key_path, sizeof(key_path), problem,
-                              sizeof(problem)) != 0) {
-      fprintf(stderr, "%s\n", problem);
-      return 1;
-    }
-    printf("configuration OK\n");
-    return 0;
-  }
+  if (check_only)
+    return check_configuration(&daemon.cfg);
 
   /* The credential must not be readable through /proc/PID/mem or a core dump. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);

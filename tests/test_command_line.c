@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,14 +56,61 @@ static void cleanup(void) { remove_tree(dir); }
 
 TestSuite(command_line, .fini = cleanup, .timeout = 30);
 
+/* A configuration whose token file (mode `mode`, or none when mode is 0) and cache path are in
+ * this test's directory; extra lines go after [cache]'s path. */
+static const char *test_dir(void) {
+  if (dir[sizeof(dir) - 2] == 'X')
+    cr_assert(mkdtemp(dir));
+  return dir;
+}
+
+static const char *config_with(mode_t mode, const char *cache_path, const char *extra) {
+  test_dir();
+  char token[200];
+  snprintf(token, sizeof(token), "%s/token", dir);
+  unlink(token);
+  if (mode) {
+    FILE *file = fopen(token, "w");
+    fputs("fl_secret_check_config\n", file);
+    fclose(file);
+    chmod(token, mode);
+  }
+  static char text[1024];
+  snprintf(text, sizeof(text), "[upstream]\ntoken_file = %s\n[cache]\npath = %s\n%s", token,
+           cache_path, extra ? extra : "");
+  return write_config(text);
+}
+
 Test(command_line, check_config_accepts_a_good_file) {
-  const char *path = write_config("[server]\nlisten = 127.0.0.1:8750\n[cache]\npath = /nonexistent/never/created\n");
+  char cache[200];
+  snprintf(cache, sizeof(cache), "%s/cache-not-created", test_dir());
+  const char *path = config_with(0600, cache, NULL);
   char out[4096];
   const char *args[] = {"-t", "-c", path, NULL};
-  cr_expect_eq(run(args, out, sizeof(out)), 0);
+  cr_expect_eq(run(args, out, sizeof(out)), 0, "%s", out);
   cr_expect_str_eq(out, "configuration OK\n");
-  /* -t touches no cache: the path above was not created */
+  cr_expect_neq(access(cache, F_OK), 0, "-t touches no cache: the path was not created");
+}
+
+/* -t checks what start-up would, short of binding and the network. */
+Test(command_line, check_config_checks_the_credential_the_cache_path_and_the_file) {
+  char out[4096];
+  const char *path = config_with(0, "/tmp", NULL);
+  const char *args[] = {"-t", "-c", path, NULL};
+  cr_expect_eq(run(args, out, sizeof(out)), 1);
+  cr_expect(strstr(out, "credential: ") != NULL && strstr(out, "token: cannot open: No such file") != NULL,
+            "%s", out);
+  path = config_with(0644, "/tmp", NULL);
+  cr_expect_eq(run(args, out, sizeof(out)), 1);
+  cr_expect(strstr(out, "lets group or others access it") != NULL, "%s", out);
+  cr_expect(strstr(out, "fl_secret_check_config") == NULL, "-t printed the key: %s", out);
+  path = config_with(0600, "/nonexistent/never/created", NULL);
+  cr_expect_eq(run(args, out, sizeof(out)), 1);
+  cr_expect(strstr(out, "[cache] path /nonexistent/never/created: cannot be created") != NULL, "%s", out);
   cr_expect_neq(access("/nonexistent/never/created", F_OK), 0);
+  const char *directory[] = {"-t", "-c", "/tmp", NULL};
+  cr_expect_eq(run(directory, out, sizeof(out)), 1);
+  cr_expect(strstr(out, "/tmp:0: not a regular file") != NULL, "-c naming a directory: %s", out);
 }
 
 Test(command_line, check_config_prints_every_error_with_its_line) {

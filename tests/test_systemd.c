@@ -423,8 +423,13 @@ Test(packaging, install_lays_out_the_contract_files, .timeout = 120) {
     struct stat st;
     cr_expect_eq(stat(path, &st), 0, "%s was not installed", files[i]);
   }
-  char binary[600];
-  snprintf(binary, sizeof(binary), "%s/usr/sbin/flipcached -t -c %s/etc/flipcached/flipcached.conf", dir, dir);
+  /* -t checks the credential too: give it the one systemd would (LoadCredential=). */
+  char binary[1200];
+  snprintf(binary, sizeof(binary),
+           "mkdir -m 700 %s/credentials && printf 'fl_installed_check\\n' > %s/credentials/flip-token && "
+           "chmod 600 %s/credentials/flip-token && CREDENTIALS_DIRECTORY=%s/credentials "
+           "%s/usr/sbin/flipcached -t -c %s/etc/flipcached/flipcached.conf",
+           dir, dir, dir, dir, dir, dir);
   cr_expect_eq(run_command(binary, out, sizeof(out)), 0, "the installed configuration: %s", out);
   remove_tree(dir);
 }
