@@ -374,6 +374,44 @@ Test(packaging, the_units_let_the_daemon_tell_its_peers_apart) {
   cr_expect(strstr(socket_unit, "\nListenStream=/run/flipcached/http.sock\n") != NULL);
 }
 
+/* cmake --install --prefix P writes only under P (the install manifest lists every file), the
+ * units run P's binary with P's configuration, and a second install keeps an edited
+ * configuration, putting the shipped one beside it as .new. */
+Test(packaging, install_stays_inside_its_prefix_and_keeps_an_edited_configuration, .timeout = 120) {
+  char prefix[] = "/tmp/flipprefix.XXXXXX";
+  cr_assert(mkdtemp(prefix));
+  char command[1600], out[16384];
+  /* Its own "-- Installing: PATH" lines, not install_manifest.txt, which another test's install
+   * may be rewriting meanwhile. */
+  snprintf(command, sizeof(command), "cmake --install %s --prefix %s", BINARY_DIR, prefix);
+  cr_assert_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
+  size_t files = 0;
+  for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+    const char *path = strstr(line, ": /");
+    if (strncmp(line, "-- ", 3) != 0 || !path)
+      continue;
+    files++;
+    cr_expect(strncmp(path + 2, prefix, strlen(prefix)) == 0, "installed outside the prefix: %s", line);
+  }
+  cr_expect_geq(files, 8);
+  snprintf(command, sizeof(command), "grep '^ExecStart=' %s/lib/systemd/system/flipcached.service",
+           prefix);
+  run_command(command, out, sizeof(out));
+  char expected[600];
+  snprintf(expected, sizeof(expected), "ExecStart=%s/sbin/flipcached -c %s/etc/flipcached/flipcached.conf",
+           prefix, prefix);
+  cr_expect(strstr(out, expected) != NULL, "%s", out);
+
+  snprintf(command, sizeof(command),
+           "echo '# edited by the operator' >> %s/etc/flipcached/flipcached.conf && "
+           "cmake --install %s --prefix %s >/dev/null && tail -1 %s/etc/flipcached/flipcached.conf && "
+           "cmp %s/etc/flipcached/flipcached.conf.new %s/conf/flipcached.conf && echo same",
+           prefix, BINARY_DIR, prefix, prefix, prefix, SOURCE_DIR);
+  run_command(command, out, sizeof(out));
+  cr_expect(strstr(out, "# edited by the operator\nsame") != NULL, "%s", out);
+  remove_tree(prefix);
+}
+
 /* The OAuth2 drop-in must reset the unit's flip-token: a missing LoadCredential= source fails the
  * unit, and with OAuth2 there is no /etc/flipcached/token. */
 Test(packaging, the_oauth_drop_in_resets_the_static_key_and_the_unit_accepts_it) {
