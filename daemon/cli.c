@@ -31,17 +31,41 @@ static size_t on_data(char *data, size_t size, size_t count, void *arg) {
   return len;
 }
 
-/* The URL of /stats on the first configured listener (and the unix socket's path, if it is one). */
-static void stats_url_of(const struct config *cfg, char *url, size_t url_len, const char **unix_path) {
-  const struct listen_addr *addr = &cfg->listen[0];
-  *unix_path = NULL;
+#define SOCKET_UNIT_PATH "/run/flipcached/http.sock" /* flipcached.socket's unix socket */
+#define SOCKET_UNIT_TCP "http://127.0.0.1:8750"
+
+/* Where to ask: a URL (and, for a unix socket, its path). */
+struct target {
+  char url[CONFIG_URL_MAX + 16];
+  char unix_path[128]; /* empty: TCP */
+};
+
+/* From --url: a base URL ("http://127.0.0.1:8750", "/stats" appended), the /stats URL itself (the
+ * older form), or unix:/PATH. */
+static void target_of_url(const char *given, struct target *target) {
+  memset(target, 0, sizeof(*target));
+  if (strncmp(given, "unix:", 5) == 0) {
+    snprintf(target->unix_path, sizeof(target->unix_path), "%s", given + 5);
+    snprintf(target->url, sizeof(target->url), "http://localhost/stats");
+    return;
+  }
+  size_t len = strlen(given);
+  while (len > 0 && given[len - 1] == '/')
+    len--;
+  bool has_stats = len >= 6 && memcmp(given + len - 6, "/stats", 6) == 0;
+  snprintf(target->url, sizeof(target->url), "%.*s%s", (int)len, given, has_stats ? "" : "/stats");
+}
+
+/* The first configured listener. */
+static void target_of_listener(const struct listen_addr *addr, struct target *target) {
+  memset(target, 0, sizeof(*target));
   if (addr->kind == LISTEN_UNIX) {
-    *unix_path = addr->path;
-    snprintf(url, url_len, "http://localhost/stats");
+    snprintf(target->unix_path, sizeof(target->unix_path), "%s", addr->path);
+    snprintf(target->url, sizeof(target->url), "http://localhost/stats");
   } else if (strchr(addr->host, ':')) {
-    snprintf(url, url_len, "http://[%s]:%u/stats", addr->host, addr->port);
+    snprintf(target->url, sizeof(target->url), "http://[%s]:%u/stats", addr->host, addr->port);
   } else {
-    snprintf(url, url_len, "http://%s:%u/stats", addr->host, addr->port);
+    snprintf(target->url, sizeof(target->url), "http://%s:%u/stats", addr->host, addr->port);
   }
 }
 
@@ -50,6 +74,34 @@ static uint64_t number(json_object *root, const char *name) {
   return json_object_object_get_ex(root, name, &value) ? (uint64_t)json_object_get_int64(value) : 0;
 }
 
+static const char *breaker_name(uint64_t state) {
+  return state == 0 ? "closed" : state == 1 ? "open" : state == 2 ? "half-open" : "?";
+}
+
+static bool is_byte_count(const char *name) {
+  size_t len = strlen(name);
+  return len > 6 && strcmp(name + len - 6, "_bytes") == 0;
+}
+
+/* 1536 -> "1.5 KiB". */
+static void human_bytes(uint64_t bytes, char *out, size_t out_len) {
+  static const char *const UNITS[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = (double)bytes;
+  size_t unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    unit++;
+  }
+  snprintf(out, out_len, unit ? "%.1f %s" : "%.0f %s", value, UNITS[unit]);
+}
+
+static void print_ratio_line(const char *label, uint64_t part, uint64_t whole) {
+  printf("%-24s %6.1f%%  (%llu of %llu enrollment answers)\n", label,
+         100.0 * (double)part / (double)whole, (unsigned long long)part, (unsigned long long)whole);
+}
+
+/* The hit ratio, honestly: answers from a fresh entry (hits and remembered 404s) apart from stale
+ * copies, which are answers the upstream could not or did not yet refresh. */
 static void print_table(json_object *root) {
   struct stats counted = {.hits = number(root, "hits"), .stale_served = number(root, "stale_served"),
                           .negative_hits = number(root, "negative_hits"),
@@ -62,83 +114,147 @@ static void print_table(json_object *root) {
   printf("flipcached %s, up %llud %02lluh %02llum\n", version ? json_object_get_string(version) : "?",
          (unsigned long long)(uptime / 86400), (unsigned long long)(uptime / 3600 % 24),
          (unsigned long long)(uptime / 60 % 60));
-  if (answered)
-    printf("%-24s %6.1f%%  (%llu of %llu enrollment answers from the cache)\n", "hit ratio",
-           100.0 * (double)from_cache / (double)answered, (unsigned long long)from_cache,
-           (unsigned long long)answered);
-  else
+  if (answered) {
+    print_ratio_line("hit ratio", from_cache, answered);
+    print_ratio_line("  fresh", counted.hits + counted.negative_hits, answered);
+    print_ratio_line("  stale", counted.stale_served, answered);
+  } else {
     printf("%-24s %7s  (no enrollment request yet)\n", "hit ratio", "-");
+  }
   json_object_object_foreach(root, key, value) {
-    if (json_object_is_type(value, json_type_int))
-      printf("%-24s %16llu\n", key, (unsigned long long)json_object_get_int64(value));
+    if (!json_object_is_type(value, json_type_int))
+      continue;
+    uint64_t n = (uint64_t)json_object_get_int64(value);
+    char human[32];
+    if (strcmp(key, "breaker_state") == 0) {
+      printf("%-24s %16s\n", key, breaker_name(n));
+    } else if (is_byte_count(key)) {
+      human_bytes(n, human, sizeof(human));
+      printf("%-24s %16s  (%llu)\n", key, human, (unsigned long long)n);
+    } else {
+      printf("%-24s %16llu\n", key, (unsigned long long)n);
+    }
   }
 }
+
+/* GET target's /stats into body; the HTTP status, or 0 with *code set when nothing answered. */
+static long fetch(const struct target *target, struct text *body, CURLcode *code) {
+  CURL *easy = curl_easy_init();
+  long http_status = 0;
+  *code = CURLE_FAILED_INIT;
+  if (!easy)
+    return 0;
+  curl_easy_setopt(easy, CURLOPT_URL, target->url);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, body);
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 5000L);
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_PROXY, ""); /* never through the environment's proxy */
+  if (target->unix_path[0])
+    curl_easy_setopt(easy, CURLOPT_UNIX_SOCKET_PATH, target->unix_path);
+  *code = curl_easy_perform(easy);
+  if (*code == CURLE_OK)
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &http_status);
+  curl_easy_cleanup(easy);
+  return http_status;
+}
+
+static const char USAGE[] =
+    "usage: flipcached stats [-c FILE] [--url URL] [--json]\n"
+    "  -c, --config FILE  the daemon's configuration (default " CONFIG_DEFAULT_PATH "); its first\n"
+    "                     listener is asked, then flipcached.socket's (" SOCKET_UNIT_PATH ",\n"
+    "                     " SOCKET_UNIT_TCP ")\n"
+    "  -u, --url URL      the daemon's base URL (http://127.0.0.1:8750; /stats is added) or\n"
+    "                     unix:/PATH\n"
+    "  -j, --json         the counters as the daemon's JSON, unformatted\n"
+    "  -h, --help         this text\n";
 
 int cli_stats(int argc, char **argv) {
   static const struct option OPTIONS[] = {
     {"config", required_argument, NULL, 'c'},
     {"url", required_argument, NULL, 'u'},
+    {"json", no_argument, NULL, 'j'},
+    {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
   };
   const char *config_path = CONFIG_DEFAULT_PATH, *url_given = NULL;
-  bool config_given = false;
+  bool config_given = false, json = false;
   int option;
   optind = 1;
-  while ((option = getopt_long(argc, argv, "c:u:", OPTIONS, NULL)) != -1) {
-    if (option == 'c') {
+  while ((option = getopt_long(argc, argv, "c:u:jh", OPTIONS, NULL)) != -1) {
+    switch (option) {
+    case 'c':
       config_path = optarg;
       config_given = true;
-    } else if (option == 'u') {
+      break;
+    case 'u':
       url_given = optarg;
-    } else {
-      fprintf(stderr, "usage: flipcached stats [-c FILE] [--url URL]\n");
+      break;
+    case 'j':
+      json = true;
+      break;
+    case 'h':
+      fputs(USAGE, stdout);
+      return 0;
+    default:
+      fputs(USAGE, stderr);
       return 2;
     }
   }
-  static struct config cfg;
-  static struct config_errors errors;
-  if (!config_given && access(config_path, F_OK) != 0 && errno == ENOENT) {
-    config_defaults(&cfg);
-  } else if (config_load(config_path, &cfg, &errors) != 0) {
-    for (size_t i = 0; i < errors.count && i < CONFIG_MAX_ERRORS; i++)
-      fprintf(stderr, "%s\n", errors.text[i]);
-    return 1;
+  if (optind < argc) {
+    fprintf(stderr, "flipcached stats: unexpected argument '%s'\n%s", argv[optind], USAGE);
+    return 2;
   }
-  char url[CONFIG_URL_MAX];
-  const char *unix_path = NULL;
-  if (url_given)
-    snprintf(url, sizeof(url), "%s", url_given);
-  else
-    stats_url_of(&cfg, url, sizeof(url), &unix_path);
-
-  int status = 1;
+  /* Whom to ask, in order: --url alone; else the configured listener, then the socket unit's. */
+  struct target targets[3];
+  size_t target_count = 0;
+  if (url_given) {
+    target_of_url(url_given, &targets[target_count++]);
+  } else {
+    static struct config cfg;
+    static struct config_errors errors;
+    if (!config_given && access(config_path, F_OK) != 0 && errno == ENOENT) {
+      config_defaults(&cfg);
+    } else if (config_load(config_path, &cfg, &errors) != 0) {
+      for (size_t i = 0; i < errors.count && i < CONFIG_MAX_ERRORS; i++)
+        fprintf(stderr, "%s\n", errors.text[i]);
+      return 1;
+    }
+    target_of_listener(&cfg.listen[0], &targets[target_count++]);
+    target_of_url("unix:" SOCKET_UNIT_PATH, &targets[target_count++]);
+    target_of_url(SOCKET_UNIT_TCP, &targets[target_count++]);
+  }
   struct text body = {0};
-  CURL *easy = curl_easy_init();
+  CURLcode code = CURLE_OK;
   long http_status = 0;
-  if (!easy)
-    return 1;
-  curl_easy_setopt(easy, CURLOPT_URL, url);
-  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_data);
-  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 5000L);
-  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-  if (unix_path)
-    curl_easy_setopt(easy, CURLOPT_UNIX_SOCKET_PATH, unix_path);
-  CURLcode code = curl_easy_perform(easy);
-  if (code == CURLE_OK)
-    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &http_status);
+  const struct target *asked = &targets[0];
+  for (size_t i = 0; i < target_count; i++) {
+    free(body.data);
+    body = (struct text){0};
+    http_status = fetch(&targets[i], &body, &code);
+    if (code == CURLE_OK) {
+      asked = &targets[i];
+      break;
+    }
+  }
+  int status = 1;
   json_object *root = body.data && http_status == 200 ? json_tokener_parse(body.data) : NULL;
   if (code != CURLE_OK) {
-    fprintf(stderr, "flipcached stats: %s%s%s: %s\n", unix_path ? unix_path : "", unix_path ? " " : "",
-            url, curl_easy_strerror(code));
+    for (size_t i = 0; i < target_count; i++) /* each one asked, and why none answered */
+      fprintf(stderr, "flipcached stats: %s%s%s: %s\n", targets[i].unix_path,
+              targets[i].unix_path[0] ? " " : "", targets[i].url,
+              i + 1 == target_count ? curl_easy_strerror(code) : "no answer");
   } else if (!root || !json_object_is_type(root, json_type_object)) {
-    fprintf(stderr, "flipcached stats: %s answered HTTP %ld without the counters\n", url, http_status);
+    fprintf(stderr, "flipcached stats: %s answered HTTP %ld without the counters\n", asked->url,
+            http_status);
   } else {
-    print_table(root);
+    if (json)
+      printf("%s\n", body.data);
+    else
+      print_table(root);
     status = 0;
   }
   json_object_put(root);
   free(body.data);
-  curl_easy_cleanup(easy);
   return status;
 }

@@ -212,6 +212,28 @@ Test(systemd, the_stats_command_prints_a_table_with_the_hit_ratio, .fini = stop_
   cr_expect(strstr(out, daemon_proc.token) == NULL);
 }
 
+Test(systemd, the_stats_command_takes_a_base_url_json_and_help, .fini = stop_all, .timeout = 60) {
+  prepare(NULL);
+  flipcached_launch(&daemon_proc);
+  cr_expect_eq(status_of(ID), 200);
+  char command[600], out[16384];
+  snprintf(command, sizeof(command), "%s stats --url %s/", FLIPCACHED_BIN, daemon_proc.url);
+  cr_expect_eq(run_command(command, out, sizeof(out)), 0, "the base URL: %s", out);
+  cr_expect(strstr(out, "breaker_state                      closed\n") != NULL, "by name: %s", out);
+  cr_expect(strstr(out, "cache_max_bytes                  16.0 MiB  (16777216)\n") != NULL,
+            "sizes in units: %s", out);
+  char fresh[80], stale[80];
+  snprintf(fresh, sizeof(fresh), "%-24s %6.1f%%  (0 of 1 enrollment answers)\n", "  fresh", 0.0);
+  snprintf(stale, sizeof(stale), "%-24s %6.1f%%  (0 of 1 enrollment answers)\n", "  stale", 0.0);
+  cr_expect(strstr(out, fresh) && strstr(out, stale), "fresh and stale apart: %s", out);
+  snprintf(command, sizeof(command), "%s stats --json -u %s/stats", FLIPCACHED_BIN, daemon_proc.url);
+  cr_expect_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
+  cr_expect(out[0] == '{' && strstr(out, "\"misses\":1") != NULL, "%s", out);
+  cr_expect_eq(run_command(FLIPCACHED_BIN " stats --help", out, sizeof(out)), 0);
+  cr_expect(strstr(out, "usage: flipcached stats") != NULL, "%s", out);
+  cr_expect_eq(run_command(FLIPCACHED_BIN " stats extra", out, sizeof(out)), 2);
+}
+
 Test(systemd, the_stats_command_says_when_no_daemon_answers) {
   char out[1024];
   cr_expect_eq(run_command(FLIPCACHED_BIN " stats --url http://127.0.0.1:9/stats", out, sizeof(out)), 1);
