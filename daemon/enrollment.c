@@ -34,8 +34,10 @@
 #define CACHE_STATUS_MAX 160
 #define RETRY_AFTER_OVERLOADED_SECONDS 1
 
-static void reply_body(struct client_request *request, int status, const struct cache_status *cs,
+static void reply_body(struct flipcached *daemon, struct client_request *request,
+                       enum stats_answer outcome, int status, const struct cache_status *cs,
                        long long age, const char *body, size_t body_len) {
+  stats_observe_answer(&daemon->stats, outcome, front_request_seconds(request));
   char cache_status[CACHE_STATUS_MAX];
   render_cache_status(cs, cache_status, sizeof(cache_status));
   struct reply reply = {.status = status, .cache_status = cache_status, .age = age,
@@ -43,8 +45,9 @@ static void reply_body(struct client_request *request, int status, const struct 
   front_reply(request, &reply);
 }
 
-static void reply_error(struct client_request *request, enum api_error error,
-                        struct cache_status *cs, long retry_after) {
+static void reply_error(struct flipcached *daemon, struct client_request *request,
+                        enum api_error error, struct cache_status *cs, long retry_after) {
+  stats_observe_answer(&daemon->stats, STATS_ANSWER_ERROR, front_request_seconds(request));
   char cache_status[CACHE_STATUS_MAX];
   cs->detail = api_error_code(error);
   render_cache_status(cs, cache_status, sizeof(cache_status));
@@ -52,11 +55,13 @@ static void reply_error(struct client_request *request, enum api_error error,
 }
 
 /* Answers from a cached record: a hit (ttl >= 0) or a stale copy (ttl < 0). */
-static void reply_record(struct client_request *request, const struct cache_record *record,
-                         struct cache_status *cs, long long now) {
+static void reply_record(struct flipcached *daemon, struct client_request *request,
+                         const struct cache_record *record, struct cache_status *cs,
+                         long long now) {
   cs->ttl = record_ttl_left(record, now);
-  reply_body(request, record->upstream_status, cs, record_age(record, now),
-             (const char *)record->body, record->body_len);
+  reply_body(daemon, request, cs->ttl >= 0 ? STATS_ANSWER_HIT : STATS_ANSWER_STALE,
+             record->upstream_status, cs, record_age(record, now), (const char *)record->body,
+             record->body_len);
 }
 
 /* What the client is told for an upstream answer that cannot be served. */
@@ -133,7 +138,7 @@ static void fan_out_body(struct flipcached *daemon, struct inflight_fetch *fetch
     cs.stored = stored && !cs.collapsed;
     if (status != 200)
       cs.fwd_status = status;
-    reply_body(fetch->waiters[i], status, &cs, 0, body, len);
+    reply_body(daemon, fetch->waiters[i], STATS_ANSWER_MISS, status, &cs, 0, body, len);
   }
 }
 
@@ -167,10 +172,10 @@ static void fan_out_failure(struct flipcached *daemon, struct inflight_fetch *fe
       if (fwd_status <= 0 || fwd_status == 200)
         cs.detail = api_error_code(error);
       daemon->stats.stale_served++;
-      reply_record(fetch->waiters[i], &entry.record, &cs, now);
+      reply_record(daemon, fetch->waiters[i], &entry.record, &cs, now);
     } else {
       daemon->stats.misses++;
-      reply_error(fetch->waiters[i], error, &cs, retry_after);
+      reply_error(daemon, fetch->waiters[i], error, &cs, retry_after);
     }
   }
   if (stale)
@@ -188,12 +193,12 @@ static void answer_unfetched(struct flipcached *daemon, struct client_request *r
     cs.hit = true;
     cs.detail = api_error_code(error);
     daemon->stats.stale_served++;
-    reply_record(request, &entry.record, &cs, now);
+    reply_record(daemon, request, &entry.record, &cs, now);
     cache_entry_release(&entry);
     return;
   }
   daemon->stats.misses++;
-  reply_error(request, error, &cs, retry_after);
+  reply_error(daemon, request, error, &cs, retry_after);
 }
 
 /* The upstream module did not start the fetch (a 429's pause, an open circuit, or max_fetches in
@@ -339,7 +344,7 @@ static void wait_for_fetch(struct flipcached *daemon, struct client_request *req
     daemon->stats.waiters_refused++;
     daemon->stats.misses++;
     struct cache_status cs = {.fwd = "uri-miss", .collapsed = true};
-    reply_error(request, API_ERROR_OVERLOADED, &cs, RETRY_AFTER_OVERLOADED_SECONDS);
+    reply_error(daemon, request, API_ERROR_OVERLOADED, &cs, RETRY_AFTER_OVERLOADED_SECONDS);
     return;
   }
   if (joined)
@@ -352,7 +357,7 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
   if (!enrollment_id) {
     daemon->stats.invalid_requests++;
     struct cache_status cs = {0};
-    reply_error(request, API_ERROR_INVALID_ID, &cs, -1);
+    reply_error(daemon, request, API_ERROR_INVALID_ID, &cs, -1);
     return;
   }
 
@@ -370,12 +375,12 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
         daemon->stats.hits++;
       else
         daemon->stats.negative_hits++;
-      reply_record(request, &entry.record, &cs, now);
+      reply_record(daemon, request, &entry.record, &cs, now);
       cache_entry_release(&entry);
       return;
     case FRESHNESS_STALE_WHILE_REVALIDATE:
       daemon->stats.stale_served++;
-      reply_record(request, &entry.record, &cs, now);
+      reply_record(daemon, request, &entry.record, &cs, now);
       cache_entry_release(&entry);
       if (!inflight_find(daemon->inflight, enrollment_id)) {
         struct inflight_fetch *fetch; /* nobody waits on it: a refusal needs no answer */

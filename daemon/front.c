@@ -1066,6 +1066,13 @@ void front_set_policy(struct front *front, const struct access_policy *policy) {
     c->rights = access_rights(policy, &c->peer);
 }
 
+double front_request_seconds(const struct client_request *request) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)(now.tv_sec - request->started.tv_sec) +
+         (double)(now.tv_nsec - request->started.tv_nsec) / 1e9;
+}
+
 const struct peer *front_request_peer(const struct client_request *request) {
   return &request->connection->peer;
 }

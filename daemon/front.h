@@ -62,6 +62,8 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
  * that a user taken off a list loses a kept-alive connection's rights too. The old policy may be
  * freed once this returns. */
 void front_set_policy(struct front *front, const struct access_policy *policy);
+/* Seconds since the request's first byte was parsed (its start), for the answer histogram. */
+double front_request_seconds(const struct client_request *request);
 /* Who sent the request (found when its connection was accepted); valid until it is answered. */
 const struct peer *front_request_peer(const struct client_request *request);
 /* Stops accepting new connections (for shutdown). */

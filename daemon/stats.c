@@ -66,6 +66,8 @@ static const struct stat_field FIELDS[] = {
   GAUGE(connections, "Client connections open"),
   SAMPLED_COUNTER(cache_syncs, "Flushes of committed cache writes to disk (one a second)"),
   GAUGE(cache_set_aside, "1 while a damaged cache file is kept for a post-mortem"),
+  GAUGE(cache_unavailable, "1 while the cache cannot be opened and every request goes upstream"),
+  GAUGE(credential_rejected, "1 while the upstream rejects the daemon's credential"),
 };
 #define FIELD_COUNT (sizeof(FIELDS) / sizeof(FIELDS[0]))
 
@@ -76,6 +78,21 @@ const double STATS_LATENCY_BOUNDS[STATS_LATENCY_BUCKETS] = {
 void stats_cache_share(const struct stats *stats, uint64_t *answered, uint64_t *from_cache) {
   *answered = stats->hits + stats->stale_served + stats->negative_hits + stats->misses;
   *from_cache = *answered - stats->misses;
+}
+
+const double STATS_ANSWER_BOUNDS[STATS_ANSWER_BUCKETS] = {
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30,
+};
+
+static const char *const ANSWER_NAMES[STATS_ANSWER_KINDS] = {"hit", "stale", "miss", "error"};
+
+void stats_observe_answer(struct stats *stats, enum stats_answer outcome, double seconds) {
+  size_t bucket = 0;
+  while (bucket < STATS_ANSWER_BUCKETS && seconds > STATS_ANSWER_BOUNDS[bucket])
+    bucket++;
+  stats->answer_bucket[outcome][bucket]++;
+  stats->answer_count[outcome]++;
+  stats->answer_sum_seconds[outcome] += seconds;
 }
 
 void stats_observe_upstream_latency(struct stats *stats, double seconds) {
@@ -142,6 +159,25 @@ char *stats_render_prometheus(const struct stats *stats, const struct stats_gaug
   fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cumulative);
   fprintf(out, "%s_sum %.6f\n", name, stats->upstream_latency_sum_seconds);
   fprintf(out, "%s_count %llu\n", name, (unsigned long long)stats->upstream_latency_count);
+  /* The daemon's own answers, one histogram with an outcome label. */
+  name = "flipcached_answer_duration_seconds";
+  fprintf(out, "# HELP %s Enrollment answers from the request's first byte, by outcome\n", name);
+  fprintf(out, "# TYPE %s histogram\n", name);
+  for (size_t kind = 0; kind < STATS_ANSWER_KINDS; kind++) {
+    uint64_t total = 0;
+    for (size_t i = 0; i < STATS_ANSWER_BUCKETS; i++) {
+      total += stats->answer_bucket[kind][i];
+      fprintf(out, "%s_bucket{outcome=\"%s\",le=\"%g\"} %llu\n", name, ANSWER_NAMES[kind],
+              STATS_ANSWER_BOUNDS[i], (unsigned long long)total);
+    }
+    total += stats->answer_bucket[kind][STATS_ANSWER_BUCKETS];
+    fprintf(out, "%s_bucket{outcome=\"%s\",le=\"+Inf\"} %llu\n", name, ANSWER_NAMES[kind],
+            (unsigned long long)total);
+    fprintf(out, "%s_sum{outcome=\"%s\"} %.6f\n", name, ANSWER_NAMES[kind],
+            stats->answer_sum_seconds[kind]);
+    fprintf(out, "%s_count{outcome=\"%s\"} %llu\n", name, ANSWER_NAMES[kind],
+            (unsigned long long)stats->answer_count[kind]);
+  }
   if (fclose(out) != 0) {
     free(text);
     return NULL;

@@ -10,6 +10,17 @@
 #define STATS_LATENCY_BUCKETS 12
 extern const double STATS_LATENCY_BOUNDS[STATS_LATENCY_BUCKETS];
 
+/* The daemon's own enrollment answers, by outcome, for the answer-duration histogram. */
+enum stats_answer {
+  STATS_ANSWER_HIT,   /* a fresh entry (a remembered 404 too) */
+  STATS_ANSWER_STALE, /* a stale copy */
+  STATS_ANSWER_MISS,  /* the upstream's answer, fetched (or joined) */
+  STATS_ANSWER_ERROR, /* an error answer: the upstream failed, a bad id, a refusal */
+  STATS_ANSWER_KINDS,
+};
+#define STATS_ANSWER_BUCKETS 14
+extern const double STATS_ANSWER_BOUNDS[STATS_ANSWER_BUCKETS];
+
 struct stats {
   uint64_t requests_total;    /* every HTTP request answered */
   uint64_t enrollment_requests;
@@ -53,6 +64,10 @@ struct stats {
   uint64_t upstream_latency_bucket[STATS_LATENCY_BUCKETS + 1];
   uint64_t upstream_latency_count;
   double upstream_latency_sum_seconds;
+  /* The same for the daemon's answers, by outcome: from the request's first byte to its answer. */
+  uint64_t answer_bucket[STATS_ANSWER_KINDS][STATS_ANSWER_BUCKETS + 1];
+  uint64_t answer_count[STATS_ANSWER_KINDS];
+  double answer_sum_seconds[STATS_ANSWER_KINDS];
 };
 
 /* Enrollment requests answered (hits, stale copies, remembered 404s and misses: each answer is
@@ -62,6 +77,8 @@ void stats_cache_share(const struct stats *stats, uint64_t *answered, uint64_t *
 
 /* Records one upstream fetch's duration. */
 void stats_observe_upstream_latency(struct stats *stats, double seconds);
+/* Records one enrollment answer's duration. */
+void stats_observe_answer(struct stats *stats, enum stats_answer outcome, double seconds);
 
 struct stats_gauges {
   uint64_t uptime_seconds;
@@ -74,6 +91,8 @@ struct stats_gauges {
   uint64_t connections;       /* client connections open now, counted against max_connections */
   uint64_t cache_syncs;       /* a counter: flushes of committed cache writes by the keeper thread */
   uint64_t cache_set_aside;   /* 1 while a damaged cache file is kept for a post-mortem */
+  uint64_t cache_unavailable; /* 1 while the cache cannot be opened (everything goes upstream) */
+  uint64_t credential_rejected; /* 1 while the upstream rejects the daemon's credential */
 };
 
 /* malloc'd NUL-terminated texts, or NULL when out of memory. */

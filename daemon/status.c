@@ -22,6 +22,8 @@ static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges
   gauges->connections = front_connections(daemon->front);
   gauges->cache_syncs = cache_syncs(daemon->cache);
   gauges->cache_set_aside = cache_set_aside_file(daemon->cache) != NULL;
+  gauges->cache_unavailable = cache_unavailable(daemon->cache) != NULL;
+  gauges->credential_rejected = daemon->auth_rejected_status != 0;
 }
 
 static void reply_text(struct client_request *request, int status, const char *content_type,

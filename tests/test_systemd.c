@@ -17,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "harness.h"
 
 #define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
@@ -196,6 +198,80 @@ Test(systemd, metrics_pass_promtool_check_metrics, .fini = stop_all, .timeout = 
   run_command(command, out, sizeof(out));
   cr_expect(strstr(out, "flipcached_upstream_request_duration_seconds_count 1\n") != NULL, "%s", out);
   cr_expect(strstr(out, "flipcached_hits_total 1\n") != NULL);
+}
+
+/* Every flipcached_* name in text (the alerting rules, the dashboard) that /metrics lacks, into
+ * missing (space separated); how many names were checked. */
+static size_t names_not_exported(const char *text, const char *metrics, char *missing, size_t len) {
+  size_t checked = 0;
+  missing[0] = '\0';
+  for (const char *p = strstr(text, "flipcached_"); p; p = strstr(p + 1, "flipcached_")) {
+    char name[128];
+    size_t n = 0;
+    while (n + 1 < sizeof(name) && ((p[n] >= 'a' && p[n] <= 'z') || p[n] == '_' ||
+                                    (p[n] >= '0' && p[n] <= '9')))
+      name[n] = p[n], n++;
+    name[n] = '\0';
+    if (strcmp(name, "flipcached_") == 0 || strstr(name, "flipcached_alerts") ||
+        strcmp(name, "flipcached_dashboard") == 0)
+      continue; /* a file name in a comment, not a metric */
+    checked++;
+    char exported[140];
+    snprintf(exported, sizeof(exported), "\n%s", name);
+    const char *at = strstr(metrics, exported);
+    char after = at ? at[strlen(exported)] : 0;
+    if (!at || (after != ' ' && after != '{')) {
+      strncat(missing, name, len - strlen(missing) - 2);
+      strncat(missing, " ", len - strlen(missing) - 1);
+    }
+  }
+  return checked;
+}
+
+static char *read_source_file(const char *relative) {
+  char path[400];
+  snprintf(path, sizeof(path), "%s/%s", SOURCE_DIR, relative);
+  FILE *file = fopen(path, "r");
+  cr_assert_not_null(file, "%s", path);
+  static char text[1 << 17];
+  size_t len = fread(text, 1, sizeof(text) - 1, file);
+  text[len] = '\0';
+  fclose(file);
+  return strdup(text);
+}
+
+/* The shipped alerting rules pass promtool, the dashboard is JSON, and both use only metrics the
+ * daemon exports (with the answer histogram by outcome among them). */
+Test(systemd, the_shipped_alerts_and_dashboard_use_only_exported_metrics, .fini = stop_all,
+     .timeout = 60) {
+  prepare(NULL);
+  flipcached_launch(&daemon_proc);
+  cr_expect_eq(status_of(ID), 200); /* a miss */
+  cr_expect_eq(status_of(ID), 200); /* a hit */
+  cr_expect_eq(status_of("not-a-uuid"), 422); /* an error */
+  char command[600];
+  static char metrics[1 << 16];
+  snprintf(command, sizeof(command), "curl -sf %s/metrics", daemon_proc.url);
+  cr_assert_eq(run_command(command, metrics, sizeof(metrics)), 0);
+  cr_expect(strstr(metrics, "\nflipcached_answer_duration_seconds_count{outcome=\"hit\"} 1\n") &&
+                strstr(metrics, "\nflipcached_answer_duration_seconds_count{outcome=\"miss\"} 1\n") &&
+                strstr(metrics, "\nflipcached_answer_duration_seconds_count{outcome=\"error\"} 1\n") &&
+                strstr(metrics, "\nflipcached_answer_duration_seconds_count{outcome=\"stale\"} 0\n"),
+            "%s", metrics);
+  char out[8192], missing[2048];
+  snprintf(command, sizeof(command), "promtool check rules %s/conf/flipcached-alerts.yml", SOURCE_DIR);
+  cr_expect_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
+  char *alerts = read_source_file("conf/flipcached-alerts.yml");
+  cr_expect_geq(names_not_exported(alerts, metrics, missing, sizeof(missing)), 7);
+  cr_expect_str_eq(missing, "", "the alerts use metrics /metrics lacks");
+  char *dashboard = read_source_file("conf/flipcached-dashboard.json");
+  json_object *parsed = json_tokener_parse(dashboard);
+  cr_expect(parsed && json_object_is_type(parsed, json_type_object), "the dashboard is not JSON");
+  json_object_put(parsed);
+  cr_expect_geq(names_not_exported(dashboard, metrics, missing, sizeof(missing)), 10);
+  cr_expect_str_eq(missing, "", "the dashboard uses metrics /metrics lacks");
+  free(alerts);
+  free(dashboard);
 }
 
 Test(systemd, the_stats_command_prints_a_table_with_the_hit_ratio, .fini = stop_all, .timeout = 60) {
