@@ -472,7 +472,7 @@ Test(packaging, the_units_let_the_daemon_tell_its_peers_apart) {
   cr_expect(strstr(socket_unit, "\nListenStream=/run/flipcached/http.sock\n") != NULL);
 }
 
-/* cmake --install --prefix P writes only under P (the install manifest lists every file), the
+/* cmake --install --prefix P writes only under P (every path it says it installed), the
  * units run P's binary with P's configuration, and a second install keeps an edited
  * configuration, putting the shipped one beside it as .new. */
 Test(packaging, install_stays_inside_its_prefix_and_keeps_an_edited_configuration, .timeout = 120) {
