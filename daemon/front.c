@@ -566,8 +566,10 @@ static void dispatch(struct front *front, struct client_request *request) {
   }
   struct route_match match;
   route_match(request->target, route_method_of(request->method), &match);
-  if (match.admin && !front->cfg->admin)
-    match.kind = ROUTE_NOT_FOUND, match.admin = false; /* admin routes off: they do not exist */
+  if (match.admin && !front->cfg->admin) { /* admin routes off: they do not exist */
+    match.kind = ROUTE_NOT_FOUND;
+    match.admin = false;
+  }
   if (!permitted(front, request, &match))
     return;
   switch (match.kind) {

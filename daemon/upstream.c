@@ -367,7 +367,15 @@ static void on_release_held(evutil_socket_t fd, short what, void *arg) {
     if (!upstream->held_head)
       upstream->held_tail = NULL;
     transfer->held = false;
-    if (curl_multi_add_handle(upstream->multi, transfer->easy) != CURLM_OK) {
+    /* The wait counts in the fetch's budget: its time limit is what is left of it now. */
+    long budget = (long)(transfer->deadline_ms - upstream_monotonic_ms());
+    if (budget < 1) {
+      snprintf(transfer->error, sizeof(transfer->error), "no time left after waiting for a connection");
+      transfer_finish(upstream, transfer, CURLE_OPERATION_TIMEDOUT);
+      continue;
+    }
+    if (curl_easy_setopt(transfer->easy, CURLOPT_TIMEOUT_MS, budget) != CURLE_OK ||
+        curl_multi_add_handle(upstream->multi, transfer->easy) != CURLM_OK) {
       transfer_finish(upstream, transfer, CURLE_OUT_OF_MEMORY);
       continue;
     }
