@@ -542,6 +542,20 @@ Test(packaging, the_man_pages_pass_mandoc_lint) {
   cr_expect(strstr(out, "flipcached.8:") == NULL && strstr(out, "flipcached.conf.5:") == NULL, "%s", out);
 }
 
+/* What `man flipcached` shows on Debian 12 (groff 1.22.4): the volume's own title, not "BSD". */
+Test(packaging, the_man_pages_are_not_headed_bsd_under_groff) {
+  const char *pages[][2] = {{"flipcached.8", "System Manager's Manual"},
+                            {"flipcached.conf.5", "File Formats Manual"}};
+  for (size_t i = 0; i < 2; i++) {
+    char command[600], out[65536];
+    snprintf(command, sizeof(command), "groff -mdoc -Tutf8 -P-c %s/docs/%s | head -1", SOURCE_DIR,
+             pages[i][0]);
+    cr_expect_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
+    cr_expect(strstr(out, pages[i][1]) != NULL && strstr(out, "BSD") == NULL, "%s: %s",
+              pages[i][0], out);
+  }
+}
+
 Test(packaging, install_lays_out_the_contract_files, .timeout = 120) {
   char dir[] = "/tmp/flipinstall.XXXXXX";
   cr_assert(mkdtemp(dir));
