@@ -40,11 +40,13 @@ static int run(const char *const *args, char *out, size_t out_cap) {
 }
 
 static char dir[] = "/tmp/flipcli.XXXXXX";
+static bool dir_made; /* not "does dir still end in X": mkdtemp may well put an X there */
 
 static const char *write_config(const char *text) {
   static char path[128];
-  if (dir[sizeof(dir) - 2] == 'X')
+  if (!dir_made)
     cr_assert(mkdtemp(dir));
+  dir_made = true;
   snprintf(path, sizeof(path), "%s/flipcached.conf", dir);
   FILE *file = fopen(path, "w");
   fputs(text, file);
@@ -59,8 +61,9 @@ TestSuite(command_line, .fini = cleanup, .timeout = 30);
 /* A configuration whose token file (mode `mode`, or none when mode is 0) and cache path are in
  * this test's directory; extra lines go after [cache]'s path. */
 static const char *test_dir(void) {
-  if (dir[sizeof(dir) - 2] == 'X')
+  if (!dir_made)
     cr_assert(mkdtemp(dir));
+  dir_made = true;
   return dir;
 }
 
