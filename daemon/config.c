@@ -21,6 +21,7 @@ enum key_type {
   KEY_URL_OR_EMPTY, /* empty, or a URL with the rules of KEY_BASE_URL */
   KEY_LOG_LEVEL, /* error, warning, info, debug */
   KEY_PATH_OR_EMPTY, /* empty, or an absolute file system path */
+  KEY_SHARE,     /* a share from 0 to 1 with at most three decimals, kept in thousandths */
   KEY_PROXY,     /* empty, or http://, https:// or socks5h:// with a host and a port */
   KEY_USERS,     /* space-separated user names, uids or "*" (struct id_list) */
   KEY_GROUPS,    /* the same for groups */
@@ -82,6 +83,7 @@ static const struct config_key KEYS[] = {
   {"cache", "stale_if_error", KEY_UINT, FIELD(stale_if_error), 0, YEAR, "86400", false},
   {"cache", "negative_ttl", KEY_UINT, FIELD(negative_ttl), 0, YEAR, "30", false},
   {"cache", "sweep_interval", KEY_UINT, FIELD(sweep_interval), 1, DAY, "60", false},
+  {"cache", "refresh_ahead", KEY_SHARE, FIELD(refresh_ahead_permille), 0, 1000, "0.8", false},
   {"log", "level", KEY_LOG_LEVEL, FIELD(log_level), 0, 0, "info", false},
   {"log", "access", KEY_BOOL, FIELD(access_log), 0, 0, "no", false},
 };
@@ -310,6 +312,31 @@ static void set_access_value(struct parse_state *state, const struct config_key 
     add_error(state, line, "%s: %s", key->name, why);
 }
 
+/* "0", "1", "0.8", "0.75", ".5": a share from 0 to 1 in thousandths (at most three decimals). */
+static bool parse_share(const char *text, unsigned *permille) {
+  const char *p = text;
+  unsigned whole = 0, fraction = 0, digits = 0;
+  if (*p >= '0' && *p <= '1' && (p[1] == '\0' || p[1] == '.'))
+    whole = (unsigned)(*p++ - '0');
+  else if (*p != '.')
+    return false;
+  if (*p == '.') {
+    p++;
+    while (*p >= '0' && *p <= '9' && digits < 3) {
+      fraction = fraction * 10 + (unsigned)(*p++ - '0');
+      digits++;
+    }
+    if (digits == 0)
+      return false;
+    while (digits++ < 3)
+      fraction *= 10;
+  }
+  if (*p != '\0' || whole * 1000 + fraction > 1000)
+    return false;
+  *permille = whole * 1000 + fraction;
+  return true;
+}
+
 /* An egress proxy: http:// or https:// (a CONNECT tunnel) or socks5h:// (names resolved by the
  * proxy), with a host and a port, nothing else. No user information: a proxy password in the
  * URL would reach the logs. */
@@ -428,6 +455,10 @@ static void set_value(struct parse_state *state, const struct config_key *key, c
       add_error(state, line, "%s: longer than %zu characters", key->name, key->size - 1);
     else
       strcpy(field, value);
+    return;
+  case KEY_SHARE:
+    if (!parse_share(value, (unsigned *)field))
+      add_error(state, line, "%s: '%s' is not a share from 0 to 1 (such as 0.8)", key->name, value);
     return;
   case KEY_PROXY: {
     const char *problem = parse_proxy_url(value, field, key->size);
@@ -678,6 +709,9 @@ static void value_text(const struct config_key *key, const struct config *cfg, c
     break;
   case KEY_LOG_LEVEL:
     APPEND("%s", LEVELS[*(const enum log_level *)field]);
+    break;
+  case KEY_SHARE:
+    APPEND("%u.%03u", *(const unsigned *)field / 1000, *(const unsigned *)field % 1000);
     break;
   case KEY_LISTEN:
     for (size_t i = 0; i < cfg->listen_count; i++) {

@@ -73,6 +73,8 @@ struct config {
   unsigned stale_if_error;
   unsigned negative_ttl;
   unsigned sweep_interval;       /* seconds between passes of the expired-entry sweeper */
+  unsigned refresh_ahead_permille; /* [cache] refresh_ahead x 1000: a hit on a 200 older than this
+                                    share of its ttl starts a background refresh; 0: off */
   /* [log] */
   enum log_level log_level;
   bool access_log;               /* one info line per request answered */

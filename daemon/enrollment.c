@@ -351,6 +351,26 @@ static void wait_for_fetch(struct flipcached *daemon, struct client_request *req
     daemon->stats.coalesced++;
 }
 
+/* A background fetch of an id a hit was answered from, unless one is in progress: nobody waits
+ * on it (a refusal, max_fetches or the breaker, needs no answer), no quota is taken, and a
+ * failure leaves the entry as it was. true when started. */
+static bool start_refresh(struct flipcached *daemon, const char *enrollment_id, bool stale_copy) {
+  if (inflight_find(daemon->inflight, enrollment_id))
+    return false;
+  struct inflight_fetch *fetch;
+  return start_fetch(daemon, enrollment_id, stale_copy, true, &fetch) == UPSTREAM_STARTED;
+}
+
+/* Refresh-ahead: a fresh 200 past refresh_ahead of the ttl it was stored with. A refresh then
+ * replaces it before it turns stale, so a hot id never makes a client wait; the entry's own
+ * times are never extended meanwhile. */
+static bool refresh_ahead_due(const struct flipcached *daemon, const struct cache_record *record,
+                              long long now) {
+  unsigned permille = daemon->cfg.refresh_ahead_permille;
+  long long ttl = record->fresh_until - record->fetched_at;
+  return permille > 0 && ttl > 0 && (now - record->fetched_at) * 1000 >= ttl * (long long)permille;
+}
+
 void enrollment_handle(struct client_request *request, const char *enrollment_id, void *arg) {
   struct flipcached *daemon = arg;
   daemon->stats.enrollment_requests++;
@@ -371,10 +391,16 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
     switch (record_freshness(&entry.record, now, daemon->cfg.stale_while_revalidate,
                              daemon->cfg.stale_if_error)) {
     case FRESHNESS_FRESH:
-      if (entry.record.upstream_status == 200)
+      if (entry.record.upstream_status == 200) {
         daemon->stats.hits++;
-      else
+        if (refresh_ahead_due(daemon, &entry.record, now) &&
+            start_refresh(daemon, enrollment_id, false)) {
+          daemon->stats.refresh_ahead++;
+          cs.detail = "refresh-ahead";
+        }
+      } else {
         daemon->stats.negative_hits++;
+      }
       reply_record(daemon, request, &entry.record, &cs, now);
       cache_entry_release(&entry);
       return;
@@ -382,11 +408,8 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
       daemon->stats.stale_served++;
       reply_record(daemon, request, &entry.record, &cs, now);
       cache_entry_release(&entry);
-      if (!inflight_find(daemon->inflight, enrollment_id)) {
-        struct inflight_fetch *fetch; /* nobody waits on it: a refusal needs no answer */
-        if (start_fetch(daemon, enrollment_id, true, true, &fetch) == UPSTREAM_STARTED)
-          daemon->stats.background_refreshes++;
-      }
+      if (start_refresh(daemon, enrollment_id, true))
+        daemon->stats.background_refreshes++;
       return;
     case FRESHNESS_STALE_IF_ERROR:
     case FRESHNESS_EXPIRED:

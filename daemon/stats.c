@@ -45,6 +45,7 @@ static const struct stat_field FIELDS[] = {
   COUNTER(purged, "Entries removed through the admin routes"),
   COUNTER(cache_rebuilds, "Damaged or foreign cache files moved aside"),
   COUNTER(background_refreshes, "Upstream fetches started to refresh a stale copy"),
+  COUNTER(refresh_ahead, "Upstream fetches started by a fresh hit past refresh_ahead of its ttl"),
   COUNTER(waiters_refused, "Requests refused because one fetch had too many waiters"),
   COUNTER(reloads, "SIGHUPs that applied a configuration"),
   COUNTER(credential_reloads, "Credentials replaced by a SIGHUP"),

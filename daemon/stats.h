@@ -47,6 +47,7 @@ struct stats {
   uint64_t purged;            /* entries deleted through the admin routes */
   uint64_t cache_rebuilds;    /* damaged or foreign cache files moved aside */
   uint64_t background_refreshes; /* upstream fetches started to refresh a stale copy */
+  uint64_t refresh_ahead;     /* fetches started by a fresh hit past refresh_ahead of its ttl */
   uint64_t waiters_refused;   /* requests refused because a fetch had too many waiters */
   uint64_t reloads;           /* SIGHUPs that applied a configuration */
   uint64_t credential_reloads; /* credentials replaced by a SIGHUP */

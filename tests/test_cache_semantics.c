@@ -535,3 +535,74 @@ Test(offline, restart_with_the_upstream_down_still_serves, .fini = stop_all, .ti
   cr_expect_eq(response.status, 502, "what was never cached needs the upstream");
   http_response_free(&response);
 }
+
+/* --- refresh-ahead ---------------------------------------------------------------------------- */
+
+/* A hot id asked every quarter second over three ttls: with refresh_ahead = 0.5 each hit past
+ * half the ttl starts one background refresh, so no answer is ever stale or a miss; with it off,
+ * the same loop meets a stale copy once the ttl has run out. Returns the answers that were not a
+ * fresh hit, and how many said detail=refresh-ahead. */
+static int hot_id_loop(const char *refresh_ahead, int *refresh_ahead_hits) {
+  char extra[128];
+  snprintf(extra, sizeof(extra), "refresh_ahead = %s\nstale_while_revalidate = 60\n", refresh_ahead);
+  struct daemon_options options = {.ttl = 2, .extra_cache = extra};
+  start_with(&options);
+  prime(ID);
+  int not_fresh = 0;
+  *refresh_ahead_hits = 0;
+  for (int i = 0; i < 24; i++) { /* 6 s: three ttls */
+    pause_ms(250);
+    struct http_response response;
+    get_enrollment(ID, &response);
+    if (response.status != 200 || !is_fresh_hit(&response))
+      not_fresh++; /* a stale copy at the very second of expiry says ttl=0: stale_served counts it */
+    if (strstr(cache_status_of(&response), "detail=refresh-ahead"))
+      (*refresh_ahead_hits)++;
+    http_response_free(&response);
+  }
+  return not_fresh;
+}
+
+Test(refresh_ahead, a_hot_id_never_gets_anything_but_a_fresh_hit, .fini = stop_all, .timeout = 60) {
+  int started;
+  cr_expect_eq(hot_id_loop("0.5", &started), 0, "an answer was stale or a miss");
+  cr_expect_eq(stat_of("stale_served"), 0, "a stale copy was served");
+  cr_expect_geq(started, 2, "refreshes said so in Cache-Status");
+  cr_expect_eq(stat_of("refresh_ahead"), started);
+  long fetched = fake_count(&fake, ID);
+  cr_expect(fetched >= 3 && fetched <= 1 + started, "%ld upstream requests for %d refreshes", fetched,
+            started);
+  cr_expect_eq(stat_of("misses"), 1, "only the first request");
+}
+
+Test(refresh_ahead, off_the_same_hot_id_meets_stale_copies, .fini = stop_all, .timeout = 60) {
+  int started;
+  hot_id_loop("0", &started);
+  cr_expect_geq(stat_of("stale_served"), 2, "without refresh-ahead the ttl runs out each time");
+  cr_expect_eq(started, 0);
+  cr_expect_eq(stat_of("refresh_ahead"), 0);
+}
+
+/* A refresh that fails leaves the entry as it was: still fresh until its own ttl, still served. */
+Test(refresh_ahead, a_failed_refresh_leaves_the_entry_as_it_was, .fini = stop_all, .timeout = 60) {
+  struct daemon_options options = {.ttl = 4, .extra_cache = "refresh_ahead = 0.25\n"};
+  start_with(&options);
+  prime(ID);
+  fake_set_mode(&fake, ID, "500", 0);
+  pause_ms(1200);
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect(is_fresh_hit(&response) && strstr(cache_status_of(&response), "detail=refresh-ahead"),
+            "%s", cache_status_of(&response));
+  http_response_free(&response);
+  wait_for_upstream_count(ID, 2);
+  pause_ms(100);
+  get_enrollment(ID, &response);
+  cr_expect_eq(response.status, 200);
+  cr_expect(is_fresh_hit(&response), "the failed refresh took the entry away: %s",
+            cache_status_of(&response));
+  char age[16] = "";
+  cr_expect(http_header(&response, "Age", age, sizeof(age)) && atoi(age) >= 1,
+            "the same entry, not a new one (Age %s)", age);
+  http_response_free(&response);
+}

@@ -390,3 +390,22 @@ Test(config, a_utf8_byte_order_mark_is_not_part_of_the_first_line) {
   cr_expect_eq(config_load_string("[cache]\n\xEF\xBB\xBFttl = 7\n", "t.conf", &cfg, &errors), -1,
                "only at the start of the file");
 }
+
+Test(config, refresh_ahead_is_a_share_from_0_to_1) {
+  const char *good[][2] = {{"0", "0"}, {"1", "1000"}, {"0.8", "800"}, {"0.75", "750"},
+                           {".5", "500"}, {"0.125", "125"}, {"1.0", "1000"}};
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    char text[100];
+    snprintf(text, sizeof(text), "[cache]\nrefresh_ahead = %s\n", good[i][0]);
+    cr_expect_eq(config_load_string(text, "t.conf", &cfg, &errors), 0, "%s", good[i][0]);
+    cr_expect_eq(cfg.refresh_ahead_permille, (unsigned)atoi(good[i][1]), "%s", good[i][0]);
+  }
+  const char *bad[] = {"1.5", "2", "-0.5", "0.8.1", "0.1234", "abc", "", ".", "0,8"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char text[100];
+    snprintf(text, sizeof(text), "[cache]\nrefresh_ahead = %s\n", bad[i]);
+    cr_expect_eq(config_load_string(text, "t.conf", &cfg, &errors), -1, "'%s' was accepted", bad[i]);
+  }
+  config_defaults(&cfg);
+  cr_expect_eq(cfg.refresh_ahead_permille, 800);
+}
