@@ -351,6 +351,33 @@ static void wait_for_fetch(struct flipcached *daemon, struct client_request *req
     daemon->stats.coalesced++;
 }
 
+/* Cache-Control: only-if-cached (RFC 9111 5.2.1.7): the cached copy, fresh or still within a stale
+ * window, or 504 not_cached; never upstream, not even a background refresh. Releases entry. */
+static void answer_only_if_cached(struct flipcached *daemon, struct client_request *request,
+                                  struct cache_entry *entry, long long now) {
+  struct cache_status cs = {.hit = true};
+  enum record_freshness freshness = entry ? record_freshness(&entry->record, now,
+                                                      daemon->cfg.stale_while_revalidate,
+                                                      daemon->cfg.stale_if_error)
+                                   : FRESHNESS_EXPIRED;
+  if (freshness == FRESHNESS_EXPIRED) {
+    if (entry)
+      cache_entry_release(entry);
+    daemon->stats.misses++;
+    struct cache_status none = {0};
+    reply_error(daemon, request, API_ERROR_NOT_CACHED, &none, -1);
+    return;
+  }
+  if (freshness != FRESHNESS_FRESH)
+    daemon->stats.stale_served++;
+  else if (entry->record.upstream_status == 200)
+    daemon->stats.hits++;
+  else
+    daemon->stats.negative_hits++;
+  reply_record(daemon, request, &entry->record, &cs, now);
+  cache_entry_release(entry);
+}
+
 /* A background fetch of an id a hit was answered from, unless one is in progress: nobody waits
  * on it (a refusal, max_fetches or the breaker, needs no answer), no quota is taken, and a
  * failure leaves the entry as it was. true when started. */
@@ -382,10 +409,25 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
   }
 
   long long now = record_wall_now();
+  bool only_if_cached;
+  long max_age;
+  front_request_cache_control(request, &only_if_cached, &max_age);
   /* Borrowed: the answer is copied into the connection's output before the release, and
    * nothing else touches the cache until then. */
   struct cache_entry entry;
   bool had_copy = cache_get_borrowed(daemon->cache, enrollment_id, &entry) == CACHE_FOUND;
+  if (only_if_cached) {
+    answer_only_if_cached(daemon, request, had_copy ? &entry : NULL, now);
+    return;
+  }
+  if (had_copy && max_age >= 0 && (max_age == 0 || record_age(&entry.record, now) > max_age)) {
+    /* The client wants a copy no older than max-age (no-cache and max-age=0: a new one, since
+     * ages are whole seconds): fetched, coalesced with any fetch of the id, within its miss
+     * quota. */
+    cache_entry_release(&entry);
+    wait_for_fetch(daemon, request, enrollment_id, true, now);
+    return;
+  }
   if (had_copy) {
     struct cache_status cs = {.hit = true};
     switch (record_freshness(&entry.record, now, daemon->cfg.stale_while_revalidate,

@@ -69,6 +69,8 @@ struct client_request {
   const char *target; /* inside the connection's input buffer until answered */
   size_t head_len;    /* input bytes to drop once answered */
   const char *listed_origin; /* an Origin of allow_origins, in the input buffer; else NULL */
+  bool only_if_cached;       /* the client's Cache-Control (http1.h) */
+  long max_age;
   size_t listed_origin_len;
   struct timespec started; /* CLOCK_MONOTONIC, for the access log */
 };
@@ -623,6 +625,8 @@ static void start_request(struct connection *c, const struct http1_request *pars
     .version_minor = parsed->version_minor,
     .target = parsed->target,
     .head_len = parsed->head_len,
+    .only_if_cached = parsed->only_if_cached,
+    .max_age = parsed->max_age,
   };
   clock_gettime(CLOCK_MONOTONIC, &request->started);
   front->unanswered++;
@@ -1066,6 +1070,12 @@ void front_set_policy(struct front *front, const struct access_policy *policy) {
   struct connection *c;
   TAILQ_FOREACH(c, &front->connections, link)
     c->rights = access_rights(policy, &c->peer);
+}
+
+void front_request_cache_control(const struct client_request *request, bool *only_if_cached,
+                                 long *max_age) {
+  *only_if_cached = request->only_if_cached;
+  *max_age = request->max_age;
 }
 
 double front_request_seconds(const struct client_request *request) {

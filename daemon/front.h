@@ -62,6 +62,9 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
  * that a user taken off a list loses a kept-alive connection's rights too. The old policy may be
  * freed once this returns. */
 void front_set_policy(struct front *front, const struct access_policy *policy);
+/* The client's Cache-Control: only-if-cached, and max-age in seconds (-1: none; no-cache is 0). */
+void front_request_cache_control(const struct client_request *request, bool *only_if_cached,
+                                 long *max_age);
 /* Seconds since the request's first byte was parsed (its start), for the answer histogram. */
 double front_request_seconds(const struct client_request *request);
 /* Who sent the request (found when its connection was accepted); valid until it is answered. */

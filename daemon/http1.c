@@ -63,6 +63,45 @@ static void read_connection(const char *value, size_t len, struct fields_seen *s
   }
 }
 
+/* Cache-Control: only-if-cached, max-age=N (delta-seconds, bare or quoted; the smallest given
+ * wins), no-cache (max-age=0). Anything else is ignored, and so is a malformed max-age. */
+static void read_cache_control(const char *value, size_t len, struct http1_request *out) {
+  size_t i = 0;
+  while (i < len) {
+    while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
+      i++;
+    size_t start = i;
+    while (i < len && value[i] != ',')
+      i++;
+    size_t end = i;
+    while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
+      end--;
+    const char *item = value + start;
+    size_t item_len = end - start;
+    long seconds = -1;
+    if (name_is(item, item_len, "only-if-cached")) {
+      out->only_if_cached = true;
+    } else if (name_is(item, item_len, "no-cache")) {
+      seconds = 0;
+    } else if (item_len > 8 && strncasecmp(item, "max-age=", 8) == 0) {
+      const char *digits = item + 8, *digits_end = item + item_len;
+      if (digits_end - digits >= 2 && *digits == '"' && digits_end[-1] == '"')
+        digits++, digits_end--;
+      long n = 0;
+      bool ok = digits < digits_end;
+      for (const char *p = digits; ok && p < digits_end; p++) {
+        ok = *p >= '0' && *p <= '9';
+        if (ok && n < 1000000000)
+          n = n * 10 + (*p - '0');
+      }
+      if (ok)
+        seconds = n;
+    }
+    if (seconds >= 0 && (out->max_age < 0 || seconds < out->max_age))
+      out->max_age = seconds;
+  }
+}
+
 /* Takes note of the fields that frame the message or the connection, and of those the access
  * rules read (Host, Origin, Sec-Fetch-Site); false: refuse (400). */
 static bool read_field(const char *name, size_t name_len, const char *value, size_t value_len,
@@ -98,6 +137,8 @@ static bool read_field(const char *name, size_t name_len, const char *value, siz
       out->fetch_site = value;
       out->fetch_site_len = value_len;
     }
+  } else if (name_is(name, name_len, "cache-control")) {
+    read_cache_control(value, value_len, out);
   }
   return true;
 }
@@ -191,6 +232,7 @@ static enum http1_result refuse_too_large(const char *buf, size_t start, size_t 
 enum http1_result http1_parse(char *buf, size_t len, size_t *scanned, struct http1_request *out,
                               int *status) {
   memset(out, 0, sizeof(*out));
+  out->max_age = -1;
   /* RFC 9112 2.2: empty lines before a request line are ignored. */
   size_t start = 0;
   while (start + 1 < len && buf[start] == '\r' && buf[start + 1] == '\n')

@@ -48,6 +48,10 @@ struct http1_request {
   const char *fetch_site; /* Sec-Fetch-Site */
   size_t fetch_site_len;
   unsigned fetch_site_count;
+  /* The client's own Cache-Control directives (RFC 9111 5.2.1), every Cache-Control field read;
+   * the rest of them are ignored. */
+  bool only_if_cached;
+  long max_age;        /* seconds; -1 when none was given; no-cache is max-age=0 */
 };
 
 enum http1_result {

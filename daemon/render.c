@@ -72,6 +72,9 @@ static const struct api_error_text API_ERRORS[] = {
                                      "This user's upstream misses are over miss_rate_per_user; "
                                      "retry after Retry-After seconds",
                                      "client_rate_limited"},
+  [API_ERROR_NOT_CACHED] = {"not_cached", 504, {"header", "cache-control"},
+                            "Cache-Control: only-if-cached, and no usable copy is cached",
+                            "not_cached"},
 };
 
 const char *api_error_code(enum api_error error) { return API_ERRORS[error].code; }

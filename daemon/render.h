@@ -35,6 +35,7 @@ enum api_error {
   API_ERROR_FORBIDDEN_WEB,       /* 403: sent by a web page (Origin, Sec-Fetch-Site) */
   API_ERROR_MISDIRECTED,         /* 421: a Host that is not this daemon's */
   API_ERROR_CLIENT_RATE_LIMITED, /* 429: the user's miss_rate_per_user is spent; Retry-After */
+  API_ERROR_NOT_CACHED,          /* 504: only-if-cached, and no usable copy is cached */
 };
 
 /* The `code` of the error body, e.g. "invalid_id". */

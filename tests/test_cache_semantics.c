@@ -606,3 +606,55 @@ Test(refresh_ahead, a_failed_refresh_leaves_the_entry_as_it_was, .fini = stop_al
             "the same entry, not a new one (Age %s)", age);
   http_response_free(&response);
 }
+
+/* --- the client's own cache directives -------------------------------------------------------- */
+
+static long get_with(const char *id, const char *header, char *cache_status, size_t len,
+                     char *body, size_t body_len) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", daemon_proc.url, id);
+  const char *headers[] = {header, NULL};
+  struct http_response response;
+  http_request(NULL, url, headers, &response);
+  long status = response.status;
+  if (!http_header(&response, "Cache-Status", cache_status, len))
+    cache_status[0] = '\0';
+  if (body)
+    snprintf(body, body_len, "%s", response.body ? response.body : "");
+  http_response_free(&response);
+  return status;
+}
+
+Test(client_directives, only_if_cached_never_goes_upstream, .fini = stop_all, .timeout = 60) {
+  struct daemon_options options = {.ttl = 1, .extra_cache = "stale_while_revalidate = 60\n"};
+  start_with(&options);
+  char cs[256], body[2048];
+  cr_expect_eq(get_with(ID, "Cache-Control: only-if-cached", cs, sizeof(cs), body, sizeof(body)), 504);
+  cr_expect(strstr(body, "\"code\":\"not_cached\"") != NULL, "%s", body);
+  cr_expect_eq(fake_count(&fake, ID), 0, "only-if-cached went upstream");
+  prime(ID);
+  cr_expect_eq(get_with(ID, "Cache-Control: only-if-cached", cs, sizeof(cs), NULL, 0), 200);
+  cr_expect(strncmp(cs, "flipcached; hit; ttl=", 21) == 0, "%s", cs);
+  pause_ms(2100); /* stale now, within stale_while_revalidate */
+  cr_expect_eq(get_with(ID, "Cache-Control: only-if-cached", cs, sizeof(cs), NULL, 0), 200);
+  cr_expect(strncmp(cs, "flipcached; hit; ttl=-", 22) == 0, "a stale copy: %s", cs);
+  pause_ms(200);
+  cr_expect_eq(fake_count(&fake, ID), 1, "not even a background refresh");
+}
+
+Test(client_directives, max_age_and_no_cache_fetch_a_newer_copy, .fini = stop_all, .timeout = 60) {
+  start_with(NULL); /* ttl 300 */
+  prime(ID);
+  char cs[256];
+  cr_expect_eq(get_with(ID, "Cache-Control: max-age=3600", cs, sizeof(cs), NULL, 0), 200);
+  cr_expect(strncmp(cs, "flipcached; hit", 15) == 0, "young enough: %s", cs);
+  pause_ms(1100);
+  cr_expect_eq(get_with(ID, "Cache-Control: max-age=0", cs, sizeof(cs), NULL, 0), 200);
+  cr_expect(strstr(cs, "stored") != NULL, "fetched again: %s", cs);
+  cr_expect_eq(fake_count(&fake, ID), 2);
+  cr_expect_eq(get_with(ID, "Cache-Control: no-cache", cs, sizeof(cs), NULL, 0), 200);
+  cr_expect_eq(fake_count(&fake, ID), 3, "no-cache is max-age=0");
+  cr_expect_eq(get_with(ID, "Cache-Control: private, no-store", cs, sizeof(cs), NULL, 0), 200);
+  cr_expect(strncmp(cs, "flipcached; hit", 15) == 0, "other directives are ignored: %s", cs);
+  cr_expect_eq(fake_count(&fake, ID), 3);
+}

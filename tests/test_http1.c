@@ -212,3 +212,32 @@ Test(http1, host_origin_and_sec_fetch_site_are_captured_for_the_access_rules) {
   cr_expect(req.origin_count == 0 && req.fetch_site_count == 0);
   free(buf);
 }
+
+/* The client's Cache-Control directives (RFC 9111 5.2.1): only-if-cached, max-age, no-cache. */
+Test(http1, cache_control_directives_are_read_and_the_rest_ignored) {
+  const struct {
+    const char *fields;
+    bool only_if_cached;
+    long max_age;
+  } cases[] = {
+    {"", false, -1},
+    {"Cache-Control: max-age=30\r\n", false, 30},
+    {"Cache-Control: MAX-AGE=\"5\", only-if-cached\r\n", true, 5},
+    {"Cache-Control: no-cache\r\n", false, 0},
+    {"Cache-Control: max-age=60\r\ncache-control: max-age=10\r\n", false, 10},
+    {"Cache-Control: no-store, private, max-stale=5\r\n", false, -1},
+    {"Cache-Control: max-age=abc, max-age=\r\n", false, -1},
+    {"Cache-Control: only-if-cached\r\n", true, -1},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char text[512];
+    snprintf(text, sizeof(text), "GET / HTTP/1.1\r\nHost: localhost\r\n%s\r\n", cases[i].fields);
+    struct http1_request req;
+    int status;
+    char *buf;
+    cr_assert_eq(parse(text, strlen(text), &req, &status, &buf), HTTP1_COMPLETE, "%s", text);
+    cr_expect_eq(req.only_if_cached, cases[i].only_if_cached, "%s", cases[i].fields);
+    cr_expect_eq(req.max_age, cases[i].max_age, "%s", cases[i].fields);
+    free(buf);
+  }
+}
