@@ -18,6 +18,20 @@ static void quiet_stdout(void) {
     dup2(devnull, STDOUT_FILENO);
 }
 
+/* Whether something accepts connections on 127.0.0.1:port within timeout_ms (a server just
+ * started in a child). */
+static bool listening_within(int port, long timeout_ms) {
+  for (long waited = 0; waited < timeout_ms; waited += 10) {
+    int fd = raw_connect_quietly(port);
+    if (fd >= 0) {
+      close(fd);
+      return true;
+    }
+    pause_ms(10);
+  }
+  return false;
+}
+
 #define EC_KEY "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
 
 static void openssl(const char *dir, const char *command) {
@@ -93,15 +107,8 @@ void nginx_start(struct nginx *nginx, const char *dir, const char *certificate,
     _exit(127);
   }
   nginx->pid = pid;
-  for (int i = 0; i < 200; i++) {
-    int fd = raw_connect_quietly(nginx->port);
-    if (fd >= 0) {
-      close(fd);
-      return;
-    }
-    pause_ms(20);
-  }
-  cr_assert_fail("nginx did not start on port %d (see %s/nginx-error.log)", nginx->port, dir);
+  cr_assert(listening_within(nginx->port, 4000), "nginx did not start on port %d (see %s/nginx-error.log)",
+            nginx->port, dir);
 }
 
 void nginx_stop(struct nginx *nginx) {
@@ -151,15 +158,7 @@ void connect_proxy_start(struct connect_proxy *proxy, const char *dir) {
     _exit(127);
   }
   proxy->pid = pid;
-  for (int i = 0; i < 200; i++) {
-    int fd = raw_connect_quietly(proxy->port);
-    if (fd >= 0) {
-      close(fd);
-      return;
-    }
-    pause_ms(10);
-  }
-  cr_assert_fail("the CONNECT proxy did not start");
+  cr_assert(listening_within(proxy->port, 2000), "the CONNECT proxy did not start");
 }
 
 void connect_proxy_stop(struct connect_proxy *proxy) {
