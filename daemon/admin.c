@@ -1,8 +1,9 @@
 /* admin: the /cache routes (when [server] admin = yes). They read and delete the cache only and
- * never contact the upstream. A delete also wins over a fetch of that id in progress: the fetch
+ * never contact the upstream, but for POST /cache/warm, which starts a warm-up run (warm.h). A delete also wins over a fetch of that id in progress: the fetch
  * answers its waiters but stores nothing (cache.h says what becomes of the deleted bytes).
  * Only peers with ACCESS_ADMIN reach them (front.c); every delete is logged with who did it. */
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,8 @@
 #include "peer.h"
 #include "record.h"
 #include "render.h"
+#include "route.h"
+#include "warm.h"
 
 static void reply_json(struct client_request *request, int status, json_object *root) {
   const char *text = root ? json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN) : NULL;
@@ -47,6 +50,25 @@ static const char *state_name(const struct cache_record *record, int64_t now,
   return "expired";
 }
 
+/* What the admin routes say of one entry (never its body). */
+static json_object *entry_json(const char *enrollment_id, const struct cache_record *record,
+                               size_t record_bytes, const struct config *cfg, int64_t now) {
+  json_object *root = json_object_new_object();
+  if (!root)
+    return NULL;
+  json_object_object_add(root, "id", json_object_new_string(enrollment_id));
+  json_object_object_add(root, "state", json_object_new_string(state_name(record, now, cfg)));
+  json_object_object_add(root, "upstream_status", json_object_new_int(record->upstream_status));
+  add_time(root, "fetched_at", record->fetched_at);
+  add_time(root, "fresh_until", record->fresh_until);
+  add_time(root, "stale_until", record->stale_until);
+  json_object_object_add(root, "age_seconds", json_object_new_int64(record_age(record, now)));
+  json_object_object_add(root, "ttl_seconds", json_object_new_int64(record_ttl_left(record, now)));
+  json_object_object_add(root, "body_bytes", json_object_new_int64(record->body_len));
+  json_object_object_add(root, "record_bytes", json_object_new_int64((int64_t)record_bytes));
+  return root;
+}
+
 void admin_cache_inspect(struct client_request *request, const char *enrollment_id, void *arg) {
   struct flipcached *daemon = arg;
   struct cache_entry entry;
@@ -59,26 +81,84 @@ void admin_cache_inspect(struct client_request *request, const char *enrollment_
     front_reply_error(request, API_ERROR_NOT_FOUND, NULL, -1, NULL);
     return;
   }
-  const struct cache_record *record = &entry.record;
-  int64_t now = record_wall_now();
-  json_object *root = json_object_new_object();
-  if (root) {
-    json_object_object_add(root, "id", json_object_new_string(enrollment_id));
-    json_object_object_add(root, "state",
-                           json_object_new_string(state_name(record, now, &daemon->cfg)));
-    json_object_object_add(root, "upstream_status", json_object_new_int(record->upstream_status));
-    add_time(root, "fetched_at", record->fetched_at);
-    add_time(root, "fresh_until", record->fresh_until);
-    add_time(root, "stale_until", record->stale_until);
-    json_object_object_add(root, "age_seconds", json_object_new_int64(record_age(record, now)));
-    json_object_object_add(root, "ttl_seconds", json_object_new_int64(record_ttl_left(record, now)));
-    json_object_object_add(root, "body_bytes", json_object_new_int64(record->body_len));
-    json_object_object_add(root, "record_bytes", json_object_new_int64((int64_t)entry.copy_len));
+  json_object *root = entry_json(enrollment_id, &entry.record, entry.copy_len, &daemon->cfg,
+                                 record_wall_now());
+  if (root)
     json_object_object_add(root, "fetch_in_progress",
                            json_object_new_boolean(inflight_find(daemon->inflight, enrollment_id) != NULL));
-  }
   cache_entry_release(&entry);
   reply_json(request, 200, root);
+}
+
+struct page_builder {
+  json_object *entries;
+  const struct config *cfg;
+  int64_t now;
+  char last[UUID_TEXT_LEN + 1];
+};
+
+static void add_listed(const char *enrollment_id, const struct cache_record *record,
+                       size_t record_bytes, void *arg) {
+  struct page_builder *page = arg;
+  json_object *entry = entry_json(enrollment_id, record, record_bytes, page->cfg, page->now);
+  if (entry)
+    json_object_array_add(page->entries, entry);
+  memcpy(page->last, enrollment_id, sizeof(page->last));
+}
+
+void admin_cache_list(struct client_request *request, const char *query, void *arg) {
+  struct flipcached *daemon = arg;
+  struct cache_page page;
+  if (route_parse_cache_page(query, &page)) {
+    front_reply_error(request, API_ERROR_BAD_PAGE, NULL, -1, NULL);
+    return;
+  }
+  struct page_builder builder = {.entries = json_object_new_array(), .cfg = &daemon->cfg,
+                                 .now = record_wall_now()};
+  json_object *root = json_object_new_object();
+  bool more = false;
+  long listed = builder.entries ? cache_list(daemon->cache, page.after, page.limit, add_listed,
+                                             &builder, &more)
+                                : -1;
+  if (listed < 0 || !root) {
+    json_object_put(builder.entries);
+    json_object_put(root);
+    front_reply_empty(request, 500);
+    return;
+  }
+  json_object_object_add(root, "entries", builder.entries);
+  json_object_object_add(root, "count", json_object_new_int64(listed));
+  if (more && listed > 0) {
+    char next[96];
+    snprintf(next, sizeof(next), "/cache?after=%s&limit=%u", builder.last, page.limit);
+    json_object_object_add(root, "next_after", json_object_new_string(builder.last));
+    json_object_object_add(root, "next", json_object_new_string(next));
+  } else {
+    json_object_object_add(root, "next_after", NULL);
+    json_object_object_add(root, "next", NULL);
+  }
+  reply_json(request, 200, root);
+}
+
+void admin_cache_warm(struct client_request *request, void *arg) {
+  struct flipcached *daemon = arg;
+  char who[PEER_TEXT_MAX];
+  peer_text(front_request_peer(request), who);
+  enum warm_start started = warm_run_now(daemon->warm);
+  if (started == WARM_NOT_CONFIGURED) {
+    front_reply_error(request, API_ERROR_WARM_NOT_CONFIGURED, NULL, -1, NULL);
+    return;
+  }
+  if (started == WARM_STARTED)
+    log_info("admin: warm-up run started (by %s)", who);
+  json_object *root = json_object_new_object();
+  if (root) {
+    json_object_object_add(root, "started", json_object_new_boolean(started == WARM_STARTED));
+    json_object_object_add(root, "running", json_object_new_boolean(1));
+    json_object_object_add(root, "programs",
+                           json_object_new_int64(warm_program_count(daemon->warm)));
+  }
+  reply_json(request, 202, root);
 }
 
 void admin_cache_delete(struct client_request *request, const char *enrollment_id, void *arg) {
@@ -89,6 +169,7 @@ void admin_cache_delete(struct client_request *request, const char *enrollment_i
   struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
   if (fetch)
     fetch->store_forbidden = true;
+  warm_forbid_stores(daemon->warm);
   if (cache_delete(daemon->cache, enrollment_id, &found, err, sizeof(err)) != 0) {
     log_error("admin: purging %s for %s failed: %s", enrollment_id, who, err);
     front_reply_empty(request, 500);
@@ -114,6 +195,7 @@ void admin_cache_purge(struct client_request *request, void *arg) {
   char err[256], who[PEER_TEXT_MAX];
   peer_text(front_request_peer(request), who);
   inflight_forbid_stores(daemon->inflight);
+  warm_forbid_stores(daemon->warm);
   if (cache_purge_all(daemon->cache, &removed, err, sizeof(err)) != 0) {
     log_error("admin: purging the cache for %s failed: %s", who, err);
     front_reply_empty(request, 500);

@@ -606,6 +606,61 @@ void cache_entry_release(struct cache_entry *entry) {
   memset(entry, 0, sizeof(*entry));
 }
 
+/* One page of GET /cache: the ids stored after `after`, in key order, each with its record. */
+long cache_list(struct cache *cache, const char *after, size_t limit, cache_list_fn fn, void *arg,
+                bool *more) {
+  *more = false;
+  if (!cache->env)
+    return -1;
+  int rc = mdb_txn_renew(cache->read_txn);
+  if (rc != 0) {
+    log_error("cache: mdb_txn_renew: %s", mdb_strerror(rc));
+    return -1;
+  }
+  MDB_cursor *cursor;
+  rc = mdb_cursor_open(cache->read_txn, cache->ids, &cursor);
+  if (rc != 0) {
+    mdb_txn_reset(cache->read_txn);
+    return -1;
+  }
+  char after_bytes[UUID_TEXT_LEN];
+  MDB_val key, seq_value;
+  if (after[0]) {
+    key = id_key_of(after, after_bytes);
+    rc = mdb_cursor_get(cursor, &key, &seq_value, MDB_SET_RANGE);
+    if (rc == 0 && key.mv_size == UUID_TEXT_LEN && memcmp(key.mv_data, after, UUID_TEXT_LEN) == 0)
+      rc = mdb_cursor_get(cursor, &key, &seq_value, MDB_NEXT);
+  } else {
+    rc = mdb_cursor_get(cursor, &key, &seq_value, MDB_FIRST);
+  }
+  long listed = 0;
+  size_t examined = 0; /* bounded even if many records are damaged and skipped */
+  for (; rc == 0 && (size_t)listed < limit && examined++ < 4 * limit;
+       rc = mdb_cursor_get(cursor, &key, &seq_value, MDB_NEXT)) {
+    char id[UUID_TEXT_LEN + 1];
+    if (key.mv_size != UUID_TEXT_LEN || seq_value.mv_size != SEQ_LEN)
+      continue; /* not one of ours: never listed */
+    memcpy(id, key.mv_data, UUID_TEXT_LEN);
+    id[UUID_TEXT_LEN] = '\0';
+    MDB_val record_key = {.mv_size = SEQ_LEN, .mv_data = seq_value.mv_data}, value;
+    struct cache_record record;
+    if (mdb_get(cache->read_txn, cache->records, &record_key, &value) != 0 ||
+        value.mv_size < VALUE_ID_LEN || memcmp(value.mv_data, id, UUID_TEXT_LEN) != 0 ||
+        record_decode((const unsigned char *)value.mv_data + VALUE_ID_LEN,
+                      value.mv_size - VALUE_ID_LEN, &record) != RECORD_OK)
+      continue; /* lookups ignore it too; the next fetch of the id replaces it */
+    fn(id, &record, value.mv_size - VALUE_ID_LEN, arg);
+    listed++;
+  }
+  *more = rc == 0;
+  bool failed = rc != 0 && rc != MDB_NOTFOUND;
+  if (failed)
+    log_error("cache: listing: %s", mdb_strerror(rc));
+  mdb_cursor_close(cursor);
+  mdb_txn_reset(cache->read_txn);
+  return failed ? -1 : listed;
+}
+
 /* --- writing ------------------------------------------------------------------------------------ */
 
 /* Pages of every tree (the freelist's included) and the two meta pages: what the map holds that

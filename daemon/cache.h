@@ -99,6 +99,17 @@ void cache_entry_release(struct cache_entry *entry);
 enum cache_lookup cache_get_borrowed(struct cache *cache, const char *enrollment_id,
                                      struct cache_entry *entry);
 
+/* One listed entry: its id and record (the body is not to be read: it is not the page's concern).
+ * Valid during the call only; fn must not call the cache. */
+typedef void (*cache_list_fn)(const char *enrollment_id, const struct cache_record *record,
+                              size_t record_bytes, void *arg);
+/* A page of entries in id order: fn for at most limit of them, the first after `after` ("": from
+ * the first id), in one read transaction. A page costs what its entries cost (a cursor seek and
+ * one read each), whatever the size of the cache. Returns how many were listed, with *more set
+ * when entries follow; -1 when the cache is unavailable or failed. */
+long cache_list(struct cache *cache, const char *after, size_t limit, cache_list_fn fn, void *arg,
+                bool *more);
+
 enum cache_put_result {
   CACHE_STORED,
   CACHE_SKIPPED_FULL, /* the map was full: not stored, counted, and room is being made */

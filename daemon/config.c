@@ -28,6 +28,7 @@ enum key_type {
   KEY_HOSTS,     /* space-separated host names or address literals (struct name_list) */
   KEY_ORIGINS,   /* space-separated http(s) origins (struct name_list) */
   KEY_GROUP_OR_EMPTY, /* one group name or gid, or empty (struct id_list of at most one) */
+  KEY_PROGRAMS,  /* space-separated program ids (struct program_list) */
 };
 
 struct config_key {
@@ -84,6 +85,8 @@ static const struct config_key KEYS[] = {
   {"cache", "negative_ttl", KEY_UINT, FIELD(negative_ttl), 0, YEAR, "30", false},
   {"cache", "sweep_interval", KEY_UINT, FIELD(sweep_interval), 1, DAY, "60", false},
   {"cache", "refresh_ahead", KEY_SHARE, FIELD(refresh_ahead_permille), 0, 1000, "0.8", false},
+  {"warm", "program_ids", KEY_PROGRAMS, FIELD(warm_programs), 0, 0, "", false},
+  {"warm", "interval", KEY_UINT, FIELD(warm_interval), 0, YEAR, "0", false},
   {"log", "level", KEY_LOG_LEVEL, FIELD(log_level), 0, 0, "info", false},
   {"log", "access", KEY_BOOL, FIELD(access_log), 0, 0, "no", false},
 };
@@ -340,6 +343,33 @@ static bool parse_share(const char *text, unsigned *permille) {
 /* An egress proxy: http:// or https:// (a CONNECT tunnel) or socks5h:// (names resolved by the
  * proxy), with a host and a port, nothing else. No user information: a proxy password in the
  * URL would reach the logs. */
+/* [warm] program_ids: NULL, or what is wrong (naming the id in problem). */
+static const char *parse_programs(const char *value, struct program_list *list, char *problem,
+                                  size_t problem_len) {
+  memset(list, 0, sizeof(*list));
+  for (const char *p = value; *p;) {
+    size_t len = strcspn(p, " \t");
+    if (len == 0) {
+      p++;
+      continue;
+    }
+    snprintf(problem, problem_len, "'%.*s'", (int)(len > 80 ? 80 : len), p);
+    if (list->count == CONFIG_MAX_PROGRAMS)
+      return "is one more than the 64 programs allowed";
+    if (len > CONFIG_PROGRAM_ID_MAX)
+      return "is longer than 64 characters";
+    for (size_t i = 0; i < len; i++)
+      if (!isalnum((unsigned char)p[i]) && !strchr("-._~", p[i]))
+        return "is not a program id (letters, digits, '-', '.', '_' and '~' only)";
+    for (unsigned i = 0; i < list->count; i++)
+      if (strlen(list->ids[i]) == len && memcmp(list->ids[i], p, len) == 0)
+        return "is listed twice";
+    memcpy(list->ids[list->count++], p, len);
+    p += len;
+  }
+  return NULL;
+}
+
 static const char *parse_proxy_url(const char *text, char *out, size_t out_len) {
   out[0] = '\0';
   if (!text[0])
@@ -473,6 +503,13 @@ static void set_value(struct parse_state *state, const struct config_key *key, c
   case KEY_GROUP_OR_EMPTY:
     set_access_value(state, key, field, value, line);
     return;
+  case KEY_PROGRAMS: {
+    char problem[96];
+    const char *why = parse_programs(value, (struct program_list *)field, problem, sizeof(problem));
+    if (why)
+      add_error(state, line, "%s: %s %s", key->name, problem, why);
+    return;
+  }
   }
 }
 
@@ -497,7 +534,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
     add_error(state, state->lineno, "'%s' is outside any [section]", name);
   else if (!known_section)
     add_error(state, state->lineno, "'%s' is in an unknown section [%s] (the sections are "
-              "[server], [upstream], [cache] and [log])", name, section);
+              "[server], [upstream], [cache], [warm] and [log])", name, section);
   else
     add_error(state, state->lineno, "unknown key '%s' in section [%s]", name, section);
   return 1; /* keep going: every error is reported, not only the first */
@@ -739,6 +776,12 @@ static void value_text(const struct config_key *key, const struct config *cfg, c
     const struct name_list *list = (const struct name_list *)field;
     for (unsigned i = 0; i < list->count; i++)
       APPEND("%s%s", i ? " " : "", list->names[i]);
+    break;
+  }
+  case KEY_PROGRAMS: {
+    const struct program_list *list = (const struct program_list *)field;
+    for (unsigned i = 0; i < list->count; i++)
+      APPEND("%s%s", i ? " " : "", list->ids[i]);
     break;
   }
   default: /* the strings: paths, URLs, the client id */

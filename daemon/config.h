@@ -18,6 +18,15 @@
 #define CONFIG_MAX_LISTEN 8
 #define CONFIG_MAX_ERRORS 32
 #define CONFIG_URL_MAX 512
+#define CONFIG_MAX_PROGRAMS 64    /* [warm] program_ids */
+#define CONFIG_PROGRAM_ID_MAX 64  /* characters of one program id */
+
+/* [warm] program_ids: ids of unreserved URL characters (RFC 3986: letters, digits, "-._~"), so
+ * that each goes into the list endpoint's query as it is, never encoded. */
+struct program_list {
+  unsigned count;
+  char ids[CONFIG_MAX_PROGRAMS][CONFIG_PROGRAM_ID_MAX + 1];
+};
 
 enum listen_kind { LISTEN_TCP, LISTEN_UNIX };
 
@@ -75,6 +84,9 @@ struct config {
   unsigned sweep_interval;       /* seconds between passes of the expired-entry sweeper */
   unsigned refresh_ahead_permille; /* [cache] refresh_ahead x 1000: a hit on a 200 older than this
                                     share of its ttl starts a background refresh; 0: off */
+  /* [warm] */
+  struct program_list warm_programs; /* each run fetches GET /v1/enrollments?program_id=P */
+  unsigned warm_interval;        /* seconds from one run's start to the next; 0: once at start */
   /* [log] */
   enum log_level log_level;
   bool access_log;               /* one info line per request answered */

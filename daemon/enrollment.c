@@ -86,12 +86,12 @@ static enum api_error error_for_outcome(enum upstream_outcome outcome) {
   }
 }
 
-/* Stores a validated 200 (fresh for ttl, then the stale windows) or a 404 (fresh for
- * negative_ttl, no stale window); true when it was stored. */
-static bool store(struct flipcached *daemon, const char *enrollment_id, uint16_t upstream_status,
-                  const char *body, size_t body_len, long long now) {
+bool enrollment_store(struct flipcached *daemon, const char *enrollment_id,
+                      uint16_t upstream_status, const char *body, size_t body_len, long long now,
+                      unsigned sooner_by) {
   const struct config *cfg = &daemon->cfg;
   unsigned fresh_for = upstream_status == 200 ? cfg->ttl : cfg->negative_ttl;
+  fresh_for = sooner_by < fresh_for ? fresh_for - sooner_by : 0;
   unsigned grace = 0;
   if (upstream_status == 200)
     grace = cfg->stale_while_revalidate > cfg->stale_if_error ? cfg->stale_while_revalidate
@@ -250,7 +250,8 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
    * answered, but nothing is stored. */
   bool may_store = !fetch->store_forbidden;
   if (status == 200 && verdict == BODY_OK) {
-    bool stored = may_store && store(daemon, enrollment_id, 200, result->body, result->body_len, now);
+    bool stored = may_store && enrollment_store(daemon, enrollment_id, 200, result->body,
+                                                  result->body_len, now, 0);
     fan_out_body(daemon, fetch, 200, result->body, result->body_len, stored);
   } else if (status == 404) {
     /* The upstream's own body when it is JSON; an empty or non-JSON 404 body gets ours, so that
@@ -263,7 +264,7 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
       body = ours ? ours : "";
       len = strlen(body);
     }
-    bool stored = may_store && store(daemon, enrollment_id, 404, body, len, now);
+    bool stored = may_store && enrollment_store(daemon, enrollment_id, 404, body, len, now, 0);
     fan_out_body(daemon, fetch, 404, body, len, stored);
     free(ours);
   } else {

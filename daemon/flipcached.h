@@ -3,6 +3,8 @@
 #define FLIPCACHED_FLIPCACHED_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "config.h"
@@ -19,6 +21,7 @@ struct client_request;
 struct access_policy;
 struct peer_finder;
 struct quota;
+struct warm;
 
 struct flipcached {
   struct event_base *base;
@@ -34,6 +37,7 @@ struct flipcached {
   struct access_policy *access;   /* who may use it, built from cfg at start and each reload */
   struct peer_finder *peer_finder; /* the NETLINK_SOCK_DIAG socket; NULL: TCP peers unknown */
   struct quota *quota;            /* miss_rate_per_user's buckets */
+  struct warm *warm;              /* the warm-up from the list endpoint ([warm]) */
   struct timespec started;     /* CLOCK_MONOTONIC at start, for uptime */
   bool stopping;               /* SIGTERM or SIGINT received: /healthz answers 503 */
   long auth_rejected_status;   /* the upstream's 401/403 to the current credential, or 0 */
@@ -44,11 +48,19 @@ struct flipcached {
 
 /* Route handlers (front_routes); arg is the struct flipcached. */
 void enrollment_handle(struct client_request *request, const char *enrollment_id, void *arg);
+/* Stores a validated 200 (fresh for ttl less sooner_by seconds, then the stale windows) or a 404
+ * (fresh for negative_ttl, no stale window) fetched at `now`; true when it was stored (a full
+ * map or a failed write is counted and logged). */
+bool enrollment_store(struct flipcached *daemon, const char *enrollment_id,
+                      uint16_t upstream_status, const char *body, size_t body_len, long long now,
+                      unsigned sooner_by);
 void status_stats(struct client_request *request, void *arg);
 void status_metrics(struct client_request *request, void *arg);
 void status_healthz(struct client_request *request, void *arg);
 void admin_cache_inspect(struct client_request *request, const char *enrollment_id, void *arg);
 void admin_cache_delete(struct client_request *request, const char *enrollment_id, void *arg);
 void admin_cache_purge(struct client_request *request, void *arg);
+void admin_cache_list(struct client_request *request, const char *query, void *arg);
+void admin_cache_warm(struct client_request *request, void *arg);
 
 #endif

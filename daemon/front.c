@@ -593,6 +593,12 @@ static void dispatch(struct front *front, struct client_request *request) {
   case ROUTE_CACHE_PURGE:
     front->routes.cache_purge(request, front->routes.arg);
     return;
+  case ROUTE_CACHE_LIST:
+    front->routes.cache_list(request, match.query, front->routes.arg);
+    return;
+  case ROUTE_CACHE_WARM:
+    front->routes.cache_warm(request, front->routes.arg);
+    return;
   case ROUTE_STATS:
     front->routes.stats(request, front->routes.arg);
     return;

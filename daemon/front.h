@@ -30,6 +30,9 @@ struct front_routes {
   void (*cache_inspect)(struct client_request *request, const char *enrollment_id, void *arg);
   void (*cache_delete)(struct client_request *request, const char *enrollment_id, void *arg);
   void (*cache_purge)(struct client_request *request, void *arg);
+  /* GET /cache: query is what follows the '?' (NULL without one). */
+  void (*cache_list)(struct client_request *request, const char *query, void *arg);
+  void (*cache_warm)(struct client_request *request, void *arg);
   void *arg;
 };
 

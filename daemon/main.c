@@ -24,6 +24,7 @@
 #include "quota.h"
 #include "sd.h"
 #include "upstream.h"
+#include "warm.h"
 
 #define STOP_POLL_MS 50
 #define STATUS_INTERVAL_SECONDS 10
@@ -186,6 +187,7 @@ static void on_stop_signal(evutil_socket_t signal_number, short what, void *arg)
   log_info("%s received: stopping (%zu upstream fetch(es) in flight)",
            signal_number == SIGINT ? "SIGINT" : "SIGTERM", upstream_inflight(daemon->upstream));
   front_stop_listening(daemon->front);
+  warm_stop(daemon->warm);
   daemon->stop_poll = event_new(daemon->base, -1, EV_PERSIST, on_stop_poll, daemon);
   struct timeval interval = {.tv_sec = 0, .tv_usec = STOP_POLL_MS * 1000};
   if (!daemon->stop_poll || event_add(daemon->stop_poll, &interval) != 0) {
@@ -257,6 +259,7 @@ static void reload(struct flipcached *daemon, struct config *fresh) {
   log_set_level(daemon->cfg.log_level);
   reload_access(daemon);
   cache_set_sweep_interval(daemon->cache, daemon->cfg.sweep_interval);
+  warm_configure(daemon->warm);
   daemon->stats.reloads++;
 
   struct creds fresh_creds = {0};
@@ -370,7 +373,8 @@ int main(int argc, char **argv) {
     goto out;
   }
   daemon.inflight = inflight_table_new(INFLIGHT_MAX_WAITERS);
-  if (!daemon.inflight || start_access(&daemon) != 0 ||
+  daemon.warm = warm_new(&daemon);
+  if (!daemon.inflight || !daemon.warm || start_access(&daemon) != 0 ||
       cache_start_upkeep(daemon.cache, daemon.base, daemon.cfg.sweep_interval) != 0) {
     log_error("out of memory");
     goto out;
@@ -379,7 +383,9 @@ int main(int argc, char **argv) {
                                 .metrics = status_metrics, .healthz = status_healthz,
                                 .cache_inspect = admin_cache_inspect,
                                 .cache_delete = admin_cache_delete,
-                                .cache_purge = admin_cache_purge, .arg = &daemon};
+                                .cache_purge = admin_cache_purge,
+                                .cache_list = admin_cache_list, .cache_warm = admin_cache_warm,
+                                .arg = &daemon};
   int inherited[SD_MAX_INHERITED];
   size_t inherited_count = sd_inherited_sockets(inherited, SD_MAX_INHERITED);
   struct front_access access = {.policy = daemon.access, .peer_finder = daemon.peer_finder};
@@ -409,6 +415,7 @@ int main(int argc, char **argv) {
            (unsigned long long)(daemon.cfg.max_size >> 20), daemon.cfg.ttl);
   sd_send("READY=1");
   send_status(&daemon);
+  warm_configure(daemon.warm); /* the first run starts on the loop, after READY=1 */
 
   if (event_base_dispatch(daemon.base) < 0) {
     log_error("event loop failed");
@@ -420,6 +427,7 @@ out:
   /* Reverse order of acquisition. Aborting the upstream first answers every waiting request, so
    * that no request is left unanswered when the front end is freed. */
   upstream_free(daemon.upstream);
+  warm_free(daemon.warm);
   inflight_table_free(daemon.inflight);
   front_free(daemon.front);
   quota_free(daemon.quota);

@@ -75,6 +75,11 @@ static const struct api_error_text API_ERRORS[] = {
   [API_ERROR_NOT_CACHED] = {"not_cached", 504, {"header", "cache-control"},
                             "Cache-Control: only-if-cached, and no usable copy is cached",
                             "not_cached"},
+  [API_ERROR_WARM_NOT_CONFIGURED] = {"not_configured", 409, {"config", "program_ids"},
+                                     "No [warm] program_ids are configured", "not_configured"},
+  [API_ERROR_BAD_PAGE] = {"bad_request", 400, {"query", NULL},
+                          "Paging takes after=ID (an enrollment id) and limit=N (1 to 1000)",
+                          "bad_request"},
 };
 
 const char *api_error_code(enum api_error error) { return API_ERRORS[error].code; }

@@ -36,6 +36,8 @@ enum api_error {
   API_ERROR_MISDIRECTED,         /* 421: a Host that is not this daemon's */
   API_ERROR_CLIENT_RATE_LIMITED, /* 429: the user's miss_rate_per_user is spent; Retry-After */
   API_ERROR_NOT_CACHED,          /* 504: only-if-cached, and no usable copy is cached */
+  API_ERROR_WARM_NOT_CONFIGURED, /* 409: POST /cache/warm without [warm] program_ids */
+  API_ERROR_BAD_PAGE,            /* 400 (code bad_request): GET /cache's after or limit */
 };
 
 /* The `code` of the error body, e.g. "invalid_id". */

@@ -1,5 +1,6 @@
 #include "route.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const char ENROLLMENT_PREFIX[] = "/v1/enrollments/";
@@ -110,7 +111,17 @@ enum route_kind route_match(const char *target, enum route_method method, struct
     out->admin = true;
     if (method == ROUTE_METHOD_DELETE)
       return out->kind = ROUTE_CACHE_PURGE;
-    return not_allowed(out, "DELETE");
+    if (method == ROUTE_METHOD_GET) {
+      out->query = target[path_len] == '?' ? target + path_len + 1 : NULL;
+      return out->kind = ROUTE_CACHE_LIST;
+    }
+    return not_allowed(out, "GET, DELETE");
+  }
+  if (path_is(target, path_len, "/cache/warm")) {
+    out->admin = true;
+    if (method == ROUTE_METHOD_POST)
+      return out->kind = ROUTE_CACHE_WARM;
+    return not_allowed(out, "POST");
   }
   if (path_is(target, path_len, "/stats"))
     return get_or_head(method, out, ROUTE_STATS);
@@ -119,4 +130,42 @@ enum route_kind route_match(const char *target, enum route_method method, struct
   if (path_is(target, path_len, "/healthz"))
     return get_or_head(method, out, ROUTE_HEALTHZ);
   return out->kind;
+}
+
+const char *route_parse_cache_page(const char *query, struct cache_page *page) {
+  page->after[0] = '\0';
+  page->limit = ROUTE_PAGE_DEFAULT_LIMIT;
+  bool seen_after = false, seen_limit = false;
+  for (const char *p = query; p && *p;) {
+    size_t len = strcspn(p, "&");
+    const char *value = memchr(p, '=', len);
+    size_t name_len = value ? (size_t)(value - p) : len;
+    size_t value_len = value ? len - name_len - 1 : 0;
+    if (value)
+      value++;
+    if (name_len == 5 && memcmp(p, "after", 5) == 0) {
+      if (seen_after)
+        return "after is given twice";
+      seen_after = true;
+      if (!value || !uuid_canonicalize(value, value_len, page->after))
+        return "after is not an enrollment id (a UUID)";
+    } else if (name_len == 5 && memcmp(p, "limit", 5) == 0) {
+      if (seen_limit)
+        return "limit is given twice";
+      seen_limit = true;
+      unsigned long number = 0;
+      for (size_t i = 0; value && i < value_len && number <= ROUTE_PAGE_MAX_LIMIT; i++)
+        number = value[i] >= '0' && value[i] <= '9' ? number * 10 + (unsigned long)(value[i] - '0')
+                                                   : ROUTE_PAGE_MAX_LIMIT + 1;
+      if (!value || value_len == 0 || number == 0 || number > ROUTE_PAGE_MAX_LIMIT)
+        return "limit is not a whole number from 1 to 1000";
+      page->limit = (unsigned)number;
+    } else if (len > 0) {
+      return "unknown parameter (only after and limit)";
+    }
+    p += len;
+    if (*p == '&')
+      p++;
+  }
+  return NULL;
 }

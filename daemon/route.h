@@ -32,6 +32,8 @@ enum route_kind {
   ROUTE_CACHE_INSPECT,      /* GET /cache/enrollments/{uuid} (admin); `enrollment_id` is set */
   ROUTE_CACHE_DELETE,       /* DELETE /cache/enrollments/{uuid} (admin); `enrollment_id` is set */
   ROUTE_CACHE_PURGE,        /* DELETE /cache (admin) */
+  ROUTE_CACHE_LIST,         /* GET /cache (admin): a page of entries; `query` is set */
+  ROUTE_CACHE_WARM,         /* POST /cache/warm (admin): a warm-up run now */
 };
 
 struct route_match {
@@ -39,11 +41,23 @@ struct route_match {
   bool admin;                              /* an admin route (/cache...), whatever the kind */
   const char *allow;                       /* for ROUTE_METHOD_NOT_ALLOWED: the Allow header value */
   char enrollment_id[UUID_TEXT_LEN + 1];   /* for routes with an id: lower case, NUL-terminated */
+  const char *query;                       /* for ROUTE_CACHE_LIST: after the '?', or NULL */
 };
 
-/* Matches `target` (the request-target exactly as received; a query string is ignored and never
- * forwarded). Always fills `out`; returns out->kind. */
+/* Matches `target` (the request-target exactly as received; a query string is ignored, but for
+ * GET /cache's paging, and never forwarded). Always fills `out`; returns out->kind. */
 enum route_kind route_match(const char *target, enum route_method method, struct route_match *out);
+
+/* GET /cache's page: ?after=ID&limit=N, both optional, in any order, each at most once. */
+#define ROUTE_PAGE_DEFAULT_LIMIT 100
+#define ROUTE_PAGE_MAX_LIMIT 1000
+struct cache_page {
+  char after[UUID_TEXT_LEN + 1]; /* the ids listed start after this one (canonical); "" from the first */
+  unsigned limit;                /* 1 to ROUTE_PAGE_MAX_LIMIT entries */
+};
+/* Parses query (NULL or empty: the first page of ROUTE_PAGE_DEFAULT_LIMIT). NULL when valid,
+ * else what is wrong (a fixed text). */
+const char *route_parse_cache_page(const char *query, struct cache_page *page);
 
 /* Writes the canonical (lower-case) form of the UUID in text[0..len) to out and returns true, or
  * returns false when it is not exactly 8-4-4-4-12 hex digits. out needs UUID_TEXT_LEN + 1 bytes. */

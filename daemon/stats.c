@@ -57,6 +57,9 @@ static const struct stat_field FIELDS[] = {
   COUNTER(refused_not_allowed, "Enrollment requests refused 403: the peer is not in the allow lists"),
   COUNTER(refused_not_admin, "Admin requests refused 403: the peer is not in the admin lists"),
   COUNTER(refused_miss_quota, "Misses refused 429: the user's miss_rate_per_user was spent"),
+  COUNTER(warm_runs, "Warm-up runs started"),
+  COUNTER(warm_stored, "Entries stored from the list endpoint by the warm-up"),
+  COUNTER(warm_failures, "Program lists the warm-up could not ask for, fetch, or accept"),
   GAUGE(uptime_seconds, "Seconds since start"),
   GAUGE(inflight, "Upstream fetches in progress"),
   GAUGE(breaker_state, "Upstream circuit breaker: 0 closed, 1 open, 2 half-open"),
@@ -69,6 +72,7 @@ static const struct stat_field FIELDS[] = {
   GAUGE(cache_set_aside, "1 while a damaged cache file is kept for a post-mortem"),
   GAUGE(cache_unavailable, "1 while the cache cannot be opened and every request goes upstream"),
   GAUGE(credential_rejected, "1 while the upstream rejects the daemon's credential"),
+  GAUGE(warm_running, "1 while a warm-up run is in progress"),
 };
 #define FIELD_COUNT (sizeof(FIELDS) / sizeof(FIELDS[0]))
 

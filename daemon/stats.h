@@ -60,6 +60,9 @@ struct stats {
   uint64_t refused_not_allowed;  /* 403: the enrollment route, a peer not in the allow lists */
   uint64_t refused_not_admin;    /* 403: an admin route, a peer not in the admin lists */
   uint64_t refused_miss_quota;   /* 429: a miss beyond the user's miss_rate_per_user */
+  uint64_t warm_runs;            /* warm-up runs started (warm.h) */
+  uint64_t warm_stored;          /* entries stored from the list endpoint */
+  uint64_t warm_failures;        /* program lists not asked for, failed, or refused whole */
   /* Upstream fetch durations (retries included), for /metrics: counts per bucket (not
    * cumulative; the renderer accumulates), their number and their sum. */
   uint64_t upstream_latency_bucket[STATS_LATENCY_BUCKETS + 1];
@@ -94,6 +97,7 @@ struct stats_gauges {
   uint64_t cache_set_aside;   /* 1 while a damaged cache file is kept for a post-mortem */
   uint64_t cache_unavailable; /* 1 while the cache cannot be opened (everything goes upstream) */
   uint64_t credential_rejected; /* 1 while the upstream rejects the daemon's credential */
+  uint64_t warm_running;      /* 1 while a warm-up run is in progress */
 };
 
 /* malloc'd NUL-terminated texts, or NULL when out of memory. */

@@ -8,6 +8,7 @@
 #include "flipcached.h"
 #include "front.h"
 #include "upstream.h"
+#include "warm.h"
 
 static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges) {
   struct timespec now;
@@ -24,6 +25,7 @@ static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges
   gauges->cache_set_aside = cache_set_aside_file(daemon->cache) != NULL;
   gauges->cache_unavailable = cache_unavailable(daemon->cache) != NULL;
   gauges->credential_rejected = daemon->auth_rejected_status != 0;
+  gauges->warm_running = daemon->warm && warm_running(daemon->warm);
 }
 
 static void reply_text(struct client_request *request, int status, const char *content_type,

@@ -104,7 +104,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
 static size_t on_body(char *data, size_t size, size_t count, void *arg) {
   struct transfer *transfer = arg;
   size_t len = size * count;
-  if (transfer->body_len + len > UPSTREAM_MAX_BODY) {
+  if (transfer->body_len + len > transfer->max_body) {
     transfer->body_too_large = true;
     return 0; /* makes libcurl fail the transfer with CURLE_WRITE_ERROR: nothing more is buffered */
   }
@@ -112,6 +112,8 @@ static size_t on_body(char *data, size_t size, size_t count, void *arg) {
     size_t cap = transfer->body_cap ? transfer->body_cap : 4096;
     while (cap < transfer->body_len + len)
       cap *= 2;
+    if (cap > transfer->max_body)
+      cap = transfer->max_body; /* a list's buffer never grows past its limit */
     char *grown = realloc(transfer->body, cap);
     if (!grown)
       return 0;
@@ -262,6 +264,7 @@ struct transfer *transfer_new(struct upstream *upstream, enum transfer_kind kind
   transfer->upstream = upstream;
   transfer->kind = kind;
   transfer->retry_after_seconds = -1;
+  transfer->max_body = UPSTREAM_MAX_BODY;
   snprintf(transfer->url, sizeof(transfer->url), "%s", url);
   transfer->easy = curl_easy_init();
   CURL *easy = transfer->easy;
@@ -564,6 +567,7 @@ struct upstream_result transfer_result(struct transfer *transfer, CURLcode code)
     curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &result.http_status);
     result.body = transfer->body ? transfer->body : "";
     result.body_len = transfer->body_len;
+    result.body_owner = transfer->body ? &transfer->body : NULL;
     result.error_text = "";
     return result;
   }
@@ -710,8 +714,11 @@ long upstream_paused_seconds(const struct upstream *upstream) {
   return breaker_paused_seconds(&upstream->breaker, upstream_monotonic_ms());
 }
 
-enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
-                                              upstream_done_fn done, void *arg) {
+/* Starts GET url for done(arg), taking one of max_fetches and asking the breaker first; `what`
+ * names it in log lines. */
+static enum upstream_start start_api_get(struct upstream *upstream, const char *url,
+                                         const char *what, size_t max_body, upstream_done_fn done,
+                                         void *arg) {
   if (upstream->fetches >= upstream->cfg->max_fetches) {
     upstream->stats->fetches_refused++;
     return UPSTREAM_OVERLOADED;
@@ -725,18 +732,17 @@ enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const c
   bool probe = admission == BREAKER_ADMIT_PROBE;
   if (probe)
     log_info("upstream: circuit half-open; one probe request goes through");
-  char url[CONFIG_URL_MAX + 64];
-  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", upstream->cfg->base_url, enrollment_id);
   struct transfer *transfer = transfer_new(upstream, TRANSFER_ENROLLMENT, url);
   if (!transfer) {
     if (probe)
       breaker_probe_abandoned(&upstream->breaker);
-    log_error("upstream: could not set up a transfer for %s", enrollment_id);
+    log_error("upstream: could not set up a transfer for %s", what);
     return UPSTREAM_START_FAILED;
   }
   transfer->breaker_probe = probe;
+  transfer->max_body = max_body;
   if (!transfer_launch(upstream, transfer)) {
-    log_error("upstream: could not start a transfer for %s", enrollment_id);
+    log_error("upstream: could not start a transfer for %s", what);
     if (probe)
       breaker_probe_abandoned(&upstream->breaker);
     unlink_transfer(upstream, transfer);
@@ -747,6 +753,23 @@ enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const c
   transfer->done = done;
   transfer->arg = arg;
   return UPSTREAM_STARTED;
+}
+
+enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
+                                              upstream_done_fn done, void *arg) {
+  char url[CONFIG_URL_MAX + 64];
+  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", upstream->cfg->base_url, enrollment_id);
+  return start_api_get(upstream, url, enrollment_id, UPSTREAM_MAX_BODY, done, arg);
+}
+
+enum upstream_start upstream_fetch_program(struct upstream *upstream, const char *program_id,
+                                           upstream_done_fn done, void *arg) {
+  char url[CONFIG_URL_MAX + 64];
+  snprintf(url, sizeof(url), "%s/v1/enrollments?program_id=%s", upstream->cfg->base_url,
+           program_id);
+  char what[CONFIG_PROGRAM_ID_MAX + 16];
+  snprintf(what, sizeof(what), "program %s", program_id);
+  return start_api_get(upstream, url, what, UPSTREAM_MAX_LIST_BODY, done, arg);
 }
 
 size_t upstream_inflight(const struct upstream *upstream) { return upstream->inflight; }

@@ -23,6 +23,7 @@ struct stats;
 struct upstream;
 
 #define UPSTREAM_MAX_BODY (4u * 1024u * 1024u) /* an enrollment is ~1 KB; more is refused */
+#define UPSTREAM_MAX_LIST_BODY (64u * 1024u * 1024u) /* a program's list: ~50,000 enrollments */
 #define UPSTREAM_LOW_SPEED_BYTES 1024          /* per second, see low_speed_seconds() */
 
 enum upstream_outcome {
@@ -41,6 +42,8 @@ struct upstream_result {
   long http_status;          /* with UPSTREAM_RESPONSE */
   const char *body;          /* with UPSTREAM_RESPONSE; valid only during the callback */
   size_t body_len;
+  char **body_owner;         /* with a non-empty body: the callback may keep it, without a copy,
+                                by taking *body_owner and setting it to NULL; it free()s it later */
   long retry_after_seconds;  /* a 429's or 503's Retry-After in seconds, or -1 */
   const char *error_text;    /* a short reason for logs, never containing a header: whose failure
                                 it was (the proxy's, TLS's with the certificate problem named, a
@@ -81,6 +84,12 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
  * within timeout_ms. */
 enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
                                               upstream_done_fn done, void *arg);
+/* Starts GET {base_url}/v1/enrollments?program_id={program_id} (the list endpoint, for the warm-up;
+ * program_id of unreserved URL characters only, config.h), exactly as an enrollment fetch: one of
+ * max_fetches, the same breaker, retries, pause, credential and timeout_ms. Its body may be up to
+ * UPSTREAM_MAX_LIST_BODY. */
+enum upstream_start upstream_fetch_program(struct upstream *upstream, const char *program_id,
+                                           upstream_done_fn done, void *arg);
 /* For a refused fetch: whole seconds until the upstream may be asked again (at least 1). */
 long upstream_retry_after(const struct upstream *upstream);
 enum breaker_state upstream_breaker_state(const struct upstream *upstream);

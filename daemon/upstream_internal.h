@@ -36,6 +36,7 @@ struct transfer {
   char url[CONFIG_URL_MAX + 64];
   char *body;
   size_t body_len, body_cap;
+  size_t max_body;            /* a longer body is cut and refused (UPSTREAM_BODY_TOO_LARGE) */
   bool body_too_large;
   bool resolving_started;     /* this attempt reached a name lookup: it had a connection slot */
   bool opened_connection;     /* this attempt made libcurl open a new connection */

@@ -22,6 +22,16 @@
  *   GET  /_fake/oauth-tokens      -> {"tokens": [...]} every access token issued
  *   POST /_fake/reset             -> counts and modes back to zero and "ok"
  *
+ * The list endpoint, GET /v1/enrollments?program_id=P (same credential check): {"enrollments":
+ * [...]}, each element the same object as GET /v1/enrollments/{id} returns. A program lists
+ * nothing until it is given enrollments:
+ *   POST /_fake/program?id=P&count=N&prefix=HHHHHHHH&mode=M&delay_ms=D
+ *        the ids are HHHHHHHH-0000-4000-8000-<i as 12 hex digits>, i from 0 to N - 1; modes:
+ *        ok, 500, garbage (not JSON), not-object (a JSON array), bad-element (the middle
+ *        element's id is not a UUID), huge (a valid list of 70 MB, past the daemon's limit)
+ *   GET  /_fake/count?program_id=P -> {"count": N}   list requests received for P
+ * List requests count in "total" and in "list_requests".
+ *
  * With --client-id and --client-secret-file it is also an OAuth2 token endpoint:
  * POST /oauth/token (Basic client authentication, grant_type=client_credentials) issues access
  * tokens, which the enrollment route then accepts besides the static key.
@@ -58,6 +68,21 @@ enum mode {
   MODE_RESET, MODE_TRUNCATED_CHUNKED, MODE_SHORT_LENGTH, MODE_GARBAGE_STATUS, MODE_NESTED,
   MODE_HUGE_JSON,
 };
+enum list_mode { LIST_OK, LIST_500, LIST_GARBAGE, LIST_NOT_OBJECT, LIST_BAD_ELEMENT, LIST_HUGE };
+static const char *const LIST_MODE_NAMES[] = {"ok", "500", "garbage", "not-object", "bad-element",
+                                              "huge"};
+#define MAX_PROGRAMS 16
+#define HUGE_LIST_COUNT 65000 /* about 70 MB: past the daemon's 64 MiB */
+
+struct program_state {
+  char id[65];
+  char prefix[9];
+  unsigned count;
+  enum list_mode mode;
+  unsigned delay_ms;
+  unsigned long requests;
+};
+
 static const char *const MODE_NAMES[] = {
   "ok", "404", "500", "401", "429", "garbage", "wrong-id", "slow", "502", "503", "redirect",
   "huge", "trickle", "reset", "truncated-chunked", "short-length", "garbage-status", "nested",
@@ -91,6 +116,9 @@ static struct {
   size_t token_count;
   unsigned long tokens_issued, token_requests_refused;
   struct id_state ids[MAX_IDS];
+  struct program_state programs[MAX_PROGRAMS];
+  size_t program_count;
+  unsigned long list_requests;
   size_t id_count;
   /* Open addressing over ids[]: index + 1, 0 for an empty slot. A linear scan cost the bench's
    * cold-miss scenario more CPU than the rest of the fake together. */
@@ -156,9 +184,9 @@ static void send_error(struct evhttp_request *req, int status, const char *code,
   send_json(req, status, body);
 }
 
-static void send_enrollment(struct evhttp_request *req, const char *id) {
-  char body[2048];
-  snprintf(body, sizeof(body),
+/* The enrollment of that id, as the reference page shapes it; returns its length. */
+static int format_enrollment(char *body, size_t size, const char *id) {
+  return snprintf(body, size,
            "{\"created_at\":\"2019-08-24T14:15:22Z\",\"devices\":[{\"attributes\":"
            "{\"battery_capacity_wh\":15000,\"battery_power_input_w\":6000,"
            "\"battery_power_output_w\":7500},\"configuration\":{\"reserve_percentage\":20},"
@@ -175,6 +203,11 @@ static void send_enrollment(struct evhttp_request *req, const char *id) {
            "\"updated_at\":\"2019-08-24T14:15:22Z\",\"zip_code\":\"88800\"},\"status\":\"ACTIVE\","
            "\"status_reason\":\"\",\"unenrolled_at\":null,\"updated_at\":\"2019-08-24T14:15:22Z\"}",
            id);
+}
+
+static void send_enrollment(struct evhttp_request *req, const char *id) {
+  char body[2048];
+  format_enrollment(body, sizeof(body), id);
   send_json(req, 200, body);
 }
 
@@ -416,6 +449,95 @@ struct delayed {
   struct event *timer;
 };
 
+static struct program_state *find_program(const char *id, bool create) {
+  for (size_t i = 0; i < fake.program_count; i++)
+    if (strcmp(fake.programs[i].id, id) == 0)
+      return &fake.programs[i];
+  if (!create || fake.program_count == MAX_PROGRAMS || strlen(id) >= sizeof(fake.programs[0].id))
+    return NULL;
+  struct program_state *program = &fake.programs[fake.program_count++];
+  memset(program, 0, sizeof(*program));
+  snprintf(program->id, sizeof(program->id), "%s", id);
+  snprintf(program->prefix, sizeof(program->prefix), "%08x", (unsigned)fake.program_count);
+  return program;
+}
+
+/* The list of a program (an unknown one lists nothing), built whole in an evbuffer. */
+static void send_list(struct evhttp_request *req, const struct program_state *program) {
+  enum list_mode mode = program ? program->mode : LIST_OK;
+  unsigned count = program ? program->count : 0;
+  if (mode == LIST_500) {
+    send_error(req, 500, "internal_error", "Internal server error");
+    return;
+  }
+  if (mode == LIST_GARBAGE) {
+    send_json(req, 200, "<html>not a list</html>");
+    return;
+  }
+  if (mode == LIST_HUGE)
+    count = HUGE_LIST_COUNT;
+  struct evbuffer *out = evbuffer_new();
+  evbuffer_add_printf(out, mode == LIST_NOT_OBJECT ? "[" : "{\"enrollments\":[");
+  char body[2048], id[ID_LEN + 1];
+  for (unsigned i = 0; i < count; i++) {
+    snprintf(id, sizeof(id), "%s-0000-4000-8000-%012x", program->prefix, i);
+    if (mode == LIST_BAD_ELEMENT && i == count / 2)
+      snprintf(id, sizeof(id), "not-a-uuid");
+    int len = format_enrollment(body, sizeof(body), id);
+    if (i)
+      evbuffer_add(out, ",", 1);
+    evbuffer_add(out, body, (size_t)len);
+  }
+  evbuffer_add_printf(out, mode == LIST_NOT_OBJECT ? "]" : "]}");
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+  evhttp_send_reply(req, 200, NULL, out);
+  evbuffer_free(out);
+}
+
+struct delayed_list {
+  struct evhttp_request *req;
+  struct program_state *program;
+  struct event *timer;
+};
+
+static void on_list_delay_done(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct delayed_list *delayed = arg;
+  send_list(delayed->req, delayed->program);
+  event_free(delayed->timer);
+  free(delayed);
+}
+
+static void answer_list(struct evhttp_request *req, const char *query) {
+  struct evkeyvalq params;
+  TAILQ_INIT(&params);
+  if (query)
+    evhttp_parse_query_str(query, &params);
+  const char *program_id = evhttp_find_header(&params, "program_id");
+  fake.list_requests++;
+  if (!program_id) {
+    send_error(req, 422, "missing_program_id", "program_id is required");
+    evhttp_clear_headers(&params);
+    return;
+  }
+  struct program_state *program = find_program(program_id, false);
+  evhttp_clear_headers(&params);
+  if (program)
+    program->requests++;
+  if (!program || program->delay_ms == 0) {
+    send_list(req, program);
+    return;
+  }
+  struct delayed_list *delayed = calloc(1, sizeof(*delayed));
+  delayed->req = req;
+  delayed->program = program;
+  delayed->timer = evtimer_new(fake.base, on_list_delay_done, delayed);
+  struct timeval tv = {.tv_sec = program->delay_ms / 1000,
+                       .tv_usec = (program->delay_ms % 1000) * 1000};
+  evtimer_add(delayed->timer, &tv);
+}
+
 static void on_delay_done(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
@@ -456,7 +578,7 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
   if (query)
     evhttp_parse_query_str(query, &params);
   const char *id = evhttp_find_header(&params, "id");
-  char body[256];
+  char body[512];
   if (strcmp(path, "/_fake/mode") == 0) {
     const char *mode_name = evhttp_find_header(&params, "mode");
     const char *delay = evhttp_find_header(&params, "delay_ms");
@@ -485,6 +607,30 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
       state->fail_times = fail_times ? (unsigned)atoi(fail_times) : 0;
       send_json(req, 200, "{\"ok\":true}");
     }
+  } else if (strcmp(path, "/_fake/program") == 0 && id) {
+    struct program_state *program = find_program(id, true);
+    const char *count = evhttp_find_header(&params, "count");
+    const char *prefix = evhttp_find_header(&params, "prefix");
+    const char *mode_name = evhttp_find_header(&params, "mode");
+    const char *delay = evhttp_find_header(&params, "delay_ms");
+    int mode = mode_name ? -1 : LIST_OK;
+    for (size_t i = 0; mode_name && i < sizeof(LIST_MODE_NAMES) / sizeof(LIST_MODE_NAMES[0]); i++)
+      if (strcmp(mode_name, LIST_MODE_NAMES[i]) == 0)
+        mode = (int)i;
+    if (!program || mode < 0 || (prefix && strlen(prefix) != 8)) {
+      send_json(req, 400, "{\"error\":\"need a known mode, an 8-digit prefix, room\"}");
+    } else {
+      program->count = count ? (unsigned)atoi(count) : program->count;
+      if (prefix)
+        snprintf(program->prefix, sizeof(program->prefix), "%s", prefix);
+      program->mode = (enum list_mode)mode;
+      program->delay_ms = delay ? (unsigned)atoi(delay) : 0;
+      send_json(req, 200, "{\"ok\":true}");
+    }
+  } else if (strcmp(path, "/_fake/count") == 0 && evhttp_find_header(&params, "program_id")) {
+    struct program_state *program = find_program(evhttp_find_header(&params, "program_id"), false);
+    snprintf(body, sizeof(body), "{\"count\":%lu}", program ? program->requests : 0);
+    send_json(req, 200, body);
   } else if (strcmp(path, "/_fake/count") == 0 && id) {
     struct id_state *state = find_id(id, false);
     snprintf(body, sizeof(body), "{\"count\":%lu}", state ? state->count : 0);
@@ -493,10 +639,10 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
     snprintf(body, sizeof(body),
              "{\"total\":%lu,\"auth_ok\":%lu,\"auth_bad\":%lu,\"cookie_seen\":%lu,"
              "\"forwarded_seen\":%lu,\"redirect_target_hits\":%lu,\"connections\":%zu,"
-             "\"tokens_issued\":%lu,\"token_requests_refused\":%lu}",
+             "\"tokens_issued\":%lu,\"token_requests_refused\":%lu,\"list_requests\":%lu}",
              fake.total, fake.auth_ok, fake.auth_bad, fake.cookie_seen, fake.forwarded_seen,
              fake.redirect_target_hits, fake.peer_count, fake.tokens_issued,
-             fake.token_requests_refused);
+             fake.token_requests_refused, fake.list_requests);
     send_json(req, 200, body);
   } else if (strcmp(path, "/_fake/redirect-target") == 0) {
     fake.redirect_target_hits++;
@@ -533,6 +679,8 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
     fake.total = fake.auth_ok = fake.auth_bad = fake.cookie_seen = fake.forwarded_seen = 0;
     fake.redirect_target_hits = 0;
     fake.peer_count = 0;
+    fake.program_count = 0;
+    fake.list_requests = 0;
     send_json(req, 200, "{\"ok\":true}");
   } else {
     send_json(req, 404, "{\"error\":\"no such control route\"}");
@@ -576,7 +724,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
     return;
   }
   static const char PREFIX[] = "/v1/enrollments/";
-  if (strncmp(path, PREFIX, sizeof(PREFIX) - 1) != 0) {
+  if (strncmp(path, PREFIX, sizeof(PREFIX) - 1) != 0 && strcmp(path, "/v1/enrollments") != 0) {
     send_error(req, 404, "not_found", "Not found");
     return;
   }
@@ -595,6 +743,10 @@ static void on_request(struct evhttp_request *req, void *arg) {
     return;
   }
   fake.auth_ok++;
+  if (strcmp(path, "/v1/enrollments") == 0) {
+    answer_list(req, query);
+    return;
+  }
   const char *id = path + sizeof(PREFIX) - 1;
   if (!is_uuid(id)) {
     send_error(req, 422, "invalid_id", "Input should be a valid UUID");

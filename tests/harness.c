@@ -233,6 +233,20 @@ long fake_count(struct fake_upstream *fake, const char *id) {
   return json_field_at(url, "count");
 }
 
+void fake_set_program(struct fake_upstream *fake, const char *program_id, unsigned count,
+                      const char *prefix, const char *mode, unsigned delay_ms) {
+  char query[200];
+  snprintf(query, sizeof(query), "/_fake/program?id=%s&count=%u&prefix=%s&mode=%s&delay_ms=%u",
+           program_id, count, prefix, mode, delay_ms);
+  fake_control(fake, query);
+}
+
+long fake_program_count(struct fake_upstream *fake, const char *program_id) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s/_fake/count?program_id=%s", fake->base_url, program_id);
+  return json_field_at(url, "count");
+}
+
 long fake_stat(struct fake_upstream *fake, const char *field) {
   char url[256];
   snprintf(url, sizeof(url), "%s/_fake/stats", fake->base_url);
@@ -280,7 +294,7 @@ void flipcached_prepare(struct flipcached_proc *proc, const struct fake_upstream
   snprintf(config, sizeof(config),
            "[server]\nlisten = 127.0.0.1:%d%s\nmiss_rate_per_user = %u\n%s\n"
            "[upstream]\nbase_url = %s\ntoken_file = %s\ntimeout_ms = %u\nconnect_timeout_ms = 1000\n%s%s\n"
-           "[cache]\npath = %s/cache\nttl = %u\nmax_size = %s\n%s\n"
+           "[cache]\npath = %s/cache\nttl = %u\nmax_size = %s\n%s\n%s"
            "[log]\nlevel = %s\n",
            proc->port, listen_unix, options->miss_rate, options->extra_server ? options->extra_server : "",
            options->base_url ? options->base_url : fake->base_url,
@@ -289,6 +303,7 @@ void flipcached_prepare(struct flipcached_proc *proc, const struct fake_upstream
            options->extra_upstream ? options->extra_upstream : "", proc->dir,
            options->ttl ? options->ttl : 300, options->max_size ? options->max_size : "16M",
            options->extra_cache ? options->extra_cache : "",
+           options->extra_sections ? options->extra_sections : "",
            options->log_level ? options->log_level : "debug");
   write_file(proc->config, config, 0644);
 }

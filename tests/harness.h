@@ -23,6 +23,7 @@ struct daemon_options {
   const char *extra_upstream; /* more lines for [upstream], or NULL */
   const char *extra_cache;    /* more lines for [cache] (not ttl, max_size), or NULL */
   const char *extra_server;   /* more lines for [server] (not listen, miss_rate_per_user), or NULL */
+  const char *extra_sections; /* whole sections appended before [log] (e.g. "[warm]\n..."), or NULL */
   unsigned miss_rate;         /* [server] miss_rate_per_user; 0: off (the daemon's default is 20,
                                  but most suites make thousands of misses) */
   const char *max_size;       /* NULL: 16M */
@@ -71,6 +72,12 @@ void fake_retry_after(struct fake_upstream *fake, unsigned seconds);
 /* From now on the fake accepts only "Bearer token". */
 void fake_expect_token(struct fake_upstream *fake, const char *token);
 long fake_count(struct fake_upstream *fake, const char *id);
+/* Gives program_id `count` enrollments, ids "prefix-0000-4000-8000-<i as 12 hex digits>", listed
+ * as `mode` (ok, 500, garbage, not-object, bad-element, huge) after delay_ms. */
+void fake_set_program(struct fake_upstream *fake, const char *program_id, unsigned count,
+                      const char *prefix, const char *mode, unsigned delay_ms);
+/* List requests the fake received for program_id. */
+long fake_program_count(struct fake_upstream *fake, const char *program_id);
 long fake_stat(struct fake_upstream *fake, const char *field);
 
 /* A random token per test, so that a leak check can search for it. */

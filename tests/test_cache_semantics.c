@@ -393,7 +393,8 @@ Test(admin, inspect_shows_the_record_without_asking_upstream, .fini = stop_all, 
   http_request("POST", url, NULL, &response);
   cr_expect_eq(response.status, 405);
   char allow[32];
-  cr_expect(http_header(&response, "Allow", allow, sizeof(allow)) && strcmp(allow, "DELETE") == 0);
+  cr_expect(http_header(&response, "Allow", allow, sizeof(allow)) && strcmp(allow, "GET, DELETE") == 0,
+            "GET /cache lists the entries (issue 15): %s", allow);
   http_response_free(&response);
 }
 

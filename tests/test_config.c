@@ -409,3 +409,41 @@ Test(config, refresh_ahead_is_a_share_from_0_to_1) {
   config_defaults(&cfg);
   cr_expect_eq(cfg.refresh_ahead_permille, 800);
 }
+
+Test(config, warm_program_ids_are_a_list_of_url_safe_ids) {
+  cr_expect_eq(config_load_string("[warm]\nprogram_ids = p-1  Prog_2\tp.3~x\ninterval = 600\n",
+                                  "t.conf", &cfg, &errors), 0);
+  dump_errors();
+  cr_assert_eq(cfg.warm_programs.count, 3);
+  cr_expect_str_eq(cfg.warm_programs.ids[0], "p-1");
+  cr_expect_str_eq(cfg.warm_programs.ids[1], "Prog_2");
+  cr_expect_str_eq(cfg.warm_programs.ids[2], "p.3~x");
+  cr_expect_eq(cfg.warm_interval, 600);
+  struct {
+    const char *value, *error;
+  } bad[] = {
+    {"a&b=c", "t.conf:2: program_ids: 'a&b=c' is not a program id"},
+    {"p%20q", "t.conf:2: program_ids: 'p%20q' is not a program id"},
+    {"p q p", "t.conf:2: program_ids: 'p' is listed twice"},
+    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+     "is longer than 64 characters"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char text[200];
+    snprintf(text, sizeof(text), "[warm]\nprogram_ids = %s\n", bad[i].value);
+    cr_expect_eq(config_load_string(text, "t.conf", &cfg, &errors), -1, "'%s' was accepted",
+                 bad[i].value);
+    cr_expect(has_error(bad[i].error), "%s: %s", bad[i].value, errors.text[0]);
+  }
+  /* 65 short ids fit on a line (of at most 198 characters): one too many. */
+  const char *names = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  char many[256] = "[warm]\nprogram_ids =";
+  for (int i = 0; names[i]; i++)
+    snprintf(many + strlen(many), sizeof(many) - strlen(many), " %c", names[i]);
+  strcat(many, " aa ab cc");
+  cr_expect_eq(config_load_string(many, "t.conf", &cfg, &errors), -1, "65 programs");
+  cr_expect(has_error("'cc' is one more than the 64 programs allowed"), "%s", errors.text[0]);
+  config_defaults(&cfg);
+  cr_expect_eq(cfg.warm_programs.count, 0, "off unless set");
+  cr_expect_eq(cfg.warm_interval, 0);
+}

@@ -80,7 +80,14 @@ ParameterizedTestParameters(route, matches_raw_targets) {
     {"/cache/enrollments/..", ROUTE_METHOD_DELETE, ROUTE_NOT_FOUND, "", ""},
     {"/cache", ROUTE_METHOD_DELETE, ROUTE_CACHE_PURGE, "", ""},
     {"/cache?all=1", ROUTE_METHOD_DELETE, ROUTE_CACHE_PURGE, "", ""},
-    {"/cache", ROUTE_METHOD_GET, ROUTE_METHOD_NOT_ALLOWED, "", "DELETE"},
+    {"/cache", ROUTE_METHOD_GET, ROUTE_CACHE_LIST, "", ""},
+    {"/cache?after=" ID "&limit=5", ROUTE_METHOD_GET, ROUTE_CACHE_LIST, "", ""},
+    {"/cache", ROUTE_METHOD_POST, ROUTE_METHOD_NOT_ALLOWED, "", "GET, DELETE"},
+    {"/cache", ROUTE_METHOD_HEAD, ROUTE_METHOD_NOT_ALLOWED, "", "GET, DELETE"},
+    {"/cache/warm", ROUTE_METHOD_POST, ROUTE_CACHE_WARM, "", ""},
+    {"/cache/warm?now=1", ROUTE_METHOD_POST, ROUTE_CACHE_WARM, "", ""},
+    {"/cache/warm", ROUTE_METHOD_GET, ROUTE_METHOD_NOT_ALLOWED, "", "POST"},
+    {"/cache/warm/", ROUTE_METHOD_POST, ROUTE_NOT_FOUND, "", ""},
     {"/cache/", ROUTE_METHOD_DELETE, ROUTE_NOT_FOUND, "", ""},
     {"/cache/enrollments", ROUTE_METHOD_DELETE, ROUTE_NOT_FOUND, "", ""},
   };
@@ -140,4 +147,38 @@ Test(uuid, embedded_nul_is_refused) {
   memcpy(text, ID, sizeof(text));
   text[5] = '\0';
   cr_assert_not(uuid_canonicalize(text, UUID_TEXT_LEN, out));
+}
+
+Test(route, admin_routes_are_marked_admin_and_the_list_gets_its_query) {
+  struct route_match m;
+  const char *targets[] = {"/cache", "/cache/warm", "/cache/enrollments/" ID};
+  enum route_method methods[] = {ROUTE_METHOD_GET, ROUTE_METHOD_POST, ROUTE_METHOD_PUT};
+  for (size_t i = 0; i < 3; i++)
+    for (size_t j = 0; j < 3; j++) {
+      route_match(targets[i], methods[j], &m);
+      cr_expect(m.admin, "%s", targets[i]);
+    }
+  route_match("/cache?limit=3", ROUTE_METHOD_GET, &m);
+  cr_expect_str_eq(m.query, "limit=3");
+  route_match("/cache", ROUTE_METHOD_GET, &m);
+  cr_expect_null(m.query);
+}
+
+Test(cache_page, parses_after_and_limit) {
+  struct cache_page page;
+  cr_expect_null(route_parse_cache_page(NULL, &page));
+  cr_expect_str_eq(page.after, "");
+  cr_expect_eq(page.limit, ROUTE_PAGE_DEFAULT_LIMIT);
+  cr_expect_null(route_parse_cache_page("", &page));
+  cr_expect_null(route_parse_cache_page("limit=7&after=497F6ECA-6276-4993-BFEB-53CBBBBA6F08", &page));
+  cr_expect_str_eq(page.after, ID, "canonical");
+  cr_expect_eq(page.limit, 7);
+  cr_expect_null(route_parse_cache_page("limit=1000", &page));
+  cr_expect_eq(page.limit, 1000);
+  cr_expect_null(route_parse_cache_page("after=" ID "&", &page), "a trailing & is harmless");
+  const char *bad[] = {"limit=0", "limit=1001", "limit=", "limit", "limit=-1", "limit=1e3",
+                       "limit=99999999999999999999", "after=abc", "after=", "after",
+                       "after=" ID "&after=" ID, "limit=1&limit=2", "sort=id", "after=%34" ID};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    cr_expect_not_null(route_parse_cache_page(bad[i], &page), "'%s' accepted", bad[i]);
 }
