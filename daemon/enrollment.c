@@ -13,6 +13,7 @@
  *
  * Counting: each answer counts once, in hits, negative_hits, stale_served (a stale copy, whether
  * served while revalidating or for a failed fetch) or misses (the upstream's result or an error). */
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "cache.h"
 #include "flipcached.h"
 #include "front.h"
+#include "hot.h"
 #include "inflight.h"
 #include "log.h"
 #include "peer.h"
@@ -391,12 +393,79 @@ static bool start_refresh(struct flipcached *daemon, const char *enrollment_id, 
 
 /* Refresh-ahead: a fresh 200 past refresh_ahead of the ttl it was stored with. A refresh then
  * replaces it before it turns stale, so a hot id never makes a client wait; the entry's own
- * times are never extended meanwhile. */
+ * times are never extended meanwhile. An entry the schedule holds (hot.h) is left to it. */
 static bool refresh_ahead_due(const struct flipcached *daemon, const struct cache_record *record,
                               long long now) {
   unsigned permille = daemon->cfg.refresh_ahead_permille;
   long long ttl = record->fresh_until - record->fetched_at;
   return permille > 0 && ttl > 0 && (now - record->fetched_at) * 1000 >= ttl * (long long)permille;
+}
+
+/* The schedule's lead: an entry's scheduled refresh starts this many seconds before its
+ * fresh_until, late enough to cost no more than one fetch a ttl, early enough for a fetch that
+ * takes all of timeout_ms, and never earlier than refresh_ahead of its ttl; but at least 1 s
+ * (times are whole seconds). */
+static int64_t refresh_lead(const struct flipcached *daemon, const struct cache_record *record) {
+  int64_t ttl = record->fresh_until - record->fetched_at;
+  int64_t latest = (ttl * (1000 - (int64_t)daemon->cfg.refresh_ahead_permille)) / 1000;
+  int64_t needed = ((int64_t)daemon->cfg.timeout_ms + 999) / 1000;
+  int64_t lead = needed < latest ? needed : latest;
+  return lead < 1 ? 1 : lead;
+}
+
+/* A fresh hit on a 200 with refresh-ahead on: noted for the schedule; true when the schedule
+ * holds the entry (it will be refreshed at its due time). */
+static bool schedule_hot(struct flipcached *daemon, const char *enrollment_id,
+                         const struct cache_record *record) {
+  if (!daemon->hot || daemon->cfg.refresh_ahead_permille == 0)
+    return false;
+  enum hot_note note = hot_note_hit(daemon->hot, enrollment_id, record->fetched_at,
+                                    record->fresh_until - refresh_lead(daemon, record));
+  if (note == HOT_FULL)
+    daemon->stats.hot_untracked++;
+  return note == HOT_SCHEDULED || note == HOT_ALREADY;
+}
+
+/* The schedule's timer: refreshes the hot entries due now, at most REFRESH_BATCH a turn, each
+ * only if the cache still holds the generation that was scheduled (a newer copy or a delete
+ * makes it moot). */
+#define REFRESH_BATCH 256
+static void on_refresh_due(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct flipcached *daemon = arg;
+  if (daemon->stopping)
+    return;
+  int64_t now = record_wall_now(), generation;
+  char enrollment_id[UUID_TEXT_LEN + 1];
+  for (int i = 0; i < REFRESH_BATCH && hot_pop_due(daemon->hot, now, enrollment_id, &generation);
+       i++) {
+    struct cache_entry entry;
+    if (cache_get_borrowed(daemon->cache, enrollment_id, &entry) != CACHE_FOUND)
+      continue;
+    bool same = entry.record.fetched_at == generation && entry.record.upstream_status == 200 &&
+                now < entry.record.fresh_until;
+    cache_entry_release(&entry);
+    if (same && start_refresh(daemon, enrollment_id, false))
+      daemon->stats.refresh_scheduled++;
+  }
+}
+
+int enrollment_start_schedule(struct flipcached *daemon) {
+  daemon->hot = hot_new();
+  daemon->refresh_timer = event_new(daemon->base, -1, EV_PERSIST, on_refresh_due, daemon);
+  struct timeval every = {.tv_sec = 0, .tv_usec = 250 * 1000};
+  if (!daemon->hot || !daemon->refresh_timer || event_add(daemon->refresh_timer, &every) != 0)
+    return -1;
+  return 0;
+}
+
+void enrollment_stop_schedule(struct flipcached *daemon) {
+  if (daemon->refresh_timer)
+    event_free(daemon->refresh_timer);
+  daemon->refresh_timer = NULL;
+  hot_free(daemon->hot);
+  daemon->hot = NULL;
 }
 
 void enrollment_handle(struct client_request *request, const char *enrollment_id, void *arg) {
@@ -436,7 +505,8 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
     case FRESHNESS_FRESH:
       if (entry.record.upstream_status == 200) {
         daemon->stats.hits++;
-        if (refresh_ahead_due(daemon, &entry.record, now) &&
+        bool scheduled = schedule_hot(daemon, enrollment_id, &entry.record);
+        if (!scheduled && refresh_ahead_due(daemon, &entry.record, now) &&
             start_refresh(daemon, enrollment_id, false)) {
           daemon->stats.refresh_ahead++;
           cs.detail = "refresh-ahead";

@@ -22,6 +22,7 @@ struct access_policy;
 struct peer_finder;
 struct quota;
 struct warm;
+struct hot_table;
 
 struct flipcached {
   struct event_base *base;
@@ -38,6 +39,8 @@ struct flipcached {
   struct peer_finder *peer_finder; /* the NETLINK_SOCK_DIAG socket; NULL: TCP peers unknown */
   struct quota *quota;            /* miss_rate_per_user's buckets */
   struct warm *warm;              /* the warm-up from the list endpoint ([warm]) */
+  struct hot_table *hot;          /* refresh-ahead's schedule of hot entries (hot.h) */
+  struct event *refresh_timer;    /* refreshes the scheduled entries as they fall due */
   struct timespec started;     /* CLOCK_MONOTONIC at start, for uptime */
   bool stopping;               /* SIGTERM or SIGINT received: /healthz answers 503 */
   long auth_rejected_status;   /* the upstream's 401/403 to the current credential, or 0 */
@@ -48,6 +51,9 @@ struct flipcached {
 
 /* Route handlers (front_routes); arg is the struct flipcached. */
 void enrollment_handle(struct client_request *request, const char *enrollment_id, void *arg);
+/* Refresh-ahead's schedule (hot.h) and its timer on the loop: 0 or -1 (out of memory). */
+int enrollment_start_schedule(struct flipcached *daemon);
+void enrollment_stop_schedule(struct flipcached *daemon);
 /* Stores a validated 200 (fresh for ttl less sooner_by seconds, then the stale windows) or a 404
  * (fresh for negative_ttl, no stale window) fetched at `now`; true when it was stored (a full
  * map or a failed write is counted and logged). */

@@ -374,7 +374,8 @@ int main(int argc, char **argv) {
   }
   daemon.inflight = inflight_table_new(INFLIGHT_MAX_WAITERS);
   daemon.warm = warm_new(&daemon);
-  if (!daemon.inflight || !daemon.warm || start_access(&daemon) != 0 ||
+  if (!daemon.inflight || !daemon.warm || enrollment_start_schedule(&daemon) != 0 ||
+      start_access(&daemon) != 0 ||
       cache_start_upkeep(daemon.cache, daemon.base, daemon.cfg.sweep_interval) != 0) {
     log_error("out of memory");
     goto out;
@@ -428,6 +429,7 @@ out:
    * that no request is left unanswered when the front end is freed. */
   upstream_free(daemon.upstream);
   warm_free(daemon.warm);
+  enrollment_stop_schedule(&daemon);
   inflight_table_free(daemon.inflight);
   front_free(daemon.front);
   quota_free(daemon.quota);

@@ -46,6 +46,8 @@ static const struct stat_field FIELDS[] = {
   COUNTER(cache_rebuilds, "Damaged or foreign cache files moved aside"),
   COUNTER(background_refreshes, "Upstream fetches started to refresh a stale copy"),
   COUNTER(refresh_ahead, "Upstream fetches started by a fresh hit past refresh_ahead of its ttl"),
+  COUNTER(refresh_scheduled, "Upstream fetches started by the schedule of hot entries before they expire"),
+  COUNTER(hot_untracked, "Hot entries the full refresh schedule could not hold"),
   COUNTER(waiters_refused, "Requests refused because one fetch had too many waiters"),
   COUNTER(reloads, "SIGHUPs that applied a configuration"),
   COUNTER(credential_reloads, "Credentials replaced by a SIGHUP"),
@@ -73,6 +75,7 @@ static const struct stat_field FIELDS[] = {
   GAUGE(cache_unavailable, "1 while the cache cannot be opened and every request goes upstream"),
   GAUGE(credential_rejected, "1 while the upstream rejects the daemon's credential"),
   GAUGE(warm_running, "1 while a warm-up run is in progress"),
+  GAUGE(hot_scheduled, "Hot entries scheduled for a refresh before they expire"),
 };
 #define FIELD_COUNT (sizeof(FIELDS) / sizeof(FIELDS[0]))
 

@@ -48,6 +48,8 @@ struct stats {
   uint64_t cache_rebuilds;    /* damaged or foreign cache files moved aside */
   uint64_t background_refreshes; /* upstream fetches started to refresh a stale copy */
   uint64_t refresh_ahead;     /* fetches started by a fresh hit past refresh_ahead of its ttl */
+  uint64_t refresh_scheduled; /* fetches started by the schedule of hot entries (hot.h) */
+  uint64_t hot_untracked;     /* hot entries the full schedule could not hold */
   uint64_t waiters_refused;   /* requests refused because a fetch had too many waiters */
   uint64_t reloads;           /* SIGHUPs that applied a configuration */
   uint64_t credential_reloads; /* credentials replaced by a SIGHUP */
@@ -98,6 +100,7 @@ struct stats_gauges {
   uint64_t cache_unavailable; /* 1 while the cache cannot be opened (everything goes upstream) */
   uint64_t credential_rejected; /* 1 while the upstream rejects the daemon's credential */
   uint64_t warm_running;      /* 1 while a warm-up run is in progress */
+  uint64_t hot_scheduled;     /* hot entries scheduled for a refresh now */
 };
 
 /* malloc'd NUL-terminated texts, or NULL when out of memory. */

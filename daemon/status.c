@@ -8,6 +8,7 @@
 #include "flipcached.h"
 #include "front.h"
 #include "upstream.h"
+#include "hot.h"
 #include "warm.h"
 
 static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges) {
@@ -26,6 +27,7 @@ static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges
   gauges->cache_unavailable = cache_unavailable(daemon->cache) != NULL;
   gauges->credential_rejected = daemon->auth_rejected_status != 0;
   gauges->warm_running = daemon->warm && warm_running(daemon->warm);
+  gauges->hot_scheduled = daemon->hot ? hot_scheduled(daemon->hot) : 0;
 }
 
 static void reply_text(struct client_request *request, int status, const char *content_type,

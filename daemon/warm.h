@@ -26,8 +26,8 @@
 struct flipcached;
 struct warm;
 
-#define WARM_CHECK_BATCH 256 /* list elements checked per turn of the loop */
-#define WARM_STORE_BATCH 64  /* entries stored per turn of the loop */
+#define WARM_CHECK_BATCH 64  /* list elements checked per turn of the loop (about 1 ms) */
+#define WARM_STORE_BATCH 16  /* entries stored per turn of the loop (about 1 ms) */
 
 /* The daemon's cfg, cache, upstream and stats must outlive it. NULL when out of memory. */
 struct warm *warm_new(struct flipcached *daemon);

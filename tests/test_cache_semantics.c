@@ -539,10 +539,10 @@ Test(offline, restart_with_the_upstream_down_still_serves, .fini = stop_all, .ti
 
 /* --- refresh-ahead ---------------------------------------------------------------------------- */
 
-/* A hot id asked every quarter second over three ttls: with refresh_ahead = 0.5 each hit past
- * half the ttl starts one background refresh, so no answer is ever stale or a miss; with it off,
- * the same loop meets a stale copy once the ttl has run out. Returns the answers that were not a
- * fresh hit, and how many said detail=refresh-ahead. */
+/* A hot id asked every quarter second over three ttls: with refresh_ahead = 0.5 it is refreshed
+ * before it expires (by the schedule, being hot; or by a hit past half its ttl), so no answer is
+ * ever stale or a miss; with it off, the same loop meets a stale copy once the ttl has run out.
+ * Returns the answers that were not a fresh hit, and how many said detail=refresh-ahead. */
 static int hot_id_loop(const char *refresh_ahead, int *refresh_ahead_hits) {
   char extra[128];
   snprintf(extra, sizeof(extra), "refresh_ahead = %s\nstale_while_revalidate = 60\n", refresh_ahead);
@@ -568,12 +568,57 @@ Test(refresh_ahead, a_hot_id_never_gets_anything_but_a_fresh_hit, .fini = stop_a
   int started;
   cr_expect_eq(hot_id_loop("0.5", &started), 0, "an answer was stale or a miss");
   cr_expect_eq(stat_of("stale_served"), 0, "a stale copy was served");
-  cr_expect_geq(started, 2, "refreshes said so in Cache-Status");
-  cr_expect_eq(stat_of("refresh_ahead"), started);
+  cr_expect_eq(stat_of("refresh_ahead"), started, "hit-started refreshes say so in Cache-Status");
+  long refreshes = stat_of("refresh_ahead") + stat_of("refresh_scheduled");
+  cr_expect_geq(refreshes, 2);
   long fetched = fake_count(&fake, ID);
-  cr_expect(fetched >= 3 && fetched <= 1 + started, "%ld upstream requests for %d refreshes", fetched,
-            started);
+  cr_expect(fetched >= 3 && fetched <= 1 + refreshes, "%ld upstream requests for %ld refreshes",
+            fetched, refreshes);
+  cr_expect_leq(fetched, 8, "one fetch at most each second (ttl 2 s less its 1 s lead): %ld",
+                fetched);
   cr_expect_eq(stat_of("misses"), 1, "only the first request");
+}
+
+/* The schedule: an entry hit twice early in its life and not again before it expires is still
+ * refreshed in time (refresh_ahead's hit trigger alone would have let it turn stale); an entry
+ * hit once is not (that refresh would mostly be wasted). ttl 6, refresh_ahead 0.5: due 3 s
+ * before expiry (the lead is timeout_ms, 5 s, at most half the ttl). */
+static void asked_then_silent(int hits) {
+  struct daemon_options options = {.ttl = 6, .extra_cache = "refresh_ahead = 0.5\n"};
+  start_with(&options);
+  prime(ID);
+  for (int i = 0; i < hits; i++) {
+    pause_ms(300);
+    struct http_response response;
+    get_enrollment(ID, &response);
+    cr_assert(is_fresh_hit(&response));
+    http_response_free(&response);
+  }
+  pause_ms(7200 - 300 * hits); /* a second past the first entry's ttl, no hit in its last half */
+}
+
+Test(refresh_ahead, a_hot_entry_is_refreshed_before_it_expires_without_a_late_hit,
+     .fini = stop_all, .timeout = 60) {
+  asked_then_silent(2);
+  cr_expect_eq(stat_of("refresh_scheduled"), 1);
+  cr_expect_eq(stat_of("refresh_ahead"), 0, "no hit came past half the ttl");
+  cr_expect_eq(fake_count(&fake, ID), 2);
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect(is_fresh_hit(&response), "the refreshed entry: %s", cache_status_of(&response));
+  http_response_free(&response);
+  cr_expect_eq(stat_of("stale_served"), 0);
+}
+
+Test(refresh_ahead, an_entry_hit_once_is_not_scheduled, .fini = stop_all, .timeout = 60) {
+  asked_then_silent(1);
+  cr_expect_eq(stat_of("refresh_scheduled"), 0);
+  cr_expect_eq(fake_count(&fake, ID), 1);
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_expect(!is_fresh_hit(&response), "expired, as without the schedule: %s",
+            cache_status_of(&response));
+  http_response_free(&response);
 }
 
 Test(refresh_ahead, off_the_same_hot_id_meets_stale_copies, .fini = stop_all, .timeout = 60) {
