@@ -367,3 +367,37 @@ Test(warm, a_stop_during_a_run_exits_cleanly, .fini = stop_all, .timeout = 60) {
   cr_assert_eq(stat_of("warm_running"), 1);
   cr_expect_eq(flipcached_stop(&daemon_proc), 0, "stopped with the list in flight, no leak");
 }
+
+/* --- the same breaker as single fetches -------------------------------------------------------- */
+
+static void breaker_program(void) {
+  fake_set_program(&fake, "guarded", 10, "00009a2d", "ok", 0);
+  fake_set_mode(&fake, "497f6eca-6276-4993-bfeb-53cbbbba6f08", "500", 0);
+}
+
+Test(warm, an_open_circuit_keeps_the_list_from_being_asked_for, .fini = stop_all, .timeout = 60) {
+  start_pair("guarded", "interval = 0", 300, breaker_program);
+  cr_assert_eq(wait_for_stat("warm_stored", 10, 10000), 10);
+  wait_until_idle(5000);
+  /* One failed fetch opens the circuit (breaker_failures = 1, set below by a reload). */
+  char command[600], out[512];
+  snprintf(command, sizeof(command),
+           "sed -i 's/^\\[upstream\\]$/[upstream]\\nbreaker_failures = 1\\nbreaker_cooldown_ms = 60000/' %s",
+           daemon_proc.config);
+  cr_assert_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
+  flipcached_reload(&daemon_proc, "reload: [upstream] breaker_failures: 5 -> 1");
+  struct http_response response;
+  get_enrollment_from(&daemon_proc, "497f6eca-6276-4993-bfeb-53cbbbba6f08", &response);
+  cr_expect_eq(response.status, 502);
+  http_response_free(&response);
+  cr_assert_eq(stat_of("breaker_state"), 1, "the circuit is open");
+  char url[256];
+  snprintf(url, sizeof(url), "%s/cache/warm", daemon_proc.url);
+  http_request("POST", url, NULL, &response);
+  cr_expect_eq(response.status, 202);
+  http_response_free(&response);
+  wait_until_idle(5000);
+  cr_expect_eq(fake_program_count(&fake, "guarded"), 1, "not asked again while the circuit is open");
+  cr_expect_eq(stat_of("warm_failures"), 1);
+  cr_expect_eq(count_in_log("warm: program guarded: the list was not asked for: circuit open"), 1);
+}
