@@ -8,6 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
+
+#include "clock.h"
 #include "cache.h"
 #include "flipcached.h"
 #include "front.h"
@@ -82,7 +85,7 @@ void admin_cache_inspect(struct client_request *request, const char *enrollment_
     return;
   }
   json_object *root = entry_json(enrollment_id, &entry.record, entry.copy_len, &daemon->cfg,
-                                 record_wall_now());
+                                 clock_wall_seconds());
   if (root)
     json_object_object_add(root, "fetch_in_progress",
                            json_object_new_boolean(inflight_find(daemon->inflight, enrollment_id) != NULL));
@@ -114,7 +117,7 @@ void admin_cache_list(struct client_request *request, const char *query, void *a
     return;
   }
   struct page_builder builder = {.entries = json_object_new_array(), .cfg = &daemon->cfg,
-                                 .now = record_wall_now()};
+                                 .now = clock_wall_seconds()};
   json_object *root = json_object_new_object();
   bool more = false;
   long listed = builder.entries ? cache_list(daemon->cache, page.after, page.limit, add_listed,

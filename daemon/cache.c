@@ -1,3 +1,4 @@
+#include "clock.h"
 #include "cache.h"
 
 #include <dirent.h>
@@ -1031,7 +1032,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
   bool pass_done = false;
   if (!cache->env)
     cache_try_reopen(cache); /* a disk that failed may be back */
-  long removed = cache_sweep_step(cache, record_wall_now(), CACHE_SWEEP_BATCH, &pass_done);
+  long removed = cache_sweep_step(cache, clock_wall_seconds(), CACHE_SWEEP_BATCH, &pass_done);
   if (removed > 0)
     log_debug("cache: sweeper removed %ld expired entr%s", removed, removed == 1 ? "y" : "ies");
   struct timeval next = {.tv_sec = pass_done || removed < 0 ? cache->sweep_interval : 0};
@@ -1045,7 +1046,7 @@ static void on_reclaim(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   struct cache *cache = arg;
   bool done = false;
-  long removed = cache_reclaim_step(cache, record_wall_now(), CACHE_RECLAIM_BATCH, &done);
+  long removed = cache_reclaim_step(cache, clock_wall_seconds(), CACHE_RECLAIM_BATCH, &done);
   if (removed >= 0 && !done)
     schedule_reclaim(cache);
 }

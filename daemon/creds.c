@@ -172,13 +172,12 @@ static void set_authorization(struct creds *creds, enum creds_kind kind, const c
 
 static int load_static_key(struct creds *creds, const struct config *cfg, char *err,
                            size_t err_len) {
-  static const char PREFIX[] = "Authorization: Bearer ";
   char path[PATH_MAX], key[CREDS_MAX_TOKEN + 1];
   size_t key_len = 0;
   if (choose_path(CREDS_SYSTEMD_NAME, cfg->token_file, path, sizeof(path), err, err_len) != 0 ||
       creds_read_secret_file(path, key, sizeof(key), &key_len, err, err_len) != 0)
     return -1;
-  set_authorization(creds, CREDS_STATIC_KEY, PREFIX, key, key_len, path);
+  set_authorization(creds, CREDS_STATIC_KEY, CREDS_BEARER_PREFIX, key, key_len, path);
   explicit_bzero(key, sizeof(key));
   creds->from_systemd = in_credentials_directory(path);
   return 0;

@@ -25,6 +25,8 @@
 #define CREDS_SYSTEMD_NAME "flip-token"
 #define CREDS_SYSTEMD_CLIENT_SECRET_NAME "flip-client-secret"
 #define CREDS_SYSTEMD_CLIENT_KEY_NAME "flip-client-key"
+/* The header line of a bearer token (the static key, or an OAuth access token): written once. */
+#define CREDS_BEARER_PREFIX "Authorization: Bearer "
 #define CREDS_AUTHORIZATION_MAX (2 * CREDS_MAX_TOKEN + 512) /* base64 of id:secret, and more */
 
 struct config;

@@ -18,7 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "breaker.h"
+#include "enrollment.h"
+
 #include "cache.h"
 #include "flipcached.h"
 #include "front.h"
@@ -225,7 +228,7 @@ static bool take_miss_quota(struct flipcached *daemon, struct client_request *re
   const struct peer *peer = front_request_peer(request);
   uint64_t key = peer->uid_known ? peer->uid : QUOTA_UNKNOWN_PEER;
   long retry_after;
-  if (quota_take(daemon->quota, key, daemon->cfg.miss_rate_per_user, quota_clock_ms(),
+  if (quota_take(daemon->quota, key, daemon->cfg.miss_rate_per_user, clock_coarse_ms(),
                  &retry_after))
     return true;
   daemon->stats.refused_miss_quota++;
@@ -240,7 +243,7 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
   struct inflight_fetch *fetch = arg;
   struct flipcached *daemon = fetch->owner;
   const char *enrollment_id = fetch->enrollment_id;
-  long long now = record_wall_now();
+  long long now = clock_wall_seconds();
   long status = result->outcome == UPSTREAM_RESPONSE ? result->http_status : 0;
   enum body_verdict verdict = status == 200 ? validate_enrollment_body(result->body,
                                                                        result->body_len,
@@ -436,7 +439,7 @@ static void on_refresh_due(evutil_socket_t fd, short what, void *arg) {
   struct flipcached *daemon = arg;
   if (daemon->stopping)
     return;
-  int64_t now = record_wall_now(), generation;
+  int64_t now = clock_wall_seconds(), generation;
   char enrollment_id[UUID_TEXT_LEN + 1];
   for (int i = 0; i < REFRESH_BATCH && hot_pop_due(daemon->hot, now, enrollment_id, &generation);
        i++) {
@@ -478,7 +481,7 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
     return;
   }
 
-  long long now = record_wall_now();
+  long long now = clock_wall_seconds();
   bool only_if_cached;
   long max_age;
   front_request_cache_control(request, &only_if_cached, &max_age);

@@ -49,24 +49,4 @@ struct flipcached {
   struct sd_watchdog *watchdog; /* WATCHDOG=1 pings, when the unit asks for them */
 };
 
-/* Route handlers (front_routes); arg is the struct flipcached. */
-void enrollment_handle(struct client_request *request, const char *enrollment_id, void *arg);
-/* Refresh-ahead's schedule (hot.h) and its timer on the loop: 0 or -1 (out of memory). */
-int enrollment_start_schedule(struct flipcached *daemon);
-void enrollment_stop_schedule(struct flipcached *daemon);
-/* Stores a validated 200 (fresh for ttl less sooner_by seconds, then the stale windows) or a 404
- * (fresh for negative_ttl, no stale window) fetched at `now`; true when it was stored (a full
- * map or a failed write is counted and logged). */
-bool enrollment_store(struct flipcached *daemon, const char *enrollment_id,
-                      uint16_t upstream_status, const char *body, size_t body_len, long long now,
-                      unsigned sooner_by);
-void status_stats(struct client_request *request, void *arg);
-void status_metrics(struct client_request *request, void *arg);
-void status_healthz(struct client_request *request, void *arg);
-void admin_cache_inspect(struct client_request *request, const char *enrollment_id, void *arg);
-void admin_cache_delete(struct client_request *request, const char *enrollment_id, void *arg);
-void admin_cache_purge(struct client_request *request, void *arg);
-void admin_cache_list(struct client_request *request, const char *query, void *arg);
-void admin_cache_warm(struct client_request *request, void *arg);
-
 #endif

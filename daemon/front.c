@@ -15,6 +15,7 @@
  *
  * Lifetime: a connection is freed when it closes, except while its request is unanswered: then
  * its socket is closed, the connection is orphaned, and front_reply frees the rest. */
+#include "clock.h"
 #include "front.h"
 
 #include <arpa/inet.h>
@@ -135,11 +136,6 @@ struct front {
   char date[40];           /* IMF-fixdate of date_second */
 };
 
-static int64_t now_ms(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-  return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
 
 static const char *reason_phrase(int status) {
   switch (status) {
@@ -285,7 +281,7 @@ static struct connection *connection_new(struct front *front, int fd, bool refus
     free(c);
     return NULL;
   }
-  c->idle_since_ms = now_ms();
+  c->idle_since_ms = clock_coarse_ms();
   if (refused)
     front->lingering_count++;
   else
@@ -329,7 +325,7 @@ static void connection_linger(struct connection *c) {
   }
   c->state = CONNECTION_LINGERING;
   shutdown(c->fd, SHUT_WR);
-  c->linger_until_ms = now_ms() + FRONT_LINGER_MS;
+  c->linger_until_ms = clock_coarse_ms() + FRONT_LINGER_MS;
   c->in_len = c->in_scanned = 0;
   set_writing(c, false);
   set_reading(c, true);
@@ -337,22 +333,15 @@ static void connection_linger(struct connection *c) {
 
 /* ---- answers --------------------------------------------------------------------------- */
 
-/* One line per request: method, path (the query is left out: it is the client's data and no
- * route uses it), status, Cache-Status, milliseconds, and who asked (peer.h's uid=N pid=N, last,
- * so that readers of the older line still find its fields where they were). Nothing of the
- * request's headers. */
-static void log_access(const struct client_request *request, int status, const char *cache_status) {
+/* The request's access log line (log.h's log_access). */
+static void log_request(const struct client_request *request, int status, const char *cache_status) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   double ms = (double)(now.tv_sec - request->started.tv_sec) * 1e3 +
               (double)(now.tv_nsec - request->started.tv_nsec) / 1e6;
-  int path_len = (int)strcspn(request->target, "?");
-  if (path_len > 200)
-    path_len = 200;
   char who[PEER_TEXT_MAX];
-  log_info("access: %s %.*s %d \"%s\" %.1f ms %s", http1_method_name(request->method), path_len,
-           request->target, status, cache_status ? cache_status : "-", ms,
-           peer_text(&request->connection->peer, who));
+  log_access(http1_method_name(request->method), request->target, status, cache_status, ms,
+             peer_text(&request->connection->peer, who));
 }
 
 /* Queues one whole answer. head: the headers only, with the Content-Length GET would have.
@@ -366,7 +355,7 @@ static bool queue_answer(struct connection *c, const struct reply *reply, bool h
   if (!out_reserve(c, need))
     return false;
   if (c->out_len == c->out_sent)
-    c->out_started_ms = now_ms();
+    c->out_started_ms = clock_coarse_ms();
   char digits[RENDER_DECIMAL_MAX];
   out_add(c, "HTTP/1.1 ", 9);
   out_add_str(c, render_decimal(reply->status, digits));
@@ -452,7 +441,7 @@ void front_reply(struct client_request *request, const struct reply *reply) {
   struct connection *c = request->connection;
   struct front *front = c->front;
   if (front->cfg->access_log)
-    log_access(request, reply->status, reply->cache_status);
+    log_request(request, reply->status, reply->cache_status);
   front->stats->requests_total++;
   front->unanswered--;
   request->unanswered = false;
@@ -468,7 +457,7 @@ void front_reply(struct client_request *request, const struct reply *reply) {
   c->in_len -= request->head_len;
   memmove(c->in, c->in + request->head_len, c->in_len);
   c->in_scanned = 0;
-  c->head_started_ms = c->in_len > 0 ? now_ms() : 0;
+  c->head_started_ms = c->in_len > 0 ? clock_coarse_ms() : 0;
   /* Answered later than its read (after an upstream fetch): written out and the next pipelined
    * request started from the loop, not from here, because the caller may be fanning one fetch
    * out to many requests, and a next request for the same id must not join that fetch midway. */
@@ -696,7 +685,7 @@ static void connection_settle(struct connection *c) {
     return;
   }
   if (!unsent && !c->request.unanswered && c->in_len == 0)
-    c->idle_since_ms = now_ms();
+    c->idle_since_ms = clock_coarse_ms();
   /* After EOF, reading stops (EOF stays readable: reading on would spin). While a request waits
    * for its answer the input buffer must not move (its target is in it): once it is full,
    * reading stops until the answer. */
@@ -738,7 +727,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
   ssize_t n = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
   if (n > 0) {
     if (c->in_len == 0 && !c->request.unanswered)
-      c->head_started_ms = now_ms();
+      c->head_started_ms = clock_coarse_ms();
     c->in_len += (size_t)n;
   } else if (n == 0) {
     c->peer_closed = true; /* what was received is still answered */
@@ -758,11 +747,11 @@ static void on_writable(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- deadlines ------------------------------------------------------------------------- */
 
-static void on_sweep(evutil_socket_t fd, short what, void *arg) {
+static void on_deadline_sweep(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   struct front *front = arg;
-  int64_t now = now_ms();
+  int64_t now = clock_coarse_ms();
   int64_t request_ms = (int64_t)front->cfg->request_timeout * 1000;
   int64_t idle_ms = (int64_t)front->cfg->idle_timeout * 1000;
   struct connection *c = TAILQ_FIRST(&front->connections);
@@ -829,7 +818,7 @@ static void refuse_connection(struct front *front, int fd) {
     return;
   }
   out_add(c, front->refusal, front->refusal_len);
-  c->out_started_ms = now_ms();
+  c->out_started_ms = clock_coarse_ms();
   c->close_after = true;
   connection_run(c);
 }
@@ -1035,7 +1024,7 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
   TAILQ_INIT(&front->connections);
   front->refusal = render_refusal(&front->refusal_len);
   front->accept_resume = evtimer_new(base, on_accept_resume, front);
-  front->sweep = event_new(base, -1, EV_PERSIST, on_sweep, front);
+  front->sweep = event_new(base, -1, EV_PERSIST, on_deadline_sweep, front);
   struct timeval sweep_every = {.tv_usec = FRONT_SWEEP_MS * 1000};
   if (!front->refusal || !front->accept_resume || !front->sweep ||
       event_add(front->sweep, &sweep_every) != 0) {

@@ -27,7 +27,12 @@ struct inflight_fetch {
   struct inflight_fetch *next_in_bucket;
 };
 
-/* max_waiters bounds the waiters of one fetch. NULL when out of memory. */
+/* The daemon's bound on the requests that may wait on one enrollment's fetch; one more is
+ * answered 503 overloaded (enrollment.c). */
+#define INFLIGHT_MAX_WAITERS 4096
+
+/* max_waiters bounds the waiters of one fetch (INFLIGHT_MAX_WAITERS in the daemon; tests pass
+ * smaller ones). NULL when out of memory. */
 struct inflight_table *inflight_table_new(size_t max_waiters);
 /* Frees the table and any fetch still in it (not the waiters). Accepts NULL. */
 void inflight_table_free(struct inflight_table *table);

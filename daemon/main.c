@@ -14,8 +14,10 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "admin.h"
 #include "cache.h"
 #include "cli.h"
+#include "enrollment.h"
 #include "flipcached.h"
 #include "front.h"
 #include "inflight.h"
@@ -23,12 +25,12 @@
 #include "peer.h"
 #include "quota.h"
 #include "sd.h"
+#include "status.h"
 #include "upstream.h"
 #include "warm.h"
 
 #define STOP_POLL_MS 50
 #define STATUS_INTERVAL_SECONDS 10
-#define INFLIGHT_MAX_WAITERS 4096 /* requests that may wait on one enrollment's fetch */
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -154,26 +156,10 @@ static void on_stop_poll(evutil_socket_t fd, short what, void *arg) {
     event_base_loopexit(daemon->base, NULL);
 }
 
-/* systemd's STATUS= line: what an operator sees in `systemctl status`. */
-static void send_status(struct flipcached *daemon) {
-  uint64_t entries = 0, bytes = 0;
-  cache_usage(daemon->cache, &entries, &bytes);
-  uint64_t answered, from_cache;
-  stats_cache_share(&daemon->stats, &answered, &from_cache);
-  const char *upstream = daemon->auth_rejected_status ? "credential rejected"
-                         : upstream_paused_seconds(daemon->upstream) > 0 ? "rate limited"
-                         : upstream_breaker_state(daemon->upstream) != BREAKER_CLOSED ? "circuit open"
-                                                                                     : "ok";
-  sd_send_status("%llu entries, %llu%% from cache of %llu enrollment requests, upstream %s",
-                 (unsigned long long)entries,
-                 (unsigned long long)(answered ? from_cache * 100 / answered : 0),
-                 (unsigned long long)answered, upstream);
-}
-
 static void on_status_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
-  send_status(arg);
+  status_send_systemd(arg);
   log_flush_suppressed(); /* a flood of one warning that stopped still reports its count */
 }
 
@@ -247,7 +233,7 @@ static void on_hangup(evutil_socket_t signal_number, short what, void *arg) {
   sd_send("RELOADING=1");
   reload(daemon, &fresh);
   sd_send("READY=1");
-  send_status(daemon);
+  status_send_systemd(daemon);
 }
 
 static void reload(struct flipcached *daemon, struct config *fresh) {
@@ -415,7 +401,7 @@ int main(int argc, char **argv) {
            daemon.cfg.base_url, daemon.cfg.cache_path,
            (unsigned long long)(daemon.cfg.max_size >> 20), daemon.cfg.ttl);
   sd_send("READY=1");
-  send_status(&daemon);
+  status_send_systemd(&daemon);
   warm_configure(daemon.warm); /* the first run starts on the loop, after READY=1 */
 
   if (event_base_dispatch(daemon.base) < 0) {

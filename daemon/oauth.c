@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "stats.h"
 #include "upstream_internal.h"
@@ -17,8 +18,8 @@
 bool oauth_wait_for_token(struct upstream *upstream, struct transfer *transfer) {
   if (!transfer->retry_timer)
     transfer->retry_timer = evtimer_new(upstream->base, transfer_on_retry_timer, transfer);
-  long left = (long)(transfer->deadline_ms - upstream_monotonic_ms());
-  struct timeval tv = upstream_timeval_of_ms(left > 0 ? left : 1);
+  long left = (long)(transfer->deadline_ms - clock_monotonic_ms());
+  struct timeval tv = clock_timeval_of_ms(left > 0 ? left : 1);
   if (!transfer->retry_timer || evtimer_add(transfer->retry_timer, &tv) != 0)
     return false;
   transfer->waiting_token = true;
@@ -72,7 +73,7 @@ void oauth_start_token_fetch(struct upstream *upstream) {
 
 /* Replaces the access token (wiping the old one) and schedules its refresh. */
 static void install_token(struct upstream *upstream, const char *token, long expires_in) {
-  static const char PREFIX[] = "Authorization: Bearer ";
+  static const char PREFIX[] = CREDS_BEARER_PREFIX;
   if (upstream->oauth.token)
     log_remove_secret(upstream->oauth.token);
   explicit_bzero(upstream->oauth.authorization, sizeof(upstream->oauth.authorization));
@@ -85,7 +86,7 @@ static void install_token(struct upstream *upstream, const char *token, long exp
   upstream->stats->token_refreshes++;
   /* Refresh at 80% of the lifetime, so that a token never expires in use. */
   long refresh_ms = expires_in * 800;
-  struct timeval tv = upstream_timeval_of_ms(refresh_ms);
+  struct timeval tv = clock_timeval_of_ms(refresh_ms);
   evtimer_add(upstream->oauth.refresh_timer, &tv);
   log_info("upstream: OAuth access token obtained; valid for %ld s, renewed in %ld ms", expires_in,
            refresh_ms);

@@ -22,11 +22,6 @@ struct quota *quota_new(void) { return calloc(1, sizeof(struct quota)); }
 
 void quota_free(struct quota *quota) { free(quota); }
 
-int64_t quota_clock_ms(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-  return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
 
 /* The bucket's tokens now; a bucket never seen, or idle long enough, holds the whole burst. */
 static int64_t tokens_now(const struct bucket *bucket, unsigned rate, int64_t now_ms) {

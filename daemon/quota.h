@@ -19,8 +19,6 @@
 
 struct quota;
 
-/* The clock quota_take is driven by in the daemon: CLOCK_MONOTONIC in milliseconds. */
-int64_t quota_clock_ms(void);
 
 struct quota *quota_new(void);
 void quota_free(struct quota *quota);

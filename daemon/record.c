@@ -3,12 +3,6 @@
 #include <string.h>
 #include <time.h>
 
-int64_t record_wall_now(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  return (int64_t)now.tv_sec;
-}
-
 static void put_u16(unsigned char *p, uint16_t v) {
   p[0] = (unsigned char)v;
   p[1] = (unsigned char)(v >> 8);

@@ -61,8 +61,6 @@ enum record_freshness record_freshness(const struct cache_record *record, int64_
 bool record_usable_stale(const struct cache_record *record, int64_t now,
                          unsigned stale_while_revalidate, unsigned stale_if_error);
 
-/* CLOCK_REALTIME seconds: the clock of the record times, which must survive a restart. */
-int64_t record_wall_now(void);
 
 /* Seconds left fresh (negative once stale): the ttl= of Cache-Status. */
 int64_t record_ttl_left(const struct cache_record *record, int64_t now);

@@ -1,12 +1,15 @@
-/* status: /stats, /metrics and /healthz. */
+/* status: /stats, /metrics, /healthz and systemd's STATUS= line (status.h). */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "status.h"
+
 #include "cache.h"
 #include "flipcached.h"
 #include "front.h"
+#include "sd.h"
 #include "upstream.h"
 #include "hot.h"
 #include "warm.h"
@@ -96,4 +99,19 @@ void status_healthz(struct client_request *request, void *arg) {
     json_object_put(root);
   }
   reply_text(request, daemon->stopping || daemon->auth_rejected_status ? 503 : 200, NULL, text);
+}
+
+void status_send_systemd(struct flipcached *daemon) {
+  uint64_t entries = 0, bytes = 0;
+  cache_usage(daemon->cache, &entries, &bytes);
+  uint64_t answered, from_cache;
+  stats_cache_share(&daemon->stats, &answered, &from_cache);
+  const char *upstream = daemon->auth_rejected_status ? "credential rejected"
+                         : upstream_paused_seconds(daemon->upstream) > 0 ? "rate limited"
+                         : upstream_breaker_state(daemon->upstream) != BREAKER_CLOSED ? "circuit open"
+                                                                                     : "ok";
+  sd_send_status("%llu entries, %llu%% from cache of %llu enrollment requests, upstream %s",
+                 (unsigned long long)entries,
+                 (unsigned long long)(answered ? from_cache * 100 / answered : 0),
+                 (unsigned long long)answered, upstream);
 }

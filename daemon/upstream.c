@@ -1,6 +1,7 @@
 /* upstream: the libcurl transfers on the daemon's loop (upstream.h says what they do). The OAuth2
  * token client is oauth.c, the retry, pause and circuit policy breaker.c; upstream_internal.h is
  * what they share. */
+#include "clock.h"
 #include "upstream.h"
 #include "upstream_internal.h"
 
@@ -23,16 +24,6 @@
 #include "log.h"
 #include "stats.h"
 
-int64_t upstream_monotonic_ms(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
-/* A libevent timeout of ms milliseconds (ms >= 0). */
-struct timeval upstream_timeval_of_ms(long ms) {
-  return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-}
 
 static void collect_finished(struct upstream *upstream);
 static void connection_settled(struct upstream *upstream);
@@ -95,7 +86,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
     evtimer_del(upstream->timer);
     return 0;
   }
-  struct timeval tv = upstream_timeval_of_ms(timeout_ms);
+  struct timeval tv = clock_timeval_of_ms(timeout_ms);
   return evtimer_add(upstream->timer, &tv);
 }
 
@@ -306,7 +297,7 @@ struct transfer *transfer_new(struct upstream *upstream, enum transfer_kind kind
     return NULL;
   }
   clock_gettime(CLOCK_MONOTONIC, &transfer->started);
-  transfer->deadline_ms = upstream_monotonic_ms() + upstream->cfg->timeout_ms;
+  transfer->deadline_ms = clock_monotonic_ms() + upstream->cfg->timeout_ms;
   transfer->next = upstream->transfers;
   if (transfer->next)
     transfer->next->prev = transfer;
@@ -371,7 +362,7 @@ static void on_release_held(evutil_socket_t fd, short what, void *arg) {
       upstream->held_tail = NULL;
     transfer->held = false;
     /* The wait counts in the fetch's budget: its time limit is what is left of it now. */
-    long budget = (long)(transfer->deadline_ms - upstream_monotonic_ms());
+    long budget = (long)(transfer->deadline_ms - clock_monotonic_ms());
     if (budget < 1) {
       snprintf(transfer->error, sizeof(transfer->error), "no time left after waiting for a connection");
       transfer_finish(upstream, transfer, CURLE_OPERATION_TIMEDOUT);
@@ -418,7 +409,7 @@ static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl
 bool transfer_launch(struct upstream *upstream, struct transfer *transfer) {
   if (transfer->kind == TRANSFER_ENROLLMENT && upstream->oauth.enabled && !upstream->oauth.valid)
     return oauth_wait_for_token(upstream, transfer);
-  long budget = (long)(transfer->deadline_ms - upstream_monotonic_ms());
+  long budget = (long)(transfer->deadline_ms - clock_monotonic_ms());
   if (transfer->attempts > 0 && budget < BREAKER_MIN_ATTEMPT_MS)
     return false;
   const char *authorization = transfer->kind == TRANSFER_TOKEN ? upstream->creds->authorization
@@ -454,7 +445,7 @@ static void note_outcome(struct upstream *upstream, struct transfer *transfer,
   bool rate_limited = result->outcome == UPSTREAM_RESPONSE && result->http_status == 429;
   bool failed = result->outcome != UPSTREAM_RESPONSE || result->http_status >= 500;
   long paused_seconds = 0;
-  switch (breaker_note(&upstream->breaker, &settings, upstream_monotonic_ms(), transfer->breaker_probe,
+  switch (breaker_note(&upstream->breaker, &settings, clock_monotonic_ms(), transfer->breaker_probe,
                        rate_limited, failed, result->retry_after_seconds, &paused_seconds)) {
   case BREAKER_EVENT_PAUSED:
     upstream->stats->rate_limit_pauses++;
@@ -653,13 +644,13 @@ static bool schedule_retry(struct upstream *upstream, struct transfer *transfer,
   else
     classify_failure(transfer, code, &retryable);
   long delay = breaker_retry_delay(transfer->attempts, retryable, status,
-                                   transfer->retry_after_seconds, upstream_monotonic_ms(),
+                                   transfer->retry_after_seconds, clock_monotonic_ms(),
                                    transfer->deadline_ms, arc4random());
   if (delay < 0)
     return false;
   if (!transfer->retry_timer)
     transfer->retry_timer = evtimer_new(upstream->base, transfer_on_retry_timer, transfer);
-  struct timeval tv = upstream_timeval_of_ms(delay);
+  struct timeval tv = clock_timeval_of_ms(delay);
   if (!transfer->retry_timer || evtimer_add(transfer->retry_timer, &tv) != 0)
     return false;
   upstream->stats->upstream_retries++;
@@ -703,7 +694,7 @@ static void collect_finished(struct upstream *upstream) {
 }
 
 long upstream_retry_after(const struct upstream *upstream) {
-  return breaker_retry_after(&upstream->breaker, upstream_monotonic_ms());
+  return breaker_retry_after(&upstream->breaker, clock_monotonic_ms());
 }
 
 enum breaker_state upstream_breaker_state(const struct upstream *upstream) {
@@ -711,7 +702,7 @@ enum breaker_state upstream_breaker_state(const struct upstream *upstream) {
 }
 
 long upstream_paused_seconds(const struct upstream *upstream) {
-  return breaker_paused_seconds(&upstream->breaker, upstream_monotonic_ms());
+  return breaker_paused_seconds(&upstream->breaker, clock_monotonic_ms());
 }
 
 /* Starts GET url for done(arg), taking one of max_fetches and asking the breaker first; `what`
@@ -724,7 +715,7 @@ static enum upstream_start start_api_get(struct upstream *upstream, const char *
     return UPSTREAM_OVERLOADED;
   }
   struct breaker_settings settings = breaker_settings_of(upstream->cfg);
-  enum breaker_admission admission = breaker_admit(&upstream->breaker, &settings, upstream_monotonic_ms());
+  enum breaker_admission admission = breaker_admit(&upstream->breaker, &settings, clock_monotonic_ms());
   if (admission == BREAKER_REFUSE_PAUSED || admission == BREAKER_REFUSE_OPEN) {
     upstream->stats->upstream_refused++;
     return admission == BREAKER_REFUSE_PAUSED ? UPSTREAM_PAUSED : UPSTREAM_CIRCUIT_OPEN;

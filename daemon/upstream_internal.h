@@ -84,9 +84,6 @@ struct upstream {
   } oauth;
 };
 
-/* CLOCK_MONOTONIC in milliseconds; a libevent timeout of ms milliseconds (ms >= 0). */
-int64_t upstream_monotonic_ms(void);
-struct timeval upstream_timeval_of_ms(long ms);
 
 /* A transfer with every option but its headers and time limit, in upstream->transfers. NULL when
  * out of memory or libcurl refuses an option. */

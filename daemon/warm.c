@@ -7,6 +7,7 @@
 
 #include "cache.h"
 #include "clock.h"
+#include "enrollment.h"
 #include "flipcached.h"
 #include "log.h"
 #include "record.h"
@@ -46,8 +47,7 @@ static const char *current_program(const struct warm *warm) {
 }
 
 static void schedule(struct event *event, int64_t delay_ms) {
-  struct timeval tv = {.tv_sec = (time_t)(delay_ms / 1000),
-                       .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000};
+  struct timeval tv = clock_timeval_of_ms(delay_ms);
   if (event_add(event, &tv) != 0)
     log_error("warm: cannot schedule a timer");
 }
@@ -155,7 +155,7 @@ static void store_slice(struct warm *warm) {
     next_program(warm);
     return;
   }
-  int64_t now = record_wall_now();
+  int64_t now = clock_wall_seconds();
   size_t end = warm->next_store + WARM_STORE_BATCH;
   if (end > warm->scan.count)
     end = warm->scan.count;
@@ -217,7 +217,7 @@ static const char *refusal_text(enum upstream_start started) {
 /* Asks for the next program's list; programs whose request cannot be sent count as failures. */
 static void fetch_next_list(struct warm *warm) {
   for (; warm->program < warm->programs.count; warm->program++) {
-    warm->list_asked_at = record_wall_now();
+    warm->list_asked_at = clock_wall_seconds();
     warm->list_started_ms = clock_monotonic_ms();
     warm->stores_forbidden = false;
     warm->phase = WARM_FETCHING;

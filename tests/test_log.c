@@ -81,3 +81,24 @@ Test(log, a_flood_that_stops_is_still_counted_at_the_next_flush, .init = capture
   log_flush_suppressed();
   cr_expect_eq(count(captured(), "suppressed"), 1, "reported once");
 }
+
+Test(log, the_access_line_leaves_out_the_query_and_names_who_asked, .init = capture,
+     .fini = release) {
+  log_set_level(LOG_LEVEL_INFO);
+  log_access("GET", "/v1/enrollments/497f6eca-6276-4993-bfeb-53cbbbba6f08?email=a@b", 200,
+             "flipcached; hit; ttl=5", 0.25, "uid=1000 pid=42");
+  char long_target[400] = "/";
+  memset(long_target + 1, 'a', 300);
+  log_access("GET", long_target, 404, NULL, 1.0, "uid=?");
+  fflush(stderr);
+  const char *text = captured();
+  cr_expect(strstr(text, "access: GET /v1/enrollments/497f6eca-6276-4993-bfeb-53cbbbba6f08 200 "
+                         "\"flipcached; hit; ttl=5\" 0.2 ms uid=1000 pid=42") ||
+            strstr(text, "access: GET /v1/enrollments/497f6eca-6276-4993-bfeb-53cbbbba6f08 200 "
+                         "\"flipcached; hit; ttl=5\" 0.3 ms uid=1000 pid=42"), "%s", text);
+  cr_expect(strstr(text, "email") == NULL, "the query is the client's data");
+  char expected[260] = "access: GET /";
+  memset(expected + strlen(expected), 'a', 199);
+  strcat(expected, " 404 \"-\" 1.0 ms uid=?");
+  cr_expect(strstr(text, expected), "the path cut at 200 characters: %s", text);
+}

@@ -1,0 +1,26 @@
+/* enrollment: the policy of GET/HEAD /v1/enrollments/{id} (enrollment.c's opening comment says
+ * what is served, fetched, coalesced and stored), and refresh-ahead's schedule on the loop. */
+#ifndef FLIPCACHED_ENROLLMENT_H
+#define FLIPCACHED_ENROLLMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct client_request;
+struct flipcached;
+
+/* The enrollment route (front_routes); arg is the struct flipcached. enrollment_id is NULL when
+ * the id is not a UUID. Answers the request exactly once, now or when its fetch ends. */
+void enrollment_handle(struct client_request *request, const char *enrollment_id, void *arg);
+/* Refresh-ahead's schedule (hot.h) and its timer on the loop: 0 or -1 (out of memory). */
+int enrollment_start_schedule(struct flipcached *daemon);
+void enrollment_stop_schedule(struct flipcached *daemon);
+/* Stores a validated 200 (fresh for ttl less sooner_by seconds, then the stale windows) or a 404
+ * (fresh for negative_ttl, no stale window) fetched at `now`; true when it was stored (a full
+ * map or a failed write is counted and logged). */
+bool enrollment_store(struct flipcached *daemon, const char *enrollment_id,
+                      uint16_t upstream_status, const char *body, size_t body_len, long long now,
+                      unsigned sooner_by);
+
+#endif
