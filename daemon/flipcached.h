@@ -47,6 +47,7 @@ struct flipcached {
   struct event *stop_poll;     /* while stopping: ends the loop once no fetch is in flight */
   struct event *status_timer;  /* refreshes systemd's STATUS= line */
   struct sd_watchdog *watchdog; /* WATCHDOG=1 pings, when the unit asks for them */
+  bool curl_initialized;       /* curl_global_init succeeded: tear-down cleans it up */
 };
 
 #endif

@@ -270,7 +270,14 @@ static void reload(struct flipcached *daemon, struct config *fresh) {
   }
 }
 
-int main(int argc, char **argv) {
+/* The command line: -c, -t, -h, -V. Returns -1 to go on, else the exit status to return now
+ * (after --help, --version or a usage error). */
+struct arguments {
+  const char *config_path;
+  bool config_given, check_only;
+};
+
+static int parse_arguments(int argc, char **argv, struct arguments *args) {
   static const struct option OPTIONS[] = {
     {"config", required_argument, NULL, 'c'},
     {"check-config", no_argument, NULL, 't'},
@@ -278,19 +285,16 @@ int main(int argc, char **argv) {
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
   };
-  if (argc > 1 && strcmp(argv[1], "stats") == 0)
-    return cli_stats(argc - 1, argv + 1);
-  const char *config_path = CONFIG_DEFAULT_PATH;
-  bool config_given = false, check_only = false;
+  *args = (struct arguments){.config_path = CONFIG_DEFAULT_PATH};
   int option;
   while ((option = getopt_long(argc, argv, "c:th", OPTIONS, NULL)) != -1) {
     switch (option) {
     case 'c':
-      config_path = optarg;
-      config_given = true;
+      args->config_path = optarg;
+      args->config_given = true;
       break;
     case 't':
-      check_only = true;
+      args->check_only = true;
       break;
     case 'h':
       usage(stdout);
@@ -308,134 +312,169 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  return -1;
+}
 
-  static struct flipcached daemon; /* static: large, and signal callbacks reach it via arg */
-  daemon.config_path = config_path;
-  daemon.config_given = config_given;
-  if (load_config(config_path, config_given, &daemon.cfg, report_to_stderr) != 0)
-    return 1;
-  if (check_only)
-    return check_configuration(&daemon.cfg);
+/* The signals the loop handles: SIGTERM and SIGINT stop, SIGHUP reloads. */
+struct signal_events {
+  struct event *stop_term, *stop_int, *hangup;
+};
 
+/* Start-up, in order: the process's hardening, libcurl, the credential, the loop, the cache, the
+ * upstream, the fetch table, the warm-up and refresh schedule, the access rules and the cache's
+ * upkeep. 0, or -1 with the reason logged (stop() then releases what was acquired). */
+static int start_core(struct flipcached *daemon) {
   /* The credential must not be readable through /proc/PID/mem or a core dump. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   umask(077);
   signal(SIGPIPE, SIG_IGN);
-  log_set_level(daemon.cfg.log_level);
-  clock_gettime(CLOCK_MONOTONIC, &daemon.started);
-
-  int status = 1;
+  log_set_level(daemon->cfg.log_level);
+  clock_gettime(CLOCK_MONOTONIC, &daemon->started);
   char err[512];
-  struct event *stop_term = NULL, *stop_int = NULL, *hangup = NULL;
   upstream_scrub_environment(); /* before libcurl reads SSLKEYLOGFILE at its global init */
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     log_error("curl_global_init failed");
-    return 1;
+    return -1;
   }
-  if (creds_load(&daemon.creds, &daemon.cfg, err, sizeof(err)) != 0) {
+  daemon->curl_initialized = true;
+  if (creds_load(&daemon->creds, &daemon->cfg, err, sizeof(err)) != 0) {
     log_error("credential: %s", err);
-    goto out;
+    return -1;
   }
-  log_info("credential loaded from %s", daemon.creds.source);
-  daemon.base = event_base_new();
-  if (!daemon.base) {
+  log_info("credential loaded from %s", daemon->creds.source);
+  daemon->base = event_base_new();
+  if (!daemon->base) {
     log_error("event_base_new failed");
-    goto out;
+    return -1;
   }
-  daemon.cache = cache_open(daemon.cfg.cache_path, daemon.cfg.max_size, &daemon.stats, err,
-                            sizeof(err));
-  if (!daemon.cache) {
+  daemon->cache = cache_open(daemon->cfg.cache_path, daemon->cfg.max_size, &daemon->stats, err,
+                             sizeof(err));
+  if (!daemon->cache) {
     log_error("%s", err);
-    goto out;
+    return -1;
   }
-  if (upstream_check_tls_files(&daemon.cfg, err, sizeof(err)) != 0) {
+  if (upstream_check_tls_files(&daemon->cfg, err, sizeof(err)) != 0) {
     log_error("%s", err);
-    goto out;
+    return -1;
   }
-  daemon.upstream = upstream_new(daemon.base, &daemon.cfg, &daemon.creds, &daemon.stats, err,
-                                 sizeof(err));
-  if (!daemon.upstream) {
+  daemon->upstream = upstream_new(daemon->base, &daemon->cfg, &daemon->creds, &daemon->stats, err,
+                                  sizeof(err));
+  if (!daemon->upstream) {
     log_error("upstream: %s", err);
-    goto out;
+    return -1;
   }
-  daemon.inflight = inflight_table_new(INFLIGHT_MAX_WAITERS);
-  daemon.warm = warm_new(&daemon);
-  if (!daemon.inflight || !daemon.warm || enrollment_start_schedule(&daemon) != 0 ||
-      start_access(&daemon) != 0 ||
-      cache_start_upkeep(daemon.cache, daemon.base, daemon.cfg.sweep_interval) != 0) {
+  daemon->inflight = inflight_table_new(INFLIGHT_MAX_WAITERS);
+  daemon->warm = warm_new(daemon);
+  if (!daemon->inflight || !daemon->warm || enrollment_start_schedule(daemon) != 0 ||
+      start_access(daemon) != 0 ||
+      cache_start_upkeep(daemon->cache, daemon->base, daemon->cfg.sweep_interval) != 0) {
     log_error("out of memory");
-    goto out;
+    return -1;
   }
+  return 0;
+}
+
+/* Then the front end (listeners, inherited sockets), the signals, the STATUS= timer and the
+ * watchdog; READY=1 once all of it is in place. */
+static int start_serving(struct flipcached *daemon, struct signal_events *signals) {
+  char err[512];
   struct front_routes routes = {.enrollment = enrollment_handle, .stats = status_stats,
                                 .metrics = status_metrics, .healthz = status_healthz,
                                 .cache_inspect = admin_cache_inspect,
                                 .cache_delete = admin_cache_delete,
                                 .cache_purge = admin_cache_purge,
                                 .cache_list = admin_cache_list, .cache_warm = admin_cache_warm,
-                                .arg = &daemon};
+                                .arg = daemon};
   int inherited[SD_MAX_INHERITED];
   size_t inherited_count = sd_inherited_sockets(inherited, SD_MAX_INHERITED);
-  struct front_access access = {.policy = daemon.access, .peer_finder = daemon.peer_finder};
-  daemon.front = front_new(daemon.base, &daemon.cfg, &daemon.stats, &routes, &access, inherited,
-                           inherited_count, err, sizeof(err));
-  if (!daemon.front) {
+  struct front_access access = {.policy = daemon->access, .peer_finder = daemon->peer_finder};
+  daemon->front = front_new(daemon->base, &daemon->cfg, &daemon->stats, &routes, &access, inherited,
+                            inherited_count, err, sizeof(err));
+  if (!daemon->front) {
     log_error("%s", err);
-    goto out;
+    return -1;
   }
-  stop_term = evsignal_new(daemon.base, SIGTERM, on_stop_signal, &daemon);
-  stop_int = evsignal_new(daemon.base, SIGINT, on_stop_signal, &daemon);
-  hangup = evsignal_new(daemon.base, SIGHUP, on_hangup, &daemon);
-  if (!stop_term || !stop_int || !hangup || evsignal_add(stop_term, NULL) != 0 ||
-      evsignal_add(stop_int, NULL) != 0 || evsignal_add(hangup, NULL) != 0) {
+  signals->stop_term = evsignal_new(daemon->base, SIGTERM, on_stop_signal, daemon);
+  signals->stop_int = evsignal_new(daemon->base, SIGINT, on_stop_signal, daemon);
+  signals->hangup = evsignal_new(daemon->base, SIGHUP, on_hangup, daemon);
+  if (!signals->stop_term || !signals->stop_int || !signals->hangup ||
+      evsignal_add(signals->stop_term, NULL) != 0 || evsignal_add(signals->stop_int, NULL) != 0 ||
+      evsignal_add(signals->hangup, NULL) != 0) {
     log_error("cannot install signal handlers");
-    goto out;
+    return -1;
   }
-  daemon.status_timer = event_new(daemon.base, -1, EV_PERSIST, on_status_timer, &daemon);
+  daemon->status_timer = event_new(daemon->base, -1, EV_PERSIST, on_status_timer, daemon);
   struct timeval status_interval = {.tv_sec = STATUS_INTERVAL_SECONDS};
-  if (!daemon.status_timer || event_add(daemon.status_timer, &status_interval) != 0) {
+  if (!daemon->status_timer || event_add(daemon->status_timer, &status_interval) != 0) {
     log_error("out of memory");
-    goto out;
+    return -1;
   }
-  daemon.watchdog = sd_watchdog_start(daemon.base);
+  daemon->watchdog = sd_watchdog_start(daemon->base);
   log_info("flipcached %s ready: upstream %s, cache %s (max %llu MiB), ttl %us", FLIPCACHED_VERSION,
-           daemon.cfg.base_url, daemon.cfg.cache_path,
-           (unsigned long long)(daemon.cfg.max_size >> 20), daemon.cfg.ttl);
+           daemon->cfg.base_url, daemon->cfg.cache_path,
+           (unsigned long long)(daemon->cfg.max_size >> 20), daemon->cfg.ttl);
   sd_send("READY=1");
-  status_send_systemd(&daemon);
-  warm_configure(daemon.warm); /* the first run starts on the loop, after READY=1 */
+  status_send_systemd(daemon);
+  warm_configure(daemon->warm); /* the first run starts on the loop, after READY=1 */
+  return 0;
+}
 
-  if (event_base_dispatch(daemon.base) < 0) {
-    log_error("event loop failed");
-    goto out;
+/* Tear-down, in reverse order of start-up. Aborting the upstream first answers every waiting
+ * request, so that no request is left unanswered when the front end is freed. */
+static void stop(struct flipcached *daemon, struct signal_events *signals) {
+  upstream_free(daemon->upstream);
+  warm_free(daemon->warm);
+  enrollment_stop_schedule(daemon);
+  inflight_table_free(daemon->inflight);
+  front_free(daemon->front);
+  quota_free(daemon->quota);
+  access_policy_free(daemon->access);
+  peer_finder_free(daemon->peer_finder);
+  if (daemon->stop_poll)
+    event_free(daemon->stop_poll);
+  if (daemon->status_timer)
+    event_free(daemon->status_timer);
+  sd_watchdog_free(daemon->watchdog);
+  if (signals->hangup)
+    event_free(signals->hangup);
+  if (signals->stop_int)
+    event_free(signals->stop_int);
+  if (signals->stop_term)
+    event_free(signals->stop_term);
+  cache_close(daemon->cache);
+  if (daemon->base)
+    event_base_free(daemon->base);
+  creds_wipe(&daemon->creds);
+  if (daemon->curl_initialized)
+    curl_global_cleanup();
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "stats") == 0)
+    return cli_stats(argc - 1, argv + 1);
+  struct arguments args;
+  int exit_now = parse_arguments(argc, argv, &args);
+  if (exit_now >= 0)
+    return exit_now;
+
+  static struct flipcached daemon; /* static: large, and signal callbacks reach it via arg */
+  daemon.config_path = args.config_path;
+  daemon.config_given = args.config_given;
+  if (load_config(args.config_path, args.config_given, &daemon.cfg, report_to_stderr) != 0)
+    return 1;
+  if (args.check_only)
+    return check_configuration(&daemon.cfg);
+
+  struct signal_events signals = {0};
+  int status = 1;
+  if (start_core(&daemon) == 0 && start_serving(&daemon, &signals) == 0) {
+    if (event_base_dispatch(daemon.base) < 0) {
+      log_error("event loop failed");
+    } else {
+      status = 0;
+      log_info("stopped");
+    }
   }
-  status = 0;
-  log_info("stopped");
-out:
-  /* Reverse order of acquisition. Aborting the upstream first answers every waiting request, so
-   * that no request is left unanswered when the front end is freed. */
-  upstream_free(daemon.upstream);
-  warm_free(daemon.warm);
-  enrollment_stop_schedule(&daemon);
-  inflight_table_free(daemon.inflight);
-  front_free(daemon.front);
-  quota_free(daemon.quota);
-  access_policy_free(daemon.access);
-  peer_finder_free(daemon.peer_finder);
-  if (daemon.stop_poll)
-    event_free(daemon.stop_poll);
-  if (daemon.status_timer)
-    event_free(daemon.status_timer);
-  sd_watchdog_free(daemon.watchdog);
-  if (hangup)
-    event_free(hangup);
-  if (stop_int)
-    event_free(stop_int);
-  if (stop_term)
-    event_free(stop_term);
-  cache_close(daemon.cache);
-  if (daemon.base)
-    event_base_free(daemon.base);
-  creds_wipe(&daemon.creds);
-  curl_global_cleanup();
+  stop(&daemon, &signals);
   return status;
 }
