@@ -1,0 +1,20 @@
+/* settings: the configuration file as the daemon loads it, and -t. */
+#ifndef FLIPCACHED_SETTINGS_H
+#define FLIPCACHED_SETTINGS_H
+
+#include <stdbool.h>
+
+#include "config.h"
+
+/* Loads the configuration into cfg: a missing default file means "all defaults", a missing file
+ * named with -c is an error. Every error goes to `report` (stderr at start-up, the log on
+ * SIGHUP). 0 or -1. */
+int settings_load(const char *path, bool path_given, struct config *cfg,
+                  void (*report)(const char *line));
+void settings_report_to_stderr(const char *line);
+/* -t: what start-up would check, short of binding and the network: the credential files' rules
+ * (a message names the file and the rule, never the content), that the cache directory can be
+ * opened or created, the TLS files. Prints "configuration OK" or each problem; the exit status. */
+int settings_check(const struct config *cfg);
+
+#endif
