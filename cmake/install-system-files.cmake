@@ -30,14 +30,18 @@ else()
        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 endif()
 
-# The units name the binary and the configuration: rewritten for this prefix.
+# The units name the binary and the configuration: rewritten for this prefix, in a staging
+# directory of this destination's own (two installs to different prefixes at once, as the tests
+# run them, must not copy each other's units).
+string(MD5 staging "${unit_dir}")
+set(staging "${FLIPCACHED_BINARY_DIR}/units-for-install/${staging}")
 foreach(unit flipcached.service flipcached.socket)
   file(READ "${FLIPCACHED_SOURCE_DIR}/systemd/${unit}" text)
   string(REPLACE "/usr/sbin/flipcached" "${prefix}/sbin/flipcached" text "${text}")
   string(REPLACE "/etc/flipcached" "${etc_dir}" text "${text}")
-  file(MAKE_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}/units-for-install")
-  file(WRITE "${CMAKE_CURRENT_BINARY_DIR}/units-for-install/${unit}" "${text}")
-  file(INSTALL "${CMAKE_CURRENT_BINARY_DIR}/units-for-install/${unit}" DESTINATION "${unit_dir}"
+  file(MAKE_DIRECTORY "${staging}")
+  file(WRITE "${staging}/${unit}" "${text}")
+  file(INSTALL "${staging}/${unit}" DESTINATION "${unit_dir}"
        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 endforeach()
 file(INSTALL "${FLIPCACHED_SOURCE_DIR}/systemd/flipcached.sysusers" DESTINATION "${sysusers_dir}"
