@@ -22,7 +22,10 @@
 #include "breaker.h"
 #include "enrollment.h"
 
+#include <assert.h>
+
 #include "cache.h"
+#include "fetched.h"
 #include "flipcached.h"
 #include "front.h"
 #include "hot.h"
@@ -67,28 +70,6 @@ static void reply_record(struct flipcached *daemon, struct client_request *reque
   reply_body(daemon, request, cs->ttl >= 0 ? STATS_ANSWER_HIT : STATS_ANSWER_STALE,
              record->upstream_status, cs, record_age(record, now), (const char *)record->body,
              record->body_len);
-}
-
-/* What the client is told for an upstream answer that cannot be served. */
-static enum api_error error_for_status(long http_status) {
-  if (http_status == 401 || http_status == 403)
-    return API_ERROR_UPSTREAM_AUTH_FAILED;
-  if (http_status == 429)
-    return API_ERROR_UPSTREAM_RATE_LIMITED;
-  if (http_status >= 500)
-    return API_ERROR_UPSTREAM_UNAVAILABLE;
-  return API_ERROR_UPSTREAM_INVALID_RESPONSE; /* 1xx, 3xx (never followed), other 4xx */
-}
-
-static enum api_error error_for_outcome(enum upstream_outcome outcome) {
-  switch (outcome) {
-  case UPSTREAM_TIMEOUT:
-    return API_ERROR_UPSTREAM_TIMEOUT;
-  case UPSTREAM_BODY_TOO_LARGE:
-    return API_ERROR_UPSTREAM_INVALID_RESPONSE;
-  default:
-    return API_ERROR_UPSTREAM_UNAVAILABLE;
-  }
 }
 
 bool enrollment_store(struct flipcached *daemon, const char *enrollment_id,
@@ -239,77 +220,72 @@ static bool take_miss_quota(struct flipcached *daemon, struct client_request *re
   return false;
 }
 
+/* Logs what a failed fetch's decision says (warnings rate-limited; a rejected credential is an
+ * error line). */
+static void log_failure(const struct flipcached *daemon, const char *enrollment_id,
+                        const struct upstream_result *result, const struct fetched_decision *d) {
+  switch (d->note) {
+  case FETCHED_NOTE_NONE:
+    return;
+  case FETCHED_NOTE_TRANSPORT:
+    log_warning_limited("upstream: enrollment %s: %s", enrollment_id, result->error_text);
+    return;
+  case FETCHED_NOTE_INVALID_BODY:
+    log_warning_limited("upstream: enrollment %s: 200 body refused: %s", enrollment_id,
+                        body_verdict_text(d->verdict));
+    return;
+  case FETCHED_NOTE_CREDENTIAL:
+    log_error("upstream rejected the credential from %s (HTTP %ld)", daemon->creds.source,
+              d->fwd_status);
+    return;
+  case FETCHED_NOTE_CLIENT_CERT:
+    log_warning_limited("upstream: enrollment %s: HTTP 400: the upstream refused the client "
+                        "certificate, or got none (client_cert, client_key)", enrollment_id);
+    return;
+  case FETCHED_NOTE_STATUS:
+    log_warning_limited("upstream: enrollment %s: HTTP %ld", enrollment_id, d->fwd_status);
+    return;
+  }
+}
+
+/* The fetch's result: decided by fetched.h (pure), then carried out here: the credential's
+ * verdict, the log line, the store, and every waiter answered once. */
 static void on_fetched(const struct upstream_result *result, void *arg) {
   struct inflight_fetch *fetch = arg;
   struct flipcached *daemon = fetch->owner;
   const char *enrollment_id = fetch->enrollment_id;
   long long now = clock_wall_seconds();
-  long status = result->outcome == UPSTREAM_RESPONSE ? result->http_status : 0;
-  enum body_verdict verdict = status == 200 ? validate_enrollment_body(result->body,
-                                                                       result->body_len,
-                                                                       enrollment_id)
-                                            : BODY_OK;
-  if (status == 200 || status == 404)
-    daemon->auth_rejected_status = 0; /* the credential works */
+  size_t waiters = fetch->waiter_count;
+  uint64_t answered_before = daemon->stats.misses + daemon->stats.stale_served;
+  struct fetched_decision d = fetched_decide(result, enrollment_id);
+  if (d.credential_works)
+    daemon->auth_rejected_status = 0;
+  if (d.credential_rejected)
+    daemon->auth_rejected_status = d.credential_rejected;
+  if (d.counts_as_upstream_error)
+    daemon->stats.upstream_errors++; /* transport failures are counted by upstream.c */
+  log_failure(daemon, enrollment_id, result, &d);
   /* A delete of this id (or of the whole cache) after the fetch started wins: the waiters are
    * answered, but nothing is stored. */
   bool may_store = !fetch->store_forbidden;
-  if (status == 200 && verdict == BODY_OK) {
+  if (d.action == FETCHED_SERVE_200) {
     bool stored = may_store && enrollment_store(daemon, enrollment_id, 200, result->body,
-                                                  result->body_len, now, 0);
+                                                result->body_len, now, 0);
     fan_out_body(daemon, fetch, 200, result->body, result->body_len, stored);
-  } else if (status == 404) {
-    /* The upstream's own body when it is JSON; an empty or non-JSON 404 body gets ours, so that
-     * clients always parse the same shape. What is sent is what is remembered. */
-    char *ours = NULL;
-    const char *body = result->body;
-    size_t len = result->body_len;
-    if (validate_enrollment_body(body, len, enrollment_id) == BODY_NOT_JSON) {
-      ours = render_error_body(API_ERROR_NOT_FOUND);
-      body = ours ? ours : "";
-      len = strlen(body);
-    }
+  } else if (d.action == FETCHED_SERVE_404) {
+    char *ours = d.own_404_body ? render_error_body(API_ERROR_NOT_FOUND) : NULL;
+    const char *body = d.own_404_body ? (ours ? ours : "") : result->body;
+    size_t len = d.own_404_body ? strlen(body) : result->body_len;
     bool stored = may_store && enrollment_store(daemon, enrollment_id, 404, body, len, now, 0);
     fan_out_body(daemon, fetch, 404, body, len, stored);
     free(ours);
   } else {
-    if (result->outcome == UPSTREAM_RESPONSE)
-      daemon->stats.upstream_errors++; /* transport failures are counted by upstream.c */
-    enum api_error error;
-    long retry_after = -1;
-    if (result->outcome == UPSTREAM_TOKEN_FAILED) {
-      /* The token endpoint's 4xx means it rejected the client credentials. */
-      bool rejected = result->http_status >= 400 && result->http_status < 500;
-      error = rejected ? API_ERROR_UPSTREAM_AUTH_FAILED : API_ERROR_UPSTREAM_UNAVAILABLE;
-      if (rejected)
-        daemon->auth_rejected_status = result->http_status;
-      status = 0; /* not the API's status: no fwd-status */
-    } else if (result->outcome != UPSTREAM_RESPONSE) {
-      error = error_for_outcome(result->outcome);
-      log_warning_limited("upstream: enrollment %s: %s", enrollment_id, result->error_text);
-    } else if (status == 200) {
-      error = API_ERROR_UPSTREAM_INVALID_RESPONSE;
-      log_warning_limited("upstream: enrollment %s: 200 body refused: %s", enrollment_id,
-                          body_verdict_text(verdict));
-    } else {
-      error = error_for_status(status);
-      if (error == API_ERROR_UPSTREAM_AUTH_FAILED) {
-        daemon->auth_rejected_status = status;
-        log_error("upstream rejected the credential from %s (HTTP %ld)", daemon->creds.source,
-                  status);
-      }
-      else if (status == 400 && memmem(result->body, result->body_len, "SSL certificate", 15))
-        /* nginx answers a missing or refused client certificate with a 400 of this text after
-         * the handshake (others refuse the handshake itself: upstream.c names that). */
-        log_warning_limited("upstream: enrollment %s: HTTP 400: the upstream refused the client "
-                            "certificate, or got none (client_cert, client_key)", enrollment_id);
-      else
-        log_warning_limited("upstream: enrollment %s: HTTP %ld", enrollment_id, status);
-    }
-    if (error == API_ERROR_UPSTREAM_RATE_LIMITED)
-      retry_after = breaker_clamp_retry_after(result->retry_after_seconds);
-    fan_out_failure(daemon, fetch, error, status, retry_after, now);
+    fan_out_failure(daemon, fetch, d.error, d.fwd_status, d.retry_after, now);
   }
+  /* Every waiter is answered exactly once, as a miss or a stale copy. */
+  assert(daemon->stats.misses + daemon->stats.stale_served == answered_before + waiters);
+  (void)waiters;
+  (void)answered_before;
   inflight_finish(daemon->inflight, fetch);
 }
 
