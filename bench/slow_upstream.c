@@ -2,7 +2,7 @@
  * GET /v1/enrollments/{id} (with the right Bearer token) with the enrollment of BODY_FILE, its id
  * replaced by the one asked for, DELAY_MS after the request arrived; 401 without the token, 404
  * for anything else. Kept-alive connections, one request at a time each (what nginx, flipcached
- * and wrk send). Not a test double: tests/fake_upstream.c is. It exists because the fake's evhttp
+ * and wrk send). Not a test double: tests/integration/fake_upstream.c is. It exists because the fake's evhttp
  * spends about 5 ms of CPU on each wave of 256 delayed answers on a 2-core machine, which made the
  * scenario measure the fake more than the proxies in front of it. Not installed.
  *

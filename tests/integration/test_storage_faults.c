@@ -12,14 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "harness.h"
 
 #define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
-
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
-
-static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
 
 static void id_of(unsigned n, char id[40]) { snprintf(id, 40, "%08x-0000-4000-8000-000000000000", n); }
 

@@ -7,29 +7,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "harness.h"
 
 #define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 #define ID2 "0b7a2c1e-2f3d-4e5f-8a9b-0c1d2e3f4a5b"
-
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
-
-static void start_with(const struct daemon_options *options) {
-  fixture_start(&fake, &daemon_proc, options);
-}
-
-static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
-
-static void get_enrollment(const char *id, struct http_response *response) {
-  get_enrollment_from(&daemon_proc, id, response);
-}
-
-static void url_of(char *url, size_t len, const char *path) {
-  snprintf(url, len, "%s%s", daemon_proc.url, path);
-}
-
-static long stat_of(const char *field) { return flipcached_stat(&daemon_proc, field); }
 
 /* A fresh hit, whatever second of its ttl it is in. */
 static bool is_fresh_hit(const struct http_response *response);

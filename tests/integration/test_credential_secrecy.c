@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "harness.h"
 
 #define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
@@ -18,10 +19,7 @@
 #define ID_401 "33333333-2222-4333-8444-555555555555"
 #define ID_BAD "44444444-2222-4333-8444-555555555555"
 
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
-
-static void stop_all(void) {
+static void stop_without_exit_check(void) {
   if (daemon_proc.pid > 0)
     flipcached_stop(&daemon_proc);
   fake_stop(&fake);
@@ -36,7 +34,7 @@ static void expect_no_token_in(const struct http_response *response, const char 
 
 /* Every kind of answer, at log level debug: the token is in none of them, nor in the log, nor in
  * the cache file. */
-Test(credential, never_in_responses_logs_or_the_cache_file, .fini = stop_all, .timeout = 60) {
+Test(credential, never_in_responses_logs_or_the_cache_file, .fini = stop_without_exit_check, .timeout = 60) {
   char token[64];
   make_token(token, sizeof(token));
   fake_start(&fake, token);
@@ -81,7 +79,7 @@ static int run_expecting_failure(struct flipcached_proc *proc) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-Test(credential, a_token_file_readable_by_others_stops_the_start, .fini = stop_all, .timeout = 30) {
+Test(credential, a_token_file_readable_by_others_stops_the_start, .fini = stop_without_exit_check, .timeout = 30) {
   fake.pid = 0;
   struct daemon_options options = {.base_url = "http://127.0.0.1:9"};
   flipcached_prepare(&daemon_proc, NULL, &options);
@@ -93,7 +91,7 @@ Test(credential, a_token_file_readable_by_others_stops_the_start, .fini = stop_a
   free(log);
 }
 
-Test(credential, a_missing_token_file_stops_the_start, .fini = stop_all, .timeout = 30) {
+Test(credential, a_missing_token_file_stops_the_start, .fini = stop_without_exit_check, .timeout = 30) {
   fake.pid = 0;
   struct daemon_options options = {.base_url = "http://127.0.0.1:9"};
   flipcached_prepare(&daemon_proc, NULL, &options);
@@ -105,7 +103,7 @@ Test(credential, a_missing_token_file_stops_the_start, .fini = stop_all, .timeou
 }
 
 /* systemd's LoadCredential= puts the key in $CREDENTIALS_DIRECTORY/flip-token: it wins. */
-Test(credential, the_systemd_credential_is_used_when_present, .fini = stop_all, .timeout = 30) {
+Test(credential, the_systemd_credential_is_used_when_present, .fini = stop_without_exit_check, .timeout = 30) {
   char systemd_token[64];
   make_token(systemd_token, sizeof(systemd_token));
   fake_start(&fake, systemd_token);

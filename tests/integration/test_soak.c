@@ -6,13 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "harness.h"
-
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
-
-static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
-
 
 static void round_of_requests(unsigned round) {
   for (unsigned i = 0; i < 1000; i++) {

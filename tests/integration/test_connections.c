@@ -9,19 +9,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "harness.h"
 
 #define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
-
-static void start_with(const char *server_lines) {
+static void start_with_server(const char *server_lines) {
   struct daemon_options options = {.extra_server = server_lines};
   fixture_start(&fake, &daemon_proc, &options);
 }
-
-static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
 
 TestSuite(connections, .fini = stop_all, .timeout = 60);
 
@@ -38,7 +34,7 @@ static int open_served_connection(void) {
 }
 
 Test(connections, beyond_max_connections_a_503_then_a_close) {
-  start_with("max_connections = 3\n");
+  start_with_server("max_connections = 3\n");
   int kept[3];
   for (int i = 0; i < 3; i++)
     kept[i] = open_served_connection();
@@ -70,7 +66,7 @@ Test(connections, beyond_max_connections_a_503_then_a_close) {
 }
 
 Test(connections, a_trickled_head_is_cut_at_request_timeout) {
-  start_with("request_timeout = 1\n");
+  start_with_server("request_timeout = 1\n");
   int fd = raw_connect(daemon_proc.port);
   const char head[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
   cr_assert_eq(write(fd, head, sizeof(head) - 1), (ssize_t)(sizeof(head) - 1));
@@ -93,7 +89,7 @@ Test(connections, a_trickled_head_is_cut_at_request_timeout) {
 }
 
 Test(connections, an_idle_keep_alive_connection_is_closed_after_idle_timeout) {
-  start_with("idle_timeout = 1\n");
+  start_with_server("idle_timeout = 1\n");
   int fd = open_served_connection();
   cr_expect(raw_wait_closed(fd, 5000), "still open 5 s after a 1 s idle timeout");
   close(fd);
@@ -102,7 +98,7 @@ Test(connections, an_idle_keep_alive_connection_is_closed_after_idle_timeout) {
 /* A client that sends requests but never reads the answers: once they stop fitting in the
  * socket, the daemon stops reading from it and drops it at request_timeout. */
 Test(connections, a_client_that_never_reads_its_answers_is_dropped) {
-  start_with("request_timeout = 1\n");
+  start_with_server("request_timeout = 1\n");
   int fd = raw_connect(daemon_proc.port);
   int small = 4096;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
@@ -128,7 +124,7 @@ Test(connections, a_client_that_never_reads_its_answers_is_dropped) {
 }
 
 Test(connections, http_1_0_is_closed_unless_it_asks_for_keep_alive) {
-  start_with(NULL);
+  start_with_server(NULL);
   const char plain[] = "GET /healthz HTTP/1.0\r\n\r\n";
   char answer[4096];
   raw_exchange(daemon_proc.port, plain, sizeof(plain) - 1, answer, sizeof(answer));
@@ -148,7 +144,7 @@ Test(connections, http_1_0_is_closed_unless_it_asks_for_keep_alive) {
 /* A client that sends its request and shuts its writing side still gets the answer, and the
  * daemon waits for it without spinning: EOF stays readable, so reading must stop until then. */
 Test(connections, a_half_closed_client_still_gets_its_answer) {
-  start_with(NULL);
+  start_with_server(NULL);
   fake_set_mode(&fake, ID, "ok", 1000);
   const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\n\r\n";
   long cpu_before_ms = proc_cpu_ms(daemon_proc.pid);
@@ -170,7 +166,7 @@ Test(connections, a_half_closed_client_still_gets_its_answer) {
 /* Every answer carries Date (RFC 9110 6.6.1); HEAD (what health checkers send) is allowed on the
  * status routes and says GET's Content-Length, with no body. */
 Test(connections, head_and_date) {
-  start_with(NULL);
+  start_with_server(NULL);
   const char head[] = "HEAD /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
   char answer[4096];
   raw_exchange(daemon_proc.port, head, sizeof(head) - 1, answer, sizeof(answer));
@@ -187,7 +183,7 @@ Test(connections, head_and_date) {
 /* A pipelined request behind one answered by a shared fetch starts after that fetch is done: it
  * is not collapsed into a fetch that has already answered (a new fetch serves it). */
 Test(connections, a_pipelined_request_behind_a_collapsed_one_does_not_join_a_finished_fetch) {
-  start_with(NULL);
+  start_with_server(NULL);
   fake_set_mode(&fake, ID, "500", 300);
   const char one[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\n\r\n";
   int first = raw_send(daemon_proc.port, one, sizeof(one) - 1);

@@ -7,12 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "harness.h"
-
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
-
-static long stat_of(const char *field) { return flipcached_stat(&daemon_proc, field); }
 
 /* Waits (bounded by timeout_ms) until /stats' field reaches at least value; returns it. */
 static long wait_for_stat(const char *field, long value, long timeout_ms) {
@@ -51,8 +47,6 @@ static void start_pair(const char *programs, const char *more, unsigned ttl,
   flipcached_prepare(&daemon_proc, &fake, &options);
   flipcached_launch(&daemon_proc);
 }
-
-static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
 
 static size_t count_in_log(const char *needle) {
   char *log = flipcached_log(&daemon_proc);

@@ -19,14 +19,10 @@
 
 #include <json-c/json.h>
 
+#include "fixture.h"
 #include "harness.h"
 
 #define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
-
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
-
-static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
 
 static long status_of(const char *id) {
   struct http_response response;

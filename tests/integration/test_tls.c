@@ -8,19 +8,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "harness.h"
 #include "tls_peers.h"
 
 #define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
 static struct nginx nginx;
 static struct connect_proxy proxy;
 static char dir[] = "/tmp/flipcached-tls.XXXXXX";
 static char token[64];
 
-static void stop_all(void) {
+static void stop_all_peers(void) {
   fixture_stop(&fake, &daemon_proc);
   nginx_stop(&nginx);
   connect_proxy_stop(&proxy);
@@ -82,7 +81,7 @@ static bool file_has(const char *path, const char *text) {
   return strstr(content, text) != NULL;
 }
 
-TestSuite(tls, .fini = stop_all, .timeout = 120);
+TestSuite(tls, .fini = stop_all_peers, .timeout = 120);
 
 Test(tls, trusted_through_ca_file_then_a_hit) {
   start_peers("good", false);

@@ -11,27 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "harness.h"
 
 #define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 #define ID_UPPER "497F6ECA-6276-4993-BFEB-53CBBBBA6F08"
 #define ID2 "0b7a2c1e-2f3d-4e5f-8a9b-0c1d2e3f4a5b"
 
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
-
-/* Starts the fake upstream and a daemon that shares its credential. */
-static void start_with(const struct daemon_options *options) {
-  fixture_start(&fake, &daemon_proc, options);
-}
-
 static void start_default(void) { start_with(NULL); }
-
-static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
-
-static void get_enrollment(const char *id, struct http_response *response) {
-  get_enrollment_from(&daemon_proc, id, response);
-}
 
 static void expect_header_prefix(const struct http_response *response, const char *name,
                                  const char *prefix) {

@@ -8,24 +8,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "harness.h"
 
 #define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 #define ID2 "0b7a2c1e-2f3d-4e5f-8a9b-0c1d2e3f4a5b"
 #define ID3 "3c1d2e3f-4a5b-4e5f-8a9b-0b7a2c1e2f3d"
-
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
-
-static void start_with(const struct daemon_options *options) {
-  fixture_start(&fake, &daemon_proc, options);
-}
-
-static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
-
-static void get_enrollment(const char *id, struct http_response *response) {
-  get_enrollment_from(&daemon_proc, id, response);
-}
 
 static long status_of(const char *id) {
   struct http_response response;
@@ -34,8 +22,6 @@ static long status_of(const char *id) {
   http_response_free(&response);
   return status;
 }
-
-static long stat_of(const char *field) { return flipcached_stat(&daemon_proc, field); }
 
 static void expect_log_lacks(const char *secret, const char *what) {
   char *log = flipcached_log(&daemon_proc);
@@ -215,7 +201,6 @@ Test(limits, a_redirect_is_not_followed_and_its_target_never_contacted) {
   cr_expect_eq(fake_stat(&fake, "redirect_target_hits"), 0);
   cr_expect_eq(status_of(ID), 502, "a redirect is never stored");
 }
-
 
 Test(limits, a_64_mib_body_is_refused_without_being_buffered) {
   start_with(NULL);

@@ -8,17 +8,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "harness.h"
 
 #define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 #define OTHER_ID "497f6eca-6276-4993-bfeb-53cbbbba6f09"
 #define NOBODY "--reuid=65534 --regid=65534 --clear-groups"
 #define STRANGER "--reuid=65533 --regid=65533 --clear-groups"
-
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
-
-static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
 
 /* A daemon with these [server] lines, the access log on, and (with unix) a unix socket that
  * other users can reach: the test directory is made traversable (its files stay private) and
@@ -43,7 +39,7 @@ static void start(const char *extra_server, bool unix_socket, unsigned miss_rate
   flipcached_launch(&daemon_proc);
 }
 
-static char *url_of(const char *path) {
+static char *daemon_url(const char *path) {
   static char url[256];
   snprintf(url, sizeof(url), "%s%s", daemon_proc.url, path);
   return url;
@@ -58,7 +54,7 @@ static long status_as(const char *identity, const char *method, const char *path
     snprintf(url, sizeof(url), "%s%s", unix_socket ? "http://localhost" : daemon_proc.url, path);
     http_as(identity, method, url, unix_socket ? daemon_proc.unix_socket : NULL, headers, &response);
   } else {
-    http_request(method, url_of(path), headers, &response);
+    http_request(method, daemon_url(path), headers, &response);
   }
   long status = response.status;
   if (kept)

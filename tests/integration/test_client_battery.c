@@ -7,15 +7,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "harness.h"
 
 #define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
-
 static void start(void) { fixture_start(&fake, &daemon_proc, NULL); }
-static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
 
 /* The answer to `request` must be a 4xx or nothing (a close); then nothing went upstream,
  * nothing was stored, and a good request is still served. */
@@ -29,7 +26,6 @@ static void expect_refused(const char *what, const char *request, size_t len) {
   cr_expect_eq(flipcached_stat(&daemon_proc, "cache_entries"), 0, "%s stored something", what);
   cr_expect_eq(flipcached_healthz_status(&daemon_proc), 200, "%s: the daemon stopped serving", what);
 }
-
 
 static char *repeated(const char *head, char fill, size_t count, const char *tail) {
   size_t head_len = strlen(head), tail_len = strlen(tail);

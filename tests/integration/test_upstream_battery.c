@@ -5,14 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "harness.h"
 
 #define ID "497f6eca-6276-4993-bfeb-53cbbbba6f08"
-
-static struct fake_upstream fake;
-static struct flipcached_proc daemon_proc;
-
-static void stop_all(void) { fixture_stop(&fake, &daemon_proc); }
 
 struct bad_answer {
   char mode[32];
