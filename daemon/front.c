@@ -19,6 +19,7 @@
 #include "front.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <event2/event.h>
@@ -440,6 +441,8 @@ size_t front_connections(const struct front *front) { return front->open_count; 
 void front_reply(struct client_request *request, const struct reply *reply) {
   struct connection *c = request->connection;
   struct front *front = c->front;
+  assert(request->unanswered && "a request is answered exactly once");
+  assert(front->unanswered > 0);
   if (front->cfg->access_log)
     log_request(request, reply->status, reply->cache_status);
   front->stats->requests_total++;
@@ -612,6 +615,7 @@ static void dispatch(struct front *front, struct client_request *request) {
 static void start_request(struct connection *c, const struct http1_request *parsed) {
   struct front *front = c->front;
   struct client_request *request = &c->request;
+  assert(!request->unanswered && "one request at a time on a connection");
   *request = (struct client_request){
     .connection = c,
     .method = parsed->method,
@@ -1110,6 +1114,8 @@ void front_stop_listening(struct front *front) {
 void front_free(struct front *front) {
   if (!front)
     return;
+  /* main.c frees the upstream first, which answers every request waiting on a fetch. */
+  assert(front->unanswered == 0 && "no request is left unanswered at shutdown");
   front_stop_listening(front);
   while (!TAILQ_EMPTY(&front->connections))
     connection_free(TAILQ_FIRST(&front->connections));
