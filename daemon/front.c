@@ -336,13 +336,9 @@ static void connection_linger(struct connection *c) {
 
 /* The request's access log line (log.h's log_access). */
 static void log_request(const struct client_request *request, int status, const char *cache_status) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  double ms = (double)(now.tv_sec - request->started.tv_sec) * 1e3 +
-              (double)(now.tv_nsec - request->started.tv_nsec) / 1e6;
   char who[PEER_TEXT_MAX];
-  log_access(http1_method_name(request->method), request->target, status, cache_status, ms,
-             peer_text(&request->connection->peer, who));
+  log_access(http1_method_name(request->method), request->target, status, cache_status,
+             front_request_seconds(request) * 1e3, peer_text(&request->connection->peer, who));
 }
 
 /* Queues one whole answer. head: the headers only, with the Content-Length GET would have.

@@ -23,13 +23,6 @@ struct hot_table {
   uint32_t heap_len;
 };
 
-static uint32_t hash_id(const char *id) {
-  uint32_t hash = 2166136261u; /* FNV-1a */
-  for (size_t i = 0; i < UUID_TEXT_LEN; i++)
-    hash = (hash ^ (unsigned char)id[i]) * 16777619u;
-  return hash;
-}
-
 struct hot_table *hot_new(void) {
   struct hot_table *table = calloc(1, sizeof(*table));
   if (!table)
@@ -81,7 +74,7 @@ static void sift_down(struct hot_table *table, uint32_t pos) {
 /* --- the index, by id (linear probing, deletion by backward shift) --- */
 
 static uint32_t *find_slot(struct hot_table *table, const char *id) {
-  uint32_t slot = hash_id(id) & (INDEX_SLOTS - 1);
+  uint32_t slot = uuid_hash(id) & (INDEX_SLOTS - 1);
   while (table->index[slot] != NO_SLOT &&
          memcmp(table->entries[table->index[slot]].id, id, UUID_TEXT_LEN) != 0)
     slot = (slot + 1) & (INDEX_SLOTS - 1);
@@ -95,7 +88,7 @@ static void remove_from_index(struct hot_table *table, const char *id) {
    * at the hole before reaching it. */
   for (uint32_t slot = (hole + 1) & (INDEX_SLOTS - 1); table->index[slot] != NO_SLOT;
        slot = (slot + 1) & (INDEX_SLOTS - 1)) {
-    uint32_t home = hash_id(table->entries[table->index[slot]].id) & (INDEX_SLOTS - 1);
+    uint32_t home = uuid_hash(table->entries[table->index[slot]].id) & (INDEX_SLOTS - 1);
     bool movable = hole <= slot ? (home <= hole || home > slot) : (home <= hole && home > slot);
     if (movable) {
       table->index[hole] = table->index[slot];
@@ -116,7 +109,7 @@ enum hot_note hot_note_hit(struct hot_table *table, const char *enrollment_id, i
     if (fetched_at < entry->fetched_at)
       return HOT_ALREADY;
   }
-  uint32_t hash = hash_id(enrollment_id);
+  uint32_t hash = uuid_hash(enrollment_id);
   uint32_t fingerprint = (hash ^ ((uint32_t)fetched_at * 2654435761u) ^
                           (uint32_t)((uint64_t)fetched_at >> 32)) | 1u;
   uint32_t *seen = &table->filter[(hash >> 7) & (HOT_FILTER_SLOTS - 1)];

@@ -12,14 +12,8 @@ struct inflight_table {
   size_t max_waiters;
 };
 
-/* FNV-1a over the canonical id. */
 static size_t bucket_of(const char *enrollment_id) {
-  uint32_t hash = 2166136261u;
-  for (const char *p = enrollment_id; *p; p++) {
-    hash ^= (unsigned char)*p;
-    hash *= 16777619u;
-  }
-  return hash & (INFLIGHT_BUCKETS - 1);
+  return uuid_hash(enrollment_id) & (INFLIGHT_BUCKETS - 1);
 }
 
 struct inflight_table *inflight_table_new(size_t max_waiters) {

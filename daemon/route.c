@@ -29,6 +29,13 @@ bool uuid_canonicalize(const char *text, size_t len, char *out) {
   return true;
 }
 
+uint32_t uuid_hash(const char *canonical_id) {
+  uint32_t hash = 2166136261u;
+  for (size_t i = 0; i < UUID_TEXT_LEN; i++)
+    hash = (hash ^ (unsigned char)canonical_id[i]) * 16777619u;
+  return hash;
+}
+
 /* A path segment that could be an id: one non-empty segment, no percent-encoding (never decoded,
  * so never accepted), no ";params", and not a dot segment. Anything else is another path. */
 static bool is_plain_segment(const char *segment, size_t len) {

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define UUID_TEXT_LEN 36 /* 8-4-4-4-12 hex digits and dashes */
 
@@ -47,6 +48,10 @@ struct route_match {
 /* Matches `target` (the request-target exactly as received; a query string is ignored, but for
  * GET /cache's paging, and never forwarded). Always fills `out`; returns out->kind. */
 enum route_kind route_match(const char *target, enum route_method method, struct route_match *out);
+
+/* FNV-1a of a canonical id's UUID_TEXT_LEN characters: the one hash of the tables keyed by
+ * enrollment id (inflight.c, hot.c). */
+uint32_t uuid_hash(const char *canonical_id);
 
 /* GET /cache's page: ?after=ID&limit=N, both optional, in any order, each at most once. */
 #define ROUTE_PAGE_DEFAULT_LIMIT 100

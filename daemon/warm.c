@@ -64,11 +64,6 @@ static void drop_list(struct warm *warm) {
     event_del(warm->slice);
 }
 
-static void list_failed(struct warm *warm) {
-  warm->daemon->stats.warm_failures++;
-  drop_list(warm);
-}
-
 static void fetch_next_list(struct warm *warm);
 
 /* The run ends: the next one is due `interval` after this one started (at once when it took
@@ -82,10 +77,17 @@ static void end_run(struct warm *warm) {
   schedule(warm->next_run, due > 0 ? due : 0);
 }
 
+/* Lets go of the list in hand and asks for the next program's. */
 static void next_program(struct warm *warm) {
   drop_list(warm);
   warm->program++;
   fetch_next_list(warm);
+}
+
+/* The list in hand failed (already logged): counted, and the run goes on. */
+static void list_failed(struct warm *warm) {
+  warm->daemon->stats.warm_failures++;
+  next_program(warm);
 }
 
 static void on_list(const struct upstream_result *result, void *arg) {
@@ -99,14 +101,12 @@ static void on_list(const struct upstream_result *result, void *arg) {
   if (result->outcome != UPSTREAM_RESPONSE) {
     log_warning("warm: program %s: the list was not fetched: %s", program, result->error_text);
     list_failed(warm);
-    next_program(warm);
     return;
   }
   if (result->http_status != 200) {
     log_warning("warm: program %s: the list endpoint answered HTTP %ld; nothing stored", program,
                 result->http_status);
     list_failed(warm);
-    next_program(warm);
     return;
   }
   /* Kept without a copy: the check and the stores read it in place over several turns. */
@@ -118,7 +118,6 @@ static void on_list(const struct upstream_result *result, void *arg) {
   if (list_scan_begin(&warm->scan, warm->body ? warm->body : "", warm->body_len) != 0) {
     log_error("warm: program %s: out of memory", program);
     list_failed(warm);
-    next_program(warm);
     return;
   }
   warm->phase = WARM_CHECKING;
@@ -191,7 +190,6 @@ static void on_slice(evutil_socket_t fd, short what, void *arg) {
       log_warning("warm: program %s: list refused whole: %s", current_program(warm),
                   warm->scan.problem);
     list_failed(warm);
-    next_program(warm);
     return;
   case LIST_DONE:
     warm->phase = WARM_STORING;
