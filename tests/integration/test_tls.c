@@ -94,6 +94,31 @@ Test(tls, trusted_through_ca_file_then_a_hit) {
   cr_expect_eq(fake_count(&fake, ID), 1);
 }
 
+/* The warm-up's list endpoint through the real front: nginx over TLS and HTTP/2, a program of
+ * 5,000 enrollments (5 MB) listed in one request, every id then a hit. */
+Test(tls, a_program_is_warmed_through_nginx_over_http2) {
+  start_peers("good", false);
+  fake_set_program(&fake, "tls-program", 5000, "0000715a", "ok", 0);
+  static char base_url[64];
+  snprintf(base_url, sizeof(base_url), "https://127.0.0.1:%d", nginx.port);
+  struct daemon_options options = {.token = token, .base_url = base_url, .extra_upstream = ca_line(),
+                                   .extra_sections = "[warm]\nprogram_ids = tls-program\n",
+                                   .max_size = "64M"};
+  flipcached_prepare(&daemon_proc, &fake, &options);
+  flipcached_launch(&daemon_proc);
+  long stored = 0;
+  for (int i = 0; i < 400 && (stored = flipcached_stat(&daemon_proc, "warm_stored")) < 5000; i++)
+    pause_ms(25);
+  cr_assert_eq(stored, 5000, "%s", log_has("warm:") ? "(see the log's warm: line)" : "");
+  cr_expect_eq(flipcached_stat(&daemon_proc, "warm_failures"), 0);
+  cr_expect_eq(fake_program_count(&fake, "tls-program"), 1);
+  char cache_status[128];
+  cr_expect_eq(status_of("0000715a-0000-4000-8000-000000001387", cache_status,
+                         sizeof(cache_status)), 200);
+  cr_expect(strncmp(cache_status, "flipcached; hit", 15) == 0, "%s", cache_status);
+  cr_expect_eq(fake_stat(&fake, "total"), 1, "only the list went upstream");
+}
+
 Test(tls, without_the_ca_the_answer_is_502_and_the_log_says_the_ca_is_unknown) {
   start_peers("good", false);
   start_daemon(NULL, NULL); /* the system store does not know the test CA */

@@ -391,3 +391,63 @@ Test(cache, a_borrowed_record_is_the_stored_one_and_releasing_it_frees_the_reade
   cr_expect(present(3));
   close_cache();
 }
+
+/* --- GET /cache's pages ----------------------------------------------------------------------- */
+
+struct listed {
+  unsigned count;
+  char last[37];
+  bool in_order;
+  unsigned char *seen; /* by entry number */
+  unsigned duplicates;
+};
+
+static void note_listed(const char *enrollment_id, const struct cache_record *record,
+                        size_t record_bytes, void *arg) {
+  (void)record;
+  (void)record_bytes;
+  struct listed *listed = arg;
+  listed->in_order = listed->in_order && strcmp(listed->last, enrollment_id) < 0;
+  snprintf(listed->last, sizeof(listed->last), "%s", enrollment_id);
+  unsigned n = (unsigned)strtoul(enrollment_id, NULL, 16);
+  listed->duplicates += listed->seen[n]++;
+  listed->count++;
+}
+
+Test(cache, pages_list_every_entry_once_in_id_order_at_production_size, .timeout = 300) {
+  /* 100,000 entries stored in an order unlike their ids', paged through 1,000 at a time, each
+   * page starting after the last id of the one before. */
+  const unsigned n = 100000;
+  open_cache(512u << 20);
+  for (unsigned i = 0; i < n; i++)
+    put((i * 7919u) % n, 1000, 300, 60);
+  struct listed listed = {.in_order = true, .seen = calloc(n, 1)};
+  unsigned pages = 0;
+  bool more = true;
+  while (more) {
+    char after[37];
+    snprintf(after, sizeof(after), "%s", listed.last);
+    long got = cache_list(cache, after, 1000, note_listed, &listed, &more);
+    cr_assert_geq(got, 0);
+    cr_assert(got == 1000 || !more, "a short page (%ld) that says more follow", got);
+    pages++;
+    cr_assert_leq(pages, n / 1000 + 1);
+  }
+  cr_expect_eq(listed.count, n);
+  cr_expect_eq(listed.duplicates, 0);
+  cr_expect(listed.in_order, "ids in key order across pages");
+  cr_expect_eq(pages, n / 1000);
+  /* A page may start after an id that is gone: it goes on from the next one. */
+  char gone[37], next[37];
+  id_of(5000, gone);
+  id_of(5001, next);
+  bool found;
+  cr_assert_eq(cache_delete(cache, gone, &found, err, sizeof(err)), 0);
+  struct listed one = {.in_order = true, .seen = calloc(n, 1)};
+  cache_list(cache, gone, 1, note_listed, &one, &more);
+  cr_expect_str_eq(one.last, next);
+  cr_expect(more);
+  free(listed.seen);
+  free(one.seen);
+  close_cache();
+}
