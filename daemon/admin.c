@@ -1,6 +1,9 @@
 /* admin: the /cache routes (when [server] admin = yes). They read and delete the cache only and
- * never contact the upstream, but for POST /cache/warm, which starts a warm-up run (warm.h). A delete also wins over a fetch of that id in progress: the fetch
- * answers its waiters but stores nothing (cache.h says what becomes of the deleted bytes).
+ * never contact the upstream, but for POST /cache/warm, which starts a warm-up run (warm.h). A
+ * delete also wins over a fetch of that id in progress: the fetch answers its waiters but stores
+ * nothing (cache.h says what becomes of the deleted bytes). With the shared tier on, a delete
+ * also removes the entry (or every entry) from Redis and tells every host (fleet.h); it is
+ * answered when Redis has answered, within [shared] timeout_ms per command.
  * Only peers with ACCESS_ADMIN reach them (front.c); every delete is logged with who did it. */
 #include <json-c/json.h>
 #include <stdio.h>
@@ -12,6 +15,8 @@
 
 #include "clock.h"
 #include "cache.h"
+#include "enrollment.h"
+#include "fleet.h"
 #include "flipcached.h"
 #include "front.h"
 #include "inflight.h"
@@ -164,32 +169,104 @@ void admin_cache_warm(struct client_request *request, void *arg) {
   reply_json(request, 202, root);
 }
 
+/* An admin purge waiting for the shared tier's answer (fleet.h), to answer its request. */
+struct fleet_purge_wait {
+  struct client_request *request;
+  char enrollment_id[UUID_TEXT_LEN + 1]; /* empty: the whole cache */
+  bool found;                            /* the local copy existed (one id) */
+  uint64_t removed;                      /* local entries removed (the whole cache) */
+};
+
+/* The "shared" member of a purge's answer: what Redis deleted and how many daemons heard it, or
+ * why the other hosts may not have. */
+static json_object *shared_json(const struct fleet_purge_result *result, const char *unavailable) {
+  json_object *shared = json_object_new_object();
+  if (!shared)
+    return NULL;
+  const char *error = result ? result->error : unavailable;
+  if (error) {
+    json_object_object_add(shared, "error", json_object_new_string(error));
+  } else {
+    json_object_object_add(shared, "deleted", json_object_new_uint64(result->deleted));
+    json_object_object_add(shared, "hosts_notified", json_object_new_uint64(result->notified));
+  }
+  return shared;
+}
+
+/* Answers a purge: 200 with what was deleted, or 404 for one id that neither this host nor Redis
+ * held. shared: NULL when the tier is off. */
+static void answer_purge(struct client_request *request, const char *enrollment_id, bool found,
+                         uint64_t removed, json_object *shared) {
+  if (enrollment_id && !found) {
+    json_object_put(shared);
+    front_reply_error(request, API_ERROR_NOT_FOUND, NULL, -1, NULL);
+    return;
+  }
+  json_object *root = json_object_new_object();
+  if (root) {
+    if (enrollment_id) {
+      json_object_object_add(root, "id", json_object_new_string(enrollment_id));
+      json_object_object_add(root, "deleted", json_object_new_boolean(1));
+    } else {
+      json_object_object_add(root, "deleted", json_object_new_uint64(removed));
+    }
+    if (shared)
+      json_object_object_add(root, "shared", shared);
+  } else {
+    json_object_put(shared);
+  }
+  reply_json(request, 200, root);
+}
+
+static void on_fleet_purged(const struct fleet_purge_result *result, void *arg) {
+  struct fleet_purge_wait *wait = arg;
+  bool one = wait->enrollment_id[0] != '\0';
+  bool found = wait->found || (!result->error && result->deleted > 0);
+  answer_purge(wait->request, one ? wait->enrollment_id : NULL, found, wait->removed,
+               shared_json(result, NULL));
+  free(wait);
+}
+
+/* After the local purge: through the shared tier when it is on (answered when Redis has), else
+ * answered now. */
+static void purge_through_fleet(struct flipcached *daemon, struct client_request *request,
+                                const char *enrollment_id, bool found, uint64_t removed) {
+  if (!fleet_enabled(daemon->fleet)) {
+    answer_purge(request, enrollment_id, found, removed, NULL);
+    return;
+  }
+  struct fleet_purge_wait *wait = calloc(1, sizeof(*wait));
+  if (wait) {
+    *wait = (struct fleet_purge_wait){.request = request, .found = found, .removed = removed};
+    if (enrollment_id)
+      snprintf(wait->enrollment_id, sizeof(wait->enrollment_id), "%s", enrollment_id);
+    bool sent = enrollment_id ? fleet_purge_enrollment(daemon->fleet, enrollment_id,
+                                                       on_fleet_purged, wait)
+                              : fleet_purge_all(daemon->fleet, on_fleet_purged, wait);
+    if (sent)
+      return;
+    free(wait);
+  }
+  log_warning("admin: the purge did not reach the other hosts: the shared tier is unavailable");
+  answer_purge(request, enrollment_id, found, removed,
+               shared_json(NULL, "the shared tier is unavailable: other hosts keep their copies"));
+}
+
 void admin_cache_delete(struct client_request *request, const char *enrollment_id, void *arg) {
   struct flipcached *daemon = arg;
   bool found = false;
   char err[256], who[PEER_TEXT_MAX];
   peer_text(front_request_peer(request), who);
-  struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
-  if (fetch)
-    fetch->store_forbidden = true;
-  warm_forbid_stores(daemon->warm);
-  if (cache_delete(daemon->cache, enrollment_id, &found, err, sizeof(err)) != 0) {
+  if (enrollment_forget(daemon, enrollment_id, &found, err, sizeof(err)) != 0) {
     log_error("admin: purging %s for %s failed: %s", enrollment_id, who, err);
     front_reply_empty(request, 500);
     return;
   }
-  if (!found) {
-    front_reply_error(request, API_ERROR_NOT_FOUND, NULL, -1, NULL);
-    return;
+  if (found) {
+    daemon->stats.purged++;
+    log_info("admin: purged enrollment %s from the cache (by %s)", enrollment_id, who);
   }
-  daemon->stats.purged++;
-  log_info("admin: purged enrollment %s from the cache (by %s)", enrollment_id, who);
-  json_object *root = json_object_new_object();
-  if (root) {
-    json_object_object_add(root, "id", json_object_new_string(enrollment_id));
-    json_object_object_add(root, "deleted", json_object_new_boolean(1));
-  }
-  reply_json(request, 200, root);
+  purge_through_fleet(daemon, request, enrollment_id, found, 0);
 }
 
 void admin_cache_purge(struct client_request *request, void *arg) {
@@ -197,17 +274,12 @@ void admin_cache_purge(struct client_request *request, void *arg) {
   uint64_t removed = 0;
   char err[256], who[PEER_TEXT_MAX];
   peer_text(front_request_peer(request), who);
-  inflight_forbid_stores(daemon->inflight);
-  warm_forbid_stores(daemon->warm);
-  if (cache_purge_all(daemon->cache, &removed, err, sizeof(err)) != 0) {
+  if (enrollment_forget_all(daemon, &removed, err, sizeof(err)) != 0) {
     log_error("admin: purging the cache for %s failed: %s", who, err);
     front_reply_empty(request, 500);
     return;
   }
   daemon->stats.purged += removed;
   log_info("admin: purged the whole cache (%llu entries; by %s)", (unsigned long long)removed, who);
-  json_object *root = json_object_new_object();
-  if (root)
-    json_object_object_add(root, "deleted", json_object_new_uint64(removed));
-  reply_json(request, 200, root);
+  purge_through_fleet(daemon, request, NULL, true, removed);
 }

@@ -57,7 +57,8 @@ enum breaker_event breaker_note(struct breaker *breaker, const struct breaker_se
   if (breaker->state == BREAKER_HALF_OPEN && probe) {
     long current = breaker->cooldown_ms > 0 ? breaker->cooldown_ms : settings->cooldown_ms;
     long doubled = current * 2;
-    open_circuit(breaker, now_ms, doubled < BREAKER_COOLDOWN_CAP_MS ? doubled : BREAKER_COOLDOWN_CAP_MS);
+    long cap = settings->cooldown_cap_ms > 0 ? settings->cooldown_cap_ms : BREAKER_COOLDOWN_CAP_MS;
+    open_circuit(breaker, now_ms, doubled < cap ? doubled : cap);
     return BREAKER_EVENT_OPENED;
   }
   if (breaker->state == BREAKER_CLOSED && breaker->consecutive_failures >= settings->failures) {

@@ -9,7 +9,7 @@
  *   pause      a 429 stops every request for its Retry-After (clamped by breaker_clamp_retry_after)
  *   circuit    after `failures` consecutive failed fetches it opens for the cooldown; then one
  *              probe goes through, whose success closes it and whose failure opens it again for
- *              twice as long (at most BREAKER_COOLDOWN_CAP_MS) */
+ *              twice as long (at most cooldown_cap_ms, by default BREAKER_COOLDOWN_CAP_MS) */
 #ifndef FLIPCACHED_BREAKER_H
 #define FLIPCACHED_BREAKER_H
 
@@ -29,6 +29,7 @@ enum breaker_state { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
 struct breaker_settings {
   unsigned failures;   /* [upstream] breaker_failures: consecutive failed fetches; 0: never opens */
   long cooldown_ms;    /* [upstream] breaker_cooldown_ms: the first opening's length */
+  long cooldown_cap_ms; /* the longest opening; 0: BREAKER_COOLDOWN_CAP_MS */
 };
 
 struct breaker {

@@ -78,6 +78,10 @@ static const char *breaker_name(uint64_t state) {
   return state == 0 ? "closed" : state == 1 ? "open" : state == 2 ? "half-open" : "?";
 }
 
+static const char *shared_state_name(uint64_t state) {
+  return state == 0 ? "off" : state == 1 ? "up" : state == 2 ? "down" : "?";
+}
+
 static bool is_byte_count(const char *name) {
   size_t len = strlen(name);
   return len > 6 && strcmp(name + len - 6, "_bytes") == 0;
@@ -128,6 +132,8 @@ static void print_table(json_object *root) {
     char human[32];
     if (strcmp(key, "breaker_state") == 0) {
       printf("%-24s %16s\n", key, breaker_name(n));
+    } else if (strcmp(key, "shared_state") == 0) {
+      printf("%-24s %16s\n", key, shared_state_name(n));
     } else if (is_byte_count(key)) {
       human_bytes(n, human, sizeof(human));
       printf("%-24s %16s  (%llu)\n", key, human, (unsigned long long)n);

@@ -29,6 +29,9 @@ enum key_type {
   KEY_ORIGINS,   /* space-separated http(s) origins (struct name_list) */
   KEY_GROUP_OR_EMPTY, /* one group name or gid, or empty (struct id_list of at most one) */
   KEY_PROGRAMS,  /* space-separated program ids (struct program_list) */
+  KEY_REDIS,     /* empty, or one HOST:PORT (numeric), [V6]:PORT or unix:/PATH (also parsed into
+                    shared_addr) */
+  KEY_PREFIX,    /* 1 to 63 characters of letters, digits and ":._-{}" */
 };
 
 struct config_key {
@@ -87,6 +90,10 @@ static const struct config_key KEYS[] = {
   {"cache", "refresh_ahead", KEY_SHARE, FIELD(refresh_ahead_permille), 0, 1000, "0.8", false},
   {"warm", "program_ids", KEY_PROGRAMS, FIELD(warm_programs), 0, 0, "", false},
   {"warm", "interval", KEY_UINT, FIELD(warm_interval), 0, YEAR, "0", false},
+  {"shared", "redis", KEY_REDIS, FIELD(shared_redis), 0, 0, "", true},
+  {"shared", "password_file", KEY_PATH_OR_EMPTY, FIELD(shared_password_file), 0, 0, "", true},
+  {"shared", "prefix", KEY_PREFIX, FIELD(shared_prefix), 0, 0, "flipcached:", true},
+  {"shared", "timeout_ms", KEY_UINT, FIELD(shared_timeout_ms), 1, 60000, "200", false},
   {"log", "level", KEY_LOG_LEVEL, FIELD(log_level), 0, 0, "info", false},
   {"log", "access", KEY_BOOL, FIELD(access_log), 0, 0, "no", false},
 };
@@ -503,6 +510,27 @@ static void set_value(struct parse_state *state, const struct config_key *key, c
   case KEY_GROUP_OR_EMPTY:
     set_access_value(state, key, field, value, line);
     return;
+  case KEY_REDIS: {
+    struct config *cfg = state->cfg;
+    cfg->shared_on = value[0] != '\0';
+    if (cfg->shared_on && (strlen(value) >= key->size ||
+                           !config_parse_listen(value, &cfg->shared_addr))) {
+      add_error(state, line, "redis: '%s' is not HOST:PORT, [V6]:PORT or unix:/PATH (numeric "
+                "addresses only: a name would need a lookup on the loop)", value);
+      return;
+    }
+    strcpy(field, value);
+    return;
+  }
+  case KEY_PREFIX:
+    if (value[0] == '\0' || strlen(value) >= key->size ||
+        strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-{}") !=
+            strlen(value))
+      add_error(state, line, "%s: '%s' is not 1 to %zu letters, digits or \":._-{}\"", key->name,
+                value, key->size - 1);
+    else
+      strcpy(field, value);
+    return;
   case KEY_PROGRAMS: {
     char problem[96];
     const char *why = parse_programs(value, (struct program_list *)field, problem, sizeof(problem));
@@ -534,7 +562,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
     add_error(state, state->lineno, "'%s' is outside any [section]", name);
   else if (!known_section)
     add_error(state, state->lineno, "'%s' is in an unknown section [%s] (the sections are "
-              "[server], [upstream], [cache], [warm] and [log])", name, section);
+              "[server], [upstream], [cache], [warm], [shared] and [log])", name, section);
   else
     add_error(state, state->lineno, "unknown key '%s' in section [%s]", name, section);
   return 1; /* keep going: every error is reported, not only the first */

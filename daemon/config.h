@@ -87,6 +87,13 @@ struct config {
   /* [warm] */
   struct program_list warm_programs; /* each run fetches GET /v1/enrollments?program_id=P */
   unsigned warm_interval;        /* seconds from one run's start to the next; 0: once at start */
+  /* [shared] (fleet.h): the fleet's second tier in Redis; off unless redis is set */
+  char shared_redis[128];        /* as written: HOST:PORT, [V6]:PORT or unix:/PATH; empty: off */
+  bool shared_on;                /* shared_redis is set */
+  struct listen_addr shared_addr; /* shared_redis parsed (numeric addresses only) */
+  char shared_password_file[PATH_MAX]; /* Redis AUTH, a secret file; empty: no AUTH */
+  char shared_prefix[64];        /* of every key and of the channel */
+  unsigned shared_timeout_ms;    /* each Redis command's limit (the handshake's too) */
   /* [log] */
   enum log_level log_level;
   bool access_log;               /* one info line per request answered */

@@ -26,6 +26,7 @@
 
 #include "cache.h"
 #include "fetched.h"
+#include "fleet.h"
 #include "flipcached.h"
 #include "front.h"
 #include "hot.h"
@@ -38,9 +39,9 @@
 #include "route.h"
 #include "upstream.h"
 #include "validate.h"
+#include "warm.h"
 
 #define CACHE_STATUS_MAX 160
-#define RETRY_AFTER_OVERLOADED_SECONDS 1
 
 static void reply_body(struct flipcached *daemon, struct client_request *request,
                        enum stats_answer outcome, int status, const struct cache_status *cs,
@@ -72,28 +73,11 @@ static void reply_record(struct flipcached *daemon, struct client_request *reque
              record->body_len);
 }
 
-bool enrollment_store(struct flipcached *daemon, const char *enrollment_id,
-                      uint16_t upstream_status, const char *body, size_t body_len, long long now,
-                      unsigned sooner_by) {
-  const struct config *cfg = &daemon->cfg;
-  unsigned fresh_for = upstream_status == 200 ? cfg->ttl : cfg->negative_ttl;
-  fresh_for = sooner_by < fresh_for ? fresh_for - sooner_by : 0;
-  unsigned grace = 0;
-  if (upstream_status == 200)
-    grace = cfg->stale_while_revalidate > cfg->stale_if_error ? cfg->stale_while_revalidate
-                                                              : cfg->stale_if_error;
-  if (upstream_status == 404 && cfg->negative_ttl == 0)
-    return false;
-  struct cache_record record = {
-    .upstream_status = upstream_status,
-    .fetched_at = now,
-    .fresh_until = now + fresh_for,
-    .stale_until = now + fresh_for + grace,
-    .body = (const unsigned char *)body,
-    .body_len = (uint32_t)body_len,
-  };
+/* Stores record locally; true when stored (a full map or a failed write is counted and logged). */
+static bool store_record(struct flipcached *daemon, const char *enrollment_id,
+                         const struct cache_record *record) {
   char err[256];
-  switch (cache_put(daemon->cache, enrollment_id, &record, err, sizeof(err))) {
+  switch (cache_put(daemon->cache, enrollment_id, record, err, sizeof(err))) {
   case CACHE_STORED:
     daemon->stats.cache_writes++;
     return true;
@@ -106,6 +90,54 @@ bool enrollment_store(struct flipcached *daemon, const char *enrollment_id,
   daemon->stats.cache_write_errors++;
   log_warning_limited("cache: could not store %s: %s (served without storing)", enrollment_id, err);
   return false;
+}
+
+/* The record of a fetched answer: see enrollment_store. false: nothing is kept (a 404 with
+ * negative_ttl 0). */
+static bool record_of(const struct config *cfg, uint16_t upstream_status, const char *body,
+                      size_t body_len, long long now, unsigned sooner_by,
+                      struct cache_record *record) {
+  unsigned fresh_for = upstream_status == 200 ? cfg->ttl : cfg->negative_ttl;
+  fresh_for = sooner_by < fresh_for ? fresh_for - sooner_by : 0;
+  unsigned grace = 0;
+  if (upstream_status == 200)
+    grace = cfg->stale_while_revalidate > cfg->stale_if_error ? cfg->stale_while_revalidate
+                                                              : cfg->stale_if_error;
+  if (upstream_status == 404 && cfg->negative_ttl == 0)
+    return false;
+  *record = (struct cache_record){
+    .upstream_status = upstream_status,
+    .fetched_at = now,
+    .fresh_until = now + fresh_for,
+    .stale_until = now + fresh_for + grace,
+    .body = (const unsigned char *)body,
+    .body_len = (uint32_t)body_len,
+  };
+  return true;
+}
+
+bool enrollment_store(struct flipcached *daemon, const char *enrollment_id,
+                      uint16_t upstream_status, const char *body, size_t body_len, long long now,
+                      unsigned sooner_by) {
+  struct cache_record record;
+  return record_of(&daemon->cfg, upstream_status, body, body_len, now, sooner_by, &record) &&
+         store_record(daemon, enrollment_id, &record);
+}
+
+int enrollment_forget(struct flipcached *daemon, const char *enrollment_id, bool *found,
+                      char *err, size_t err_len) {
+  struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
+  if (fetch)
+    fetch->store_forbidden = true;
+  warm_forbid_stores(daemon->warm);
+  return cache_delete(daemon->cache, enrollment_id, found, err, err_len);
+}
+
+int enrollment_forget_all(struct flipcached *daemon, uint64_t *removed, char *err,
+                          size_t err_len) {
+  inflight_forbid_stores(daemon->inflight);
+  warm_forbid_stores(daemon->warm);
+  return cache_purge_all(daemon->cache, removed, err, err_len);
 }
 
 /* The Cache-Status of waiter i: the request that caused the fetch says whether it was stored;
@@ -192,14 +224,8 @@ static void answer_unfetched(struct flipcached *daemon, struct client_request *r
 static void answer_refused(struct flipcached *daemon, struct client_request *request,
                            const char *enrollment_id, enum upstream_start refusal,
                            long long now) {
-  enum api_error error = refusal == UPSTREAM_PAUSED       ? API_ERROR_UPSTREAM_RATE_LIMITED
-                         : refusal == UPSTREAM_CIRCUIT_OPEN ? API_ERROR_CIRCUIT_OPEN
-                         : refusal == UPSTREAM_OVERLOADED   ? API_ERROR_OVERLOADED
-                                                            : API_ERROR_UPSTREAM_UNAVAILABLE;
-  long retry_after = refusal == UPSTREAM_START_FAILED ? -1
-                     : refusal == UPSTREAM_OVERLOADED ? RETRY_AFTER_OVERLOADED_SECONDS
-                                                      : upstream_retry_after(daemon->upstream);
-  answer_unfetched(daemon, request, enrollment_id, error, retry_after, now);
+  answer_unfetched(daemon, request, enrollment_id, fetched_refusal_error(refusal),
+                   upstream_refusal_retry_after(daemon->upstream, refusal), now);
 }
 
 /* Takes a token of the asking user's miss_rate_per_user; false: refused (answered 429, or with
@@ -268,19 +294,22 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
   /* A delete of this id (or of the whole cache) after the fetch started wins: the waiters are
    * answered, but nothing is stored. */
   bool may_store = !fetch->store_forbidden;
-  if (d.action == FETCHED_SERVE_200) {
-    bool stored = may_store && enrollment_store(daemon, enrollment_id, 200, result->body,
-                                                result->body_len, now, 0);
-    fan_out_body(daemon, fetch, 200, result->body, result->body_len, stored);
-  } else if (d.action == FETCHED_SERVE_404) {
+  struct cache_record record;
+  bool stored = false;
+  if (d.action == FETCHED_SERVE_200 || d.action == FETCHED_SERVE_404) {
+    int status = d.action == FETCHED_SERVE_200 ? 200 : 404;
     char *ours = d.own_404_body ? render_error_body(API_ERROR_NOT_FOUND) : NULL;
     const char *body = d.own_404_body ? (ours ? ours : "") : result->body;
     size_t len = d.own_404_body ? strlen(body) : result->body_len;
-    bool stored = may_store && enrollment_store(daemon, enrollment_id, 404, body, len, now, 0);
-    fan_out_body(daemon, fetch, 404, body, len, stored);
+    stored = may_store && record_of(&daemon->cfg, (uint16_t)status, body, len, now, 0, &record) &&
+             store_record(daemon, enrollment_id, &record);
+    fan_out_body(daemon, fetch, status, body, len, stored);
+    /* The fleet gets what this host kept (and its lock back), while the body is still valid. */
+    fleet_fetched(daemon->fleet, fetch, stored ? &record : NULL);
     free(ours);
   } else {
     fan_out_failure(daemon, fetch, d.error, d.fwd_status, d.retry_after, now);
+    fleet_fetched(daemon->fleet, fetch, NULL);
   }
   /* Every waiter is answered exactly once, as a miss or a stale copy. */
   assert(daemon->stats.misses + daemon->stats.stale_served == answered_before + waiters);
@@ -289,18 +318,39 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
   inflight_finish(daemon->inflight, fetch);
 }
 
-/* Starts the one fetch for an id; *fetch is set when it returns UPSTREAM_STARTED. */
+/* Another host's copy, from the shared tier (fleet.h): stored here with its own times, unless a
+ * delete came meanwhile, and every waiter answered with it (a miss here, collapsed after the
+ * first: Cache-Status names the shared tier's hit). */
+static void on_shared_copy(const struct cache_record *record, void *arg) {
+  struct inflight_fetch *fetch = arg;
+  struct flipcached *daemon = fetch->owner;
+  long long now = clock_wall_seconds();
+  bool stored = !fetch->store_forbidden && store_record(daemon, fetch->enrollment_id, record);
+  daemon->stats.misses += fetch->waiter_count;
+  for (size_t i = 0; i < fetch->waiter_count; i++) {
+    struct cache_status cs = waiter_status(fetch, i);
+    cs.shared_hit = true;
+    cs.shared_ttl = record_ttl_left(record, now);
+    cs.stored = stored && !cs.collapsed;
+    reply_body(daemon, fetch->waiters[i], STATS_ANSWER_MISS, record->upstream_status, &cs,
+               record_age(record, now), (const char *)record->body, record->body_len);
+  }
+  inflight_finish(daemon->inflight, fetch);
+}
+
+/* Starts the one fetch for an id; *fetch is set when it returns UPSTREAM_STARTED. A copy in the
+ * shared tier fetched before min_fetched_at does not answer it. */
 static enum upstream_start start_fetch(struct flipcached *daemon, const char *enrollment_id,
                                        bool had_expired_copy, bool background,
-                                       struct inflight_fetch **fetch) {
+                                       int64_t min_fetched_at, struct inflight_fetch **fetch) {
   *fetch = inflight_start(daemon->inflight, enrollment_id);
   if (!*fetch)
     return UPSTREAM_START_FAILED;
   (*fetch)->owner = daemon;
   (*fetch)->had_expired_copy = had_expired_copy;
   (*fetch)->background = background;
-  enum upstream_start started =
-      upstream_fetch_enrollment(daemon->upstream, enrollment_id, on_fetched, *fetch);
+  enum upstream_start started = fleet_fetch_enrollment(daemon->fleet, *fetch, min_fetched_at,
+                                                       on_fetched, on_shared_copy);
   if (started != UPSTREAM_STARTED) {
     inflight_finish(daemon->inflight, *fetch);
     *fetch = NULL;
@@ -310,13 +360,15 @@ static enum upstream_start start_fetch(struct flipcached *daemon, const char *en
 
 /* The request waits on the id's fetch, joining one in progress or starting it. */
 static void wait_for_fetch(struct flipcached *daemon, struct client_request *request,
-                           const char *enrollment_id, bool had_expired_copy, long long now) {
+                           const char *enrollment_id, bool had_expired_copy,
+                           int64_t min_fetched_at, long long now) {
   struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
   bool joined = fetch != NULL;
   if (!fetch) {
     if (!take_miss_quota(daemon, request, enrollment_id, now))
       return;
-    enum upstream_start started = start_fetch(daemon, enrollment_id, had_expired_copy, false, &fetch);
+    enum upstream_start started =
+        start_fetch(daemon, enrollment_id, had_expired_copy, false, min_fetched_at, &fetch);
     if (started != UPSTREAM_STARTED) {
       answer_refused(daemon, request, enrollment_id, started, now);
       return;
@@ -326,7 +378,7 @@ static void wait_for_fetch(struct flipcached *daemon, struct client_request *req
     daemon->stats.waiters_refused++;
     daemon->stats.misses++;
     struct cache_status cs = {.fwd = "uri-miss", .collapsed = true};
-    reply_error(daemon, request, API_ERROR_OVERLOADED, &cs, RETRY_AFTER_OVERLOADED_SECONDS);
+    reply_error(daemon, request, API_ERROR_OVERLOADED, &cs, UPSTREAM_OVERLOADED_RETRY_AFTER);
     return;
   }
   if (joined)
@@ -362,12 +414,15 @@ static void answer_only_if_cached(struct flipcached *daemon, struct client_reque
 
 /* A background fetch of an id a hit was answered from, unless one is in progress: nobody waits
  * on it (a refusal, max_fetches or the breaker, needs no answer), no quota is taken, and a
- * failure leaves the entry as it was. true when started. */
-static bool start_refresh(struct flipcached *daemon, const char *enrollment_id, bool stale_copy) {
+ * failure leaves the entry as it was. A shared copy must be newer than the one held
+ * (held_fetched_at). true when started. */
+static bool start_refresh(struct flipcached *daemon, const char *enrollment_id, bool stale_copy,
+                          int64_t held_fetched_at) {
   if (inflight_find(daemon->inflight, enrollment_id))
     return false;
   struct inflight_fetch *fetch;
-  return start_fetch(daemon, enrollment_id, stale_copy, true, &fetch) == UPSTREAM_STARTED;
+  return start_fetch(daemon, enrollment_id, stale_copy, true, held_fetched_at + 1, &fetch) ==
+         UPSTREAM_STARTED;
 }
 
 /* Refresh-ahead: a fresh 200 past refresh_ahead of the ttl it was stored with. A refresh then
@@ -425,7 +480,7 @@ static void on_refresh_due(evutil_socket_t fd, short what, void *arg) {
     bool same = entry.record.fetched_at == generation && entry.record.upstream_status == 200 &&
                 now < entry.record.fresh_until;
     cache_entry_release(&entry);
-    if (same && start_refresh(daemon, enrollment_id, false))
+    if (same && start_refresh(daemon, enrollment_id, false, generation))
       daemon->stats.refresh_scheduled++;
   }
 }
@@ -474,7 +529,7 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
      * ages are whole seconds): fetched, coalesced with any fetch of the id, within its miss
      * quota. */
     cache_entry_release(&entry);
-    wait_for_fetch(daemon, request, enrollment_id, true, now);
+    wait_for_fetch(daemon, request, enrollment_id, true, now - max_age, now);
     return;
   }
   if (had_copy) {
@@ -486,7 +541,7 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
         daemon->stats.hits++;
         bool scheduled = schedule_hot(daemon, enrollment_id, &entry.record);
         if (!scheduled && refresh_ahead_due(daemon, &entry.record, now) &&
-            start_refresh(daemon, enrollment_id, false)) {
+            start_refresh(daemon, enrollment_id, false, entry.record.fetched_at)) {
           daemon->stats.refresh_ahead++;
           cs.detail = "refresh-ahead";
         }
@@ -496,18 +551,20 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
       reply_record(daemon, request, &entry.record, &cs, now);
       cache_entry_release(&entry);
       return;
-    case FRESHNESS_STALE_WHILE_REVALIDATE:
+    case FRESHNESS_STALE_WHILE_REVALIDATE: {
       daemon->stats.stale_served++;
+      int64_t held = entry.record.fetched_at;
       reply_record(daemon, request, &entry.record, &cs, now);
       cache_entry_release(&entry);
-      if (start_refresh(daemon, enrollment_id, true))
+      if (start_refresh(daemon, enrollment_id, true, held))
         daemon->stats.background_refreshes++;
       return;
+    }
     case FRESHNESS_STALE_IF_ERROR:
     case FRESHNESS_EXPIRED:
       break;
     }
     cache_entry_release(&entry);
   }
-  wait_for_fetch(daemon, request, enrollment_id, had_copy, now);
+  wait_for_fetch(daemon, request, enrollment_id, had_copy, 0, now);
 }

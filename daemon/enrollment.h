@@ -22,5 +22,11 @@ void enrollment_stop_schedule(struct flipcached *daemon);
 bool enrollment_store(struct flipcached *daemon, const char *enrollment_id,
                       uint16_t upstream_status, const char *body, size_t body_len, long long now,
                       unsigned sooner_by);
+/* Drops one id's local copy, and keeps any fetch or warm-up in progress from storing it again
+ * (an admin DELETE here, or another host's purge through the shared tier). 0, or -1 with err. */
+int enrollment_forget(struct flipcached *daemon, const char *enrollment_id, bool *found,
+                      char *err, size_t err_len);
+/* The same for every entry (DELETE /cache, or another host's purge-all). */
+int enrollment_forget_all(struct flipcached *daemon, uint64_t *removed, char *err, size_t err_len);
 
 #endif

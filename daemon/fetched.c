@@ -26,6 +26,19 @@ static enum api_error error_for_outcome(enum upstream_outcome outcome) {
   }
 }
 
+enum api_error fetched_refusal_error(int refusal) {
+  switch (refusal) {
+  case UPSTREAM_PAUSED:
+    return API_ERROR_UPSTREAM_RATE_LIMITED;
+  case UPSTREAM_CIRCUIT_OPEN:
+    return API_ERROR_CIRCUIT_OPEN;
+  case UPSTREAM_OVERLOADED:
+    return API_ERROR_OVERLOADED;
+  default:
+    return API_ERROR_UPSTREAM_UNAVAILABLE;
+  }
+}
+
 /* A failure: nothing stored. */
 static void decide_failure(const struct upstream_result *result, long status,
                            struct fetched_decision *d) {
@@ -37,6 +50,12 @@ static void decide_failure(const struct upstream_result *result, long status,
     d->error = rejected ? API_ERROR_UPSTREAM_AUTH_FAILED : API_ERROR_UPSTREAM_UNAVAILABLE;
     d->credential_rejected = rejected ? result->http_status : 0;
     d->fwd_status = 0; /* not the API's status: no fwd-status */
+    return;
+  }
+  if (result->outcome == UPSTREAM_REFUSED) {
+    /* Not sent (after the shared tier was asked): as a refusal at once would be answered. */
+    d->error = fetched_refusal_error(result->refusal);
+    d->retry_after = result->retry_after_seconds;
     return;
   }
   if (result->outcome != UPSTREAM_RESPONSE) {

@@ -47,6 +47,9 @@ struct fetched_decision {
                                     are counted by upstream.c) */
 };
 
+/* What a client is told when the upstream module did not send the fetch (enum upstream_start). */
+enum api_error fetched_refusal_error(int refusal);
+
 struct fetched_decision fetched_decide(const struct upstream_result *result,
                                        const char *enrollment_id);
 

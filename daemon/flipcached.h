@@ -23,6 +23,7 @@ struct peer_finder;
 struct quota;
 struct warm;
 struct hot_table;
+struct fleet;
 
 struct flipcached {
   struct event_base *base;
@@ -40,6 +41,7 @@ struct flipcached {
   struct quota *quota;            /* miss_rate_per_user's buckets */
   struct warm *warm;              /* the warm-up from the list endpoint ([warm]) */
   struct hot_table *hot;          /* refresh-ahead's schedule of hot entries (hot.h) */
+  struct fleet *fleet;            /* the shared tier in Redis ([shared]; does nothing when off) */
   struct event *refresh_timer;    /* refreshes the scheduled entries as they fall due */
   struct timespec started;     /* CLOCK_MONOTONIC at start, for uptime */
   bool stopping;               /* SIGTERM or SIGINT received: /healthz answers 503 */

@@ -13,6 +13,7 @@
 #include "route.h"
 
 struct client_request;
+struct fleet_fetch;
 struct inflight_table;
 
 struct inflight_fetch {
@@ -21,6 +22,8 @@ struct inflight_fetch {
   bool had_expired_copy;     /* the cache held an expired entry when the fetch started */
   bool store_forbidden;      /* the id (or the whole cache) was deleted after the fetch started */
   void *owner;               /* the caller's; the table never touches it */
+  struct fleet_fetch *fleet; /* fleet.c's state while the shared tier is asked or its lock held;
+                                NULL otherwise (fleet.h) */
   struct client_request **waiters; /* in arrival order; waiters[0] caused the fetch unless background */
   size_t waiter_count;
   size_t waiter_cap;

@@ -18,6 +18,7 @@
 #include "cache.h"
 #include "cli.h"
 #include "enrollment.h"
+#include "fleet.h"
 #include "flipcached.h"
 #include "front.h"
 #include "inflight.h"
@@ -102,7 +103,7 @@ struct signal_events {
 };
 
 /* Start-up, in order: the process's hardening, libcurl, the credential, the loop, the cache, the
- * upstream, the fetch table, the warm-up and refresh schedule, the access rules and the cache's
+ * upstream, the shared tier, the fetch table, the warm-up and refresh schedule, the access rules and the cache's
  * upkeep. 0, or -1 with the reason logged (stop() then releases what was acquired). */
 static int start_core(struct flipcached *daemon) {
   /* The credential must not be readable through /proc/PID/mem or a core dump. */
@@ -142,6 +143,11 @@ static int start_core(struct flipcached *daemon) {
                                   sizeof(err));
   if (!daemon->upstream) {
     log_error("upstream: %s", err);
+    return -1;
+  }
+  daemon->fleet = fleet_new(daemon, err, sizeof(err));
+  if (!daemon->fleet) {
+    log_error("%s", err);
     return -1;
   }
   daemon->inflight = inflight_table_new(INFLIGHT_MAX_WAITERS);
@@ -203,7 +209,8 @@ static int start_serving(struct flipcached *daemon, struct signal_events *signal
 /* Tear-down, in reverse order of start-up. Aborting the upstream first answers every waiting
  * request, so that no request is left unanswered when the front end is freed. */
 static void stop(struct flipcached *daemon, struct signal_events *signals) {
-  upstream_free(daemon->upstream);
+  upstream_free(daemon->upstream); /* an aborted fetch still releases its lock in the fleet */
+  fleet_free(daemon->fleet);
   warm_free(daemon->warm);
   enrollment_stop_schedule(daemon);
   inflight_table_free(daemon->inflight);

@@ -172,6 +172,11 @@ size_t render_cache_status(const struct cache_status *status, char *out, size_t 
     return 0;
   struct text_out text = {out, out_len, 0};
   out[0] = '\0';
+  if (status->shared_hit) {
+    text_append(&text, "flipcached-shared; hit; ttl=");
+    text_append_int(&text, (long long)status->shared_ttl);
+    text_append(&text, ", ");
+  }
   text_append(&text, "flipcached");
   /* RFC 9211 order: hit, fwd, fwd-status, ttl, stored, collapsed, detail. */
   if (status->hit)

@@ -56,6 +56,9 @@ struct cache_status {
   bool stored;          /* the upstream's answer was stored */
   bool collapsed;       /* answered by another request's fetch */
   const char *detail;   /* NULL, or a token saying what went wrong, e.g. "upstream_timeout" */
+  bool shared_hit;      /* answered by the fleet's shared tier: a "flipcached-shared; hit;
+                           ttl=N" member goes first (RFC 9211: the cache nearest the origin) */
+  int64_t shared_ttl;   /* with shared_hit: the shared copy's seconds left fresh */
 };
 
 /* Room render_decimal needs: "-9223372036854775808" and its NUL. */

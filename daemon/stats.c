@@ -62,6 +62,17 @@ static const struct stat_field FIELDS[] = {
   COUNTER(warm_runs, "Warm-up runs started"),
   COUNTER(warm_stored, "Entries stored from the list endpoint by the warm-up"),
   COUNTER(warm_failures, "Program lists the warm-up could not ask for, fetch, or accept"),
+  COUNTER(shared_lookups, "Entries asked of the shared tier (Redis)"),
+  COUNTER(shared_hits, "Shared-tier lookups that found a usable copy (the upstream not asked)"),
+  COUNTER(shared_invalid, "Shared-tier values that did not decode or named another id (deleted)"),
+  COUNTER(shared_writes, "Entries fetched here and written to the shared tier"),
+  COUNTER(shared_lock_waits, "Fetches that waited on another host's fetch of the same id"),
+  COUNTER(shared_lock_timeouts, "Fetches that gave up waiting on another host and asked the upstream"),
+  COUNTER(shared_purges_sent, "Admin purges sent to every host through the shared tier"),
+  COUNTER(shared_purges_received, "Purges from other hosts applied here"),
+  COUNTER(shared_errors, "Shared-tier commands that failed, timed out or lost their connection"),
+  COUNTER(shared_breaker_opens, "Times a shared-tier connection's circuit opened"),
+  COUNTER(shared_disconnects, "Shared-tier connections closed or lost"),
   GAUGE(uptime_seconds, "Seconds since start"),
   GAUGE(inflight, "Upstream fetches in progress"),
   GAUGE(breaker_state, "Upstream circuit breaker: 0 closed, 1 open, 2 half-open"),
@@ -76,6 +87,8 @@ static const struct stat_field FIELDS[] = {
   GAUGE(credential_rejected, "1 while the upstream rejects the daemon's credential"),
   GAUGE(warm_running, "1 while a warm-up run is in progress"),
   GAUGE(hot_scheduled, "Hot entries scheduled for a refresh before they expire"),
+  GAUGE(shared_state, "The shared tier: 0 off, 1 up, 2 down"),
+  GAUGE(shared_waiting, "Fetches waiting on another host's fetch now"),
 };
 #define FIELD_COUNT (sizeof(FIELDS) / sizeof(FIELDS[0]))
 

@@ -65,6 +65,18 @@ struct stats {
   uint64_t warm_runs;            /* warm-up runs started (warm.h) */
   uint64_t warm_stored;          /* entries stored from the list endpoint */
   uint64_t warm_failures;        /* program lists not asked for, failed, or refused whole */
+  /* The shared tier (fleet.h, shared.h). */
+  uint64_t shared_lookups;       /* entries asked of Redis */
+  uint64_t shared_hits;          /* of them, a usable copy: stored here, answered, Flip not asked */
+  uint64_t shared_invalid;       /* values that did not decode or named another id: deleted */
+  uint64_t shared_writes;        /* entries fetched here and written to Redis */
+  uint64_t shared_lock_waits;    /* fetches that waited on another host's fetch of the id */
+  uint64_t shared_lock_timeouts; /* of them, those that gave up waiting and asked Flip */
+  uint64_t shared_purges_sent;   /* admin purges sent to every host through Redis */
+  uint64_t shared_purges_received; /* purges from other hosts applied here */
+  uint64_t shared_errors;        /* Redis commands that failed, timed out or lost their connection */
+  uint64_t shared_breaker_opens; /* times a Redis connection's circuit opened */
+  uint64_t shared_disconnects;   /* Redis connections closed or lost */
   /* Upstream fetch durations (retries included), for /metrics: counts per bucket (not
    * cumulative; the renderer accumulates), their number and their sum. */
   uint64_t upstream_latency_bucket[STATS_LATENCY_BUCKETS + 1];
@@ -101,6 +113,8 @@ struct stats_gauges {
   uint64_t credential_rejected; /* 1 while the upstream rejects the daemon's credential */
   uint64_t warm_running;      /* 1 while a warm-up run is in progress */
   uint64_t hot_scheduled;     /* hot entries scheduled for a refresh now */
+  uint64_t shared_state;      /* the shared tier: 0 off, 1 up, 2 down */
+  uint64_t shared_waiting;    /* fetches waiting on another host's lock now */
 };
 
 /* malloc'd NUL-terminated texts, or NULL when out of memory. */

@@ -7,6 +7,7 @@
 #include "status.h"
 
 #include "cache.h"
+#include "fleet.h"
 #include "flipcached.h"
 #include "front.h"
 #include "sd.h"
@@ -31,6 +32,8 @@ static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges
   gauges->credential_rejected = daemon->auth_rejected_status != 0;
   gauges->warm_running = daemon->warm && warm_running(daemon->warm);
   gauges->hot_scheduled = daemon->hot ? hot_scheduled(daemon->hot) : 0;
+  gauges->shared_state = fleet_state(daemon->fleet);
+  gauges->shared_waiting = fleet_waiting(daemon->fleet);
 }
 
 static void reply_text(struct client_request *request, int status, const char *content_type,
@@ -73,6 +76,7 @@ void status_healthz(struct client_request *request, void *arg) {
   if (root) {
     char reason[512] = "";
     const char *cache_problem = cache_unavailable(daemon->cache);
+    const char *shared_problem = fleet_problem(daemon->fleet);
     if (daemon->stopping)
       snprintf(reason, sizeof(reason), "shutting down");
     else if (daemon->auth_rejected_status)
@@ -81,6 +85,9 @@ void status_healthz(struct client_request *request, void *arg) {
     else if (cache_problem)
       snprintf(reason, sizeof(reason), "the cache is unavailable (%s): every request goes to the "
                "upstream; opening it is retried every sweep_interval", cache_problem);
+    else if (shared_problem)
+      snprintf(reason, sizeof(reason), "the shared tier is unavailable (%s): serving from the "
+               "local cache and the upstream without it", shared_problem);
     json_object_object_add(root, "status",
                            json_object_new_string(daemon->stopping          ? "stopping"
                                                   : reason[0]               ? "degraded"
@@ -95,6 +102,12 @@ void status_healthz(struct client_request *request, void *arg) {
     if (cache_problem)
       json_object_object_add(root, "cache_reason", json_object_new_string(cache_problem));
     json_object_object_add(root, "upstream_inflight", json_object_new_uint64(gauges.inflight));
+    if (fleet_enabled(daemon->fleet)) {
+      json_object_object_add(root, "shared",
+                             json_object_new_string(shared_problem ? "unavailable" : "ok"));
+      if (shared_problem)
+        json_object_object_add(root, "shared_reason", json_object_new_string(shared_problem));
+    }
     text = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
     json_object_put(root);
   }

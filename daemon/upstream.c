@@ -697,6 +697,18 @@ long upstream_retry_after(const struct upstream *upstream) {
   return breaker_retry_after(&upstream->breaker, clock_monotonic_ms());
 }
 
+long upstream_refusal_retry_after(const struct upstream *upstream, enum upstream_start refusal) {
+  switch (refusal) {
+  case UPSTREAM_PAUSED:
+  case UPSTREAM_CIRCUIT_OPEN:
+    return upstream_retry_after(upstream);
+  case UPSTREAM_OVERLOADED:
+    return UPSTREAM_OVERLOADED_RETRY_AFTER;
+  default:
+    return -1;
+  }
+}
+
 enum breaker_state upstream_breaker_state(const struct upstream *upstream) {
   return upstream->breaker.state;
 }

@@ -35,6 +35,8 @@ enum upstream_outcome {
   UPSTREAM_ABORTED,        /* the daemon is shutting down */
   UPSTREAM_TOKEN_FAILED,   /* OAuth: no access token could be had; http_status is the token
                               endpoint's (0 when it gave none) */
+  UPSTREAM_REFUSED,        /* not sent: `refusal` says why (fleet.h delivers a refusal met after
+                              the shared tier was asked as a result) */
 };
 
 struct upstream_result {
@@ -44,7 +46,9 @@ struct upstream_result {
   size_t body_len;
   char **body_owner;         /* with a non-empty body: the callback may keep it, without a copy,
                                 by taking *body_owner and setting it to NULL; it free()s it later */
-  long retry_after_seconds;  /* a 429's or 503's Retry-After in seconds, or -1 */
+  long retry_after_seconds;  /* a 429's or 503's Retry-After in seconds, or -1; with
+                                UPSTREAM_REFUSED, upstream_refusal_retry_after's */
+  int refusal;               /* with UPSTREAM_REFUSED: the enum upstream_start that refused */
   const char *error_text;    /* a short reason for logs, never containing a header: whose failure
                                 it was (the proxy's, TLS's with the certificate problem named, a
                                 wait for a free connection) and libcurl's words */
@@ -92,6 +96,10 @@ enum upstream_start upstream_fetch_program(struct upstream *upstream, const char
                                            upstream_done_fn done, void *arg);
 /* For a refused fetch: whole seconds until the upstream may be asked again (at least 1). */
 long upstream_retry_after(const struct upstream *upstream);
+/* The Retry-After to answer a refusal with: upstream_retry_after for a pause or an open circuit,
+ * UPSTREAM_OVERLOADED_RETRY_AFTER when max_fetches were in progress, -1 (none) otherwise. */
+#define UPSTREAM_OVERLOADED_RETRY_AFTER 1
+long upstream_refusal_retry_after(const struct upstream *upstream, enum upstream_start refusal);
 enum breaker_state upstream_breaker_state(const struct upstream *upstream);
 /* Whole seconds left of a 429's pause, 0 when not paused. */
 long upstream_paused_seconds(const struct upstream *upstream);

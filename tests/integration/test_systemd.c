@@ -292,6 +292,7 @@ Test(systemd, the_stats_command_takes_a_base_url_json_and_help, .fini = stop_all
   snprintf(command, sizeof(command), "%s stats --url %s/", FLIPCACHED_BIN, daemon_proc.url);
   cr_expect_eq(run_command(command, out, sizeof(out)), 0, "the base URL: %s", out);
   cr_expect(strstr(out, "breaker_state                      closed\n") != NULL, "by name: %s", out);
+  cr_expect(strstr(out, "shared_state                          off\n") != NULL, "by name: %s", out);
   cr_expect(strstr(out, "cache_max_bytes                  16.0 MiB  (16777216)\n") != NULL,
             "sizes in units: %s", out);
   char fresh[80], stale[80];

@@ -57,6 +57,29 @@ Test(breaker, the_doubled_cooldown_is_capped_at_a_minute) {
   cr_expect_eq(breaker.cooldown_ms, BREAKER_COOLDOWN_CAP_MS);
 }
 
+Test(breaker, a_settings_cap_bounds_the_doubling_instead) {
+  /* The shared tier's circuit (shared.h): 500 ms doubling to at most 5 s, so that a Redis that
+   * comes back is used again within seconds, not a minute. */
+  const struct breaker_settings redis = {.failures = 3, .cooldown_ms = 500,
+                                         .cooldown_cap_ms = 5000};
+  struct breaker breaker = {0};
+  long paused;
+  for (int i = 0; i < 3; i++)
+    breaker_note(&breaker, &redis, 0, false, false, true, -1, &paused);
+  long seen[8];
+  for (int round = 0; round < 8; round++) {
+    int64_t now = breaker.open_until_ms;
+    cr_assert_eq(breaker_admit(&breaker, &redis, now), BREAKER_ADMIT_PROBE);
+    breaker_note(&breaker, &redis, now, true, false, true, -1, &paused);
+    seen[round] = breaker.cooldown_ms;
+  }
+  cr_expect_eq(seen[0], 1000);
+  cr_expect_eq(seen[1], 2000);
+  cr_expect_eq(seen[2], 4000);
+  cr_expect_eq(seen[3], 5000, "capped");
+  cr_expect_eq(seen[7], 5000);
+}
+
 Test(breaker, an_abandoned_probe_lets_the_next_fetch_probe) {
   struct breaker breaker = {0};
   for (int i = 0; i < 3; i++)

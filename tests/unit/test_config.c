@@ -447,3 +447,43 @@ Test(config, warm_program_ids_are_a_list_of_url_safe_ids) {
   cr_expect_eq(cfg.warm_programs.count, 0, "off unless set");
   cr_expect_eq(cfg.warm_interval, 0);
 }
+
+Test(config, shared_is_off_by_default_and_takes_numeric_addresses_or_a_unix_socket) {
+  config_defaults(&cfg);
+  cr_expect(!cfg.shared_on);
+  cr_expect_str_eq(cfg.shared_prefix, "flipcached:");
+  cr_expect_eq(cfg.shared_timeout_ms, 200);
+  cr_expect_eq(config_load_string("[shared]\nredis = 10.0.0.5:6380\nprefix = fleet{a}:\n"
+                                  "timeout_ms = 50\npassword_file = /etc/flipcached/redis\n",
+                                  "t.conf", &cfg, &errors), 0);
+  dump_errors();
+  cr_expect(cfg.shared_on);
+  cr_expect_eq(cfg.shared_addr.kind, LISTEN_TCP);
+  cr_expect_str_eq(cfg.shared_addr.host, "10.0.0.5");
+  cr_expect_eq(cfg.shared_addr.port, 6380);
+  cr_expect_str_eq(cfg.shared_prefix, "fleet{a}:");
+  cr_expect_eq(cfg.shared_timeout_ms, 50);
+  cr_expect_str_eq(cfg.shared_password_file, "/etc/flipcached/redis");
+  cr_expect_eq(config_load_string("[shared]\nredis = unix:/run/redis/redis.sock\n", "t.conf", &cfg,
+                                  &errors), 0);
+  cr_expect_eq(cfg.shared_addr.kind, LISTEN_UNIX);
+  cr_expect_eq(config_load_string("[shared]\nredis = [::1]:6379\n", "t.conf", &cfg, &errors), 0);
+  cr_expect_str_eq(cfg.shared_addr.host, "::1");
+  struct {
+    const char *text, *error;
+  } bad[] = {
+    {"[shared]\nredis = redis.internal:6379\n", "t.conf:2: redis: 'redis.internal:6379' is not"},
+    {"[shared]\nredis = 127.0.0.1\n", "t.conf:2: redis: '127.0.0.1' is not"},
+    {"[shared]\nredis = 127.0.0.1:0\n", "t.conf:2: redis:"},
+    {"[shared]\nprefix = has space\n", "t.conf:2: prefix: 'has space' is not"},
+    {"[shared]\nprefix =\n", "t.conf:2: prefix: '' is not"},
+    {"[shared]\ntimeout_ms = 0\n", "t.conf:2: timeout_ms: 0 is out of range"},
+    {"[shared]\npassword_file = relative\n", "t.conf:2: password_file: 'relative' is not an"},
+    {"[shard]\nredis = 127.0.0.1:6379\n", "[warm], [shared] and [log]"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    cr_expect_eq(config_load_string(bad[i].text, "t.conf", &cfg, &errors), -1, "accepted: %s",
+                 bad[i].text);
+    cr_expect(has_error(bad[i].error), "%s: %s", bad[i].text, errors.text[0]);
+  }
+}

@@ -113,3 +113,28 @@ Test(fetched, transport_failures_and_token_failures) {
   cr_expect_eq(d.error, API_ERROR_UPSTREAM_UNAVAILABLE);
   cr_expect_eq(d.credential_rejected, 0);
 }
+
+Test(fetched, a_refusal_met_after_the_shared_tier_answers_like_one_met_at_once) {
+  struct {
+    enum upstream_start refusal;
+    enum api_error error;
+    long retry_after;
+  } cases[] = {
+    {UPSTREAM_PAUSED, API_ERROR_UPSTREAM_RATE_LIMITED, 12},
+    {UPSTREAM_CIRCUIT_OPEN, API_ERROR_CIRCUIT_OPEN, 3},
+    {UPSTREAM_OVERLOADED, API_ERROR_OVERLOADED, 1},
+    {UPSTREAM_START_FAILED, API_ERROR_UPSTREAM_UNAVAILABLE, -1},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct upstream_result r = {.outcome = UPSTREAM_REFUSED, .refusal = cases[i].refusal,
+                                .retry_after_seconds = cases[i].retry_after,
+                                .error_text = "not sent"};
+    struct fetched_decision d = fetched_decide(&r, ID);
+    cr_expect_eq(d.action, FETCHED_FAIL);
+    cr_expect_eq(d.error, cases[i].error, "refusal %d", cases[i].refusal);
+    cr_expect_eq(d.error, fetched_refusal_error(cases[i].refusal));
+    cr_expect_eq(d.retry_after, cases[i].retry_after);
+    cr_expect_eq(d.note, FETCHED_NOTE_NONE, "nothing was sent: nothing to log");
+    cr_expect(!d.counts_as_upstream_error && !d.credential_rejected && !d.credential_works);
+  }
+}

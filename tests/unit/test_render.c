@@ -133,3 +133,16 @@ Test(decimal, every_long_long_in_decimal) {
   cr_expect_str_eq(render_decimal(LLONG_MAX, buf), "9223372036854775807");
   cr_expect_str_eq(render_decimal(LLONG_MIN, buf), "-9223372036854775808");
 }
+
+Test(cache_status, a_copy_from_the_shared_tier_names_that_cache_first) {
+  /* RFC 9211: the members go from the cache nearest the origin to the one nearest the client. */
+  struct cache_status status = {.fwd = "uri-miss", .stored = true, .shared_hit = true,
+                                .shared_ttl = 290};
+  char out[160];
+  render_cache_status(&status, out, sizeof(out));
+  cr_expect_str_eq(out, "flipcached-shared; hit; ttl=290, flipcached; fwd=uri-miss; stored");
+  status.collapsed = true;
+  status.stored = false;
+  render_cache_status(&status, out, sizeof(out));
+  cr_expect_str_eq(out, "flipcached-shared; hit; ttl=290, flipcached; fwd=uri-miss; collapsed");
+}
