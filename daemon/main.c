@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <getopt.h>
+#include <hiredis/hiredis.h>
 #include <json-c/json.h>
 #include <lmdb.h>
 #include <signal.h>
@@ -48,8 +49,9 @@ static void print_versions(void) {
   const curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
   int lmdb_major, lmdb_minor, lmdb_patch;
   mdb_version(&lmdb_major, &lmdb_minor, &lmdb_patch);
-  printf("flipcached %s\nlibevent %s\nlibcurl %s\njson-c %s\nLMDB %d.%d.%d\n", FLIPCACHED_VERSION,
-         event_get_version(), curl->version, json_c_version(), lmdb_major, lmdb_minor, lmdb_patch);
+  printf("flipcached %s\nlibevent %s\nlibcurl %s\njson-c %s\nLMDB %d.%d.%d\nhiredis %d.%d.%d\n",
+         FLIPCACHED_VERSION, event_get_version(), curl->version, json_c_version(), lmdb_major,
+         lmdb_minor, lmdb_patch, HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
 }
 
 /* The command line: -c, -t, -h, -V. Returns -1 to go on, else the exit status to return now

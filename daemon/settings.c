@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "creds.h"
+#include "shared.h"
 #include "upstream.h"
 
 /* Loads the configuration: a missing default file means "all defaults", a missing file named
@@ -63,7 +64,8 @@ static int check_cache_path(const char *path, char *err, size_t err_len) {
 }
 
 /* -t: what start-up would check, short of binding and the network: the credential files' rules
- * (a message names the file and the rule, never the content), the cache directory, the TLS files. */
+ * (a message names the file and the rule, never the content), the cache directory, the TLS files,
+ * the Redis password's file ([shared] password_file). */
 int settings_check(const struct config *cfg) {
   char problem[2 * PATH_MAX + 512], key_path[PATH_MAX];
   struct creds probe = {0};
@@ -81,6 +83,16 @@ int settings_check(const struct config *cfg) {
       creds_find_client_key(cfg, key_path, sizeof(key_path), problem, sizeof(problem)) != 0) {
     fprintf(stderr, "%s\n", problem);
     rc = 1;
+  }
+  if (cfg->shared_password_file[0]) {
+    char password[SHARED_PASSWORD_MAX + 1];
+    size_t password_len;
+    if (creds_read_secret_file(cfg->shared_password_file, password, sizeof(password),
+                               &password_len, problem, sizeof(problem)) != 0) {
+      fprintf(stderr, "[shared] password_file: %s\n", problem);
+      rc = 1;
+    }
+    explicit_bzero(password, sizeof(password));
   }
   if (rc == 0)
     printf("configuration OK\n");

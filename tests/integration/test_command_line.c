@@ -111,6 +111,22 @@ Test(command_line, check_config_checks_the_credential_the_cache_path_and_the_fil
   cr_expect_eq(run(args, out, sizeof(out)), 1);
   cr_expect(strstr(out, "[cache] path /nonexistent/never/created: cannot be created") != NULL, "%s", out);
   cr_expect_neq(access("/nonexistent/never/created", F_OK), 0);
+  /* The Redis password's file follows the token's rules; its content is never printed. */
+  char redis_password[256], extra[400];
+  snprintf(redis_password, sizeof(redis_password), "%s/redis-password", test_dir());
+  FILE *file = fopen(redis_password, "w");
+  fputs("fl_redis_password_check\n", file);
+  fclose(file);
+  chmod(redis_password, 0644);
+  snprintf(extra, sizeof(extra), "[shared]\nredis = 127.0.0.1:6379\npassword_file = %s\n",
+           redis_password);
+  path = config_with(0600, "/tmp", extra);
+  cr_expect_eq(run(args, out, sizeof(out)), 1);
+  cr_expect(strstr(out, "[shared] password_file: ") && strstr(out, "lets group or others access it"),
+            "%s", out);
+  cr_expect(strstr(out, "fl_redis_password_check") == NULL, "-t printed the password: %s", out);
+  chmod(redis_password, 0600);
+  cr_expect_eq(run(args, out, sizeof(out)), 0, "%s", out);
   const char *directory[] = {"-t", "-c", "/tmp", NULL};
   cr_expect_eq(run(directory, out, sizeof(out)), 1);
   cr_expect(strstr(out, "/tmp:0: not a regular file") != NULL, "-c naming a directory: %s", out);
@@ -152,7 +168,7 @@ Test(command_line, version_names_every_library) {
   char out[4096];
   const char *args[] = {"--version", NULL};
   cr_expect_eq(run(args, out, sizeof(out)), 0);
-  const char *names[] = {"flipcached ", "libevent 2.1", "libcurl 7.", "json-c 0.", "LMDB 0.9"};
+  const char *names[] = {"flipcached ", "libevent 2.1", "libcurl 7.", "json-c 0.", "LMDB 0.9", "hiredis 0.14"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
     cr_expect(strstr(out, names[i]) != NULL, "no \"%s\" in:\n%s", names[i], out);
 }
