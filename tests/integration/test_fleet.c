@@ -271,6 +271,38 @@ Test(fleet, thirty_concurrent_cold_requests_over_three_hosts_make_one_upstream_r
                    flipcached_stat(&hosts[2], "shared_lock_timeouts"), 0);
 }
 
+Test(fleet, at_size_a_thousand_cold_ids_asked_on_every_host_at_once_cost_one_request_each) {
+  start_fleet(3, NULL, NULL, 1000);
+  enum { IDS = 1000, ASKS = 3 * IDS };
+  fake_set_mode(&fake, "*", "slow", 100); /* every fetch in flight while the others ask */
+  static char urls[ASKS][192];
+  static const char *list[ASKS];
+  for (unsigned i = 0; i < ASKS; i++) {
+    char id[40];
+    id_of(id, 20000 + i / 3); /* each id asked of host 0, 1 and 2 in a row */
+    snprintf(urls[i], sizeof(urls[i]), "%.63s/v1/enrollments/%.39s", hosts[i % 3].url, id);
+    list[i] = urls[i];
+  }
+  static struct http_response responses[ASKS];
+  http_get_many(list, ASKS, 96, responses);
+  size_t ok = 0;
+  for (unsigned i = 0; i < ASKS; i++) {
+    ok += responses[i].status == 200;
+    http_response_free(&responses[i]);
+  }
+  cr_expect_eq(ok, ASKS, "%zu of %d answered 200", ok, ASKS);
+  cr_expect_eq(fake_stat(&fake, "total"), IDS, "one upstream request per id for the fleet");
+  long shared_hits = 0, waits = 0, timeouts = 0;
+  for (size_t h = 0; h < 3; h++) {
+    shared_hits += flipcached_stat(&hosts[h], "shared_hits");
+    waits += flipcached_stat(&hosts[h], "shared_lock_waits");
+    timeouts += flipcached_stat(&hosts[h], "shared_lock_timeouts");
+  }
+  cr_expect_eq(shared_hits, 2 * IDS, "the two other hosts took each id from Redis");
+  cr_expect_eq(timeouts, 0);
+  cr_expect_gt(waits, 0, "and some of them waited on the holder's lock to get it");
+}
+
 Test(fleet, a_purge_on_one_host_reaches_every_host_within_a_second) {
   start_fleet(3, NULL, NULL, 1000);
   char id[40];
