@@ -13,7 +13,8 @@
 #include "upstream.h"
 
 /* Loads the configuration: a missing default file means "all defaults", a missing file named
- * with -c is an error. Every error goes to `report` (stderr at start-up, the log on SIGHUP). */
+ * with -c is an error. Every error goes to `report` (stderr at start-up, the log on SIGHUP), and
+ * so does the warning of an allow_users = * that makes allow_groups moot. */
 int settings_load(const char *path, bool path_given, struct config *cfg,
                   void (*report)(const char *line)) {
   static struct config_errors errors; /* large; only ever used from the loop's one thread */
@@ -21,8 +22,18 @@ int settings_load(const char *path, bool path_given, struct config *cfg,
     config_defaults(cfg);
     return 0;
   }
-  if (config_load(path, cfg, &errors) == 0)
+  if (config_load(path, cfg, &errors) == 0) {
+    if (cfg->allow_users.any && (cfg->allow_groups.count > 0 || cfg->allow_groups.any)) {
+      /* Valid, but almost surely not meant: the shipped file says allow_users = *, and an
+       * operator who only fills in allow_groups expects the group to restrict. */
+      char warning[PATH_MAX + 200];
+      snprintf(warning, sizeof(warning), "%s: warning: allow_users = * admits every local user, "
+               "so allow_groups restricts nothing; empty allow_users to admit only the groups",
+               path);
+      report(warning);
+    }
     return 0;
+  }
   for (size_t i = 0; i < errors.count && i < CONFIG_MAX_ERRORS; i++)
     report(errors.text[i]);
   if (errors.count > CONFIG_MAX_ERRORS) {

@@ -8,7 +8,8 @@
 
 /* Loads the configuration into cfg: a missing default file means "all defaults", a missing file
  * named with -c is an error. Every error goes to `report` (stderr at start-up, the log on
- * SIGHUP). 0 or -1. */
+ * SIGHUP), and so does a warning for allow_users = * beside a non-empty allow_groups (valid,
+ * but the group then restricts nothing). 0 or -1. */
 int settings_load(const char *path, bool path_given, struct config *cfg,
                   void (*report)(const char *line));
 void settings_report_to_stderr(const char *line);

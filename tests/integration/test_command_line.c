@@ -132,6 +132,22 @@ Test(command_line, check_config_checks_the_credential_the_cache_path_and_the_fil
   cr_expect(strstr(out, "/tmp:0: not a regular file") != NULL, "-c naming a directory: %s", out);
 }
 
+/* The shipped file says allow_users = *: an operator who fills in only allow_groups must hear that
+ * the group restricts nothing. */
+Test(command_line, check_config_warns_that_allow_users_star_makes_allow_groups_moot) {
+  char cache[200];
+  snprintf(cache, sizeof(cache), "%s/cache", test_dir());
+  const char *path = config_with(0600, cache, "[server]\nallow_users = *\nallow_groups = root\n");
+  char out[4096];
+  const char *args[] = {"-t", "-c", path, NULL};
+  cr_expect_eq(run(args, out, sizeof(out)), 0, "valid, only a warning: %s", out);
+  cr_expect(strstr(out, "warning: allow_users = * admits every local user, so allow_groups "
+                        "restricts nothing") != NULL, "%s", out);
+  path = config_with(0600, cache, "[server]\nallow_users =\nallow_groups = root\n");
+  cr_expect_eq(run(args, out, sizeof(out)), 0, "%s", out);
+  cr_expect_str_eq(out, "configuration OK\n");
+}
+
 Test(command_line, check_config_prints_every_error_with_its_line) {
   const char *path = write_config("[server]\nlisten = 10.0.0.1:80\n[cache]\nttl = soon\n[log]\nlevel = loud\n");
   char out[4096];
