@@ -3,18 +3,18 @@
  * client; this is what is kept there and how a fetch goes through it.
  *
  * A fetch (one per id on a host, inflight.h) with the tier available:
- *   1. GET prefix + "e:" + ID. A copy that decodes, whose id is the key's, whose body validate.c
- *      accepts, fresh now and fetched no earlier than the fetch needs, is stored locally with its
- *      own times (fetched_at, fresh_until, stale_until) and answers every waiter. One that does
- *      not decode or names another id is ignored and deleted.
- *   2. Otherwise SET prefix + "lock:" + ID HOST NX PX lock_ms, in one script with a second look
- *      at the entry (so no host takes the lock just after the holder wrote and released it).
- *      Taken: this host asks Flip, then writes the entry (PX until its stale_until), releases the
- *      lock and publishes "ready" in one script. Not taken: the fetch waits, for the "ready"
- *      message or the next poll
- *      (FLEET_POLL_MS), and then does 1 and 2 again; a lock whose holder died expires and the
- *      next host takes it. It waits at most lock_ms (timeout_ms and the time to write back),
- *      then asks Flip itself.
+ *   1. One script (LOOKUP_SCRIPT): the entry prefix + "e:" + ID if its times make it fresh and
+ *      new enough for this fetch, else the lock, SET prefix + "lock:" + ID HOST NX PX lock_ms,
+ *      in the same atomic step (so no host takes the lock just after another wrote the entry
+ *      and released it). A copy that decodes, whose id is the key's, whose body validate.c
+ *      accepts, fresh now and fetched no earlier than the fetch needs, is stored locally with
+ *      its own times (fetched_at, fresh_until, stale_until) and answers every waiter. One that
+ *      does not decode or names another id is ignored and deleted.
+ *   2. The lock taken: this host asks Flip, then writes the entry (PX until its stale_until),
+ *      releases the lock and publishes "ready" in one script. Held by another host: the fetch
+ *      waits, for the "ready" message or the next poll (FLEET_POLL_MS), and then does 1 again;
+ *      a lock whose holder died expires and the next host takes it. It waits at most lock_ms
+ *      (timeout_ms and the time to write back), then asks Flip itself.
  * Without the tier (off, down, or a command failing), the fetch goes to Flip at once, as if there
  * were no tier; a result is still written back if the tier is up by then.
  *

@@ -511,6 +511,8 @@ Test(fleet, garbage_in_redis_is_ignored_and_deleted) {
   cr_expect_eq(r.status, 200);
   http_response_free(&r);
   cr_expect_eq(fake_count(&fake, listed), 1);
+  cr_expect_eq(flipcached_stat(&hosts[1], "shared_invalid"), 2, "counted as garbage");
+  cr_expect_eq(flipcached_stat(&hosts[1], "shared_errors"), 0, "not as a failure of Redis");
 }
 
 Test(fleet, a_lock_whose_holder_died_expires_and_the_next_host_fetches) {
