@@ -148,15 +148,25 @@ static struct cache_status waiter_status(const struct inflight_fetch *fetch, siz
   return cs;
 }
 
+/* Every waiter gets the fetch's answer, a miss here: the upstream's body (age 0; a status other
+ * than 200 is told as fwd-status), or, with shared_copy, another host's copy from the shared
+ * tier, with its own age and the shared tier's hit named in Cache-Status. */
 static void fan_out_body(struct flipcached *daemon, struct inflight_fetch *fetch, int status,
-                         const char *body, size_t len, bool stored) {
+                         const char *body, size_t len, bool stored,
+                         const struct cache_record *shared_copy) {
+  long long now = clock_wall_seconds();
   daemon->stats.misses += fetch->waiter_count;
   for (size_t i = 0; i < fetch->waiter_count; i++) {
     struct cache_status cs = waiter_status(fetch, i);
     cs.stored = stored && !cs.collapsed;
-    if (status != 200)
+    if (shared_copy) {
+      cs.shared_hit = true;
+      cs.shared_ttl = record_ttl_left(shared_copy, now);
+    } else if (status != 200) {
       cs.fwd_status = status;
-    reply_body(daemon, fetch->waiters[i], STATS_ANSWER_MISS, status, &cs, 0, body, len);
+    }
+    reply_body(daemon, fetch->waiters[i], STATS_ANSWER_MISS, status, &cs,
+               shared_copy ? record_age(shared_copy, now) : 0, body, len);
   }
 }
 
@@ -303,7 +313,7 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
     size_t len = d.own_404_body ? strlen(body) : result->body_len;
     stored = may_store && record_of(&daemon->cfg, (uint16_t)status, body, len, now, 0, &record) &&
              store_record(daemon, enrollment_id, &record);
-    fan_out_body(daemon, fetch, status, body, len, stored);
+    fan_out_body(daemon, fetch, status, body, len, stored, NULL);
     /* The fleet gets what this host kept (and its lock back), while the body is still valid. */
     fleet_fetched(daemon->fleet, fetch, stored ? &record : NULL);
     free(ours);
@@ -324,17 +334,9 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
 static void on_shared_copy(const struct cache_record *record, void *arg) {
   struct inflight_fetch *fetch = arg;
   struct flipcached *daemon = fetch->owner;
-  long long now = clock_wall_seconds();
   bool stored = !fetch->store_forbidden && store_record(daemon, fetch->enrollment_id, record);
-  daemon->stats.misses += fetch->waiter_count;
-  for (size_t i = 0; i < fetch->waiter_count; i++) {
-    struct cache_status cs = waiter_status(fetch, i);
-    cs.shared_hit = true;
-    cs.shared_ttl = record_ttl_left(record, now);
-    cs.stored = stored && !cs.collapsed;
-    reply_body(daemon, fetch->waiters[i], STATS_ANSWER_MISS, record->upstream_status, &cs,
-               record_age(record, now), (const char *)record->body, record->body_len);
-  }
+  fan_out_body(daemon, fetch, record->upstream_status, (const char *)record->body,
+               record->body_len, stored, record);
   inflight_finish(daemon->inflight, fetch);
 }
 

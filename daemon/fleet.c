@@ -93,7 +93,7 @@ struct fleet {
   struct fleet_fetch_list fetches; /* every fleet_fetch alive */
   size_t waiting;                 /* of them, in STEP_WAIT */
   size_t pending;                 /* of them, not yet at the upstream */
-  unsigned purging_all;           /* purge-all scans running: lookups are skipped meanwhile */
+  unsigned purging_all;           /* purge-all scans running: lookups take no entry meanwhile */
 };
 
 /* ---- keys and values ---------------------------------------------------------------------- */
@@ -131,14 +131,19 @@ static enum copy_verdict judge_copy(const struct fleet_fetch *ff, const redisRep
 
 /* ---- one fetch's steps -------------------------------------------------------------------- */
 
+/* How long a lock lives, and so how long another host waits on it: the holder's fetch (within
+ * timeout_ms, retries included) and the Redis commands around it. */
+static unsigned lock_ms(const struct fleet *fleet) {
+  return fleet->daemon->cfg.timeout_ms + 4 * fleet->daemon->cfg.shared_timeout_ms;
+}
+
 static void step_lookup(struct fleet_fetch *ff);
+
+static void set_step(struct fleet_fetch *ff, enum step step);
 
 static void fleet_fetch_free(struct fleet_fetch *ff) {
   struct fleet *fleet = ff->fleet;
-  if (ff->step == STEP_WAIT)
-    fleet->waiting--;
-  if (ff->step != STEP_UPSTREAM)
-    fleet->pending--;
+  set_step(ff, STEP_UPSTREAM); /* out of the tier's counts of waiting and pending fetches */
   if (ff->fetch)
     ff->fetch->fleet = NULL;
   if (ff->poll_timer)
@@ -224,8 +229,7 @@ static void wait_for_holder(struct fleet_fetch *ff) {
     }
     ff->counted_wait = true;
     fleet->daemon->stats.shared_lock_waits++;
-    ff->wait_until_ms = now + (int64_t)fleet->daemon->cfg.timeout_ms +
-                        4 * (int64_t)fleet->daemon->cfg.shared_timeout_ms;
+    ff->wait_until_ms = now + lock_ms(fleet);
   }
   if (now >= ff->wait_until_ms) {
     fleet->daemon->stats.shared_lock_timeouts++;
@@ -290,8 +294,7 @@ static bool send_lookup(struct fleet_fetch *ff) {
   char entry[KEY_MAX], lock[KEY_MAX], px[24], now[24], min[24];
   size_t entry_len = key_of(fleet, "e:", ff->fetch->enrollment_id, entry);
   size_t lock_len = key_of(fleet, "lock:", ff->fetch->enrollment_id, lock);
-  snprintf(px, sizeof(px), "%u", fleet->daemon->cfg.timeout_ms +
-                                     4 * fleet->daemon->cfg.shared_timeout_ms);
+  snprintf(px, sizeof(px), "%u", lock_ms(fleet));
   snprintf(now, sizeof(now), "%lld", (long long)clock_wall_seconds());
   /* While a purge-all runs no entry may come back from Redis: none is "fetched late enough". */
   snprintf(min, sizeof(min), "%lld", fleet->purging_all ? (long long)INT64_MAX / 2

@@ -286,8 +286,7 @@ static void on_reply(redisAsyncContext *ctx, void *raw_reply, void *privdata) {
     free_command(command);
     return;
   }
-  bool failed = !reply || (reply->type == REDIS_REPLY_ERROR &&
-                           strncmp(reply->str, "WRONGTYPE", 9) != 0);
+  bool failed = !reply || reply->type == REDIS_REPLY_ERROR;
   if (failed)
     link->owner->stats->shared_errors++;
   link_note(link, failed, failed ? (reply ? reply->str : lost) : NULL);

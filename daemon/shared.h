@@ -41,9 +41,8 @@ struct shared;
 #define SHARED_RECONNECT_MS 100 /* after a drop while the circuit is still closed */
 #define SHARED_PASSWORD_MAX 512
 
-/* A command's answer: the reply (never an error reply, except WRONGTYPE, which says the key holds
- * something else: the caller's garbage), or NULL when it failed (timed out, the connection
- * dropped, an error reply). Valid only during the call. */
+/* A command's answer: the reply (never an error reply), or NULL when it failed (timed out, the
+ * connection dropped, an error reply). Valid only during the call. */
 typedef void (*shared_reply_fn)(const redisReply *reply, void *arg);
 /* A message on the subscribed channel; payload not NUL-terminated. */
 typedef void (*shared_message_fn)(const char *payload, size_t len, void *arg);
