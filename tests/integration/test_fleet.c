@@ -211,6 +211,7 @@ Test(fleet, a_miss_on_one_host_is_a_hit_on_the_others_with_the_first_hosts_fresh
   cr_assert_eq(fake_count(&fake, id), 1);
   wait_in_redis(id);
   pause_ms(1100); /* a second later: the others' copies must keep the first fetch's times */
+  freeReplyObject(redis("CONFIG RESETSTAT"));
   for (size_t h = 1; h < 3; h++) {
     struct http_response r;
     get_enrollment_from(&hosts[h], id, &r);
@@ -231,6 +232,14 @@ Test(fleet, a_miss_on_one_host_is_a_hit_on_the_others_with_the_first_hosts_fresh
     cr_expect_eq(flipcached_stat(&hosts[h], "shared_hits"), 1);
   }
   cr_assert_eq(fake_count(&fake, id), 1, "one upstream request for three hosts");
+  /* A fresh entry in Redis answers the lookup script without the lock being tried: no SET ran
+   * (commandstats count the calls made from scripts too), one script per host. */
+  redisReply *stats = redis("INFO commandstats");
+  cr_assert(stats && stats->type == REDIS_REPLY_STRING);
+  cr_expect(strstr(stats->str, "cmdstat_set:") == NULL, "a hit in Redis took the lock:\n%s",
+            stats->str);
+  cr_expect(strstr(stats->str, "cmdstat_eval:calls=2,") != NULL, "%s", stats->str);
+  freeReplyObject(stats);
   http_response_free(&first);
   /* Stored locally: with Redis gone, the others still answer from their own cache. */
   redis_kill();
