@@ -385,6 +385,13 @@ static bool admitted(const struct access_policy *policy, const struct id_list *u
 }
 
 unsigned access_rights(const struct access_policy *policy, const struct peer *peer) {
+  /* A peer whose uid is not proven (peer.h) is never an admin, whatever the lists say: "*" in
+   * them admits it to the enrollment route only. */
+  if (!peer->uid_known)
+    return admitted(policy, &policy->admin_users, &policy->admin_groups, peer) ||
+                   admitted(policy, &policy->allow_users, &policy->allow_groups, peer)
+               ? ACCESS_USE
+               : 0;
   if (admitted(policy, &policy->admin_users, &policy->admin_groups, peer))
     return ACCESS_USE | ACCESS_ADMIN;
   if (admitted(policy, &policy->allow_users, &policy->allow_groups, peer))

@@ -54,6 +54,7 @@ static const struct config_key KEYS[] = {
   {"server", "allow_remote", KEY_BOOL, FIELD(allow_remote), 0, 0, "no", true},
   {"server", "admin", KEY_BOOL, FIELD(admin), 0, 0, "yes", false},
   {"server", "max_connections", KEY_UINT, FIELD(max_connections), 1, 65536, "1024", false},
+  {"server", "max_connections_per_user", KEY_UINT, FIELD(max_connections_per_user), 0, 65536, "0", false},
   {"server", "request_timeout", KEY_UINT, FIELD(request_timeout), 1, 3600, "10", false},
   {"server", "idle_timeout", KEY_UINT, FIELD(idle_timeout), 1, 3600, "60", false},
   {"server", "allow_users", KEY_USERS, FIELD(allow_users), 0, 0, "*", false},
@@ -662,7 +663,10 @@ static int upstream_key_line(const struct parse_state *state, const char *name) 
 static void check_cross_keys(struct parse_state *state) {
   struct config *cfg = state->cfg;
   int listen_line = 0, oauth_line = 0, allow_users_line = 0, allow_groups_line = 0;
+  int per_user_line = 0;
   for (size_t i = 0; i < KEY_COUNT; i++) {
+    if (strcmp(KEYS[i].name, "max_connections_per_user") == 0)
+      per_user_line = state->key_line[i];
     if (strcmp(KEYS[i].name, "listen") == 0)
       listen_line = state->key_line[i];
     if (strcmp(KEYS[i].name, "oauth_token_url") == 0)
@@ -684,6 +688,10 @@ static void check_cross_keys(struct parse_state *state) {
                   cfg->listen[i].host);
     }
   }
+  if (cfg->max_connections_per_user > cfg->max_connections)
+    add_error(state, per_user_line,
+              "max_connections_per_user: %u is more than max_connections (%u)",
+              cfg->max_connections_per_user, cfg->max_connections);
   if (cfg->oauth_token_url[0] && !cfg->oauth_client_id[0])
     add_error(state, oauth_line, "oauth_token_url: needs oauth_client_id as well");
   if (!cfg->client_cert[0] != !cfg->client_key[0])
@@ -874,4 +882,11 @@ int config_load_string(const char *text, const char *name, struct config *cfg,
   config_defaults(cfg);
   struct parse_state state = {.cfg = cfg, .errors = errors, .name = name, .text = text};
   return parse(&state);
+}
+
+unsigned config_connections_per_user(const struct config *cfg) {
+  if (cfg->max_connections_per_user)
+    return cfg->max_connections_per_user;
+  unsigned quarter = cfg->max_connections / 4;
+  return quarter ? quarter : 1;
 }

@@ -45,6 +45,7 @@ struct config {
   bool allow_remote;             /* permit non-loopback listeners */
   bool admin;                    /* the /cache/... routes */
   unsigned max_connections;      /* client connections at once; more are answered 503 */
+  unsigned max_connections_per_user; /* one uid's share of them; 0: a quarter (see below) */
   unsigned request_timeout;      /* seconds from a request's first byte to its last header, and
                                     for an answer to be taken by the client */
   unsigned idle_timeout;         /* seconds a keep-alive connection may wait for a request */
@@ -136,6 +137,10 @@ void config_each_key(void (*fn)(const char *section, const char *name, const cha
                      void *arg);
 
 /* Pure value parsers, exposed for the unit tests. Each returns true on success. */
+/* One uid's share of [server] max_connections: max_connections_per_user, or when that is 0 (the
+ * default) a quarter of max_connections, at least 1. */
+unsigned config_connections_per_user(const struct config *cfg);
+
 bool config_parse_size(const char *text, uint64_t *bytes);
 bool config_parse_listen(const char *text, struct listen_addr *addr);
 

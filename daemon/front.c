@@ -55,6 +55,8 @@
 #define FRONT_MAX_LINGERING 256     /* connections lingering at once; beyond, closed at once */
 #define FRONT_SWEEP_MS 250
 #define FRONT_RETRY_AFTER_SECONDS 1 /* for a refused connection */
+#define FRONT_ADMIN_RESERVE 8       /* connections an admin may open beyond max_connections */
+#define FRONT_USER_BUCKETS 64       /* the hash of users with open connections */
 
 enum connection_state {
   CONNECTION_OPEN,      /* reading requests and answering them */
@@ -92,6 +94,9 @@ struct connection {
   bool counted_open;  /* counted in open_count (against max_connections), else in lingering_count */
   unsigned rights;    /* access_rights of the peer under the policy in force (ACCESS_USE...) */
   struct peer peer;   /* found once, at accept */
+  struct user_slots *user; /* while counted_open: its user's slots */
+  bool idle;          /* on user->idle: open, nothing read, nothing to write, nothing pending */
+  TAILQ_ENTRY(connection) idle_link;
   char *in;
   size_t in_len, in_cap, in_scanned;
   char *out;
@@ -105,6 +110,19 @@ struct connection {
 };
 
 TAILQ_HEAD(connection_list, connection);
+
+/* One user's share of the connection slots: the connections of a uid (or, together, of every
+ * peer whose uid is unknown) counted against max_connections. Exists while it has one; found by
+ * uid through front->user_buckets. */
+struct user_slots {
+  bool uid_known;
+  uint32_t uid;
+  unsigned open;                /* its connections counted against max_connections */
+  struct connection_list idle;  /* its idle connections, longest idle first (idle_link) */
+  LIST_ENTRY(user_slots) bucket_link;
+};
+
+LIST_HEAD(user_list, user_slots);
 
 struct listener {
   struct front *front;
@@ -127,6 +145,7 @@ struct front {
   struct event *sweep;          /* deadlines */
   struct connection_list connections;
   size_t open_count;       /* connections counted against max_connections */
+  struct user_list user_buckets[FRONT_USER_BUCKETS]; /* user_slots by uid */
   size_t lingering_count;
   size_t unanswered;       /* client_requests alive */
   bool stopping;           /* front_stop_listening was called: every answer closes */
@@ -230,6 +249,62 @@ static void set_writing(struct connection *c, bool enabled) {
     c->writing_enabled = enabled;
 }
 
+/* ---- connection slots ------------------------------------------------------------------- */
+
+static struct user_list *user_bucket(struct front *front, const struct peer *peer) {
+  return &front->user_buckets[peer->uid_known ? peer->uid % FRONT_USER_BUCKETS : 0];
+}
+
+static struct user_slots *find_user(struct front *front, const struct peer *peer) {
+  struct user_slots *user;
+  LIST_FOREACH(user, user_bucket(front, peer), bucket_link)
+    if (user->uid_known == peer->uid_known && (!peer->uid_known || user->uid == peer->uid))
+      return user;
+  return NULL;
+}
+
+/* Counts c (whose peer is known) in its user's slots; false when out of memory. */
+static bool take_slot(struct front *front, struct connection *c) {
+  struct user_slots *user = find_user(front, &c->peer);
+  if (!user) {
+    user = calloc(1, sizeof(*user));
+    if (!user)
+      return false;
+    user->uid_known = c->peer.uid_known;
+    user->uid = c->peer.uid;
+    TAILQ_INIT(&user->idle);
+    LIST_INSERT_HEAD(user_bucket(front, &c->peer), user, bucket_link);
+  }
+  user->open++;
+  front->open_count++;
+  c->user = user;
+  return true;
+}
+
+static void set_idle(struct connection *c, bool idle) {
+  if (c->idle == idle || !c->user)
+    return;
+  if (idle)
+    TAILQ_INSERT_TAIL(&c->user->idle, c, idle_link);
+  else
+    TAILQ_REMOVE(&c->user->idle, c, idle_link);
+  c->idle = idle;
+}
+
+/* c no longer counts against max_connections (it closes, or only lingers now). */
+static void leave_slot(struct connection *c) {
+  struct user_slots *user = c->user;
+  c->front->open_count--;
+  if (!user)
+    return;
+  set_idle(c, false);
+  c->user = NULL;
+  if (--user->open == 0) {
+    LIST_REMOVE(user, bucket_link);
+    free(user);
+  }
+}
+
 static void release_socket(struct connection *c) {
   if (c->fd < 0)
     return;
@@ -240,7 +315,7 @@ static void release_socket(struct connection *c) {
   close(c->fd);
   c->fd = -1;
   if (c->counted_open)
-    c->front->open_count--;
+    leave_slot(c);
   else
     c->front->lingering_count--;
 }
@@ -264,12 +339,16 @@ static void connection_close(struct connection *c) {
   connection_free(c);
 }
 
-static struct connection *connection_new(struct front *front, int fd, bool refused) {
+/* peer: who it is (found before, to decide whether it may have a slot); NULL for a refused one. */
+static struct connection *connection_new(struct front *front, int fd, bool refused,
+                                         const struct peer *peer) {
   struct connection *c = calloc(1, sizeof(*c));
   if (!c)
     return NULL;
   c->front = front;
   c->fd = fd;
+  if (peer)
+    c->peer = *peer;
   c->state = CONNECTION_OPEN;
   c->counted_open = !refused;
   c->read_event = event_new(front->base, fd, EV_READ | EV_PERSIST, on_readable, c);
@@ -285,8 +364,12 @@ static struct connection *connection_new(struct front *front, int fd, bool refus
   c->idle_since_ms = clock_coarse_ms();
   if (refused)
     front->lingering_count++;
-  else
-    front->open_count++;
+  else if (!take_slot(front, c)) {
+    event_free(c->read_event);
+    event_free(c->write_event);
+    free(c);
+    return NULL;
+  }
   TAILQ_INSERT_TAIL(&front->connections, c, link);
   return c;
 }
@@ -320,7 +403,7 @@ static void connection_linger(struct connection *c) {
     return;
   }
   if (c->counted_open) {
-    front->open_count--;
+    leave_slot(c);
     front->lingering_count++;
     c->counted_open = false;
   }
@@ -684,8 +767,11 @@ static void connection_settle(struct connection *c) {
     connection_linger(c);
     return;
   }
-  if (!unsent && !c->request.unanswered && c->in_len == 0)
+  bool idle = !unsent && !c->request.unanswered && c->in_len == 0 && !c->close_after &&
+              !c->peer_closed;
+  if (idle && !c->idle)
     c->idle_since_ms = clock_coarse_ms();
+  set_idle(c, idle);
   /* After EOF, reading stops (EOF stays readable: reading on would spin). While a request waits
    * for its answer the input buffer must not move (its target is in it): once it is full,
    * reading stops until the answer. */
@@ -797,17 +883,24 @@ static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
   set_accepting(arg, true);
 }
 
-/* Beyond max_connections: a whole 503 answer, then a close. The answer is written at once (it is
- * small enough for any socket buffer); the connection then only lingers. */
-static void refuse_connection(struct front *front, int fd) {
-  front->stats->connections_refused++;
+/* A connection that may not have a slot: a whole 503 answer, then a close. The answer is written
+ * at once (it is small enough for any socket buffer); the connection then only lingers. */
+static void refuse_connection(struct front *front, int fd, const struct peer *peer,
+                              bool per_user) {
+  (*(per_user ? &front->stats->connections_refused_per_user : &front->stats->connections_refused))++;
   time_t now = time(NULL);
   if (now - front->last_refusal_log >= 10) {
-    log_warning("refusing connections: max_connections (%u) are open", front->cfg->max_connections);
+    char who[PEER_TEXT_MAX];
+    if (per_user)
+      log_warning("refusing connections of %s: it holds max_connections_per_user (%u), none idle",
+                  peer_text(peer, who), config_connections_per_user(front->cfg));
+    else
+      log_warning("refusing connections: max_connections (%u) are open, none idle",
+                  front->cfg->max_connections);
     front->last_refusal_log = now;
   }
   struct connection *c =
-      front->lingering_count < FRONT_MAX_LINGERING ? connection_new(front, fd, true) : NULL;
+      front->lingering_count < FRONT_MAX_LINGERING ? connection_new(front, fd, true, NULL) : NULL;
   if (!c || !out_reserve(c, front->refusal_len)) {
     if (send(fd, front->refusal, front->refusal_len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
       log_debug("refusal not sent: %s", strerror(errno));
@@ -821,6 +914,56 @@ static void refuse_connection(struct front *front, int fd) {
   c->out_started_ms = clock_coarse_ms();
   c->close_after = true;
   connection_run(c);
+}
+
+/* Closes the connection of `user` that has been idle longest, to make room; false when it has
+ * none idle. An idle connection has no request in progress and nothing unread or unwritten: its
+ * client loses nothing but the connection (HTTP clients open another, RFC 9112 9.3.1). */
+static bool close_longest_idle(struct user_slots *user, struct stats *stats) {
+  struct connection *c = TAILQ_FIRST(&user->idle);
+  if (!c)
+    return false;
+  char who[PEER_TEXT_MAX];
+  log_debug("closed an idle connection of %s to make room", peer_text(&c->peer, who));
+  stats->connections_closed_idle++;
+  connection_close(c);
+  return true;
+}
+
+/* The user that holds the most connections with one of them idle, or NULL. Runs only when every
+ * slot is taken, over the users with connections (a few on most machines, at most one per
+ * connection). */
+static struct user_slots *busiest_with_idle(struct front *front) {
+  struct user_slots *busiest = NULL, *user;
+  for (size_t i = 0; i < FRONT_USER_BUCKETS; i++)
+    LIST_FOREACH(user, &front->user_buckets[i], bucket_link)
+      if (!TAILQ_EMPTY(&user->idle) && (!busiest || user->open > busiest->open))
+        busiest = user;
+  return busiest;
+}
+
+/* Whether a new connection of `peer` (with `rights`) gets a slot, making room if it must:
+ *   - its user holds max_connections_per_user: the user's longest idle connection is closed for
+ *     it, else it is refused (the user's own busy connections are its share);
+ *   - every slot is taken: the longest idle connection of the user holding the most is closed
+ *     for it; with none idle anywhere, an admin may still use one of FRONT_ADMIN_RESERVE slots
+ *     beyond max_connections (the operator can always look in), anyone else is refused.
+ * False: refused, *per_user says why. */
+static bool make_room(struct front *front, const struct peer *peer, unsigned rights,
+                      bool *per_user) {
+  *per_user = false;
+  struct user_slots *own = find_user(front, peer);
+  if (own && own->open >= config_connections_per_user(front->cfg)) {
+    *per_user = true;
+    return close_longest_idle(own, front->stats);
+  }
+  if (front->open_count < front->cfg->max_connections)
+    return true;
+  struct user_slots *busiest = busiest_with_idle(front);
+  if (busiest)
+    return close_longest_idle(busiest, front->stats);
+  return (rights & ACCESS_ADMIN) &&
+         front->open_count < (size_t)front->cfg->max_connections + FRONT_ADMIN_RESERVE;
 }
 
 static void on_acceptable(evutil_socket_t fd, short what, void *arg) {
@@ -841,25 +984,30 @@ static void on_acceptable(evutil_socket_t fd, short what, void *arg) {
       return;
     }
     front->stats->connections_accepted++;
-    if (!listener->unix_socket) {
+    /* Once per connection: every request on it is that peer's (keep-alive hits pay nothing). */
+    struct peer peer;
+    if (listener->unix_socket) {
+      peer_of_unix(client, &peer);
+    } else {
       int one = 1; /* answers go out whole; never hold one back waiting for an ACK */
       setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      peer_of_tcp(front->peer_finder, client, &peer);
     }
-    if (front->open_count >= front->cfg->max_connections || front->stopping) {
-      refuse_connection(front, client);
+    if (!peer.uid_known)
+      front->stats->peer_unknown++;
+    unsigned rights = access_rights(front->policy, &peer);
+    bool per_user = false;
+    if (front->stopping || !make_room(front, &peer, rights, &per_user)) {
+      refuse_connection(front, client, &peer, per_user && !front->stopping);
       continue;
     }
-    struct connection *c = connection_new(front, client, false);
+    struct connection *c = connection_new(front, client, false, &peer);
     if (!c) {
       close(client);
       continue;
     }
-    /* Once per connection: every request on it is that peer's (keep-alive hits pay nothing). */
-    if (listener->unix_socket)
-      peer_of_unix(client, &c->peer);
-    else
-      peer_of_tcp(front->peer_finder, client, &c->peer);
-    c->rights = access_rights(front->policy, &c->peer);
+    c->rights = rights;
+    set_idle(c, true);
     set_reading(c, true);
   }
 }
@@ -1022,6 +1170,8 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
   front->policy = access->policy;
   front->peer_finder = access->peer_finder;
   TAILQ_INIT(&front->connections);
+  for (size_t i = 0; i < FRONT_USER_BUCKETS; i++)
+    LIST_INIT(&front->user_buckets[i]);
   front->refusal = render_refusal(&front->refusal_len);
   front->accept_resume = evtimer_new(base, on_accept_resume, front);
   front->sweep = event_new(base, -1, EV_PERSIST, on_deadline_sweep, front);

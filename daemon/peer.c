@@ -62,6 +62,12 @@ void peer_of_unix(int fd, struct peer *peer) {
   }
 }
 
+/* The client socket's states in which its uid is its owner's: connected, or half-closed by the
+ * client (shutdown) while it still holds the socket. TIME_WAIT, SYN_RECV, LISTEN and the closing
+ * states are not among them. */
+#define LIVE_PEER_STATES                                                                           \
+  ((1u << TCP_ESTABLISHED) | (1u << TCP_FIN_WAIT1) | (1u << TCP_FIN_WAIT2) | (1u << TCP_CLOSE_WAIT))
+
 /* One exact-match inet_diag request: the client's socket is the one whose source is the peer's
  * address and whose destination is ours. */
 struct diag_request {
@@ -79,7 +85,7 @@ static bool fill_diag_request(int fd, struct diag_request *request) {
   struct inet_diag_req_v2 *body = &request->body;
   body->sdiag_family = (uint8_t)local.ss_family;
   body->sdiag_protocol = IPPROTO_TCP;
-  body->idiag_states = ~0u;
+  body->idiag_states = LIVE_PEER_STATES;
   body->id.idiag_cookie[0] = body->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
   if (local.ss_family == AF_INET) {
     const struct sockaddr_in *ours = (const struct sockaddr_in *)&local;
@@ -104,9 +110,24 @@ static bool fill_diag_request(int fd, struct diag_request *request) {
   return true;
 }
 
-/* Reads replies to `sequence` without waiting; true with *uid when the socket was found. Stale
- * replies (of a query that timed out on an earlier call) are skipped. */
-static bool read_diag_reply(int netlink_fd, uint32_t sequence, uint32_t *uid) {
+/* Whether an inet_diag answer is provably the accepted connection's live peer: exactly the
+ * four-tuple asked for (not a listener found by the kernel's fallback, whose remote end is
+ * zero), in a live state, and still attached to a file (inode != 0). A socket whose process
+ * closed it (or exited) is orphaned: the kernel then reports inode 0 and uid 0, in FIN_WAIT or
+ * TIME_WAIT, and that uid 0 is nobody's. docs/architecture.md says why this suffices. */
+static bool is_live_peer(const struct inet_diag_msg *message, const struct inet_diag_req_v2 *asked) {
+  return message->idiag_family == asked->sdiag_family && message->idiag_inode != 0 &&
+         message->idiag_state < 32 && (LIVE_PEER_STATES & (1u << message->idiag_state)) &&
+         message->id.idiag_sport == asked->id.idiag_sport &&
+         message->id.idiag_dport == asked->id.idiag_dport &&
+         memcmp(message->id.idiag_src, asked->id.idiag_src, sizeof(asked->id.idiag_src)) == 0 &&
+         memcmp(message->id.idiag_dst, asked->id.idiag_dst, sizeof(asked->id.idiag_dst)) == 0;
+}
+
+/* Reads the reply to `sequence` without waiting; true with *uid when it names exactly one live
+ * peer (is_live_peer). Stale replies (of a query that timed out on an earlier call) are
+ * skipped; more than one answer to the query is ambiguous, and no answer. */
+static bool read_diag_reply(int netlink_fd, const struct diag_request *request, uint32_t *uid) {
   for (int attempt = 0; attempt < 4; attempt++) {
     union {
       struct nlmsghdr header;
@@ -117,18 +138,33 @@ static bool read_diag_reply(int netlink_fd, uint32_t sequence, uint32_t *uid) {
       continue;
     if (n < (ssize_t)sizeof(struct nlmsghdr))
       return false;
+    unsigned answers = 0;
+    bool live = false;
     for (struct nlmsghdr *h = &reply.header; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
-      if (h->nlmsg_seq != sequence)
+      if (h->nlmsg_seq != request->header.nlmsg_seq)
         continue;
       if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
           h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
         return false; /* NLMSG_ERROR: no such socket (another namespace, a remote peer) */
       const struct inet_diag_msg *message = NLMSG_DATA(h);
+      answers++;
+      live = is_live_peer(message, &request->body);
       *uid = message->idiag_uid;
-      return true;
     }
+    if (answers > 0)
+      return answers == 1 && live;
   }
   return false;
+}
+
+/* Our end of the connection still holds its four-tuple: no other connection can have had it
+ * since the accept, so the client end the kernel named is the one that connected to us. */
+static bool still_connected(int fd) {
+  struct tcp_info info;
+  socklen_t len = sizeof(info);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || len < 1)
+    return false;
+  return info.tcpi_state == TCP_ESTABLISHED || info.tcpi_state == TCP_CLOSE_WAIT;
 }
 
 void peer_of_tcp(struct peer_finder *finder, int fd, struct peer *peer) {
@@ -148,7 +184,11 @@ void peer_of_tcp(struct peer_finder *finder, int fd, struct peer *peer) {
     log_debug("peer: inet_diag query not sent: %s", sent < 0 ? strerror(errno) : "short send");
     return;
   }
-  peer->uid_known = read_diag_reply(finder->netlink_fd, request.header.nlmsg_seq, &peer->uid);
+  uint32_t uid;
+  if (read_diag_reply(finder->netlink_fd, &request, &uid) && still_connected(fd)) {
+    peer->uid_known = true;
+    peer->uid = uid;
+  }
 }
 
 const char *peer_text(const struct peer *peer, char out[PEER_TEXT_MAX]) {

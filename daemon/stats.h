@@ -55,6 +55,10 @@ struct stats {
   uint64_t credential_reloads; /* credentials replaced by a SIGHUP */
   uint64_t connections_accepted; /* client connections accepted (refused ones included) */
   uint64_t connections_refused;  /* answered 503 at once: [server] max_connections were open */
+  uint64_t connections_refused_per_user; /* answered 503 at once: the peer's uid held
+                                            max_connections_per_user, none of them idle */
+  uint64_t connections_closed_idle; /* idle connections closed to make room for a new one */
+  uint64_t peer_unknown;         /* connections whose peer's uid could not be proven (uid=?) */
   uint64_t request_timeouts;     /* request heads not complete within request_timeout (408) */
   /* Requests refused by the access rules (access.h), by reason; none is in invalid_requests. */
   uint64_t refused_misdirected;  /* 421: a Host that is not this daemon's */

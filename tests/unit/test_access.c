@@ -146,6 +146,18 @@ Test(access_rights, star_admits_everyone_even_the_unknown) {
   access_policy_free(policy);
 }
 
+Test(access_rights, an_unknown_peer_is_never_an_admin_even_by_star) {
+  struct access_policy *policy = policy_of("0", "", "*", "");
+  struct peer unknown = {0}, alice = tcp_peer(1001);
+  cr_expect_eq(access_rights(policy, &unknown), ACCESS_USE,
+               "admin_users = * lets the unknown peer use the enrollment route, not /cache");
+  cr_expect_eq(access_rights(policy, &alice), ACCESS_USE | ACCESS_ADMIN);
+  access_policy_free(policy);
+  policy = policy_of("0", "", "", "*");
+  cr_expect_eq(access_rights(policy, &unknown), ACCESS_USE, "admin_groups = * neither");
+  access_policy_free(policy);
+}
+
 Test(access_rights, named_users_only_and_the_unknown_is_refused) {
   struct access_policy *policy = policy_of("alice", "", "0", "");
   struct peer unknown = {0}, alice = tcp_peer(1001), bob = tcp_peer(1002);

@@ -109,6 +109,8 @@ ParameterizedTestParameters(config, bad_values_name_their_line) {
     {"[server]\nlisten =\n", "t.conf:2: listen: needs at least one address"},
     {"[server]\nallow_remote = maybe\n", "t.conf:2: allow_remote: 'maybe' is not a boolean"},
     {"[server]\nmax_connections = 0\n", "t.conf:2: max_connections: 0 is out of range"},
+    {"[server]\nmax_connections = 10\n\nmax_connections_per_user = 11\n",
+     "t.conf:4: max_connections_per_user: 11 is more than max_connections (10)"},
     {"\n[upstream]\nbase_url = http://api-utility.flip.energy\n", "t.conf:3: base_url: 'http://api-utility.flip.energy' http:// is accepted only for a loopback"},
     {"[upstream]\nbase_url = ftp://x\n", "t.conf:2: base_url: 'ftp://x' must start with https://"},
     {"[upstream]\nbase_url = https://user:pw@api.example\n", "t.conf:2: base_url: 'https://user:pw@api.example' must not carry user information"},
@@ -299,6 +301,17 @@ Test(config, every_key_is_documented_with_its_default) {
   cr_expect_eq(config_load(SOURCE_DIR "/conf/flipcached.conf", &cfg, &errors), 0);
   free(documents.conf);
   free(documents.manual);
+}
+
+Test(config, a_users_share_of_connections_is_a_quarter_unless_set) {
+  config_defaults(&cfg);
+  cr_expect_eq(cfg.max_connections_per_user, 0);
+  cr_expect_eq(config_connections_per_user(&cfg), 256, "a quarter of the default 1024");
+  cfg.max_connections = 3;
+  cr_expect_eq(config_connections_per_user(&cfg), 1, "at least one");
+  cr_assert_eq(config_load_string("[server]\nmax_connections = 20\nmax_connections_per_user = 20\n",
+                                  "t.conf", &cfg, &errors), 0);
+  cr_expect_eq(config_connections_per_user(&cfg), 20);
 }
 
 Test(config, access_defaults) {
