@@ -157,31 +157,6 @@ struct front {
 };
 
 
-static const char *reason_phrase(int status) {
-  switch (status) {
-  case 200: return "OK";
-  case 204: return "No Content";
-  case 400: return "Bad Request";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 421: return "Misdirected Request";
-  case 422: return "Unprocessable Content";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  case 505: return "HTTP Version Not Supported";
-  default: return "Status";
-  }
-}
-
 /* ---- output ---------------------------------------------------------------------------- */
 
 static bool out_reserve(struct connection *c, size_t more) {
@@ -431,7 +406,8 @@ static bool queue_answer(struct connection *c, const struct reply *reply, bool h
   const char *content_type = reply->content_type ? reply->content_type : "application/json";
   size_t origin_len = request && request->listed_origin ? request->listed_origin_len : 0;
   size_t need = 360 + strlen(content_type) + (reply->cache_status ? strlen(reply->cache_status) : 0) +
-                (reply->allow ? strlen(reply->allow) : 0) + origin_len + (head ? 0 : reply->body_len);
+                (reply->allow ? strlen(reply->allow) : 0) + origin_len +
+                (reply->headers ? strlen(reply->headers) : 0) + (head ? 0 : reply->body_len);
   if (!out_reserve(c, need))
     return false;
   if (c->out_len == c->out_sent)
@@ -440,7 +416,8 @@ static bool queue_answer(struct connection *c, const struct reply *reply, bool h
   out_add(c, "HTTP/1.1 ", 9);
   out_add_str(c, render_decimal(reply->status, digits));
   out_add(c, " ", 1);
-  out_add_str(c, reason_phrase(reply->status));
+  const char *phrase = http_reason_phrase(reply->status);
+  out_add_str(c, phrase ? phrase : ""); /* RFC 9112 4: the phrase may be empty, never absent */
   out_add(c, "\r\n", 2);
   out_add_header(c, "Date", http_date(c->front));
   out_add_header(c, "Content-Type", content_type);
@@ -452,6 +429,8 @@ static bool queue_answer(struct connection *c, const struct reply *reply, bool h
     out_add_number_header(c, "Retry-After", reply->retry_after);
   if (reply->allow)
     out_add_header(c, "Allow", reply->allow);
+  if (reply->headers)
+    out_add_str(c, reply->headers);
   if (origin_len) { /* a page of allow_origins may read the answer (CORS) */
     out_add_str(c, "Access-Control-Allow-Origin: ");
     out_add(c, request->listed_origin, origin_len);
@@ -609,6 +588,21 @@ static void refuse_access(struct client_request *request, enum api_error error, 
   front_reply_error(request, error, NULL, -1, NULL);
 }
 
+/* The route of a request (admin routes off: they do not exist). */
+static void match_route(const struct front *front, const char *target, enum http1_method method,
+                        struct route_match *match) {
+  route_match(target, route_method_of(method), match);
+  if (match->admin && !front->cfg->admin) {
+    match->kind = ROUTE_NOT_FOUND;
+    match->admin = false;
+  }
+}
+
+/* The enrollment route's path, whatever the id. */
+static bool is_enrollment_path(const struct route_match *match) {
+  return match->kind == ROUTE_ENROLLMENT || (match->kind == ROUTE_INVALID_ID && !match->admin);
+}
+
 /* Who may use a route: the enrollment route needs ACCESS_USE, the admin routes ACCESS_ADMIN
  * (every method and id on them, so that a non-admin learns nothing of them); the status routes
  * carry no personal data and no credential, and are every local user's (monitoring needs them).
@@ -623,13 +617,54 @@ static bool permitted(struct front *front, struct client_request *request,
                   "not in admin_users or admin_groups");
     return false;
   }
-  if ((match->kind == ROUTE_ENROLLMENT || match->kind == ROUTE_INVALID_ID) &&
-      !(rights & ACCESS_USE)) {
+  if (is_enrollment_path(match) && !(rights & ACCESS_USE)) {
     refuse_access(request, API_ERROR_FORBIDDEN_USER, &front->stats->refused_not_allowed,
                   "not in allow_users or allow_groups");
     return false;
   }
   return true;
+}
+
+/* The headers of a preflight's answer (Fetch, CORS protocol): what a listed page may do, which is
+ * GET and HEAD of an enrollment with the one request header the daemon reads. */
+#define PREFLIGHT_HEADERS                                                                          \
+  "Access-Control-Allow-Methods: GET, HEAD\r\nAccess-Control-Allow-Headers: Cache-Control\r\n"  \
+  "Access-Control-Max-Age: 600\r\n"
+
+/* A request that carries an Origin of allow_origins (a listed web page). It may GET or HEAD the
+ * enrollment route, or ask for that by a CORS preflight (OPTIONS with Access-Control-Request-
+ * Method GET or HEAD); any other method or route is 403 forbidden without CORS headers, so the
+ * page can neither read nor infer the answer of an admin or status route. False: answered here. */
+static bool listed_page_may(struct front *front, struct client_request *request,
+                            const struct http1_request *parsed) {
+  struct route_match match;
+  bool preflight = request->method == HTTP1_OPTIONS && parsed->cors_method;
+  match_route(front, request->target, preflight ? HTTP1_GET : request->method, &match);
+  bool page_method = request->method == HTTP1_GET || request->method == HTTP1_HEAD;
+  bool asks_page_method =
+      preflight && ((parsed->cors_method_len == 3 && memcmp(parsed->cors_method, "GET", 3) == 0) ||
+                    (parsed->cors_method_len == 4 && memcmp(parsed->cors_method, "HEAD", 4) == 0));
+  if (!is_enrollment_path(&match) || !(page_method || asks_page_method)) {
+    refuse_access(request, API_ERROR_FORBIDDEN_PAGE_ROUTE, &front->stats->refused_web_page,
+                  "a listed web page may only GET or HEAD /v1/enrollments/{id}");
+    return false;
+  }
+  request->listed_origin = parsed->origin;
+  request->listed_origin_len = parsed->origin_len;
+  if (!preflight)
+    return true;
+  if (!(request->connection->rights & ACCESS_USE)) {
+    request->listed_origin = NULL; /* refused: no CORS headers */
+    refuse_access(request, API_ERROR_FORBIDDEN_USER, &front->stats->refused_not_allowed,
+                  "not in allow_users or allow_groups");
+    return false;
+  }
+  struct reply reply = {.status = 204, .age = -1, .retry_after = -1, .body = "",
+                        .headers = parsed->cors_private_network
+                                       ? PREFLIGHT_HEADERS "Access-Control-Allow-Private-Network: true\r\n"
+                                       : PREFLIGHT_HEADERS};
+  front_reply(request, &reply);
+  return false;
 }
 
 static void dispatch(struct front *front, struct client_request *request) {
@@ -638,11 +673,7 @@ static void dispatch(struct front *front, struct client_request *request) {
     return;
   }
   struct route_match match;
-  route_match(request->target, route_method_of(request->method), &match);
-  if (match.admin && !front->cfg->admin) { /* admin routes off: they do not exist */
-    match.kind = ROUTE_NOT_FOUND;
-    match.admin = false;
-  }
+  match_route(front, request->target, request->method, &match);
   if (!permitted(front, request, &match))
     return;
   switch (match.kind) {
@@ -728,10 +759,8 @@ static void start_request(struct connection *c, const struct http1_request *pars
                   "sent by a web page (Origin not in allow_origins, or Sec-Fetch-Site)");
     return;
   }
-  if (listed_origin) {
-    request->listed_origin = parsed->origin;
-    request->listed_origin_len = parsed->origin_len;
-  }
+  if (listed_origin && !listed_page_may(front, request, parsed))
+    return;
   dispatch(front, request);
 }
 
@@ -1144,10 +1173,11 @@ static char *render_refusal(size_t *len) {
   if (!body)
     return NULL;
   char *text = NULL;
+  int status = api_error_http_status(API_ERROR_TOO_MANY_CONNECTIONS);
   int n = asprintf(&text,
-                   "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                   "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                    "Retry-After: %d\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
-                   FRONT_RETRY_AFTER_SECONDS, strlen(body), body);
+                   status, http_reason_phrase(status), FRONT_RETRY_AFTER_SECONDS, strlen(body), body);
   free(body);
   if (n < 0)
     return NULL;

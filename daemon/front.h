@@ -43,6 +43,7 @@ struct reply {
   long long age;             /* < 0: no Age header */
   long retry_after;          /* < 0: no Retry-After header */
   const char *allow;         /* NULL: no Allow header */
+  const char *headers;       /* NULL, or more header lines, each ending in CRLF */
   const char *body;
   size_t body_len;
 };

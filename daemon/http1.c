@@ -137,6 +137,13 @@ static bool read_field(const char *name, size_t name_len, const char *value, siz
       out->fetch_site = value;
       out->fetch_site_len = value_len;
     }
+  } else if (name_is(name, name_len, "access-control-request-method")) {
+    if (!out->cors_method) {
+      out->cors_method = value;
+      out->cors_method_len = value_len;
+    }
+  } else if (name_is(name, name_len, "access-control-request-private-network")) {
+    out->cors_private_network = name_is(value, value_len, "true");
   } else if (name_is(name, name_len, "cache-control")) {
     read_cache_control(value, value_len, out);
   }

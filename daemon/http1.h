@@ -48,6 +48,12 @@ struct http1_request {
   const char *fetch_site; /* Sec-Fetch-Site */
   size_t fetch_site_len;
   unsigned fetch_site_count;
+  /* A CORS preflight's Access-Control-Request-Method (the first; NULL when absent), and whether
+   * Access-Control-Request-Private-Network: true came with it (Chrome's Private Network Access,
+   * sent when a public page asks a loopback address). */
+  const char *cors_method;
+  size_t cors_method_len;
+  bool cors_private_network;
   /* The client's own Cache-Control directives (RFC 9111 5.2.1), every Cache-Control field read;
    * the rest of them are ignored. */
   bool only_if_cached;

@@ -80,7 +80,42 @@ static const struct api_error_text API_ERRORS[] = {
   [API_ERROR_BAD_PAGE] = {"bad_request", 400, {"query", NULL},
                           "Paging takes after=ID (an enrollment id) and limit=N (1 to 1000)",
                           "bad_request"},
+  [API_ERROR_FORBIDDEN_PAGE_ROUTE] = {"forbidden", 403, {"header", "origin"},
+                                      "A web page may only GET or HEAD /v1/enrollments/{id}",
+                                      "forbidden"},
 };
+_Static_assert(sizeof(API_ERRORS) / sizeof(API_ERRORS[0]) == API_ERROR_COUNT,
+               "every api_error has its text");
+
+/* RFC 9110 section 15, and 421, 422, 429 and 431 as it and RFC 6585 name them. */
+static const struct {
+  int status;
+  const char *phrase;
+} REASON_PHRASES[] = {
+  {100, "Continue"}, {101, "Switching Protocols"},
+  {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {203, "Non-Authoritative Information"},
+  {204, "No Content"}, {205, "Reset Content"}, {206, "Partial Content"},
+  {300, "Multiple Choices"}, {301, "Moved Permanently"}, {302, "Found"}, {303, "See Other"},
+  {304, "Not Modified"}, {305, "Use Proxy"}, {307, "Temporary Redirect"},
+  {308, "Permanent Redirect"},
+  {400, "Bad Request"}, {401, "Unauthorized"}, {402, "Payment Required"}, {403, "Forbidden"},
+  {404, "Not Found"}, {405, "Method Not Allowed"}, {406, "Not Acceptable"},
+  {407, "Proxy Authentication Required"}, {408, "Request Timeout"}, {409, "Conflict"},
+  {410, "Gone"}, {411, "Length Required"}, {412, "Precondition Failed"},
+  {413, "Content Too Large"}, {414, "URI Too Long"}, {415, "Unsupported Media Type"},
+  {416, "Range Not Satisfiable"}, {417, "Expectation Failed"}, {421, "Misdirected Request"},
+  {422, "Unprocessable Content"}, {426, "Upgrade Required"}, {428, "Precondition Required"},
+  {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
+  {500, "Internal Server Error"}, {501, "Not Implemented"}, {502, "Bad Gateway"},
+  {503, "Service Unavailable"}, {504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"},
+};
+
+const char *http_reason_phrase(int status) {
+  for (size_t i = 0; i < sizeof(REASON_PHRASES) / sizeof(REASON_PHRASES[0]); i++)
+    if (REASON_PHRASES[i].status == status)
+      return REASON_PHRASES[i].phrase;
+  return NULL;
+}
 
 const char *api_error_code(enum api_error error) { return API_ERRORS[error].code; }
 

@@ -38,12 +38,19 @@ enum api_error {
   API_ERROR_NOT_CACHED,          /* 504: only-if-cached, and no usable copy is cached */
   API_ERROR_WARM_NOT_CONFIGURED, /* 409: POST /cache/warm without [warm] program_ids */
   API_ERROR_BAD_PAGE,            /* 400 (code bad_request): GET /cache's after or limit */
+  API_ERROR_FORBIDDEN_PAGE_ROUTE, /* 403: a listed web page on another route or method than
+                                     GET and HEAD of /v1/enrollments/{id} */
+  API_ERROR_COUNT,               /* not an error: how many there are */
 };
 
 /* The `code` of the error body, e.g. "invalid_id". */
 const char *api_error_code(enum api_error error);
 /* The HTTP status that carries it, e.g. 422. */
 int api_error_http_status(enum api_error error);
+/* The reason phrase of an HTTP status (RFC 9110 15 and the registry's other codes: "Accepted"
+ * for 202), from one table; NULL for a status it does not know, which the daemon never sends
+ * (tests/unit/test_render.c checks every one it can). */
+const char *http_reason_phrase(int status);
 /* A malloc'd NUL-terminated JSON error body, or NULL when out of memory. */
 char *render_error_body(enum api_error error);
 

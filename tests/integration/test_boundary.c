@@ -359,3 +359,153 @@ Test(boundary, when_full_and_busy_an_admin_still_connects_and_others_are_refused
   cr_expect_eq(held.open, 4);
   cr_expect_eq(flipcached_stat(&daemon_proc, "connections_refused"), 1);
 }
+
+/* ---- web pages ------------------------------------------------------------------------------- */
+
+/* A page of allow_origins may GET and HEAD enrollments, and nothing else: on every admin route
+ * and method, the status routes and the enrollment route's other methods, its request is 403
+ * forbidden with no CORS header (the page cannot read the answer, and nothing is done), even
+ * when the user behind the browser is root, an admin. */
+Test(boundary, a_listed_origin_is_refused_on_every_admin_route_and_method) {
+  start("allow_origins = http://localhost:3000\nadmin_users = root\n", NULL);
+  struct http_response response;
+  get_enrollment(ID, &response);
+  cr_assert_eq(response.status, 200);
+  http_response_free(&response);
+  const char *page[] = {"Origin: http://localhost:3000", "Sec-Fetch-Site: same-site", NULL};
+  static const struct {
+    const char *method, *path;
+  } refused[] = {
+    {"GET", "/cache"}, {"DELETE", "/cache"}, {"POST", "/cache/warm"},
+    {"GET", "/cache/enrollments/" ID}, {"DELETE", "/cache/enrollments/" ID},
+    {"PUT", "/cache/enrollments/" ID}, {"GET", "/cache?limit=1"},
+    {"GET", "/stats"}, {"GET", "/metrics"}, {"GET", "/healthz"}, {"HEAD", "/stats"},
+    {"DELETE", "/v1/enrollments/" ID}, {"POST", "/v1/enrollments/" ID},
+    {"PUT", "/v1/enrollments/" ID}, {"OPTIONS", "/v1/enrollments/" ID}, {"GET", "/nowhere"},
+    {"PATCH", "/cache"},
+  };
+  char url[256], value[256];
+  size_t n = sizeof(refused) / sizeof(refused[0]);
+  for (size_t i = 0; i < n; i++) {
+    url_of(url, sizeof(url), refused[i].path);
+    http_request(refused[i].method, url, page, &response);
+    cr_expect_eq(response.status, 403, "%s %s from a listed page: %ld", refused[i].method,
+                 refused[i].path, response.status);
+    cr_expect(!http_header(&response, "Access-Control-Allow-Origin", value, sizeof(value)),
+              "%s %s: a CORS header on a refusal", refused[i].method, refused[i].path);
+    if (strcmp(refused[i].method, "HEAD") != 0)
+      cr_expect(strstr(response.body, "\"code\":\"forbidden\"") != NULL, "%s", response.body);
+    http_response_free(&response);
+  }
+  cr_expect_eq(flipcached_stat(&daemon_proc, "refused_web_page"), (long)n);
+  cr_expect_eq(flipcached_stat(&daemon_proc, "purged"), 0, "a page purged");
+  cr_expect_eq(flipcached_stat(&daemon_proc, "warm_runs"), 0, "a page started a warm-up");
+  cr_expect_eq(flipcached_stat(&daemon_proc, "cache_entries"), 1);
+
+  /* What it may do: GET and HEAD of an enrollment, with CORS. */
+  url_of(url, sizeof(url), "/v1/enrollments/" ID);
+  http_request("HEAD", url, page, &response);
+  cr_expect_eq(response.status, 200);
+  cr_expect(http_header(&response, "Access-Control-Allow-Origin", value, sizeof(value)) &&
+            strcmp(value, "http://localhost:3000") == 0);
+  http_response_free(&response);
+}
+
+/* A preflight is answered only for what a page may do: GET or HEAD of an enrollment. Asking
+ * for another method, or another route, is 403 without CORS headers, so the browser never sends
+ * the request. */
+Test(boundary, preflights_answer_only_for_what_a_page_may_do) {
+  start("allow_origins = http://localhost:3000\n", NULL);
+  char url[256], value[256];
+  struct http_response response;
+  url_of(url, sizeof(url), "/v1/enrollments/" ID);
+  const char *get[] = {"Origin: http://localhost:3000", "Access-Control-Request-Method: GET",
+                       "Access-Control-Request-Headers: cache-control",
+                       "Access-Control-Request-Private-Network: true", NULL};
+  http_request("OPTIONS", url, get, &response);
+  cr_expect_eq(response.status, 204);
+  cr_expect(http_header(&response, "Access-Control-Allow-Origin", value, sizeof(value)) &&
+            strcmp(value, "http://localhost:3000") == 0, "%s", response.headers);
+  cr_expect(http_header(&response, "Access-Control-Allow-Methods", value, sizeof(value)) &&
+            strcmp(value, "GET, HEAD") == 0, "%s", response.headers);
+  cr_expect(http_header(&response, "Access-Control-Allow-Headers", value, sizeof(value)) &&
+            strcmp(value, "Cache-Control") == 0);
+  cr_expect(http_header(&response, "Access-Control-Allow-Private-Network", value, sizeof(value)) &&
+            strcmp(value, "true") == 0);
+  cr_expect(strncmp(response.headers, "HTTP/1.1 204 No Content\r\n", 25) == 0, "%s",
+            response.headers);
+  http_response_free(&response);
+
+  const char *delete[] = {"Origin: http://localhost:3000", "Access-Control-Request-Method: DELETE",
+                          NULL};
+  const char *get_only[] = {"Origin: http://localhost:3000", "Access-Control-Request-Method: GET",
+                            NULL};
+  const char *foreign[] = {"Origin: http://evil.example", "Access-Control-Request-Method: GET",
+                           NULL};
+  static const char *const paths[] = {"/v1/enrollments/" ID, "/cache", "/cache/enrollments/" ID,
+                                      "/stats", "/v1/enrollments/" ID};
+  const char *const *asks[] = {delete, get_only, get_only, get_only, foreign};
+  for (size_t i = 0; i < 5; i++) {
+    url_of(url, sizeof(url), paths[i]);
+    http_request("OPTIONS", url, asks[i], &response);
+    cr_expect_eq(response.status, 403, "preflight %zu of %s: %ld", i, paths[i], response.status);
+    cr_expect(!http_header(&response, "Access-Control-Allow-Origin", value, sizeof(value)) &&
+                  !http_header(&response, "Access-Control-Allow-Methods", value, sizeof(value)),
+              "preflight %zu: %s", i, response.headers);
+    http_response_free(&response);
+  }
+  cr_expect_eq(fake_stat(&fake, "total"), 0, "a preflight went upstream");
+}
+
+/* ---- status lines ---------------------------------------------------------------------------- */
+
+/* Each answer's status line says its code and the phrase of the one table (render.h), on the
+ * wire: every status a request can draw from the daemon here. */
+Test(boundary, every_status_line_has_its_reason_phrase) {
+  char token[64];
+  make_token(token, sizeof(token));
+  fake_start(&fake, token);
+  fake_set_program(&fake, "p1", 3, "00000000", "ok", 0);
+  struct daemon_options options = {.token = token,
+                                   .extra_server = "allow_origins = http://localhost:3000\n",
+                                   .extra_sections = "[warm]\nprogram_ids = p1\n"};
+  flipcached_prepare(&daemon_proc, &fake, &options);
+  flipcached_launch(&daemon_proc);
+  static char long_target[17100] = "GET /"; /* a request line over the 16 KiB head */
+  memset(long_target + 5, 'a', 17000);
+  strcpy(long_target + 17005, " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  char many_fields[4000] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n";
+  for (int i = 0; i < 101; i++)
+    strcat(many_fields, "X-A: b\r\n");
+  strcat(many_fields, "\r\n");
+  const struct {
+    const char *request;
+    const char *status_line;
+  } cases[] = {
+    {"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", "200 OK"},
+    {"POST /cache/warm HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", "202 Accepted"},
+    {"OPTIONS /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+     "Origin: http://localhost:3000\r\nAccess-Control-Request-Method: GET\r\n\r\n", "204 No Content"},
+    {"GET /healthz HTTP/1.1\nHost: localhost\n\n", "400 Bad Request"},
+    {"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nOrigin: http://evil.example\r\n\r\n",
+     "403 Forbidden"},
+    {"GET /nowhere HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", "404 Not Found"},
+    {"DELETE /stats HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", "405 Method Not Allowed"},
+    {"GET /healthz HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n", "421 Misdirected Request"},
+    {"GET /v1/enrollments/nope HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+     "422 Unprocessable Content"},
+    {many_fields, "431 Request Header Fields Too Large"},
+    {long_target, "414 URI Too Long"},
+    {"BREW /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", "501 Not Implemented"},
+    {"GET /healthz HTTP/2.0\r\nHost: localhost\r\n\r\n", "505 HTTP Version Not Supported"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char answer[8192];
+    size_t got = raw_exchange(daemon_proc.port, cases[i].request, strlen(cases[i].request), answer,
+                              sizeof(answer));
+    char wanted[128];
+    snprintf(wanted, sizeof(wanted), "HTTP/1.1 %s\r\n", cases[i].status_line);
+    cr_expect(got > 0 && strncmp(answer, wanted, strlen(wanted)) == 0, "case %zu: wanted %s got %.60s",
+              i, cases[i].status_line, answer);
+  }
+}

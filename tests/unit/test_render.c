@@ -146,3 +146,28 @@ Test(cache_status, a_copy_from_the_shared_tier_names_that_cache_first) {
   render_cache_status(&status, out, sizeof(out));
   cr_expect_str_eq(out, "flipcached-shared; hit; ttl=290, flipcached; fwd=uri-miss; collapsed");
 }
+
+/* Every status the daemon can send has its phrase from the one table: each error's, and those
+ * it sends outside the error table (enrollments and status routes 200, POST /cache/warm 202, a
+ * CORS preflight 204, a revalidated entry 304, the upstream's 404 passed on, an admin route's
+ * failed cache 500). */
+Test(reason_phrase, every_status_the_daemon_sends_has_its_phrase) {
+  for (int error = 0; error < API_ERROR_COUNT; error++) {
+    int status = api_error_http_status((enum api_error)error);
+    const char *phrase = http_reason_phrase(status);
+    cr_expect(phrase != NULL && *phrase, "%s's status %d has no reason phrase",
+              api_error_code((enum api_error)error), status);
+  }
+  static const struct {
+    int status;
+    const char *phrase;
+  } sent[] = {
+    {200, "OK"}, {202, "Accepted"}, {204, "No Content"}, {304, "Not Modified"},
+    {404, "Not Found"}, {409, "Conflict"}, {421, "Misdirected Request"},
+    {422, "Unprocessable Content"}, {429, "Too Many Requests"}, {500, "Internal Server Error"},
+    {503, "Service Unavailable"}, {505, "HTTP Version Not Supported"},
+  };
+  for (size_t i = 0; i < sizeof(sent) / sizeof(sent[0]); i++)
+    cr_expect_str_eq(http_reason_phrase(sent[i].status), sent[i].phrase);
+  cr_expect_null(http_reason_phrase(299), "no phrase is made up for an unregistered code");
+}
