@@ -463,7 +463,8 @@ enum access_web_verdict access_check_web(const struct name_list *host_names,
                                          const struct name_list *allow_origins,
                                          const struct http1_request *request, bool *listed_origin) {
   *listed_origin = false;
-  if (!host_accepted(host_names, request->host, request->host_len))
+  /* An absolute-form target's authority is in request->host (http1.h): judged as Host is. */
+  if (request->https || !host_accepted(host_names, request->host, request->host_len))
     return ACCESS_WEB_MISDIRECTED;
   if (request->origin_count > 0) {
     if (request->origin_count > 1 ||

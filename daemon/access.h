@@ -94,7 +94,8 @@ enum access_web_verdict {
   ACCESS_WEB_CROSS_SITE,     /* 403: no Origin, but Sec-Fetch-Site says a page sent it */
 };
 
-/* The Host, Origin and Sec-Fetch-Site rules. *listed_origin is set when the request carries an
+/* The Host (or an absolute-form target's authority; its https scheme is misdirected: this
+ * server speaks plain HTTP), Origin and Sec-Fetch-Site rules. *listed_origin is set when the request carries an
  * Origin of allow_origins: its answer then says Access-Control-Allow-Origin. */
 enum access_web_verdict access_check_web(const struct name_list *host_names,
                                          const struct name_list *allow_origins,

@@ -150,6 +150,35 @@ static bool read_field(const char *name, size_t name_len, const char *value, siz
   return true;
 }
 
+/* An absolute-form request-target, "http://" or "https://" (either case) authority [path-abempty
+ * ["?" query]]: points *authority at the authority and *path at what follows it (empty when
+ * nothing does). False when it is not of that form, or its authority is empty, starts with a
+ * port, or has any byte a host and port do not (user info among them). */
+static bool split_absolute_form(const char *target, size_t len, bool *https, const char **authority,
+                                size_t *authority_len, const char **path) {
+  size_t scheme = len > 7 && strncasecmp(target, "http://", 7) == 0    ? 7
+                  : len > 8 && strncasecmp(target, "https://", 8) == 0 ? 8
+                                                                       : 0;
+  if (!scheme)
+    return false;
+  *https = scheme == 8;
+  *authority = target + scheme;
+  size_t end = scheme;
+  /* Only what a host name, an IPv4 or a bracketed IPv6 literal and a port are made of: no user
+   * info ('@', RFC 9110 4.2.4), no fragment, no percent-encoding or sub-delims, which no name
+   * this daemon answers to has (host_names are letters, digits, '-' and '.'). */
+  while (end < len && target[end] != '/' && target[end] != '?') {
+    char c = target[end];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '-' || c == '.' || c == '_' || c == '~' || c == ':' || c == '[' || c == ']'))
+      return false;
+    end++;
+  }
+  *authority_len = end - scheme;
+  *path = target + end;
+  return *authority_len > 0 && (*authority)[0] != ':';
+}
+
 #define REFUSE(code)                                                                              \
   do {                                                                                            \
     *status = (code);                                                                             \
@@ -175,16 +204,18 @@ static enum http1_result parse_head(char *buf, size_t start, size_t end, struct 
     p++;
   if (p == target || p >= limit || *p != ' ') /* HTTP/0.9 has no version: a CR comes here */
     REFUSE(400);
-  out->target = buf + (target - (const unsigned char *)buf);
-  out->target_len = (size_t)(p - target);
+  out->raw_target = buf + (target - (const unsigned char *)buf);
+  out->raw_target_len = (size_t)(p - target);
   p++;
 
   if (limit - p < 10 || memcmp(p, "HTTP/", 5) != 0 || p[5] < '0' || p[5] > '9' || p[6] != '.' ||
       p[7] < '0' || p[7] > '9' || p[8] != '\r' || p[9] != '\n')
     REFUSE(400);
-  if (p[5] != '1')
+  /* HTTP/1.0 and 1.1 only. RFC 9110 2.5 would let 1.2 speak 1.1, but llhttp, Node.js's parser,
+   * refuses it: a head one parser on the path refuses, flipcached refuses (test_http1_llhttp). */
+  if (p[5] != '1' || (p[7] != '0' && p[7] != '1'))
     REFUSE(505);
-  out->version_minor = p[7] == '0' ? 0 : 1; /* 1.2 and later minors speak 1.1 (RFC 9110 2.5) */
+  out->version_minor = p[7] == '0' ? 0 : 1;
   p += 10;
 
   struct fields_seen seen = {0};
@@ -222,7 +253,20 @@ static enum http1_result parse_head(char *buf, size_t start, size_t end, struct 
     REFUSE(400);
   out->keep_alive = out->version_minor == 1 ? !seen.connection_close
                                             : seen.connection_keep_alive && !seen.connection_close;
-  out->target[out->target_len] = '\0';
+  buf[out->raw_target - buf + out->raw_target_len] = '\0'; /* the space after it */
+  out->target = out->raw_target;
+  out->target_len = out->raw_target_len;
+  if (out->raw_target[0] != '/' && out->raw_target[0] != '*' &&
+      !(out->method == HTTP1_CONNECT)) {
+    const char *path;
+    if (!split_absolute_form(out->raw_target, out->raw_target_len, &out->https, &out->host,
+                             &out->host_len, &path))
+      REFUSE(400);
+    out->absolute_form = true;
+    /* No path: the origin-form "/" (RFC 9112 3.2.1), whose query no route reads. */
+    out->target = *path == '/' ? path : "/";
+    out->target_len = *path == '/' ? strlen(path) : 1;
+  }
   out->head_len = end;
   return HTTP1_COMPLETE;
 }

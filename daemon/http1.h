@@ -2,7 +2,8 @@
  *
  * Pure: no I/O, no allocation. It accepts only what RFC 9112 defines (CRLF line endings, a token
  * method, a visible-ASCII target, HTTP/1.0 or HTTP/1.1, "name: value" fields with no whitespace
- * before the colon, no obs-fold, no NUL or other control byte in a value) and refuses the rest
+ * before the colon, no obs-fold, no NUL or other control byte in a value; never looser than
+ * llhttp's strict mode, which tests/unit/test_http1_llhttp.c and a fuzzer check) and refuses the rest
  * with the status to answer, so that no two parsers on the path can read one stream two ways.
  * Anything that announces a body (Transfer-Encoding, a Content-Length other than 0, a second
  * Content-Length) is reported in `carries_body`: the caller answers it and closes, because the
@@ -31,8 +32,19 @@ enum http1_method {
 
 struct http1_request {
   enum http1_method method;
-  char *target;        /* inside the parsed buffer, NUL-terminated in place */
+  /* The origin-form target: the request-target itself, or the path and query of an absolute-form
+   * one ("/" when it has no path, its query dropped); NUL-terminated (in the parsed buffer, or a
+   * constant). */
+  const char *target;
   size_t target_len;
+  /* The request-target as the request line has it (in the buffer, not NUL-terminated). */
+  const char *raw_target;
+  size_t raw_target_len;
+  /* An absolute-form target (RFC 9112 3.2.2): its authority then stands for Host (host and
+   * host_len point at it, and the Host field is ignored, as the RFC says), and https says that
+   * it named the https scheme, which this plain-HTTP server never serves (421). */
+  bool absolute_form;
+  bool https;
   int version_minor;   /* 0 or 1 */
   bool keep_alive;     /* HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with keep-alive */
   bool carries_body;
@@ -63,7 +75,8 @@ struct http1_request {
 enum http1_result {
   HTTP1_INCOMPLETE, /* no end of head yet: read more (buffer below HTTP1_MAX_HEAD) */
   HTTP1_COMPLETE,
-  HTTP1_REFUSED,    /* answer *status (400, 414, 431, 505) and close */
+  HTTP1_REFUSED,    /* answer *status (400, 414, 431, 505) and close: a malformed head, or an
+                       absolute-form target with user info, another scheme or no host */
 };
 
 /* Looks for the end of a request head in buf[0..len). *scanned carries the offset already

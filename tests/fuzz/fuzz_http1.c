@@ -19,9 +19,16 @@ static enum http1_result parse_at_once(const uint8_t *data, size_t size, struct 
   size_t scanned = 0;
   enum http1_result result = http1_parse(buf, size, &scanned, out, status);
   if (result == HTTP1_COMPLETE) {
-    /* The target lies inside the head, NUL-terminated, of visible ASCII only. */
-    if (out->target < buf || out->target + out->target_len >= buf + out->head_len ||
-        out->target[out->target_len] != '\0' || out->target_len == 0)
+    /* The target lies inside the head (but the "/" of an absolute-form target without a path),
+     * NUL-terminated, of visible ASCII only, and is origin-form. */
+    bool constant_root = out->absolute_form && out->target_len == 1 &&
+                         (out->target < buf || out->target >= buf + size);
+    if ((!constant_root &&
+         (out->target < buf || out->target + out->target_len >= buf + out->head_len)) ||
+        out->target[out->target_len] != '\0' || out->target_len == 0 ||
+        (out->absolute_form && out->target[0] != '/'))
+      abort();
+    if (out->raw_target < buf || out->raw_target + out->raw_target_len >= buf + out->head_len)
       abort();
     for (size_t i = 0; i < out->target_len; i++)
       if ((unsigned char)out->target[i] <= 0x20 || (unsigned char)out->target[i] >= 0x7f)

@@ -509,3 +509,41 @@ Test(boundary, every_status_line_has_its_reason_phrase) {
               i, cases[i].status_line, answer);
   }
 }
+
+/* ---- absolute-form targets ------------------------------------------------------------------- */
+
+/* RFC 9112 3.2.2: absolute-form is accepted; its authority is judged as Host is (this daemon's
+ * names and loopback are routed like origin-form, any other is 421), and user info is 400. */
+Test(boundary, an_absolute_form_target_is_routed_by_its_authority) {
+  start(NULL, NULL);
+  char request[512], answer[8192];
+  static const struct {
+    const char *target, *host, *status_line;
+  } cases[] = {
+    {"http://localhost/healthz", "localhost", "HTTP/1.1 200 OK\r\n"},
+    {"http://127.0.0.1:PORT/v1/enrollments/" ID, "evil.example", "HTTP/1.1 200 OK\r\n"},
+    {"HTTP://LOCALHOST/v1/enrollments/not-a-uuid", "localhost", "HTTP/1.1 422 "},
+    {"http://evil.example/healthz", "localhost", "HTTP/1.1 421 "},
+    {"https://localhost/healthz", "localhost", "HTTP/1.1 421 "},
+    {"http://user@localhost/healthz", "localhost", "HTTP/1.1 400 "},
+    {"http://localhost", "localhost", "HTTP/1.1 404 "},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char target[256];
+    const char *port = strstr(cases[i].target, "PORT");
+    if (port)
+      snprintf(target, sizeof(target), "%.*s%d%s", (int)(port - cases[i].target), cases[i].target,
+               daemon_proc.port, port + 4);
+    else
+      snprintf(target, sizeof(target), "%s", cases[i].target);
+    int len = snprintf(request, sizeof(request),
+                       "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", target,
+                       cases[i].host);
+    size_t got = raw_exchange(daemon_proc.port, request, (size_t)len, answer, sizeof(answer));
+    cr_expect(got > 0 && strncmp(answer, cases[i].status_line, strlen(cases[i].status_line)) == 0,
+              "%s: %.60s", target, answer);
+  }
+  cr_expect_eq(fake_count(&fake, ID), 1, "the absolute-form miss went upstream once");
+  cr_expect_eq(log_lines_with("access: GET /v1/enrollments/" ID " 200", "uid=0"), 1,
+               "the access log names the origin-form path");
+}

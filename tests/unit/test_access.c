@@ -244,6 +244,24 @@ Test(access_web, hosts) {
     cr_expect_eq(verdict_of(misdirected[i], &listed), ACCESS_WEB_MISDIRECTED, "%s", misdirected[i]);
 }
 
+/* An absolute-form target's authority is judged as Host is, and the Host field is ignored. */
+Test(access_web, an_absolute_form_authority_is_judged_as_host) {
+  bool listed;
+  const char *accepted[] = {
+    "GET http://localhost/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET http://127.0.0.1:8750/stats HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    "GET http://flip.internal/stats HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET http://[::1]:8750/stats HTTP/1.0\r\n\r\n"};
+  for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++)
+    cr_expect_eq(verdict_of(accepted[i], &listed), ACCESS_WEB_OK, "%s", accepted[i]);
+  const char *misdirected[] = {
+    "GET http://evil.example/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET http://10.0.0.1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET https://localhost/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"};
+  for (size_t i = 0; i < sizeof(misdirected) / sizeof(misdirected[0]); i++)
+    cr_expect_eq(verdict_of(misdirected[i], &listed), ACCESS_WEB_MISDIRECTED, "%s", misdirected[i]);
+}
+
 Test(access_web, origins_and_sec_fetch_site) {
   bool listed;
   cr_expect_eq(verdict_of(HEAD("Host: localhost\r\n"), &listed), ACCESS_WEB_OK);

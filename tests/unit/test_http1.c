@@ -31,6 +31,38 @@ Test(http1, a_plain_get) {
   free(buf);
 }
 
+/* RFC 9112 3.2.2: a server must accept absolute-form. Its authority stands for Host (the Host
+ * field is ignored) and its path and query are the origin-form target. */
+Test(http1, an_absolute_form_target_is_its_path_with_its_authority_as_host) {
+  static const struct {
+    const char *text, *target, *host;
+    bool https;
+  } cases[] = {
+    {"GET http://localhost/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n", "/healthz", "localhost", false},
+    {"GET http://127.0.0.1:8750/v1/enrollments/x?y=1 HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+     "/v1/enrollments/x?y=1", "127.0.0.1:8750", false},
+    {"GET HTTP://LOCALHOST HTTP/1.1\r\nHost: localhost\r\n\r\n", "/", "LOCALHOST", false},
+    {"GET http://localhost?after=x HTTP/1.1\r\nHost: localhost\r\n\r\n", "/", "localhost", false},
+    {"GET http://[::1]:8750/stats HTTP/1.0\r\n\r\n", "/stats", "[::1]:8750", false},
+    {"GET https://localhost/stats HTTP/1.1\r\nHost: localhost\r\n\r\n", "/stats", "localhost", true},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct http1_request req;
+    int status;
+    char *buf;
+    cr_assert_eq(parse(cases[i].text, strlen(cases[i].text), &req, &status, &buf), HTTP1_COMPLETE,
+                 "%s", cases[i].text);
+    cr_expect(req.absolute_form);
+    cr_expect_eq(req.https, cases[i].https, "%s", cases[i].text);
+    cr_expect_str_eq(req.target, cases[i].target);
+    cr_expect_eq(req.target_len, strlen(cases[i].target));
+    cr_expect(req.host_len == strlen(cases[i].host) &&
+                  strncmp(req.host, cases[i].host, req.host_len) == 0,
+              "%s: host %.*s", cases[i].text, (int)req.host_len, req.host);
+    free(buf);
+  }
+}
+
 Test(http1, blank_lines_before_the_request_line_are_skipped) {
   const char text[] = "\r\n\r\nHEAD / HTTP/1.1\r\nHost: x\r\n\r\n";
   struct http1_request req;
@@ -117,6 +149,16 @@ ParameterizedTestParameters(http1, refused_with_its_status) {
     {"G@T /x HTTP/1.1\r\nHost: x\r\n\r\n", 0, 400},
     {"GET /x HTTP/2.0\r\nHost: x\r\n\r\n", 0, 505},
     {"GET /x HTTP/0.9\r\nHost: x\r\n\r\n", 0, 505},
+    {"GET /x HTTP/1.2\r\nHost: x\r\n\r\n", 0, 505},            /* llhttp refuses it too */
+    /* absolute-form targets that are not http(s) authorities without user info */
+    {"GET http://user@localhost/x HTTP/1.1\r\nHost: localhost\r\n\r\n", 0, 400},
+    {"GET http://u:pw@localhost/x HTTP/1.1\r\nHost: localhost\r\n\r\n", 0, 400},
+    {"GET http:///x HTTP/1.1\r\nHost: localhost\r\n\r\n", 0, 400},
+    {"GET http://:80/x HTTP/1.1\r\nHost: localhost\r\n\r\n", 0, 400},
+    {"GET http:// HTTP/1.1\r\nHost: localhost\r\n\r\n", 0, 400},
+    {"GET ftp://localhost/x HTTP/1.1\r\nHost: localhost\r\n\r\n", 0, 400},
+    {"GET localhost/x HTTP/1.1\r\nHost: localhost\r\n\r\n", 0, 400},
+    {"GET http://localhost#f HTTP/1.1\r\nHost: localhost\r\n\r\n", 0, 400},
   };
   return cr_make_param_array(struct refusal, cases, sizeof(cases) / sizeof(cases[0]));
 }
