@@ -243,7 +243,7 @@ static void answer_refused(struct flipcached *daemon, struct client_request *req
 static bool take_miss_quota(struct flipcached *daemon, struct client_request *request,
                             const char *enrollment_id, long long now) {
   const struct peer *peer = front_request_peer(request);
-  uint64_t key = peer->uid_known ? peer->uid : QUOTA_UNKNOWN_PEER;
+  uint64_t key = peer_user_key(peer);
   long retry_after;
   if (quota_take(daemon->quota, key, daemon->cfg.miss_rate_per_user, clock_coarse_ms(),
                  &retry_after))

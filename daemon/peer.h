@@ -43,6 +43,13 @@ void peer_of_unix(int fd, struct peer *peer);
 /* Fills *peer for an accepted TCP connection; finder may be NULL (unknown). */
 void peer_of_tcp(struct peer_finder *finder, int fd, struct peer *peer);
 
+/* The key of the peer's user, for per-user quotas and fair shares: its uid, or PEER_UNKNOWN_KEY
+ * (above every uid) shared by every peer whose uid is unknown. */
+#define PEER_UNKNOWN_KEY UINT64_C(0x100000000)
+static inline uint64_t peer_user_key(const struct peer *peer) {
+  return peer->uid_known ? peer->uid : PEER_UNKNOWN_KEY;
+}
+
 /* "uid=1000 pid=4242", "uid=1000" or "uid=?": how the logs name the peer. */
 #define PEER_TEXT_MAX 40
 const char *peer_text(const struct peer *peer, char out[PEER_TEXT_MAX]);

@@ -15,7 +15,6 @@
 #include <stdint.h>
 
 #define QUOTA_USERS 1024
-#define QUOTA_UNKNOWN_PEER UINT64_C(0x100000000) /* the key of every peer whose uid is unknown */
 
 struct quota;
 
@@ -23,7 +22,7 @@ struct quota;
 struct quota *quota_new(void);
 void quota_free(struct quota *quota);
 
-/* Takes one token of key's bucket (a uid, or QUOTA_UNKNOWN_PEER). rate: tokens a second and the
+/* Takes one token of key's bucket (peer_user_key: a uid, or PEER_UNKNOWN_KEY). rate: tokens a second and the
  * burst; 0 takes nothing and always succeeds. false: none left; *retry_after_seconds (>= 1) says
  * when the next one comes. */
 bool quota_take(struct quota *quota, uint64_t key, unsigned rate, int64_t now_ms,

@@ -1,6 +1,7 @@
 /* quota: the per-user token bucket of miss_rate_per_user, on an injected clock. */
 #include <criterion/criterion.h>
 
+#include "peer.h"
 #include "quota.h"
 
 static struct quota *quota;
@@ -47,7 +48,7 @@ Test(quota, retry_after_says_when_the_next_token_comes) {
 Test(quota, users_have_buckets_of_their_own) {
   cr_expect_eq(drain(1000, 3, 0), 3);
   cr_expect_eq(drain(1001, 3, 0), 3, "another user is not charged for the first one's misses");
-  cr_expect_eq(drain(QUOTA_UNKNOWN_PEER, 3, 0), 3);
+  cr_expect_eq(drain(PEER_UNKNOWN_KEY, 3, 0), 3);
   cr_expect_eq(drain(0, 3, 0), 3, "root too");
 }
 
