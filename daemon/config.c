@@ -63,7 +63,7 @@ static const struct config_key KEYS[] = {
   {"server", "admin_groups", KEY_GROUPS, FIELD(admin_groups), 0, 0, "", false},
   {"server", "host_names", KEY_HOSTS, FIELD(host_names), 0, 0, "", false},
   {"server", "allow_origins", KEY_ORIGINS, FIELD(allow_origins), 0, 0, "", false},
-  {"server", "miss_rate_per_user", KEY_UINT, FIELD(miss_rate_per_user), 0, 100000, "20", false},
+  {"server", "miss_rate_per_user", KEY_UINT, FIELD(miss_rate_per_user), 0, 100000, "0", false},
   {"server", "socket_group", KEY_GROUP_OR_EMPTY, FIELD(socket_group), 0, 0, "", true},
   {"upstream", "base_url", KEY_BASE_URL, FIELD(base_url), 0, 0, "https://api-utility.flip.energy", true},
   {"upstream", "token_file", KEY_PATH, FIELD(token_file), 0, 0, "/etc/flipcached/token", false},

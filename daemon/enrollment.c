@@ -8,8 +8,11 @@
  * What is stored: validated 200 bodies (ttl) and 404s (negative_ttl); never 401, 403, 429, 5xx
  * or an invalid body, and nothing for an id deleted through the admin routes while its fetch ran.
  *
- * A miss that would start a fetch first takes a token of its user's miss_rate_per_user
- * (quota.h); joining a fetch in progress, a hit and a background refresh take none.
+ * A miss that starts a fetch takes its user's share of the upstream's fetch slots (fair.h, in
+ * upstream.c: it waits in its user's queue while the slots are busy); a background refresh
+ * takes the background's share. With miss_rate_per_user set (off by default), such a miss
+ * first takes a token of its user's bucket (quota.h); joining a fetch in progress, a hit and a
+ * background refresh take none.
  *
  * Counting: each answer counts once, in hits, negative_hits, stale_served (a stale copy, whether
  * served while revalidating or for a failed fetch) or misses (the upstream's result or an error). */
@@ -25,6 +28,7 @@
 #include <assert.h>
 
 #include "cache.h"
+#include "fair.h"
 #include "fetched.h"
 #include "fleet.h"
 #include "flipcached.h"
@@ -229,8 +233,9 @@ static void answer_unfetched(struct flipcached *daemon, struct client_request *r
   reply_error(daemon, request, error, &cs, retry_after);
 }
 
-/* The upstream module did not start the fetch (a 429's pause, an open circuit, or max_fetches in
- * progress): 503 with the Retry-After it knows (1 s when overloaded), or a stale copy. */
+/* The upstream module did not start the fetch (a 429's pause, an open circuit, or its user's
+ * queue for a fetch slot full): 503 with the Retry-After it knows (1 s when overloaded), or a
+ * stale copy. */
 static void answer_refused(struct flipcached *daemon, struct client_request *request,
                            const char *enrollment_id, enum upstream_start refusal,
                            long long now) {
@@ -343,14 +348,15 @@ static void on_shared_copy(const struct cache_record *record, void *arg) {
 /* Starts the one fetch for an id; *fetch is set when it returns UPSTREAM_STARTED. A copy in the
  * shared tier fetched before min_fetched_at does not answer it. */
 static enum upstream_start start_fetch(struct flipcached *daemon, const char *enrollment_id,
-                                       bool had_expired_copy, bool background,
+                                       bool had_expired_copy, uint64_t flow,
                                        int64_t min_fetched_at, struct inflight_fetch **fetch) {
   *fetch = inflight_start(daemon->inflight, enrollment_id);
   if (!*fetch)
     return UPSTREAM_START_FAILED;
   (*fetch)->owner = daemon;
   (*fetch)->had_expired_copy = had_expired_copy;
-  (*fetch)->background = background;
+  (*fetch)->background = flow == FAIR_FLOW_BACKGROUND;
+  (*fetch)->flow = flow;
   enum upstream_start started = fleet_fetch_enrollment(daemon->fleet, *fetch, min_fetched_at,
                                                        on_fetched, on_shared_copy);
   if (started != UPSTREAM_STARTED) {
@@ -370,7 +376,8 @@ static void wait_for_fetch(struct flipcached *daemon, struct client_request *req
     if (!take_miss_quota(daemon, request, enrollment_id, now))
       return;
     enum upstream_start started =
-        start_fetch(daemon, enrollment_id, had_expired_copy, false, min_fetched_at, &fetch);
+        start_fetch(daemon, enrollment_id, had_expired_copy,
+                    peer_user_key(front_request_peer(request)), min_fetched_at, &fetch);
     if (started != UPSTREAM_STARTED) {
       answer_refused(daemon, request, enrollment_id, started, now);
       return;
@@ -415,7 +422,8 @@ static void answer_only_if_cached(struct flipcached *daemon, struct client_reque
 }
 
 /* A background fetch of an id a hit was answered from, unless one is in progress: nobody waits
- * on it (a refusal, max_fetches or the breaker, needs no answer), no quota is taken, and a
+ * on it (a refusal, a full queue or the breaker, needs no answer), no quota is taken, it takes
+ * the background's share of the fetch slots, and a
  * failure leaves the entry as it was. A shared copy must be newer than the one held
  * (held_fetched_at). true when started. */
 static bool start_refresh(struct flipcached *daemon, const char *enrollment_id, bool stale_copy,
@@ -423,8 +431,8 @@ static bool start_refresh(struct flipcached *daemon, const char *enrollment_id, 
   if (inflight_find(daemon->inflight, enrollment_id))
     return false;
   struct inflight_fetch *fetch;
-  return start_fetch(daemon, enrollment_id, stale_copy, true, held_fetched_at + 1, &fetch) ==
-         UPSTREAM_STARTED;
+  return start_fetch(daemon, enrollment_id, stale_copy, FAIR_FLOW_BACKGROUND, held_fetched_at + 1,
+                     &fetch) == UPSTREAM_STARTED;
 }
 
 /* Refresh-ahead: a fresh 200 past refresh_ahead of the ttl it was stored with. A refresh then

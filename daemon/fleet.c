@@ -171,7 +171,8 @@ static void step_upstream(struct fleet_fetch *ff) {
   if (ff->poll_timer)
     event_del(ff->poll_timer);
   enum upstream_start started =
-      upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, ff->fetched, fetch);
+      upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetch->flow, ff->fetched,
+                                fetch);
   if (started == UPSTREAM_STARTED)
     return;
   struct upstream_result refused = {
@@ -331,7 +332,8 @@ enum upstream_start fleet_fetch_enrollment(struct fleet *fleet, struct inflight_
     ff->poll_timer = evtimer_new(daemon->base, on_poll, ff);
   if (!ff || !ff->poll_timer) {
     free(ff);
-    return upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetched, fetch);
+    return upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetch->flow, fetched,
+                                   fetch);
   }
   ff->fleet = fleet;
   ff->fetch = fetch;
@@ -346,7 +348,8 @@ enum upstream_start fleet_fetch_enrollment(struct fleet *fleet, struct inflight_
   if (send_lookup(ff))
     return UPSTREAM_STARTED;
   fleet_fetch_free(ff);
-  return upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetched, fetch);
+  return upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetch->flow, fetched,
+                                   fetch);
 }
 
 /* ---- results, written back ------------------------------------------------------------------ */

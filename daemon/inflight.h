@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "route.h"
 
@@ -19,6 +20,8 @@ struct inflight_table;
 struct inflight_fetch {
   char enrollment_id[UUID_TEXT_LEN + 1];
   bool background;           /* started to refresh a stale entry, not for a waiting client */
+  uint64_t flow;             /* whose share of the upstream's fetch slots it takes (fair.h): the
+                                user of the request that caused it, or FAIR_FLOW_BACKGROUND */
   bool had_expired_copy;     /* the cache held an expired entry when the fetch started */
   bool store_forbidden;      /* the id (or the whole cache) was deleted after the fetch started */
   void *owner;               /* the caller's; the table never touches it */

@@ -35,7 +35,9 @@ struct stats {
   uint64_t upstream_retries;  /* attempts repeated after a failed connection or a 502/503/504 */
   uint64_t rate_limit_pauses; /* 429s that paused every upstream request */
   uint64_t upstream_refused;  /* fetches not sent: paused for a 429, or the circuit open */
-  uint64_t fetches_refused;   /* fetches not started: [upstream] max_fetches were in progress */
+  uint64_t fetches_refused;   /* fetches not started: their user's queue was full */
+  uint64_t fetches_waited;    /* fetches that waited in their user's queue for a free slot */
+  uint64_t fetch_wait_timeouts; /* fetches not sent: their budget ran out while they waited */
   uint64_t breaker_opens;     /* times the circuit breaker opened */
   uint64_t token_refreshes;   /* OAuth access tokens obtained */
   uint64_t token_failures;    /* OAuth token requests that failed */
@@ -105,6 +107,8 @@ void stats_observe_answer(struct stats *stats, enum stats_answer outcome, double
 struct stats_gauges {
   uint64_t uptime_seconds;
   uint64_t inflight;          /* upstream fetches in progress */
+  uint64_t fetches_waiting;   /* fetches waiting in their users' queues for a free slot now */
+  uint64_t fetch_slots;       /* fetches the upstream may carry at once now (fair.h) */
   uint64_t breaker_state;     /* 0 closed, 1 open, 2 half-open (one probe allowed) */
   uint64_t upstream_paused_seconds; /* left of a 429's pause, 0 when not paused */
   uint64_t cache_entries;

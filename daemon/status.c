@@ -21,6 +21,7 @@ static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges
   memset(gauges, 0, sizeof(*gauges));
   gauges->uptime_seconds = (uint64_t)(now.tv_sec - daemon->started.tv_sec);
   gauges->inflight = upstream_inflight(daemon->upstream);
+  upstream_fetch_slots(daemon->upstream, &gauges->fetch_slots, &gauges->fetches_waiting);
   gauges->breaker_state = (uint64_t)upstream_breaker_state(daemon->upstream);
   gauges->upstream_paused_seconds = (uint64_t)upstream_paused_seconds(daemon->upstream);
   gauges->cache_max_bytes = daemon->cfg.max_size;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 
 
 static void collect_finished(struct upstream *upstream);
+static void on_wait_over(struct upstream *upstream, struct transfer *transfer);
 static void connection_settled(struct upstream *upstream);
 static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *address);
 
@@ -113,6 +115,7 @@ static size_t on_body(char *data, size_t size, size_t count, void *arg) {
   }
   memcpy(transfer->body + transfer->body_len, data, len);
   transfer->body_len += len;
+  transfer->window_bytes += len;
   return len;
 }
 
@@ -126,6 +129,7 @@ static int on_request_sent(void *arg, char *primary_ip, char *local_ip, int prim
   (void)primary_port;
   (void)local_port;
   struct transfer *transfer = arg;
+  transfer->request_sent = true;
   if (transfer->kind == TRANSFER_ENROLLMENT)
     transfer->upstream->stats->upstream_requests++;
   if (transfer->opened_connection)
@@ -141,10 +145,56 @@ static int on_resolver_start(void *resolver_state, void *reserved, void *arg) {
   return 0;
 }
 
-/* Remembers Retry-After (delta-seconds only; an HTTP-date is ignored and the default applies). */
+/* The trickle guard's window: an answer that, once begun, brings fewer than
+ * UPSTREAM_LOW_SPEED_BYTES a second over a window of half of timeout_ms (at least 1 s, at most
+ * 30 s) is cut as timed out: a trickling upstream cannot hold a fetch, and the clients waiting on
+ * it, for the whole timeout. The wait for the first byte is not measured: a silent upstream is
+ * waited for until timeout_ms (libcurl's own CURLOPT_LOW_SPEED_TIME counts that wait too, and
+ * cut a slow first byte at half the timeout). */
+static long trickle_window_ms(const struct config *cfg) {
+  long ms = (long)cfg->timeout_ms / 2;
+  return ms < 1000 ? 1000 : ms > 30000 ? 30000 : ms;
+}
+
+/* The trickle guard's timer: the window ended; too few bytes in it cut the transfer here, on
+ * the loop (never inside a libcurl callback), as timed out. */
+static void on_trickle_check(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct transfer *transfer = arg;
+  long window = trickle_window_ms(transfer->upstream->cfg);
+  if (transfer->window_bytes >= (size_t)UPSTREAM_LOW_SPEED_BYTES * (size_t)window / 1000) {
+    transfer->window_bytes = 0;
+    struct timeval tv = clock_timeval_of_ms(window);
+    evtimer_add(transfer->trickle_timer, &tv);
+    return;
+  }
+  snprintf(transfer->reason, sizeof(transfer->reason),
+           "the answer trickled: fewer than %u bytes a second for %ld ms after it began (cut "
+           "before timeout_ms)", UPSTREAM_LOW_SPEED_BYTES, window);
+  transfer->trickled = true;
+  transfer_finish(transfer->upstream, transfer, CURLE_OPERATION_TIMEDOUT);
+}
+
+/* The answer's first byte came: the trickle guard starts measuring. */
+static void answer_began(struct transfer *transfer) {
+  transfer->answer_started = true;
+  transfer->window_bytes = 0;
+  if (!transfer->trickle_timer)
+    transfer->trickle_timer = evtimer_new(transfer->upstream->base, on_trickle_check, transfer);
+  struct timeval tv = clock_timeval_of_ms(trickle_window_ms(transfer->upstream->cfg));
+  if (transfer->trickle_timer)
+    evtimer_add(transfer->trickle_timer, &tv);
+}
+
+/* Remembers Retry-After (delta-seconds only; an HTTP-date is ignored and the default applies);
+ * the first header line is the answer's first byte. */
 static size_t on_header(char *line, size_t size, size_t count, void *arg) {
   struct transfer *transfer = arg;
   size_t len = size * count;
+  if (!transfer->answer_started)
+    answer_began(transfer);
+  transfer->window_bytes += len;
   static const char NAME[] = "retry-after:";
   if (len > sizeof(NAME) - 1 && strncasecmp(line, NAME, sizeof(NAME) - 1) == 0) {
     const char *p = line + sizeof(NAME) - 1;
@@ -192,6 +242,8 @@ static void transfer_free(struct transfer *transfer) {
     return;
   if (transfer->retry_timer)
     event_free(transfer->retry_timer);
+  if (transfer->trickle_timer)
+    event_free(transfer->trickle_timer);
   if (transfer->easy)
     curl_easy_cleanup(transfer->easy);
   free_request_headers(transfer->request_headers);
@@ -207,22 +259,19 @@ static void unlink_transfer(struct upstream *upstream, struct transfer *transfer
   if (transfer->next)
     transfer->next->prev = transfer->prev;
   upstream->inflight--;
-  if (transfer->kind == TRANSFER_ENROLLMENT)
-    upstream->fetches--;
+  /* A fetch's slot is free (or its place in the queue): the waiting get it, from the loop. */
+  if (transfer->slot.waiting)
+    fair_cancel(upstream->fair, &transfer->slot);
+  else
+    fair_done(upstream->fair, &transfer->slot);
+  if (fair_waiting(upstream->fair))
+    event_active(upstream->hand_out_slots, EV_TIMEOUT, 1);
 }
 
 static long elapsed_ms(const struct timespec *since) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
-}
-
-/* The low-speed cut-off: a transfer slower than UPSTREAM_LOW_SPEED_BYTES per second for half the
- * total timeout (at least 1 s, at most 30 s) is abandoned as timed out: a trickling upstream
- * cannot hold a fetch, and the clients waiting on it, for the whole timeout. */
-static long low_speed_seconds(const struct config *cfg) {
-  long seconds = (long)cfg->timeout_ms / 2000;
-  return seconds < 1 ? 1 : seconds > 30 ? 30 : seconds;
 }
 
 /* Where a transfer goes and whom it trusts: [upstream] proxy, or none at all (CURLOPT_PROXY "",
@@ -268,8 +317,6 @@ struct transfer *transfer_new(struct upstream *upstream, enum transfer_kind kind
             curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                              (long)upstream->cfg->connect_timeout_ms) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, (long)UPSTREAM_LOW_SPEED_BYTES) == CURLE_OK &&
-            curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, low_speed_seconds(upstream->cfg)) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_WRITEDATA, transfer) == CURLE_OK &&
             curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
@@ -303,8 +350,6 @@ struct transfer *transfer_new(struct upstream *upstream, enum transfer_kind kind
     transfer->next->prev = transfer;
   upstream->transfers = transfer;
   upstream->inflight++;
-  if (kind == TRANSFER_ENROLLMENT)
-    upstream->fetches++;
   return transfer;
 }
 
@@ -422,6 +467,11 @@ bool transfer_launch(struct upstream *upstream, struct transfer *transfer) {
   transfer->body_too_large = false;
   transfer->resolving_started = false;
   transfer->opened_connection = false;
+  transfer->request_sent = false;
+  transfer->answer_started = false;
+  transfer->trickled = false;
+  if (transfer->trickle_timer)
+    event_del(transfer->trickle_timer);
   transfer->retry_after_seconds = -1;
   transfer->error[0] = '\0';
   if (!transfer->request_headers ||
@@ -522,12 +572,25 @@ static enum upstream_outcome classify_failure(struct transfer *transfer, CURLcod
       snprintf(reason, reason_len, "proxy %s: %s", cfg->proxy, text);
     return UPSTREAM_UNREACHABLE;
   }
+  if (code == CURLE_OPERATION_TIMEDOUT && transfer->trickled)
+    return UPSTREAM_TIMEOUT; /* on_trickle_check wrote the reason */
+  if (code == CURLE_OPERATION_TIMEDOUT && transfer->request_sent) {
+    /* Sent on a connection, new or reused: the upstream took the request. */
+    if (transfer->answer_started)
+      snprintf(reason, reason_len, "the answer was not complete within timeout_ms (%u ms)",
+               cfg->timeout_ms);
+    else
+      snprintf(reason, reason_len, "no answer within timeout_ms (%u ms): the request was sent "
+               "and the upstream was silent", cfg->timeout_ms);
+    return UPSTREAM_TIMEOUT;
+  }
   if ((code == CURLE_OPERATION_TIMEDOUT || code == CURLE_COULDNT_RESOLVE_HOST) &&
-      !transfer->resolving_started) {
-    /* It never got as far as a name lookup: it waited for one of max_connections the whole
-     * time (libcurl says "Failed to resolve host ... after 0 ms"). */
-    snprintf(reason, reason_len, "no free upstream connection within timeout_ms (all %u of "
-             "[upstream] max_connections were busy)", cfg->upstream_max_connections);
+      !transfer->resolving_started && !transfer->opened_connection) {
+    /* No request sent, no name lookup, no connection opened: libcurl held it the whole time
+     * waiting for one of max_connections (it says "Failed to resolve host ... after 0 ms"). */
+    snprintf(reason, reason_len, "waited for a free upstream connection until timeout_ms (%u ms): "
+             "all %u of [upstream] max_connections were busy", cfg->timeout_ms,
+             cfg->upstream_max_connections);
     return UPSTREAM_TIMEOUT;
   }
   const char *tls = tls_reason(code, verify_result, text, cfg->client_cert[0] != '\0');
@@ -584,9 +647,10 @@ void transfer_deliver(struct upstream *upstream, struct transfer *transfer,
     unhold(upstream, transfer);
   unlink_transfer(upstream, transfer);
   /* Only enrollment fetches that reached a verdict feed the counters and the breaker: a token
-   * request talks to another host, and an abort or a missing token says nothing of the API. */
+   * request talks to another host, and an abort, a missing token or a fetch never sent says
+   * nothing of the API. */
   bool verdict = transfer->kind == TRANSFER_ENROLLMENT && result->outcome != UPSTREAM_ABORTED &&
-                 result->outcome != UPSTREAM_TOKEN_FAILED;
+                 result->outcome != UPSTREAM_TOKEN_FAILED && result->outcome != UPSTREAM_REFUSED;
   if (verdict && result->outcome != UPSTREAM_RESPONSE)
     upstream->stats->upstream_errors++;
   log_debug("upstream: %s %s -> %s %ld in %ld ms, %d attempt%s%s%s",
@@ -623,6 +687,10 @@ void transfer_on_retry_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   struct transfer *transfer = arg;
+  if (transfer->slot.waiting) {
+    on_wait_over(transfer->upstream, transfer);
+    return;
+  }
   if (transfer->waiting_token) {
     /* Its budget ran out while it waited for an access token. */
     oauth_stop_waiting(transfer->upstream, transfer);
@@ -685,6 +753,8 @@ static void collect_finished(struct upstream *upstream) {
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&transfer);
     curl_multi_remove_handle(upstream->multi, easy);
     transfer->in_multi = false;
+    if (transfer->trickle_timer)
+      event_del(transfer->trickle_timer); /* the attempt is over: nothing more to measure */
     note_connection(upstream, transfer, code);
     if (transfer->kind == TRANSFER_TOKEN)
       oauth_token_finished(upstream, transfer, code);
@@ -717,40 +787,143 @@ long upstream_paused_seconds(const struct upstream *upstream) {
   return breaker_paused_seconds(&upstream->breaker, clock_monotonic_ms());
 }
 
-/* Starts GET url for done(arg), taking one of max_fetches and asking the breaker first; `what`
- * names it in log lines. */
-static enum upstream_start start_api_get(struct upstream *upstream, const char *url,
-                                         const char *what, size_t max_body, upstream_done_fn done,
-                                         void *arg) {
-  if (upstream->fetches >= upstream->cfg->max_fetches) {
-    upstream->stats->fetches_refused++;
-    return UPSTREAM_OVERLOADED;
-  }
+/* The fetch slots now: max_fetches, and over HTTP/1 (one request a connection) no more than
+ * max_connections, so that a fetch given a slot never waits inside libcurl for a connection
+ * (libcurl's queue is first come first served: the fair shares would be lost there). */
+static size_t fetch_slots(const struct upstream *upstream) {
+  size_t slots = upstream->cfg->max_fetches;
+  if (!upstream->multiplexing && upstream->cfg->upstream_max_connections < slots)
+    slots = upstream->cfg->upstream_max_connections;
+  return slots;
+}
+
+/* The least of its budget a fetch is worth sending with, after waiting for a slot. */
+static long least_budget_to_send(const struct config *cfg) {
+  long half = (long)cfg->timeout_ms / 2;
+  return half < BREAKER_MIN_ATTEMPT_MS ? half : BREAKER_MIN_ATTEMPT_MS;
+}
+
+static enum upstream_start refusal_of(enum breaker_admission admission) {
+  return admission == BREAKER_REFUSE_PAUSED ? UPSTREAM_PAUSED : UPSTREAM_CIRCUIT_OPEN;
+}
+
+/* A fetch that waited for a slot ends unsent: its owner is told `refusal` (as a refusal at once
+ * would be answered: 503 or a stale copy). */
+static void deliver_unsent(struct upstream *upstream, struct transfer *transfer,
+                           enum upstream_start refusal, const char *why) {
+  struct upstream_result result = {
+    .outcome = UPSTREAM_REFUSED, .refusal = refusal, .error_text = why,
+    .retry_after_seconds = upstream_refusal_retry_after(upstream, refusal),
+  };
+  transfer_deliver(upstream, transfer, &result);
+}
+
+/* The waiting fetch's budget would be spent before its slot comes: it is not sent. */
+static void wait_ran_out(struct upstream *upstream, struct transfer *transfer) {
+  upstream->stats->fetch_wait_timeouts++;
+  log_warning_limited("upstream: %s waited %ld ms for a fetch slot (all %zu busy) and is not sent: "
+                      "too little of timeout_ms was left", transfer->url,
+                      elapsed_ms(&transfer->started), fetch_slots(upstream));
+  deliver_unsent(upstream, transfer, UPSTREAM_OVERLOADED,
+                 "waited for a fetch slot until too little of timeout_ms was left");
+}
+
+/* Starts a fetch that holds a slot: the breaker is asked, then its first attempt is sent. false:
+ * refused by the breaker (*refusal says why) or not startable (UPSTREAM_START_FAILED). */
+static bool send_with_slot(struct upstream *upstream, struct transfer *transfer,
+                           enum upstream_start *refusal) {
   struct breaker_settings settings = breaker_settings_of(upstream->cfg);
   enum breaker_admission admission = breaker_admit(&upstream->breaker, &settings, clock_monotonic_ms());
   if (admission == BREAKER_REFUSE_PAUSED || admission == BREAKER_REFUSE_OPEN) {
     upstream->stats->upstream_refused++;
-    return admission == BREAKER_REFUSE_PAUSED ? UPSTREAM_PAUSED : UPSTREAM_CIRCUIT_OPEN;
+    *refusal = refusal_of(admission);
+    return false;
   }
-  bool probe = admission == BREAKER_ADMIT_PROBE;
-  if (probe)
+  transfer->breaker_probe = admission == BREAKER_ADMIT_PROBE;
+  if (transfer->breaker_probe)
     log_info("upstream: circuit half-open; one probe request goes through");
+  if (transfer_launch(upstream, transfer))
+    return true;
+  log_error("upstream: could not start a transfer for %s", transfer->url);
+  if (transfer->breaker_probe)
+    breaker_probe_abandoned(&upstream->breaker);
+  transfer->breaker_probe = false;
+  *refusal = UPSTREAM_START_FAILED;
+  return false;
+}
+
+/* hand_out_slots: each free slot to the waiting fetch fair.h names; one whose budget is nearly
+ * spent, or that the breaker now refuses, ends unsent (freeing the slot for the next). */
+static void on_hand_out_slots(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct upstream *upstream = arg;
+  struct fair_item *item;
+  while ((item = fair_next(upstream->fair, fetch_slots(upstream))) != NULL) {
+    struct transfer *transfer = (struct transfer *)((char *)item - offsetof(struct transfer, slot));
+    evtimer_del(transfer->retry_timer);
+    enum upstream_start refusal;
+    if (transfer->deadline_ms - clock_monotonic_ms() < least_budget_to_send(upstream->cfg))
+      wait_ran_out(upstream, transfer);
+    else if (!send_with_slot(upstream, transfer, &refusal))
+      deliver_unsent(upstream, transfer, refusal, refusal == UPSTREAM_START_FAILED
+                     ? "could not start a transfer" : "refused by the breaker after waiting");
+  }
+}
+
+/* A waiting fetch's timer: the end of its wait. */
+static void on_wait_over(struct upstream *upstream, struct transfer *transfer) {
+  fair_cancel(upstream->fair, &transfer->slot);
+  wait_ran_out(upstream, transfer);
+}
+
+/* Starts GET url for done(arg) in `flow`'s share of the fetch slots (fair.h), asking the breaker
+ * first; `what` names it in log lines. */
+static enum upstream_start start_api_get(struct upstream *upstream, const char *url,
+                                         const char *what, size_t max_body, uint64_t flow,
+                                         upstream_done_fn done, void *arg) {
+  /* A paused or open upstream refuses at once, whether a slot is free or not. */
+  if (upstream_paused_seconds(upstream) > 0 ||
+      (upstream->breaker.state == BREAKER_OPEN &&
+       clock_monotonic_ms() < upstream->breaker.open_until_ms)) {
+    upstream->stats->upstream_refused++;
+    return upstream_paused_seconds(upstream) > 0 ? UPSTREAM_PAUSED : UPSTREAM_CIRCUIT_OPEN;
+  }
   struct transfer *transfer = transfer_new(upstream, TRANSFER_ENROLLMENT, url);
   if (!transfer) {
-    if (probe)
-      breaker_probe_abandoned(&upstream->breaker);
     log_error("upstream: could not set up a transfer for %s", what);
     return UPSTREAM_START_FAILED;
   }
-  transfer->breaker_probe = probe;
   transfer->max_body = max_body;
-  if (!transfer_launch(upstream, transfer)) {
-    log_error("upstream: could not start a transfer for %s", what);
-    if (probe)
-      breaker_probe_abandoned(&upstream->breaker);
+  enum upstream_start refusal = UPSTREAM_OVERLOADED;
+  switch (fair_admit(upstream->fair, flow, &transfer->slot, fetch_slots(upstream))) {
+  case FAIR_START:
+    if (send_with_slot(upstream, transfer, &refusal))
+      break;
     unlink_transfer(upstream, transfer);
     transfer_free(transfer);
-    return UPSTREAM_START_FAILED;
+    return refusal;
+  case FAIR_QUEUED: {
+    /* It waits for a slot until too little of its budget would be left to send it. */
+    long wait = (long)(transfer->deadline_ms - clock_monotonic_ms()) -
+                least_budget_to_send(upstream->cfg);
+    if (!transfer->retry_timer)
+      transfer->retry_timer = evtimer_new(upstream->base, transfer_on_retry_timer, transfer);
+    struct timeval tv = clock_timeval_of_ms(wait > 0 ? wait : 0);
+    if (!transfer->retry_timer || evtimer_add(transfer->retry_timer, &tv) != 0) {
+      unlink_transfer(upstream, transfer);
+      transfer_free(transfer);
+      return UPSTREAM_START_FAILED;
+    }
+    upstream->stats->fetches_waited++;
+    break;
+  }
+  case FAIR_FULL:
+  case FAIR_NO_MEMORY:
+    upstream->stats->fetches_refused++;
+    unlink_transfer(upstream, transfer);
+    transfer_free(transfer);
+    return UPSTREAM_OVERLOADED;
   }
   /* Only now: a refusal above must not call back into the owner. */
   transfer->done = done;
@@ -759,10 +932,10 @@ static enum upstream_start start_api_get(struct upstream *upstream, const char *
 }
 
 enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
-                                              upstream_done_fn done, void *arg) {
+                                              uint64_t flow, upstream_done_fn done, void *arg) {
   char url[CONFIG_URL_MAX + 64];
   snprintf(url, sizeof(url), "%s/v1/enrollments/%s", upstream->cfg->base_url, enrollment_id);
-  return start_api_get(upstream, url, enrollment_id, UPSTREAM_MAX_BODY, done, arg);
+  return start_api_get(upstream, url, enrollment_id, UPSTREAM_MAX_BODY, flow, done, arg);
 }
 
 enum upstream_start upstream_fetch_program(struct upstream *upstream, const char *program_id,
@@ -772,10 +945,16 @@ enum upstream_start upstream_fetch_program(struct upstream *upstream, const char
            program_id);
   char what[CONFIG_PROGRAM_ID_MAX + 16];
   snprintf(what, sizeof(what), "program %s", program_id);
-  return start_api_get(upstream, url, what, UPSTREAM_MAX_LIST_BODY, done, arg);
+  return start_api_get(upstream, url, what, UPSTREAM_MAX_LIST_BODY, FAIR_FLOW_BACKGROUND, done,
+                       arg);
 }
 
 size_t upstream_inflight(const struct upstream *upstream) { return upstream->inflight; }
+
+void upstream_fetch_slots(const struct upstream *upstream, uint64_t *slots, uint64_t *waiting) {
+  *slots = fetch_slots(upstream);
+  *waiting = fair_waiting(upstream->fair);
+}
 
 void upstream_scrub_environment(void) {
   static const char *const NAMES[] = {
@@ -845,8 +1024,10 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
   upstream->timer = evtimer_new(base, on_timer, upstream);
   upstream->oauth.refresh_timer = evtimer_new(base, oauth_on_token_refresh, upstream);
   upstream->release_held = event_new(base, -1, 0, on_release_held, upstream);
+  upstream->hand_out_slots = event_new(base, -1, 0, on_hand_out_slots, upstream);
+  upstream->fair = fair_new(cfg->max_fetches);
   if (!upstream->multi || !upstream->timer || !upstream->oauth.refresh_timer ||
-      !upstream->release_held) {
+      !upstream->release_held || !upstream->hand_out_slots || !upstream->fair) {
     snprintf(err, err_len, "cannot set up libcurl's multi handle");
     upstream_free(upstream);
     return NULL;
@@ -890,6 +1071,9 @@ void upstream_free(struct upstream *upstream) {
     event_free(upstream->oauth.refresh_timer);
   if (upstream->release_held)
     event_free(upstream->release_held);
+  if (upstream->hand_out_slots)
+    event_free(upstream->hand_out_slots); /* never run: the aborts above only activated it */
+  fair_free(upstream->fair);
   if (upstream->oauth.token)
     log_remove_secret(upstream->oauth.token);
   explicit_bzero(upstream->oauth.authorization, sizeof(upstream->oauth.authorization));

@@ -3,7 +3,8 @@
  * configured, it also buys access tokens from oauth_token_url through the same handle, keeps the
  * current one in memory only, renews it at 80% of its lifetime, holds fetches back while it has
  * none, and answers an API 401 with one new token and one more attempt of that fetch (oauth.c).
- * Retries, the 429 pause and the circuit breaker are breaker.c's pure policy.
+ * Retries, the 429 pause and the circuit breaker are breaker.c's pure policy; which fetch may
+ * start when the upstream is busy is fair.c's (fair shares per local user).
  *
  * Nothing here blocks: sockets and the single timer are libevent events; name lookups use libcurl's
  * asynchronous resolver (checked at start-up). Finished transfers are collected after every
@@ -13,6 +14,7 @@
 #define FLIPCACHED_UPSTREAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "breaker.h"
 
@@ -24,7 +26,7 @@ struct upstream;
 
 #define UPSTREAM_MAX_BODY (4u * 1024u * 1024u) /* an enrollment is ~1 KB; more is refused */
 #define UPSTREAM_MAX_LIST_BODY (64u * 1024u * 1024u) /* a program's list: ~50,000 enrollments */
-#define UPSTREAM_LOW_SPEED_BYTES 1024          /* per second, see low_speed_seconds() */
+#define UPSTREAM_LOW_SPEED_BYTES 1024          /* per second, see trickle_window_ms() */
 
 enum upstream_outcome {
   UPSTREAM_RESPONSE,       /* an HTTP response arrived: see http_status and body */
@@ -62,7 +64,8 @@ enum upstream_start {
   UPSTREAM_STARTED,
   UPSTREAM_PAUSED,       /* a 429 paused every upstream request; nothing is sent until it ends */
   UPSTREAM_CIRCUIT_OPEN, /* the breaker is open, or its one probe is already out */
-  UPSTREAM_OVERLOADED,   /* [upstream] max_fetches fetches are started or waiting already */
+  UPSTREAM_OVERLOADED,   /* the user's queue for a fetch slot is full, or its fetch waited there
+                            until too little of timeout_ms was left to send it */
   UPSTREAM_START_FAILED, /* out of memory or a libcurl error */
 };
 
@@ -79,32 +82,44 @@ int upstream_check_tls_files(const struct config *cfg, char *err, size_t err_len
 struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
                               const struct creds *creds, struct stats *stats, char *err,
                               size_t err_len);
-/* Starts GET {base_url}/v1/enrollments/{enrollment_id}, or says why it was not sent: with
- * [upstream] max_fetches enrollment fetches already started or waiting (for a connection, a
- * retry or a token), UPSTREAM_OVERLOADED, before the breaker is asked.
+/* Starts GET {base_url}/v1/enrollments/{enrollment_id} for `flow` (fair.h: peer_user_key of the
+ * user whose miss it is, or FAIR_FLOW_BACKGROUND), or says why it was not sent.
  *
- * Retries, the 429 pause and the circuit breaker follow breaker.h; the done callback sees the last
- * attempt's result, and the whole fetch, retries and waits for a connection included, stays
- * within timeout_ms. */
+ * Fetch slots: at most upstream_fetch_slots' `slots` fetches run at once ([upstream]
+ * max_fetches; over HTTP/1, no more than max_connections, so that no fetch waits inside libcurl
+ * for a connection, first come first served). A fetch that finds every slot taken waits in its
+ * flow's queue (at most max_fetches of them a flow) and is handed a slot in fair shares (fair.h);
+ * UPSTREAM_STARTED either way. A full queue is UPSTREAM_OVERLOADED at once; a fetch whose budget
+ * runs out while it waits (too little of timeout_ms left to be worth sending) ends with
+ * UPSTREAM_REFUSED and refusal UPSTREAM_OVERLOADED, the upstream not asked.
+ *
+ * Retries, the 429 pause and the circuit breaker follow breaker.h (asked when the fetch starts,
+ * and again when a waiting one is handed its slot); the done callback sees the last attempt's
+ * result, and the whole fetch, the wait for a slot and retries included, stays within
+ * timeout_ms. */
 enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
-                                              upstream_done_fn done, void *arg);
+                                              uint64_t flow, upstream_done_fn done, void *arg);
 /* Starts GET {base_url}/v1/enrollments?program_id={program_id} (the list endpoint, for the warm-up;
- * program_id of unreserved URL characters only, config.h), exactly as an enrollment fetch: one of
- * max_fetches, the same breaker, retries, pause, credential and timeout_ms. Its body may be up to
- * UPSTREAM_MAX_LIST_BODY. */
+ * program_id of unreserved URL characters only, config.h), exactly as an enrollment fetch of
+ * FAIR_FLOW_BACKGROUND: a fetch slot, the same breaker, retries, pause, credential and
+ * timeout_ms. Its body may be up to UPSTREAM_MAX_LIST_BODY. */
 enum upstream_start upstream_fetch_program(struct upstream *upstream, const char *program_id,
                                            upstream_done_fn done, void *arg);
 /* For a refused fetch: whole seconds until the upstream may be asked again (at least 1). */
 long upstream_retry_after(const struct upstream *upstream);
 /* The Retry-After to answer a refusal with: upstream_retry_after for a pause or an open circuit,
- * UPSTREAM_OVERLOADED_RETRY_AFTER when max_fetches were in progress, -1 (none) otherwise. */
+ * UPSTREAM_OVERLOADED_RETRY_AFTER when the fetch found no slot, -1 (none) otherwise. */
 #define UPSTREAM_OVERLOADED_RETRY_AFTER 1
 long upstream_refusal_retry_after(const struct upstream *upstream, enum upstream_start refusal);
 enum breaker_state upstream_breaker_state(const struct upstream *upstream);
 /* Whole seconds left of a 429's pause, 0 when not paused. */
 long upstream_paused_seconds(const struct upstream *upstream);
-/* Transfers in progress (enrollment fetches, retries waiting included, and token requests). */
+/* Transfers in progress (enrollment fetches, retries and waits for a slot included, and token
+ * requests). */
 size_t upstream_inflight(const struct upstream *upstream);
+/* The fetch slots now (max_fetches, or max_connections over HTTP/1 when fewer), and the fetches
+ * waiting for one. */
+void upstream_fetch_slots(const struct upstream *upstream, uint64_t *slots, uint64_t *waiting);
 /* Aborts every transfer (each callback runs with UPSTREAM_ABORTED), then frees. Accepts NULL. */
 void upstream_free(struct upstream *upstream);
 

@@ -13,6 +13,7 @@
 #include "breaker.h"
 #include "config.h"
 #include "creds.h"
+#include "fair.h"
 #include "upstream.h"
 
 enum transfer_kind {
@@ -31,7 +32,9 @@ struct transfer {
   bool auth_retried;          /* a 401 already bought a new access token for this fetch */
   bool waiting_token;         /* in upstream->oauth's queue; retry_timer bounds the wait */
   unsigned token_generation;  /* the access token its headers carry (OAuth) */
-  struct event *retry_timer;  /* the backoff before the next attempt */
+  struct event *retry_timer;  /* the backoff before the next attempt, or the end of the wait
+                                 for a fetch slot (slot.waiting) */
+  struct fair_item slot;      /* an enrollment fetch's place in fair.h: waiting, or running */
   struct curl_slist *request_headers; /* this attempt's own copy, credential included */
   char url[CONFIG_URL_MAX + 64];
   char *body;
@@ -40,6 +43,11 @@ struct transfer {
   bool body_too_large;
   bool resolving_started;     /* this attempt reached a name lookup: it had a connection slot */
   bool opened_connection;     /* this attempt made libcurl open a new connection */
+  bool request_sent;          /* this attempt's request went out on a connection (new or reused) */
+  bool answer_started;        /* the first byte of this attempt's answer came */
+  bool trickled;              /* the trickle guard cut this attempt (reason says so) */
+  size_t window_bytes;        /* answer bytes since the trickle guard's window began */
+  struct event *trickle_timer; /* from the answer's first byte: checks the rate, each window */
   bool held;                  /* in upstream->held: waiting for a connection being made */
   struct transfer *next_held;
   long retry_after_seconds;
@@ -69,7 +77,8 @@ struct upstream {
   const char *token_protocols;      /* the same for oauth_token_url */
   struct transfer *transfers;
   size_t inflight;                  /* transfers in the list: enrollment fetches and token requests */
-  size_t fetches;                   /* of them, enrollment fetches: bounded by cfg->max_fetches */
+  struct fair_share *fair;          /* the enrollment fetches' slots and queues (fair.h) */
+  struct event *hand_out_slots;     /* gives freed slots to waiting fetches, from the loop */
   struct breaker breaker;           /* retries, the 429 pause and the circuit (breaker.h),
                                        on CLOCK_MONOTONIC milliseconds */
   struct {

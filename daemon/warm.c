@@ -206,7 +206,7 @@ static const char *refusal_text(enum upstream_start started) {
   case UPSTREAM_CIRCUIT_OPEN:
     return "circuit open";
   case UPSTREAM_OVERLOADED:
-    return "max_fetches in progress";
+    return "the background's queue for a fetch slot is full";
   default:
     return "could not start the transfer";
   }

@@ -2,12 +2,13 @@
  *
  * A run fetches GET /v1/enrollments?program_id=P for each configured program, one list at a time,
  * through upstream_fetch_program (the same multi handle, credential, timeouts, breaker, pause and
- * max_fetches as single fetches). Each list is checked whole before anything of it is stored
- * (validate.h: a JSON object whose "enrollments" holds enrollments with UUID ids, at most
- * UPSTREAM_MAX_LIST_BODY bytes and VALIDATE_LIST_MAX_ELEMENTS elements); a list that fails is
- * refused whole with one log line. Its elements are then stored as if each had been fetched by
- * id, but with fresh_until spread over the last tenth of ttl, so that a program's thousands of
- * entries do not expire, and come back to the upstream, in the same second.
+ * the background's share of the fetch slots as refreshes). Each list is checked whole before
+ * anything of it is stored (validate.h: a JSON object whose "enrollments" holds enrollments
+ * with UUID ids, at most UPSTREAM_MAX_LIST_BODY bytes and VALIDATE_LIST_MAX_ELEMENTS
+ * elements); a list that fails is refused whole with one log line. Its elements are then stored
+ * as if each had been fetched by id, but with fresh_until spread over the last tenth of ttl, so
+ * that a program's thousands of entries do not expire, and come back to the upstream, in the
+ * same second.
  *
  * Nothing waits for it: the first run starts after READY=1, and both the check and the stores
  * go in slices (WARM_CHECK_BATCH elements, WARM_STORE_BATCH writes) between which the loop serves

@@ -8,7 +8,9 @@
  *        (delay_ms holds back any answer; "slow" is "ok", named for readability;
  *         &fail_times=N, for one id: the mode answers N requests, then "ok")
  *   GET  /_fake/count?id=<uuid>   -> {"count": N}   enrollment requests received for that id
- *   GET  /_fake/stats             -> {"total", "auth_ok", "auth_bad", "cookie_seen", "forwarded_seen"}
+ *   GET  /_fake/stats             -> {"total", "auth_ok", "auth_bad", "cookie_seen", "forwarded_seen",
+ *                                     "held", "held_most"} (held: answers delay_ms holds back now;
+ *                                     held_most: the most at once, the requests in progress)
  *   POST /_fake/token?value=KEY   -> from now on expect "Authorization: Bearer KEY"
  *   POST /_fake/retry-after?seconds=N -> the Retry-After of a 429 (default 7)
  *   GET  /_fake/redirect-target   -> where "redirect" points; counted as redirect_target_hits
@@ -126,6 +128,7 @@ static struct {
   enum mode default_mode;
   unsigned default_delay_ms;
   unsigned long total, auth_ok, auth_bad, cookie_seen, forwarded_seen, redirect_target_hits;
+  unsigned long held, held_most; /* enrollment answers held back by delay_ms now, and at most */
   unsigned retry_after;          /* the Retry-After of a 429 */
   struct {
     char address[64];
@@ -542,6 +545,7 @@ static void on_delay_done(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   struct delayed *delayed = arg;
+  fake.held--;
   send_mode(delayed->req, delayed->id, delayed->mode);
   event_free(delayed->timer);
   free(delayed);
@@ -568,6 +572,8 @@ static void answer_enrollment(struct evhttp_request *req, const char *raw_id) {
   delayed->mode = mode;
   memcpy(delayed->id, id, sizeof(delayed->id));
   delayed->timer = evtimer_new(fake.base, on_delay_done, delayed);
+  if (++fake.held > fake.held_most)
+    fake.held_most = fake.held;
   struct timeval tv = {.tv_sec = delay_ms / 1000, .tv_usec = (delay_ms % 1000) * 1000};
   evtimer_add(delayed->timer, &tv);
 }
@@ -639,10 +645,11 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
     snprintf(body, sizeof(body),
              "{\"total\":%lu,\"auth_ok\":%lu,\"auth_bad\":%lu,\"cookie_seen\":%lu,"
              "\"forwarded_seen\":%lu,\"redirect_target_hits\":%lu,\"connections\":%zu,"
-             "\"tokens_issued\":%lu,\"token_requests_refused\":%lu,\"list_requests\":%lu}",
+             "\"tokens_issued\":%lu,\"token_requests_refused\":%lu,\"list_requests\":%lu,"
+             "\"held\":%lu,\"held_most\":%lu}",
              fake.total, fake.auth_ok, fake.auth_bad, fake.cookie_seen, fake.forwarded_seen,
              fake.redirect_target_hits, fake.peer_count, fake.tokens_issued,
-             fake.token_requests_refused, fake.list_requests);
+             fake.token_requests_refused, fake.list_requests, fake.held, fake.held_most);
     send_json(req, 200, body);
   } else if (strcmp(path, "/_fake/redirect-target") == 0) {
     fake.redirect_target_hits++;
@@ -678,6 +685,7 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
     fake.default_delay_ms = 0;
     fake.total = fake.auth_ok = fake.auth_bad = fake.cookie_seen = fake.forwarded_seen = 0;
     fake.redirect_target_hits = 0;
+    fake.held_most = fake.held;
     fake.peer_count = 0;
     fake.program_count = 0;
     fake.list_requests = 0;

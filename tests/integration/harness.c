@@ -290,13 +290,16 @@ void flipcached_prepare(struct flipcached_proc *proc, const struct fake_upstream
              "oauth_token_url = %s/oauth/token\noauth_client_id = %s\noauth_client_secret_file = %s\n",
              fake->base_url, options->oauth_client_id, proc->client_secret_path);
   }
+  char miss_rate[64] = ""; /* 0: the daemon's default (off) */
+  if (options->miss_rate)
+    snprintf(miss_rate, sizeof(miss_rate), "miss_rate_per_user = %u\n", options->miss_rate);
   char config[3072];
   snprintf(config, sizeof(config),
-           "[server]\nlisten = 127.0.0.1:%d%s\nmiss_rate_per_user = %u\n%s\n"
+           "[server]\nlisten = 127.0.0.1:%d%s\n%s%s\n"
            "[upstream]\nbase_url = %s\ntoken_file = %s\ntimeout_ms = %u\nconnect_timeout_ms = 1000\n%s%s\n"
            "[cache]\npath = %s/cache\nttl = %u\nmax_size = %s\n%s\n%s"
            "[log]\nlevel = %s\n",
-           proc->port, listen_unix, options->miss_rate, options->extra_server ? options->extra_server : "",
+           proc->port, listen_unix, miss_rate, options->extra_server ? options->extra_server : "",
            options->base_url ? options->base_url : fake->base_url,
            proc->token_path,
            options->timeout_ms ? options->timeout_ms : 5000, oauth,

@@ -24,8 +24,8 @@ struct daemon_options {
   const char *extra_cache;    /* more lines for [cache] (not ttl, max_size), or NULL */
   const char *extra_server;   /* more lines for [server] (not listen, miss_rate_per_user), or NULL */
   const char *extra_sections; /* whole sections appended before [log] (e.g. "[warm]\n..."), or NULL */
-  unsigned miss_rate;         /* [server] miss_rate_per_user; 0: off (the daemon's default is 20,
-                                 but most suites make thousands of misses) */
+  unsigned miss_rate;         /* [server] miss_rate_per_user; 0: not written (the daemon's
+                                 default: off) */
   const char *max_size;       /* NULL: 16M */
   const char *token;          /* NULL: a new random one */
   bool unix_socket;           /* also listen on unix:DIR/http.sock */

@@ -320,7 +320,7 @@ Test(config, access_defaults) {
   cr_expect(!cfg.allow_groups.any && cfg.allow_groups.count == 0);
   cr_expect(!cfg.admin_users.any && cfg.admin_users.count == 1 && cfg.admin_users.ids[0] == 0,
             "admin_users = root");
-  cr_expect_eq(cfg.miss_rate_per_user, 20);
+  cr_expect_eq(cfg.miss_rate_per_user, 0, "off: fairness is by share of the fetch slots");
   cr_expect_eq(cfg.host_names.count, 0);
   cr_expect_eq(cfg.allow_origins.count, 0);
   cr_expect_eq(cfg.socket_group.count, 0);
