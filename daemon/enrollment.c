@@ -294,6 +294,7 @@ static void log_failure(const struct flipcached *daemon, const char *enrollment_
 static void on_fetched(const struct upstream_result *result, void *arg) {
   struct inflight_fetch *fetch = arg;
   struct flipcached *daemon = fetch->owner;
+  fetch->transfer = NULL; /* freed once this returns */
   const char *enrollment_id = fetch->enrollment_id;
   long long now = clock_wall_seconds();
   size_t waiters = fetch->waiter_count;
@@ -372,12 +373,17 @@ static void wait_for_fetch(struct flipcached *daemon, struct client_request *req
                            int64_t min_fetched_at, long long now) {
   struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
   bool joined = fetch != NULL;
+  uint64_t flow = peer_user_key(front_request_peer(request));
+  if (fetch && fetch->flow != flow && fetch->transfer) {
+    /* Joining another user's fetch (or a refresh) that still waits for a slot: it waits no
+     * longer in that user's queue than in this one's. */
+    upstream_fetch_shared_with(daemon->upstream, fetch->transfer, flow);
+  }
   if (!fetch) {
     if (!take_miss_quota(daemon, request, enrollment_id, now))
       return;
     enum upstream_start started =
-        start_fetch(daemon, enrollment_id, had_expired_copy,
-                    peer_user_key(front_request_peer(request)), min_fetched_at, &fetch);
+        start_fetch(daemon, enrollment_id, had_expired_copy, flow, min_fetched_at, &fetch);
     if (started != UPSTREAM_STARTED) {
       answer_refused(daemon, request, enrollment_id, started, now);
       return;

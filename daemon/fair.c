@@ -109,30 +109,24 @@ static void unlink_waiting(struct fair_share *share, struct fair_flow *flow,
     leave_round(share, flow);
 }
 
-enum fair_admission fair_admit(struct fair_share *share, uint64_t key, struct fair_item *item,
-                               size_t capacity) {
+/* key's flow, made when it has none; NULL when out of memory. */
+static struct fair_flow *flow_of(struct fair_share *share, uint64_t key) {
   struct fair_flow *flow = find_flow(share, key);
-  bool start = share->running < capacity && share->waiting == 0;
-  if (!start && flow && flow->waiting >= share->max_queued_per_flow)
-    return FAIR_FULL;
-  if (!start && !flow && share->max_queued_per_flow == 0)
-    return FAIR_FULL;
-  if (!flow) {
-    flow = calloc(1, sizeof(*flow));
-    if (!flow)
-      return FAIR_NO_MEMORY;
-    flow->key = key;
-    size_t bucket = bucket_of(key);
-    flow->next_in_bucket = share->buckets[bucket];
-    share->buckets[bucket] = flow;
-  }
-  *item = (struct fair_item){.key = key, .flow = flow};
-  if (start) {
-    flow->running++;
-    share->running++;
-    return FAIR_START;
-  }
-  item->waiting = true;
+  if (flow)
+    return flow;
+  flow = calloc(1, sizeof(*flow));
+  if (!flow)
+    return NULL;
+  flow->key = key;
+  size_t bucket = bucket_of(key);
+  flow->next_in_bucket = share->buckets[bucket];
+  share->buckets[bucket] = flow;
+  return flow;
+}
+
+/* Appends item to flow's queue, and flow to the round if it was not in it. */
+static void enqueue(struct fair_share *share, struct fair_flow *flow, struct fair_item *item) {
+  *item = (struct fair_item){.key = flow->key, .flow = flow, .waiting = true};
   item->prev = flow->tail;
   if (flow->tail)
     flow->tail->next = item;
@@ -143,7 +137,42 @@ enum fair_admission fair_admit(struct fair_share *share, uint64_t key, struct fa
   share->waiting++;
   if (!flow->in_round)
     join_round(share, flow);
+}
+
+enum fair_admission fair_admit(struct fair_share *share, uint64_t key, struct fair_item *item,
+                               size_t capacity) {
+  const struct fair_flow *existing = find_flow(share, key);
+  bool start = share->running < capacity && share->waiting == 0;
+  size_t waiting = existing ? existing->waiting : 0;
+  if (!start && waiting >= share->max_queued_per_flow)
+    return FAIR_FULL;
+  struct fair_flow *flow = flow_of(share, key);
+  if (!flow)
+    return FAIR_NO_MEMORY;
+  if (start) {
+    *item = (struct fair_item){.key = key, .flow = flow};
+    flow->running++;
+    share->running++;
+    return FAIR_START;
+  }
+  enqueue(share, flow, item);
   return FAIR_QUEUED;
+}
+
+bool fair_move(struct fair_share *share, struct fair_item *item, uint64_t key) {
+  struct fair_flow *from = item->flow;
+  if (!from || !item->waiting || key == item->key)
+    return false;
+  const struct fair_flow *existing = find_flow(share, key);
+  if (existing && existing->waiting >= share->max_queued_per_flow)
+    return false;
+  struct fair_flow *to = flow_of(share, key);
+  if (!to)
+    return false;
+  unlink_waiting(share, from, item);
+  release_if_idle(share, from);
+  enqueue(share, to, item);
+  return true;
 }
 
 struct fair_item *fair_next(struct fair_share *share, size_t capacity) {

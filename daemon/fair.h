@@ -58,6 +58,10 @@ struct fair_item *fair_next(struct fair_share *share, size_t capacity);
 void fair_done(struct fair_share *share, struct fair_item *item);
 /* A waiting item leaves its queue without starting (its budget ran out, or shutdown). */
 void fair_cancel(struct fair_share *share, struct fair_item *item);
+/* A waiting item moves to the tail of `flow`'s queue (upstream.c: another user now waits on the
+ * fetch too, and that user's queue is the shorter). false, the item left where it was: `flow`'s
+ * queue is full, or out of memory. */
+bool fair_move(struct fair_share *share, struct fair_item *item, uint64_t flow);
 
 uint64_t fair_item_flow(const struct fair_item *item);
 size_t fair_running(const struct fair_share *share);

@@ -172,7 +172,7 @@ static void step_upstream(struct fleet_fetch *ff) {
     event_del(ff->poll_timer);
   enum upstream_start started =
       upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetch->flow, ff->fetched,
-                                fetch);
+                                fetch, &fetch->transfer);
   if (started == UPSTREAM_STARTED)
     return;
   struct upstream_result refused = {
@@ -333,7 +333,7 @@ enum upstream_start fleet_fetch_enrollment(struct fleet *fleet, struct inflight_
   if (!ff || !ff->poll_timer) {
     free(ff);
     return upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetch->flow, fetched,
-                                   fetch);
+                                   fetch, &fetch->transfer);
   }
   ff->fleet = fleet;
   ff->fetch = fetch;
@@ -349,7 +349,7 @@ enum upstream_start fleet_fetch_enrollment(struct fleet *fleet, struct inflight_
     return UPSTREAM_STARTED;
   fleet_fetch_free(ff);
   return upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetch->flow, fetched,
-                                   fetch);
+                                   fetch, &fetch->transfer);
 }
 
 /* ---- results, written back ------------------------------------------------------------------ */

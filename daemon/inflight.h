@@ -15,6 +15,7 @@
 
 struct client_request;
 struct fleet_fetch;
+struct transfer;
 struct inflight_table;
 
 struct inflight_fetch {
@@ -27,6 +28,8 @@ struct inflight_fetch {
   void *owner;               /* the caller's; the table never touches it */
   struct fleet_fetch *fleet; /* fleet.c's state while the shared tier is asked or its lock held;
                                 NULL otherwise (fleet.h) */
+  struct transfer *transfer; /* the upstream fetch (upstream.h's handle) once it is started; NULL
+                                before, and from its result on */
   struct client_request **waiters; /* in arrival order; waiters[0] caused the fetch unless background */
   size_t waiter_count;
   size_t waiter_cap;

@@ -36,6 +36,7 @@ static const struct stat_field FIELDS[] = {
   COUNTER(fetches_refused, "Fetches refused because their user's queue for a fetch slot was full"),
   COUNTER(fetches_waited, "Fetches that waited in their user's queue for a free fetch slot"),
   COUNTER(fetch_wait_timeouts, "Fetches not sent because their timeout_ms ran out while they waited for a slot"),
+  COUNTER(fetches_moved, "Waiting fetches moved to the shorter queue of another user who joined them"),
   COUNTER(breaker_opens, "Times the upstream circuit breaker opened"),
   COUNTER(token_refreshes, "OAuth access tokens obtained"),
   COUNTER(token_failures, "OAuth token requests that failed"),

@@ -38,6 +38,7 @@ struct stats {
   uint64_t fetches_refused;   /* fetches not started: their user's queue was full */
   uint64_t fetches_waited;    /* fetches that waited in their user's queue for a free slot */
   uint64_t fetch_wait_timeouts; /* fetches not sent: their budget ran out while they waited */
+  uint64_t fetches_moved;     /* waiting fetches moved to the shorter queue of a user joining them */
   uint64_t breaker_opens;     /* times the circuit breaker opened */
   uint64_t token_refreshes;   /* OAuth access tokens obtained */
   uint64_t token_failures;    /* OAuth token requests that failed */

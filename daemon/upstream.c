@@ -881,7 +881,8 @@ static void on_wait_over(struct upstream *upstream, struct transfer *transfer) {
  * first; `what` names it in log lines. */
 static enum upstream_start start_api_get(struct upstream *upstream, const char *url,
                                          const char *what, size_t max_body, uint64_t flow,
-                                         upstream_done_fn done, void *arg) {
+                                         upstream_done_fn done, void *arg,
+                                         struct transfer **handle) {
   /* A paused or open upstream refuses at once, whether a slot is free or not. */
   if (upstream_paused_seconds(upstream) > 0 ||
       (upstream->breaker.state == BREAKER_OPEN &&
@@ -928,14 +929,29 @@ static enum upstream_start start_api_get(struct upstream *upstream, const char *
   /* Only now: a refusal above must not call back into the owner. */
   transfer->done = done;
   transfer->arg = arg;
+  if (handle)
+    *handle = transfer;
   return UPSTREAM_STARTED;
 }
 
+void upstream_fetch_shared_with(struct upstream *upstream, struct transfer *handle, uint64_t flow) {
+  if (!handle || !handle->slot.waiting || fair_item_flow(&handle->slot) == flow)
+    return;
+  size_t running, waiting_there, waiting_here;
+  fair_flow_counts(upstream->fair, flow, &running, &waiting_there);
+  fair_flow_counts(upstream->fair, fair_item_flow(&handle->slot), &running, &waiting_here);
+  /* At the tail of the other queue it would be behind waiting_there; where it is, behind at most
+   * waiting_here - 1. */
+  if (waiting_there + 1 < waiting_here && fair_move(upstream->fair, &handle->slot, flow))
+    upstream->stats->fetches_moved++;
+}
+
 enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
-                                              uint64_t flow, upstream_done_fn done, void *arg) {
+                                              uint64_t flow, upstream_done_fn done, void *arg,
+                                              struct transfer **handle) {
   char url[CONFIG_URL_MAX + 64];
   snprintf(url, sizeof(url), "%s/v1/enrollments/%s", upstream->cfg->base_url, enrollment_id);
-  return start_api_get(upstream, url, enrollment_id, UPSTREAM_MAX_BODY, flow, done, arg);
+  return start_api_get(upstream, url, enrollment_id, UPSTREAM_MAX_BODY, flow, done, arg, handle);
 }
 
 enum upstream_start upstream_fetch_program(struct upstream *upstream, const char *program_id,
@@ -946,7 +962,7 @@ enum upstream_start upstream_fetch_program(struct upstream *upstream, const char
   char what[CONFIG_PROGRAM_ID_MAX + 16];
   snprintf(what, sizeof(what), "program %s", program_id);
   return start_api_get(upstream, url, what, UPSTREAM_MAX_LIST_BODY, FAIR_FLOW_BACKGROUND, done,
-                       arg);
+                       arg, NULL);
 }
 
 size_t upstream_inflight(const struct upstream *upstream) { return upstream->inflight; }

@@ -23,6 +23,7 @@ struct config;
 struct creds;
 struct stats;
 struct upstream;
+struct transfer;
 
 #define UPSTREAM_MAX_BODY (4u * 1024u * 1024u) /* an enrollment is ~1 KB; more is refused */
 #define UPSTREAM_MAX_LIST_BODY (64u * 1024u * 1024u) /* a program's list: ~50,000 enrollments */
@@ -93,12 +94,21 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
  * runs out while it waits (too little of timeout_ms left to be worth sending) ends with
  * UPSTREAM_REFUSED and refusal UPSTREAM_OVERLOADED, the upstream not asked.
  *
+ * With UPSTREAM_STARTED, *handle (when handle is not NULL) names the fetch for
+ * upstream_fetch_shared_with until done is called.
+ *
  * Retries, the 429 pause and the circuit breaker follow breaker.h (asked when the fetch starts,
  * and again when a waiting one is handed its slot); the done callback sees the last attempt's
  * result, and the whole fetch, the wait for a slot and retries included, stays within
  * timeout_ms. */
 enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
-                                              uint64_t flow, upstream_done_fn done, void *arg);
+                                              uint64_t flow, upstream_done_fn done, void *arg,
+                                              struct transfer **handle);
+/* Another user (`flow`) now waits on the fetch `handle` (upstream_fetch_enrollment's, valid until
+ * its done callback runs) too: a fetch still waiting for a slot moves to that user's queue when
+ * it is the shorter, so that a request joining another user's fetch waits no longer behind that
+ * user's flood than one of its own would. */
+void upstream_fetch_shared_with(struct upstream *upstream, struct transfer *handle, uint64_t flow);
 /* Starts GET {base_url}/v1/enrollments?program_id={program_id} (the list endpoint, for the warm-up;
  * program_id of unreserved URL characters only, config.h), exactly as an enrollment fetch of
  * FAIR_FLOW_BACKGROUND: a fetch slot, the same breaker, retries, pause, credential and

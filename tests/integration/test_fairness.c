@@ -4,10 +4,14 @@
  * is compared within one run (a ratio against the same daemon idle), never to a fixed time;
  * the one duration asserted is a lower bound (a 504 no earlier than timeout_ms). */
 #include <criterion/criterion.h>
+#include <grp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fixture.h"
 #include "harness.h"
@@ -228,6 +232,44 @@ Test(fairness, background_refreshes_during_a_client_flood_neither_starve_nor_are
   cr_expect_geq(flood_share, STALE / 2, "the flood had %ld requests while %d refreshes were sent",
                 flood_share, STALE);
   cr_expect_eq(ok, 64 * 4, "the flood is served: %d ok, %d other", ok, other);
+}
+
+/* uid 65534 asks 40 ids in a known order (one connection each, 5 ms apart) at an upstream of 4
+ * slots taking 800 ms: 36 wait in its queue. Root then asks for the last of them, the 36th in
+ * that queue, nine waves away (7 s) with a timeout_ms of 3 s: joining nobody's fetch, root's
+ * request moves it to root's own empty queue, and it takes the next free slot. */
+Test(fairness, joining_another_users_waiting_fetch_does_not_wait_behind_that_users_queue) {
+  struct daemon_options options = {.timeout_ms = 3000, .extra_upstream = "max_connections = 4\n"};
+  start_with(&options);
+  fake_set_mode(&fake, "*", "slow", 800);
+  enum { FLOOD = 40 };
+  pid_t child = fork();
+  cr_assert_geq(child, 0);
+  if (child == 0) {
+    if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0)
+      _exit(100);
+    for (unsigned i = 0; i < FLOOD; i++) {
+      char id[40], request[160];
+      id_of(8, i, id);
+      int len = snprintf(request, sizeof(request),
+                         "GET /v1/enrollments/%s HTTP/1.1\r\nHost: localhost\r\n\r\n", id);
+      raw_send(daemon_proc.port, request, (size_t)len); /* kept open until the child ends */
+      usleep(5000);
+    }
+    pause();
+    _exit(0);
+  }
+  wait_for_waiting(FLOOD - 4);
+  char last[40];
+  id_of(8, FLOOD - 1, last);
+  long ms;
+  long status = timed_get(last, &ms);
+  kill(child, SIGKILL);
+  waitpid(child, NULL, 0);
+  cr_expect_eq(status, 200, "root's request for nobody's queued id: %ld after %ld ms", status, ms);
+  cr_expect_eq(stat_of("fetches_moved"), 1);
+  cr_expect_eq(fake_count(&fake, last), 1, "one fetch for both");
 }
 
 /* --- timeouts ------------------------------------------------------------------------------ */

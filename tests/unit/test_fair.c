@@ -231,3 +231,32 @@ Test(fair, a_thousand_flows) {
   cr_expect_eq(rest, 3000);
   fair_free(s);
 }
+
+/* Another user now waits on a fetch deep in the flood's queue: moved to that user's (empty)
+ * queue, it takes the next free slot; a full queue, or its own flow, leaves it in place. */
+Test(fair, a_waiting_item_moved_to_a_shorter_queue_goes_next) {
+  struct fair_share *s = fair_new(8);
+  for (int i = 0; i < 4; i++)
+    fair_admit(s, 65534, &items[i], 4);
+  for (int i = 4; i < 12; i++)
+    cr_assert_eq(fair_admit(s, 65534, &items[i], 4), FAIR_QUEUED);
+  cr_expect_not(fair_move(s, &items[11], 65534), "already there");
+  cr_expect_not(fair_move(s, &items[0], 0), "running, not waiting");
+  cr_expect(fair_move(s, &items[11], 0));
+  cr_expect_eq(fair_item_flow(&items[11]), 0);
+  size_t running, waiting;
+  fair_flow_counts(s, 65534, &running, &waiting);
+  cr_expect(running == 4 && waiting == 7);
+  cr_expect_eq(fair_waiting(s), 8);
+  fair_done(s, &items[0]);
+  cr_expect_eq(fair_next(s, 4), &items[11], "root's now, ahead of the flood's queue");
+  fair_done(s, &items[11]);
+  fair_flow_counts(s, 0, &running, &waiting);
+  cr_expect(running == 0 && waiting == 0, "root's flow is gone with it");
+  /* Into a full queue: no move. */
+  for (int i = 20; i < 28; i++)
+    cr_assert_eq(fair_admit(s, 7, &items[i], 4), FAIR_QUEUED);
+  cr_expect_not(fair_move(s, &items[10], 7));
+  cr_expect_eq(fair_item_flow(&items[10]), 65534);
+  fair_free(s);
+}
