@@ -209,6 +209,41 @@ Test(tls, two_hundred_concurrent_misses_over_http2_use_at_most_3_connections) {
   cr_expect(connections >= 1 && connections <= 3, "%ld connections", connections);
 }
 
+/* nginx speaking HTTP/1.1 only, one connection allowed. Until its first answer the daemon takes
+ * an https upstream for one that may multiplex, so a second fetch is handed to libcurl and waits
+ * there for the one connection, held 3 s by the first; a reload lowers timeout_ms to 500 ms for
+ * it. That fetch really waited for a connection, and the log says so (and nothing else does). */
+Test(tls, a_fetch_that_waits_inside_libcurl_for_a_connection_is_logged_as_such) {
+  cr_assert(mkdtemp(dir));
+  tls_make_certificates(dir);
+  make_token(token, sizeof(token));
+  fake_start(&fake, token);
+  nginx_start_http1(&nginx, dir, "good", fake.port);
+  char lines[600];
+  snprintf(lines, sizeof(lines), "%smax_connections = 1\n", ca_line());
+  start_daemon(lines, NULL);
+  fake_set_mode(&fake, ID, "slow", 3000);
+  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  int fd = raw_send(daemon_proc.port, request, sizeof(request) - 1);
+  for (int i = 0; fake_count(&fake, ID) == 0 && i < 200; i++)
+    pause_ms(20);
+  char command[600], out[512];
+  snprintf(command, sizeof(command), "sed -i 's/^timeout_ms = 5000$/timeout_ms = 500/' %s",
+           daemon_proc.config);
+  cr_assert_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
+  flipcached_reload(&daemon_proc, "reload: credential unchanged");
+  cr_expect_eq(status_of("497f6eca-6276-4993-bfeb-53cbbbba6f09", NULL, 0), 504);
+  cr_expect(log_has("waited for a free upstream connection until timeout_ms (500 ms): all 1 of "
+                    "[upstream] max_connections were busy"));
+  cr_expect(!log_has("Failed to resolve host"));
+  cr_expect(!log_has("no answer within"));
+  char answer[4096];
+  raw_read_all(fd, answer, sizeof(answer));
+  close(fd);
+  cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "the first fetch kept its connection: %.60s",
+            answer);
+}
+
 Test(tls, through_a_connect_proxy_which_never_sees_the_credential) {
   start_peers("good", false);
   cr_assert(dir[0]);

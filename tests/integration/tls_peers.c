@@ -64,8 +64,8 @@ void tls_make_certificates(const char *dir) {
   pause_ms(1100); /* the expired one is now past its notAfter */
 }
 
-void nginx_start(struct nginx *nginx, const char *dir, const char *certificate,
-                 bool client_certificates, int upstream_port) {
+static void start_nginx(struct nginx *nginx, const char *dir, const char *certificate,
+                        bool client_certificates, int upstream_port, bool http2) {
   memset(nginx, 0, sizeof(*nginx));
   snprintf(nginx->dir, sizeof(nginx->dir), "%s", dir);
   snprintf(nginx->access_log, sizeof(nginx->access_log), "%s/nginx-access.log", dir);
@@ -81,7 +81,7 @@ void nginx_start(struct nginx *nginx, const char *dir, const char *certificate,
            "  client_body_temp_path %s/nginx-body;\n  proxy_temp_path %s/nginx-proxy;\n"
            "  upstream fake { server 127.0.0.1:%d; keepalive 32; }\n"
            "  server {\n"
-           "    listen 127.0.0.1:%d ssl http2;\n"
+           "    listen 127.0.0.1:%d ssl%s;\n"
            "    ssl_certificate %s/%s.pem;\n    ssl_certificate_key %s/%s.key;\n"
            "    %s\n"
            "    location / {\n"
@@ -90,8 +90,8 @@ void nginx_start(struct nginx *nginx, const char *dir, const char *certificate,
            "    }\n"
            "  }\n"
            "}\n",
-           dir, dir, nginx->access_log, dir, dir, upstream_port, nginx->port, dir, certificate,
-           dir, certificate,
+           dir, dir, nginx->access_log, dir, dir, upstream_port, nginx->port, http2 ? " http2" : "",
+           dir, certificate, dir, certificate,
            client_certificates ? "ssl_client_certificate ca.pem;\n    ssl_verify_client on;" : "");
   FILE *file = fopen(config_path, "w");
   cr_assert_not_null(file);
@@ -109,6 +109,16 @@ void nginx_start(struct nginx *nginx, const char *dir, const char *certificate,
   nginx->pid = pid;
   cr_assert(listening_within(nginx->port, 4000), "nginx did not start on port %d (see %s/nginx-error.log)",
             nginx->port, dir);
+}
+
+void nginx_start(struct nginx *nginx, const char *dir, const char *certificate,
+                 bool client_certificates, int upstream_port) {
+  start_nginx(nginx, dir, certificate, client_certificates, upstream_port, true);
+}
+
+void nginx_start_http1(struct nginx *nginx, const char *dir, const char *certificate,
+                       int upstream_port) {
+  start_nginx(nginx, dir, certificate, false, upstream_port, false);
 }
 
 void nginx_stop(struct nginx *nginx) {

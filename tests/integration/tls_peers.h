@@ -24,6 +24,9 @@ struct nginx {
  * access log has "$connection $request $status" per request. */
 void nginx_start(struct nginx *nginx, const char *dir, const char *certificate,
                  bool client_certificates, int upstream_port);
+/* The same speaking HTTP/1.1 only (no ALPN h2), without client certificates. */
+void nginx_start_http1(struct nginx *nginx, const char *dir, const char *certificate,
+                       int upstream_port);
 void nginx_stop(struct nginx *nginx);
 /* Distinct connections over which nginx answered requests for paths starting with prefix. */
 long nginx_connections_used(const struct nginx *nginx, const char *prefix);
