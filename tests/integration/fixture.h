@@ -21,5 +21,12 @@ void get_enrollment(const char *id, struct http_response *response);
 long stat_of(const char *field);
 /* The daemon's URL of path. */
 void url_of(char *url, size_t len, const char *path);
+/* With [upstream] max_connections = 1: a request for id, which the fake holds hold_ms, sent on a
+ * connection of its own and on the upstream's wire when this returns; then a reload lowers
+ * timeout_ms from the config's `timeout_ms` to 500 for the fetches after it. Returns the
+ * request's socket, for expect_held_answer_200. */
+int hold_the_upstream_connection(const char *id, unsigned hold_ms, unsigned timeout_ms);
+/* The held request's whole answer is a 200: the first fetch kept its connection. Closes fd. */
+void expect_held_answer_200(int fd);
 
 #endif

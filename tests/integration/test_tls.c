@@ -222,26 +222,13 @@ Test(tls, a_fetch_that_waits_inside_libcurl_for_a_connection_is_logged_as_such) 
   char lines[600];
   snprintf(lines, sizeof(lines), "%smax_connections = 1\n", ca_line());
   start_daemon(lines, NULL);
-  fake_set_mode(&fake, ID, "slow", 3000);
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-  int fd = raw_send(daemon_proc.port, request, sizeof(request) - 1);
-  for (int i = 0; fake_count(&fake, ID) == 0 && i < 200; i++)
-    pause_ms(20);
-  char command[600], out[512];
-  snprintf(command, sizeof(command), "sed -i 's/^timeout_ms = 5000$/timeout_ms = 500/' %s",
-           daemon_proc.config);
-  cr_assert_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
-  flipcached_reload(&daemon_proc, "reload: credential unchanged");
+  int fd = hold_the_upstream_connection(ID, 3000, 5000);
   cr_expect_eq(status_of("497f6eca-6276-4993-bfeb-53cbbbba6f09", NULL, 0), 504);
   cr_expect(log_has("waited for a free upstream connection until timeout_ms (500 ms): all 1 of "
                     "[upstream] max_connections were busy"));
   cr_expect(!log_has("Failed to resolve host"));
   cr_expect(!log_has("no answer within"));
-  char answer[4096];
-  raw_read_all(fd, answer, sizeof(answer));
-  close(fd);
-  cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "the first fetch kept its connection: %.60s",
-            answer);
+  expect_held_answer_200(fd);
 }
 
 Test(tls, through_a_connect_proxy_which_never_sees_the_credential) {

@@ -549,16 +549,7 @@ Test(reload, a_request_in_flight_survives_sighup) {
 Test(limits, a_fetch_waiting_for_a_slot_is_logged_as_such) {
   struct daemon_options options = {.timeout_ms = 10000, .extra_upstream = "max_connections = 1\n"};
   start_with(&options);
-  fake_set_mode(&fake, ID, "slow", 3000);
-  const char request[] = "GET /v1/enrollments/" ID " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-  int fd = raw_send(daemon_proc.port, request, sizeof(request) - 1);
-  for (int i = 0; fake_count(&fake, ID) == 0 && i < 100; i++)
-    pause_ms(20);
-  char command[600], out[512];
-  snprintf(command, sizeof(command), "sed -i 's/^timeout_ms = 10000$/timeout_ms = 500/' %s",
-           daemon_proc.config);
-  cr_assert_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
-  flipcached_reload(&daemon_proc, "reload: credential unchanged");
+  int fd = hold_the_upstream_connection(ID, 3000, 10000);
   struct http_response response;
   get_enrollment_from(&daemon_proc, "497f6eca-6276-4993-bfeb-53cbbbba6f09", &response);
   cr_expect_eq(response.status, 503);
@@ -572,11 +563,7 @@ Test(limits, a_fetch_waiting_for_a_slot_is_logged_as_such) {
   cr_expect(strstr(log, "Failed to resolve host") == NULL, "%s", log);
   cr_expect(strstr(log, "no answer within timeout_ms") == NULL, "%s", log);
   free(log);
-  char answer[4096];
-  raw_read_all(fd, answer, sizeof(answer));
-  close(fd);
-  cr_expect(strncmp(answer, "HTTP/1.1 200", 12) == 0, "the first fetch kept its slot: %.60s",
-            answer);
+  expect_held_answer_200(fd);
 }
 
 /* --- bounded work ----------------------------------------------------------------------------- */
