@@ -173,7 +173,16 @@ static void on_trickle_check(evutil_socket_t fd, short what, void *arg) {
            "the answer trickled: fewer than %u bytes a second for %ld ms after it began (cut "
            "before timeout_ms)", UPSTREAM_LOW_SPEED_BYTES, window);
   transfer->trickled = true;
-  transfer_finish(transfer->upstream, transfer, CURLE_OPERATION_TIMEDOUT);
+  struct upstream *upstream = transfer->upstream;
+  if (transfer->in_multi) {
+    curl_multi_remove_handle(upstream->multi, transfer->easy);
+    transfer->in_multi = false;
+  }
+  /* A token request ends through oauth.c, which holds it (oauth.fetching) and its waiters. */
+  if (transfer->kind == TRANSFER_TOKEN)
+    oauth_token_finished(upstream, transfer, CURLE_OPERATION_TIMEDOUT);
+  else
+    transfer_finish(upstream, transfer, CURLE_OPERATION_TIMEDOUT);
 }
 
 /* The answer's first byte came: the trickle guard starts measuring. */

@@ -21,6 +21,7 @@
  * /_fake/stats also counts distinct client connections.
  *   POST /_fake/oauth?expires_in=N -> the lifetime of access tokens issued from now on
  *   POST /_fake/oauth-revoke      -> every access token issued so far is refused from now on
+ *   POST /_fake/oauth-trickle?on=1 -> /oauth/token answers one byte every 100 ms (on=0: no more)
  *   GET  /_fake/oauth-tokens      -> {"tokens": [...]} every access token issued
  *   POST /_fake/reset             -> counts and modes back to zero and "ok"
  *
@@ -110,6 +111,7 @@ static struct {
   char expected_authorization[4200];
   char expected_client_basic[8400];   /* "Basic base64(id:secret)", empty: no token endpoint */
   unsigned token_expires_in;          /* the expires_in of tokens issued */
+  bool token_trickle;                 /* /oauth/token answers a byte every 100 ms */
   struct {
     char value[64];
     long long expires_at_ms;  /* CLOCK_MONOTONIC: whole seconds would make a 2 s token live 1 s */
@@ -245,6 +247,8 @@ static void base64(const unsigned char *in, size_t len, char *out) {
   out[o] = '\0';
 }
 
+static void send_stream(struct evhttp_request *req, size_t total, size_t chunk, bool trickle);
+
 /* POST /oauth/token: RFC 6749 client credentials, the client authenticated with Basic. */
 static void answer_token(struct evhttp_request *req) {
   struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
@@ -257,6 +261,10 @@ static void answer_token(struct evhttp_request *req) {
       strcmp(form, "grant_type=client_credentials") != 0 || fake.token_count == MAX_TOKENS) {
     fake.token_requests_refused++;
     send_json(req, 401, "{\"error\":\"invalid_client\"}");
+    return;
+  }
+  if (fake.token_trickle) {
+    send_stream(req, 4096, 1, true);
     return;
   }
   unsigned random_part = (unsigned)rand();
@@ -663,6 +671,9 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
     send_json(req, 200, "{\"ok\":true}");
   } else if (strcmp(path, "/_fake/oauth") == 0 && evhttp_find_header(&params, "expires_in")) {
     fake.token_expires_in = (unsigned)atoi(evhttp_find_header(&params, "expires_in"));
+    send_json(req, 200, "{\"ok\":true}");
+  } else if (strcmp(path, "/_fake/oauth-trickle") == 0 && evhttp_find_header(&params, "on")) {
+    fake.token_trickle = atoi(evhttp_find_header(&params, "on")) != 0;
     send_json(req, 200, "{\"ok\":true}");
   } else if (strcmp(path, "/_fake/oauth-revoke") == 0) {
     for (size_t i = 0; i < fake.token_count; i++)

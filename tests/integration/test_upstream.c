@@ -483,6 +483,29 @@ Test(oauth, a_401_buys_a_new_token_and_the_request_is_retried_once) {
   cr_expect_eq(fake_count(&fake, ID2), 1, "the fake counts only authorized requests");
 }
 
+/* The token endpoint trickles its answer: the trickle guard cuts the token request as it cuts an
+ * enrollment's (a byte every 100 ms, timeout_ms 5000: after 2.5 s), the fetch waiting for the
+ * token fails 502, and once the endpoint answers again the next fetch buys a token and is served
+ * (the cut request was released: under ASan a dangling one would not pass). */
+Test(oauth, a_trickling_token_endpoint_is_cut_and_the_next_token_is_bought) {
+  start_oauth(NULL, NULL);
+  char url[256];
+  snprintf(url, sizeof(url), "%s/_fake/oauth-trickle?on=1", fake.base_url);
+  struct http_response response;
+  http_request("POST", url, NULL, &response);
+  http_response_free(&response);
+  fake_oauth_revoke(&fake);
+  cr_expect_eq(status_of(ID), 502, "no token: the waiting fetch fails");
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, "OAuth token request to") != NULL && strstr(log, "the answer trickled") != NULL,
+            "%s", log);
+  free(log);
+  snprintf(url, sizeof(url), "%s/_fake/oauth-trickle?on=0", fake.base_url);
+  http_request("POST", url, NULL, &response);
+  http_response_free(&response);
+  cr_expect_eq(status_of(ID2), 200, "a new token, and the fetch served");
+}
+
 Test(oauth, a_rejected_client_secret_gives_502_and_degraded_health) {
   start_oauth("not-the-right-secret", NULL);
   struct http_response response;
