@@ -45,6 +45,7 @@ struct cache {
   uint64_t map_pages; /* the map's size in pages */
   char unavailable[256];    /* why env is NULL, for /healthz; empty while open */
   uint64_t purges;          /* names the purged files apart */
+  uint64_t deletes;         /* cache_delete and cache_purge_all calls (cache_deletes) */
 
   /* Upkeep on the loop (cache_start_upkeep). */
   struct event *sweep_timer;   /* a sweeper step; a pass every sweep_interval seconds */
@@ -830,6 +831,7 @@ enum cache_put_result cache_put(struct cache *cache, const char *enrollment_id,
 int cache_delete(struct cache *cache, const char *enrollment_id, bool *found, char *err,
                  size_t err_len) {
   *found = false;
+  cache->deletes++;
   if (!cache->env) {
     snprintf(err, err_len, "the cache is not open");
     return -1;
@@ -848,7 +850,10 @@ int cache_delete(struct cache *cache, const char *enrollment_id, bool *found, ch
   return 0;
 }
 
+uint64_t cache_deletes(const struct cache *cache) { return cache->deletes; }
+
 int cache_purge_all(struct cache *cache, uint64_t *removed, char *err, size_t err_len) {
+  cache->deletes++;
   uint64_t bytes = 0;
   *removed = 0;
   cache_usage(cache, removed, &bytes);

@@ -127,6 +127,9 @@ int cache_delete(struct cache *cache, const char *enrollment_id, bool *found, ch
  * a new empty one opened; no step grows with the size of the cache. *removed: how many there
  * were. 0, or -1 with err set. */
 int cache_purge_all(struct cache *cache, uint64_t *removed, char *err, size_t err_len);
+/* Deletes and purges so far (cache_delete and cache_purge_all, found or not): one who holds
+ * entries to store compares it with its value when they were fetched (the warm-up). */
+uint64_t cache_deletes(const struct cache *cache);
 
 /* One step of the sweeper: deletes up to max_entries entries past stale_until at `now`, oldest
  * stale_until first, in one write transaction. Returns how many (-1 on error); *pass_done is set

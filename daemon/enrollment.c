@@ -41,9 +41,9 @@
 #include "record.h"
 #include "render.h"
 #include "route.h"
+#include "store.h"
 #include "upstream.h"
 #include "validate.h"
-#include "warm.h"
 
 #define CACHE_STATUS_MAX 160
 
@@ -77,70 +77,17 @@ static void reply_record(struct flipcached *daemon, struct client_request *reque
              record->body_len);
 }
 
-/* Stores record locally; true when stored (a full map or a failed write is counted and logged). */
-static bool store_record(struct flipcached *daemon, const char *enrollment_id,
-                         const struct cache_record *record) {
-  char err[256];
-  switch (cache_put(daemon->cache, enrollment_id, record, err, sizeof(err))) {
-  case CACHE_STORED:
-    daemon->stats.cache_writes++;
-    return true;
-  case CACHE_SKIPPED_FULL: /* counted by the cache */
-    log_warning_limited("cache: %s not stored: %s (served without storing)", enrollment_id, err);
-    return false;
-  case CACHE_PUT_FAILED:
-    break;
-  }
-  daemon->stats.cache_write_errors++;
-  log_warning_limited("cache: could not store %s: %s (served without storing)", enrollment_id, err);
-  return false;
-}
-
-/* The record of a fetched answer: see enrollment_store. false: nothing is kept (a 404 with
- * negative_ttl 0). */
-static bool record_of(const struct config *cfg, uint16_t upstream_status, const char *body,
-                      size_t body_len, long long now, unsigned sooner_by,
-                      struct cache_record *record) {
-  unsigned fresh_for = upstream_status == 200 ? cfg->ttl : cfg->negative_ttl;
-  fresh_for = sooner_by < fresh_for ? fresh_for - sooner_by : 0;
-  unsigned grace = 0;
-  if (upstream_status == 200)
-    grace = cfg->stale_while_revalidate > cfg->stale_if_error ? cfg->stale_while_revalidate
-                                                              : cfg->stale_if_error;
-  if (upstream_status == 404 && cfg->negative_ttl == 0)
-    return false;
-  *record = (struct cache_record){
-    .upstream_status = upstream_status,
-    .fetched_at = now,
-    .fresh_until = now + fresh_for,
-    .stale_until = now + fresh_for + grace,
-    .body = (const unsigned char *)body,
-    .body_len = (uint32_t)body_len,
-  };
-  return true;
-}
-
-bool enrollment_store(struct flipcached *daemon, const char *enrollment_id,
-                      uint16_t upstream_status, const char *body, size_t body_len, long long now,
-                      unsigned sooner_by) {
-  struct cache_record record;
-  return record_of(&daemon->cfg, upstream_status, body, body_len, now, sooner_by, &record) &&
-         store_record(daemon, enrollment_id, &record);
-}
-
 int enrollment_forget(struct flipcached *daemon, const char *enrollment_id, bool *found,
                       char *err, size_t err_len) {
   struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
   if (fetch)
     fetch->store_forbidden = true;
-  warm_forbid_stores(daemon->warm);
   return cache_delete(daemon->cache, enrollment_id, found, err, err_len);
 }
 
 int enrollment_forget_all(struct flipcached *daemon, uint64_t *removed, char *err,
                           size_t err_len) {
   inflight_forbid_stores(daemon->inflight);
-  warm_forbid_stores(daemon->warm);
   return cache_purge_all(daemon->cache, removed, err, err_len);
 }
 
@@ -317,8 +264,8 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
     char *ours = d.own_404_body ? render_error_body(API_ERROR_NOT_FOUND) : NULL;
     const char *body = d.own_404_body ? (ours ? ours : "") : result->body;
     size_t len = d.own_404_body ? strlen(body) : result->body_len;
-    stored = may_store && record_of(&daemon->cfg, (uint16_t)status, body, len, now, 0, &record) &&
-             store_record(daemon, enrollment_id, &record);
+    stored = may_store && store_record_of(&daemon->cfg, (uint16_t)status, body, len, now, 0, &record) &&
+             store_put(daemon, enrollment_id, &record);
     fan_out_body(daemon, fetch, status, body, len, stored, NULL);
     /* The fleet gets what this host kept (and its lock back), while the body is still valid. */
     fleet_fetched(daemon->fleet, fetch, stored ? &record : NULL);
@@ -340,7 +287,7 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
 static void on_shared_copy(const struct cache_record *record, void *arg) {
   struct inflight_fetch *fetch = arg;
   struct flipcached *daemon = fetch->owner;
-  bool stored = !fetch->store_forbidden && store_record(daemon, fetch->enrollment_id, record);
+  bool stored = !fetch->store_forbidden && store_put(daemon, fetch->enrollment_id, record);
   fan_out_body(daemon, fetch, record->upstream_status, (const char *)record->body,
                record->body_len, stored, record);
   inflight_finish(daemon->inflight, fetch);

@@ -16,14 +16,9 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
 /* Refresh-ahead's schedule (hot.h) and its timer on the loop: 0 or -1 (out of memory). */
 int enrollment_start_schedule(struct flipcached *daemon);
 void enrollment_stop_schedule(struct flipcached *daemon);
-/* Stores a validated 200 (fresh for ttl less sooner_by seconds, then the stale windows) or a 404
- * (fresh for negative_ttl, no stale window) fetched at `now`; true when it was stored (a full
- * map or a failed write is counted and logged). */
-bool enrollment_store(struct flipcached *daemon, const char *enrollment_id,
-                      uint16_t upstream_status, const char *body, size_t body_len, long long now,
-                      unsigned sooner_by);
-/* Drops one id's local copy, and keeps any fetch or warm-up in progress from storing it again
- * (an admin DELETE here, or another host's purge through the shared tier). 0, or -1 with err. */
+/* Drops one id's local copy, and keeps any fetch in progress from storing it again (an admin
+ * DELETE here, or another host's purge through the shared tier); a warm-up in progress learns of
+ * it from the cache (cache_deletes). 0, or -1 with err. */
 int enrollment_forget(struct flipcached *daemon, const char *enrollment_id, bool *found,
                       char *err, size_t err_len);
 /* The same for every entry (DELETE /cache, or another host's purge-all). */

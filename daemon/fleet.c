@@ -11,7 +11,6 @@
 #include "cache.h"
 #include "clock.h"
 #include "creds.h"
-#include "enrollment.h"
 #include "flipcached.h"
 #include "inflight.h"
 #include "log.h"
@@ -87,6 +86,7 @@ TAILQ_HEAD(fleet_fetch_list, fleet_fetch);
 
 struct fleet {
   struct flipcached *daemon;
+  struct fleet_purges purges;     /* another host's purges, applied here (fleet.h) */
   struct shared *shared;          /* NULL when [shared] is off */
   char host[FLEET_HOST_LEN + 1];  /* this daemon's random name, in locks and messages */
   char channel[KEY_MAX];
@@ -587,7 +587,7 @@ static void on_message(const char *payload, size_t len, void *arg) {
     daemon->stats.shared_purges_received++;
     bool found;
     char err[256];
-    if (enrollment_forget(daemon, enrollment_id, &found, err, sizeof(err)) != 0)
+    if (fleet->purges.forget(daemon, enrollment_id, &found, err, sizeof(err)) != 0)
       log_error("shared tier: purging %s for another host failed: %s", enrollment_id, err);
     else if (found)
       log_info("shared tier: purged enrollment %s (by host %s)", enrollment_id, host);
@@ -595,7 +595,7 @@ static void on_message(const char *payload, size_t len, void *arg) {
     daemon->stats.shared_purges_received++;
     uint64_t removed;
     char err[256];
-    if (enrollment_forget_all(daemon, &removed, err, sizeof(err)) != 0)
+    if (fleet->purges.forget_all(daemon, &removed, err, sizeof(err)) != 0)
       log_error("shared tier: purging the cache for another host failed: %s", err);
     else
       log_info("shared tier: purged the whole cache (%llu entries; by host %s)",
@@ -612,13 +612,15 @@ static void on_subscribed(bool again, void *arg) {
 
 /* ---- the module ----------------------------------------------------------------------------- */
 
-struct fleet *fleet_new(struct flipcached *daemon, char *err, size_t err_len) {
+struct fleet *fleet_new(struct flipcached *daemon, const struct fleet_purges *purges, char *err,
+                        size_t err_len) {
   struct fleet *fleet = calloc(1, sizeof(*fleet));
   if (!fleet) {
     snprintf(err, err_len, "out of memory");
     return NULL;
   }
   fleet->daemon = daemon;
+  fleet->purges = *purges;
   TAILQ_INIT(&fleet->fetches);
   const struct config *cfg = &daemon->cfg;
   if (!cfg->shared_on)

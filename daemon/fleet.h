@@ -53,7 +53,16 @@ typedef void (*fleet_purged_fn)(const struct fleet_purge_result *result, void *a
 
 /* Reads [shared] password_file (the token file's rules) and starts the Redis client; with
  * [shared] redis empty, a fleet that does nothing. NULL with err set. */
-struct fleet *fleet_new(struct flipcached *daemon, char *err, size_t err_len);
+/* What another host's purge does here: the request policy's invalidation, given by the caller
+ * (main.c: enrollment_forget, enrollment_forget_all), so that the shared tier never calls up into
+ * the policy. Each returns 0, or -1 with err set. */
+struct fleet_purges {
+  int (*forget)(struct flipcached *daemon, const char *enrollment_id, bool *found, char *err,
+                size_t err_len);
+  int (*forget_all)(struct flipcached *daemon, uint64_t *removed, char *err, size_t err_len);
+};
+struct fleet *fleet_new(struct flipcached *daemon, const struct fleet_purges *purges, char *err,
+                        size_t err_len);
 /* Every fetch still looking or waiting gets UPSTREAM_ABORTED, then Redis is left. Accepts NULL. */
 void fleet_free(struct fleet *fleet);
 

@@ -147,7 +147,9 @@ static int start_core(struct flipcached *daemon) {
     log_error("upstream: %s", err);
     return -1;
   }
-  daemon->fleet = fleet_new(daemon, err, sizeof(err));
+  static const struct fleet_purges purges = {.forget = enrollment_forget,
+                                             .forget_all = enrollment_forget_all};
+  daemon->fleet = fleet_new(daemon, &purges, err, sizeof(err));
   if (!daemon->fleet) {
     log_error("%s", err);
     return -1;

@@ -7,10 +7,10 @@
 
 #include "cache.h"
 #include "clock.h"
-#include "enrollment.h"
 #include "flipcached.h"
 #include "log.h"
 #include "record.h"
+#include "store.h"
 #include "upstream.h"
 #include "validate.h"
 
@@ -39,7 +39,8 @@ struct warm {
   size_t body_len;
   struct list_scan scan;           /* its check, then its spans */
   size_t next_store, stored, skipped_newer;
-  bool stores_forbidden;           /* an admin delete since the list was asked for */
+  uint64_t deletes_when_asked;     /* cache_deletes when the list was asked for: another since
+                                      forbids storing the rest of it */
 };
 
 static const char *current_program(const struct warm *warm) {
@@ -139,8 +140,8 @@ static void store_element(struct warm *warm, const struct list_element *element,
   /* Spread over the last tenth of ttl: fresh for ttl less 0 to ttl/10 seconds. */
   unsigned tenth = daemon->cfg.ttl / 10;
   unsigned sooner_by = tenth ? arc4random_uniform(tenth + 1) : 0;
-  if (enrollment_store(daemon, element->id, 200, warm->body + element->offset, element->len, now,
-                       sooner_by)) {
+  if (store_fetched(daemon, element->id, 200, warm->body + element->offset, element->len, now,
+                    sooner_by)) {
     warm->stored++;
     daemon->stats.warm_stored++;
   }
@@ -148,7 +149,7 @@ static void store_element(struct warm *warm, const struct list_element *element,
 
 static void store_slice(struct warm *warm) {
   const char *program = current_program(warm);
-  if (warm->stores_forbidden) {
+  if (cache_deletes(warm->daemon->cache) != warm->deletes_when_asked) {
     log_info("warm: program %s: an admin delete during the run; %zu entries of its list not stored",
              program, warm->scan.count - warm->next_store);
     next_program(warm);
@@ -217,7 +218,7 @@ static void fetch_next_list(struct warm *warm) {
   for (; warm->program < warm->programs.count; warm->program++) {
     warm->list_asked_at = clock_wall_seconds();
     warm->list_started_ms = clock_monotonic_ms();
-    warm->stores_forbidden = false;
+    warm->deletes_when_asked = cache_deletes(warm->daemon->cache);
     warm->phase = WARM_FETCHING;
     enum upstream_start started = upstream_fetch_program(warm->daemon->upstream,
                                                          current_program(warm), on_list, warm);
@@ -295,11 +296,6 @@ bool warm_running(const struct warm *warm) { return warm->running; }
 
 unsigned warm_program_count(const struct warm *warm) {
   return warm->daemon->cfg.warm_programs.count;
-}
-
-void warm_forbid_stores(struct warm *warm) {
-  if (warm->running)
-    warm->stores_forbidden = true;
 }
 
 void warm_stop(struct warm *warm) {

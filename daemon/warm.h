@@ -46,8 +46,6 @@ enum warm_start warm_run_now(struct warm *warm);
 /* Whether a run is in progress, and how many programs it has. */
 bool warm_running(const struct warm *warm);
 unsigned warm_program_count(const struct warm *warm);
-/* An admin delete: the current run stores nothing more of the list it holds. */
-void warm_forbid_stores(struct warm *warm);
 /* Shutdown: no more runs; a list still arriving is dropped. */
 void warm_stop(struct warm *warm);
 /* After upstream_free (which may still deliver a list to it). Accepts NULL. */

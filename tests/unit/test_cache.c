@@ -451,3 +451,23 @@ Test(cache, pages_list_every_entry_once_in_id_order_at_production_size, .timeout
   free(one.seen);
   close_cache();
 }
+
+/* The count the warm-up compares: every delete, found or not, and every purge. */
+Test(cache, deletes_and_purges_are_counted_found_or_not) {
+  open_cache(16u << 20);
+  put(1, 1000, 300, 0);
+  cr_expect_eq(cache_deletes(cache), 0);
+  char id[37];
+  bool found = false;
+  id_of(1, id);
+  cr_assert_eq(cache_delete(cache, id, &found, err, sizeof(err)), 0, "%s", err);
+  cr_expect(found);
+  id_of(2, id);
+  cr_assert_eq(cache_delete(cache, id, &found, err, sizeof(err)), 0, "%s", err);
+  cr_expect_not(found);
+  cr_expect_eq(cache_deletes(cache), 2, "a delete of an id not held counts too");
+  uint64_t removed;
+  cr_assert_eq(cache_purge_all(cache, &removed, err, sizeof(err)), 0, "%s", err);
+  cr_expect_eq(cache_deletes(cache), 3);
+  close_cache();
+}
