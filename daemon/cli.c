@@ -175,7 +175,13 @@ static const char USAGE[] =
     "  -j, --json         the counters as the daemon's JSON, unformatted\n"
     "  -h, --help         this text\n";
 
-int cli_stats(int argc, char **argv) {
+/* The command line: -1 to go on, else the exit status (help, or a usage error). */
+struct stats_options {
+  const char *config_path, *url;
+  bool config_given, json;
+};
+
+static int read_options(int argc, char **argv, struct stats_options *options) {
   static const struct option OPTIONS[] = {
     {"config", required_argument, NULL, 'c'},
     {"url", required_argument, NULL, 'u'},
@@ -183,21 +189,20 @@ int cli_stats(int argc, char **argv) {
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
   };
-  const char *config_path = CONFIG_DEFAULT_PATH, *url_given = NULL;
-  bool config_given = false, json = false;
+  *options = (struct stats_options){.config_path = CONFIG_DEFAULT_PATH};
   int option;
   optind = 1;
   while ((option = getopt_long(argc, argv, "c:u:jh", OPTIONS, NULL)) != -1) {
     switch (option) {
     case 'c':
-      config_path = optarg;
-      config_given = true;
+      options->config_path = optarg;
+      options->config_given = true;
       break;
     case 'u':
-      url_given = optarg;
+      options->url = optarg;
       break;
     case 'j':
-      json = true;
+      options->json = true;
       break;
     case 'h':
       fputs(USAGE, stdout);
@@ -211,38 +216,63 @@ int cli_stats(int argc, char **argv) {
     fprintf(stderr, "flipcached stats: unexpected argument '%s'\n%s", argv[optind], USAGE);
     return 2;
   }
-  /* Whom to ask, in order: --url alone; else the configured listener, then the socket unit's. */
-  struct target targets[3];
-  size_t target_count = 0;
-  if (url_given) {
-    target_of_url(url_given, &targets[target_count++]);
-  } else {
-    static struct config cfg;
-    static struct config_errors errors;
-    if (!config_given && access(config_path, F_OK) != 0 && errno == ENOENT) {
-      config_defaults(&cfg);
-    } else if (config_load(config_path, &cfg, &errors) != 0) {
-      for (size_t i = 0; i < errors.count && i < CONFIG_MAX_ERRORS; i++)
-        fprintf(stderr, "%s\n", errors.text[i]);
-      return 1;
-    }
-    target_of_listener(&cfg.listen[0], &targets[target_count++]);
-    target_of_url("unix:" SOCKET_UNIT_PATH, &targets[target_count++]);
-    target_of_url(SOCKET_UNIT_TCP, &targets[target_count++]);
+  return -1;
+}
+
+/* Whom to ask, in order: --url alone; else the configured listener, then the socket unit's.
+ * The count, or 0 when the configuration has errors (printed). */
+static size_t choose_targets(const struct stats_options *options, struct target targets[3]) {
+  if (options->url) {
+    target_of_url(options->url, &targets[0]);
+    return 1;
   }
-  struct text body = {0};
-  CURLcode code = CURLE_OK;
+  static struct config cfg;
+  static struct config_errors errors;
+  if (!options->config_given && access(options->config_path, F_OK) != 0 && errno == ENOENT) {
+    config_defaults(&cfg);
+  } else if (config_load(options->config_path, &cfg, &errors) != 0) {
+    for (size_t i = 0; i < errors.count && i < CONFIG_MAX_ERRORS; i++)
+      fprintf(stderr, "%s\n", errors.text[i]);
+    return 0;
+  }
+  target_of_listener(&cfg.listen[0], &targets[0]);
+  target_of_url("unix:" SOCKET_UNIT_PATH, &targets[1]);
+  target_of_url(SOCKET_UNIT_TCP, &targets[2]);
+  return 3;
+}
+
+/* Asks each target until one answers: its body, HTTP status and index in *asked; *code is the
+ * last transfer's result (not CURLE_OK: none answered). */
+static long ask_first_answering(const struct target *targets, size_t count, struct text *body,
+                                CURLcode *code, size_t *asked) {
   long http_status = 0;
-  const struct target *asked = &targets[0];
-  for (size_t i = 0; i < target_count; i++) {
-    free(body.data);
-    body = (struct text){0};
-    http_status = fetch(&targets[i], &body, &code);
-    if (code == CURLE_OK) {
-      asked = &targets[i];
+  *asked = 0;
+  *code = CURLE_OK;
+  for (size_t i = 0; i < count; i++) {
+    free(body->data);
+    *body = (struct text){0};
+    http_status = fetch(&targets[i], body, code);
+    if (*code == CURLE_OK) {
+      *asked = i;
       break;
     }
   }
+  return http_status;
+}
+
+int cli_stats(int argc, char **argv) {
+  struct stats_options options;
+  int early = read_options(argc, argv, &options);
+  if (early >= 0)
+    return early;
+  struct target targets[3];
+  size_t target_count = choose_targets(&options, targets);
+  if (target_count == 0)
+    return 1;
+  struct text body = {0};
+  CURLcode code;
+  size_t asked;
+  long http_status = ask_first_answering(targets, target_count, &body, &code, &asked);
   int status = 1;
   json_object *root = body.data && http_status == 200 ? json_tokener_parse(body.data) : NULL;
   if (code != CURLE_OK) {
@@ -251,10 +281,10 @@ int cli_stats(int argc, char **argv) {
               targets[i].unix_path[0] ? " " : "", targets[i].url,
               i + 1 == target_count ? curl_easy_strerror(code) : "no answer");
   } else if (!root || !json_object_is_type(root, json_type_object)) {
-    fprintf(stderr, "flipcached stats: %s answered HTTP %ld without the counters\n", asked->url,
-            http_status);
+    fprintf(stderr, "flipcached stats: %s answered HTTP %ld without the counters\n",
+            targets[asked].url, http_status);
   } else {
-    if (json)
+    if (options.json)
       printf("%s\n", body.data);
     else
       print_table(root);

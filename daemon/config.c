@@ -404,142 +404,188 @@ static const char *parse_proxy_url(const char *text, char *out, size_t out_len) 
   return store_without_trailing_slashes(text, out, out_len);
 }
 
+/* One parser a key type: each sets the key's field from value, or adds an error naming line. */
+typedef void set_fn(struct parse_state *state, const struct config_key *key, char *field,
+                    const char *value, int line);
+
+static void set_bool(struct parse_state *state, const struct config_key *key, char *field,
+                     const char *value, int line) {
+  if (!parse_bool(value, (bool *)field))
+    add_error(state, line, "%s: '%s' is not a boolean (use yes or no)", key->name, value);
+}
+
+static void set_uint(struct parse_state *state, const struct config_key *key, char *field,
+                     const char *value, int line) {
+  uint64_t number;
+  if (!parse_uint(value, &number))
+    add_error(state, line, "%s: '%s' is not a whole number", key->name, value);
+  else if (number < key->min || number > key->max)
+    add_error(state, line, "%s: %s is out of range [%llu, %llu]", key->name, value,
+              (unsigned long long)key->min, (unsigned long long)key->max);
+  else
+    *(unsigned *)field = (unsigned)number;
+}
+
+static void set_size(struct parse_state *state, const struct config_key *key, char *field,
+                     const char *value, int line) {
+  uint64_t number;
+  if (!config_parse_size(value, &number))
+    add_error(state, line, "%s: '%s' is not a size (a number with an optional K, M or G)",
+              key->name, value);
+  else if (number < key->min || number > key->max)
+    add_error(state, line, "%s: %s is out of range [%lluK, %lluG]", key->name, value,
+              (unsigned long long)key->min >> 10, (unsigned long long)key->max >> 30);
+  else
+    *(uint64_t *)field = number;
+}
+
+static void set_string(struct parse_state *state, const struct config_key *key, char *field,
+                       const char *value, int line) {
+  if (strlen(value) >= key->size)
+    add_error(state, line, "%s: longer than %zu characters", key->name, key->size - 1);
+  else
+    strcpy(field, value);
+}
+
+static void set_path(struct parse_state *state, const struct config_key *key, char *field,
+                     const char *value, int line) {
+  if (value[0] == '\0')
+    add_error(state, line, "%s: must not be empty", key->name);
+  else
+    set_string(state, key, field, value, line);
+}
+
+static void set_path_or_empty(struct parse_state *state, const struct config_key *key,
+                              char *field, const char *value, int line) {
+  if (value[0] && value[0] != '/')
+    add_error(state, line, "%s: '%s' is not an absolute path", key->name, value);
+  else
+    set_string(state, key, field, value, line);
+}
+
+static void set_listen(struct parse_state *state, const struct config_key *key, char *field,
+                       const char *value, int line) {
+  (void)key;
+  (void)field;
+  struct config *cfg = state->cfg;
+  cfg->listen_count = 0;
+  char copy[1024];
+  if (strlen(value) >= sizeof(copy)) {
+    add_error(state, line, "listen: value too long");
+    return;
+  }
+  strcpy(copy, value);
+  char *saveptr = NULL;
+  for (char *item = strtok_r(copy, " \t", &saveptr); item; item = strtok_r(NULL, " \t", &saveptr)) {
+    if (cfg->listen_count == CONFIG_MAX_LISTEN) {
+      add_error(state, line, "listen: more than %d addresses", CONFIG_MAX_LISTEN);
+      return;
+    }
+    if (!config_parse_listen(item, &cfg->listen[cfg->listen_count]))
+      add_error(state, line,
+                "listen: '%s' is not 127.0.0.1:PORT, [::1]:PORT or unix:/PATH (numeric "
+                "addresses only)", item);
+    else
+      cfg->listen_count++;
+  }
+  if (cfg->listen_count == 0 && state->errors->count == 0)
+    add_error(state, line, "listen: needs at least one address");
+}
+
+static void set_base_url(struct parse_state *state, const struct config_key *key, char *field,
+                         const char *value, int line) {
+  const char *problem = parse_base_url(value, field, key->size);
+  if (problem)
+    add_error(state, line, "%s: '%s' %s", key->name, value, problem);
+}
+
+static void set_url_or_empty(struct parse_state *state, const struct config_key *key,
+                             char *field, const char *value, int line) {
+  if (value[0] == '\0')
+    field[0] = '\0';
+  else
+    set_base_url(state, key, field, value, line);
+}
+
+static void set_log_level(struct parse_state *state, const struct config_key *key, char *field,
+                          const char *value, int line) {
+  (void)key;
+  if (!log_level_from_name(value, (enum log_level *)field))
+    add_error(state, line, "level: '%s' is not one of error, warning, info, debug", value);
+}
+
+static void set_share(struct parse_state *state, const struct config_key *key, char *field,
+                      const char *value, int line) {
+  if (!parse_share(value, (unsigned *)field))
+    add_error(state, line, "%s: '%s' is not a share from 0 to 1 (such as 0.8)", key->name, value);
+}
+
+static void set_proxy(struct parse_state *state, const struct config_key *key, char *field,
+                      const char *value, int line) {
+  const char *problem = parse_proxy_url(value, field, key->size);
+  if (problem)
+    add_error(state, line, "proxy: '%s' %s", value, problem);
+}
+
+static void set_redis(struct parse_state *state, const struct config_key *key, char *field,
+                      const char *value, int line) {
+  struct config *cfg = state->cfg;
+  cfg->shared_on = value[0] != '\0';
+  if (cfg->shared_on && (strlen(value) >= key->size ||
+                         !config_parse_listen(value, &cfg->shared_addr))) {
+    add_error(state, line, "redis: '%s' is not HOST:PORT, [V6]:PORT or unix:/PATH (numeric "
+              "addresses only: a name would need a lookup on the loop)", value);
+    return;
+  }
+  strcpy(field, value);
+}
+
+static void set_prefix(struct parse_state *state, const struct config_key *key, char *field,
+                       const char *value, int line) {
+  if (value[0] == '\0' || strlen(value) >= key->size ||
+      strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-{}") !=
+          strlen(value))
+    add_error(state, line, "%s: '%s' is not 1 to %zu letters, digits or \":._-{}\"", key->name,
+              value, key->size - 1);
+  else
+    strcpy(field, value);
+}
+
+static void set_programs(struct parse_state *state, const struct config_key *key, char *field,
+                         const char *value, int line) {
+  char problem[96];
+  const char *why = parse_programs(value, (struct program_list *)field, problem, sizeof(problem));
+  if (why)
+    add_error(state, line, "%s: %s %s", key->name, problem, why);
+}
+
+static set_fn *const SETTERS[] = {
+  [KEY_BOOL] = set_bool,
+  [KEY_UINT] = set_uint,
+  [KEY_SIZE] = set_size,
+  [KEY_STRING] = set_string,
+  [KEY_PATH] = set_path,
+  [KEY_LISTEN] = set_listen,
+  [KEY_BASE_URL] = set_base_url,
+  [KEY_URL_OR_EMPTY] = set_url_or_empty,
+  [KEY_LOG_LEVEL] = set_log_level,
+  [KEY_PATH_OR_EMPTY] = set_path_or_empty,
+  [KEY_SHARE] = set_share,
+  [KEY_PROXY] = set_proxy,
+  [KEY_USERS] = set_access_value,
+  [KEY_GROUPS] = set_access_value,
+  [KEY_HOSTS] = set_access_value,
+  [KEY_ORIGINS] = set_access_value,
+  [KEY_GROUP_OR_EMPTY] = set_access_value,
+  [KEY_PROGRAMS] = set_programs,
+  [KEY_REDIS] = set_redis,
+  [KEY_PREFIX] = set_prefix,
+};
+_Static_assert(sizeof(SETTERS) / sizeof(SETTERS[0]) == KEY_PREFIX + 1, "a parser for every type");
+
 static void set_value(struct parse_state *state, const struct config_key *key, const char *value,
                       int line) {
-  char *field = (char *)state->cfg + key->offset;
-  uint64_t number;
-  switch (key->type) {
-  case KEY_BOOL:
-    if (!parse_bool(value, (bool *)field))
-      add_error(state, line, "%s: '%s' is not a boolean (use yes or no)", key->name, value);
-    return;
-  case KEY_UINT:
-    if (!parse_uint(value, &number))
-      add_error(state, line, "%s: '%s' is not a whole number", key->name, value);
-    else if (number < key->min || number > key->max)
-      add_error(state, line, "%s: %s is out of range [%llu, %llu]", key->name, value,
-                (unsigned long long)key->min, (unsigned long long)key->max);
-    else
-      *(unsigned *)field = (unsigned)number;
-    return;
-  case KEY_SIZE:
-    if (!config_parse_size(value, &number))
-      add_error(state, line, "%s: '%s' is not a size (a number with an optional K, M or G)",
-                key->name, value);
-    else if (number < key->min || number > key->max)
-      add_error(state, line, "%s: %s is out of range [%lluK, %lluG]", key->name, value,
-                (unsigned long long)key->min >> 10, (unsigned long long)key->max >> 30);
-    else
-      *(uint64_t *)field = number;
-    return;
-  case KEY_PATH:
-    if (value[0] == '\0') {
-      add_error(state, line, "%s: must not be empty", key->name);
-      return;
-    }
-    __attribute__((fallthrough));
-  case KEY_STRING:
-    if (strlen(value) >= key->size)
-      add_error(state, line, "%s: longer than %zu characters", key->name, key->size - 1);
-    else
-      strcpy(field, value);
-    return;
-  case KEY_LISTEN: {
-    struct config *cfg = state->cfg;
-    cfg->listen_count = 0;
-    char copy[1024];
-    if (strlen(value) >= sizeof(copy)) {
-      add_error(state, line, "listen: value too long");
-      return;
-    }
-    strcpy(copy, value);
-    char *saveptr = NULL;
-    for (char *item = strtok_r(copy, " \t", &saveptr); item; item = strtok_r(NULL, " \t", &saveptr)) {
-      if (cfg->listen_count == CONFIG_MAX_LISTEN) {
-        add_error(state, line, "listen: more than %d addresses", CONFIG_MAX_LISTEN);
-        return;
-      }
-      if (!config_parse_listen(item, &cfg->listen[cfg->listen_count]))
-        add_error(state, line,
-                  "listen: '%s' is not 127.0.0.1:PORT, [::1]:PORT or unix:/PATH (numeric "
-                  "addresses only)", item);
-      else
-        cfg->listen_count++;
-    }
-    if (cfg->listen_count == 0 && state->errors->count == 0)
-      add_error(state, line, "listen: needs at least one address");
-    return;
-  }
-  case KEY_URL_OR_EMPTY:
-    if (value[0] == '\0') {
-      field[0] = '\0';
-      return;
-    }
-    __attribute__((fallthrough));
-  case KEY_BASE_URL: {
-    const char *problem = parse_base_url(value, field, key->size);
-    if (problem)
-      add_error(state, line, "%s: '%s' %s", key->name, value, problem);
-    return;
-  }
-  case KEY_LOG_LEVEL:
-    if (!log_level_from_name(value, (enum log_level *)field))
-      add_error(state, line, "level: '%s' is not one of error, warning, info, debug", value);
-    return;
-  case KEY_PATH_OR_EMPTY:
-    if (value[0] && value[0] != '/')
-      add_error(state, line, "%s: '%s' is not an absolute path", key->name, value);
-    else if (strlen(value) >= key->size)
-      add_error(state, line, "%s: longer than %zu characters", key->name, key->size - 1);
-    else
-      strcpy(field, value);
-    return;
-  case KEY_SHARE:
-    if (!parse_share(value, (unsigned *)field))
-      add_error(state, line, "%s: '%s' is not a share from 0 to 1 (such as 0.8)", key->name, value);
-    return;
-  case KEY_PROXY: {
-    const char *problem = parse_proxy_url(value, field, key->size);
-    if (problem)
-      add_error(state, line, "proxy: '%s' %s", value, problem);
-    return;
-  }
-  case KEY_USERS:
-  case KEY_GROUPS:
-  case KEY_HOSTS:
-  case KEY_ORIGINS:
-  case KEY_GROUP_OR_EMPTY:
-    set_access_value(state, key, field, value, line);
-    return;
-  case KEY_REDIS: {
-    struct config *cfg = state->cfg;
-    cfg->shared_on = value[0] != '\0';
-    if (cfg->shared_on && (strlen(value) >= key->size ||
-                           !config_parse_listen(value, &cfg->shared_addr))) {
-      add_error(state, line, "redis: '%s' is not HOST:PORT, [V6]:PORT or unix:/PATH (numeric "
-                "addresses only: a name would need a lookup on the loop)", value);
-      return;
-    }
-    strcpy(field, value);
-    return;
-  }
-  case KEY_PREFIX:
-    if (value[0] == '\0' || strlen(value) >= key->size ||
-        strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-{}") !=
-            strlen(value))
-      add_error(state, line, "%s: '%s' is not 1 to %zu letters, digits or \":._-{}\"", key->name,
-                value, key->size - 1);
-    else
-      strcpy(field, value);
-    return;
-  case KEY_PROGRAMS: {
-    char problem[96];
-    const char *why = parse_programs(value, (struct program_list *)field, problem, sizeof(problem));
-    if (why)
-      add_error(state, line, "%s: %s %s", key->name, problem, why);
-    return;
-  }
-  }
+  SETTERS[key->type](state, key, (char *)state->cfg + key->offset, value, line);
 }
 
 static int on_key(void *user, const char *section, const char *name, const char *value) {

@@ -185,12 +185,12 @@ static bool split_absolute_form(const char *target, size_t len, bool *https, con
     return HTTP1_REFUSED;                                                                         \
   } while (0)
 
-/* Parses the head buf[start..end), which ends with its first empty line. */
-static enum http1_result parse_head(char *buf, size_t start, size_t end, struct http1_request *out,
-                                    int *status) {
-  const unsigned char *p = (const unsigned char *)buf + start;
-  const unsigned char *limit = (const unsigned char *)buf + end;
-
+/* The request line at *at (method, target, version), *at moved past its CRLF. HTTP1_COMPLETE
+ * when it is sound, else HTTP1_REFUSED with *status. */
+static enum http1_result parse_request_line(char *buf, const unsigned char **at,
+                                            const unsigned char *limit, struct http1_request *out,
+                                            int *status) {
+  const unsigned char *p = *at;
   const unsigned char *method = p;
   while (p < limit && is_tchar(*p))
     p++;
@@ -216,13 +216,19 @@ static enum http1_result parse_head(char *buf, size_t start, size_t end, struct 
   if (p[5] != '1' || (p[7] != '0' && p[7] != '1'))
     REFUSE(505);
   out->version_minor = p[7] == '0' ? 0 : 1;
-  p += 10;
+  *at = p + 10;
+  return HTTP1_COMPLETE;
+}
 
-  struct fields_seen seen = {0};
+/* The fields from p to the empty line that ends the head at limit, each read into out and seen.
+ * HTTP1_COMPLETE when all are sound, else HTTP1_REFUSED with *status. */
+static enum http1_result parse_fields(const unsigned char *p, const unsigned char *limit,
+                                      struct fields_seen *seen, struct http1_request *out,
+                                      int *status) {
   size_t fields = 0;
   for (;;) {
     if (p + 2 == limit && p[0] == '\r' && p[1] == '\n')
-      break;
+      return HTTP1_COMPLETE;
     const unsigned char *name = p;
     while (p < limit && is_tchar(*p))
       p++;
@@ -245,9 +251,21 @@ static enum http1_result parse_head(char *buf, size_t start, size_t end, struct 
     if (++fields > HTTP1_MAX_FIELDS)
       REFUSE(431);
     if (!read_field((const char *)name, name_len, (const char *)value,
-                    (size_t)(value_end - value), &seen, out))
+                    (size_t)(value_end - value), seen, out))
       REFUSE(400);
   }
+}
+
+/* Parses the head buf[start..end), which ends with its first empty line. */
+static enum http1_result parse_head(char *buf, size_t start, size_t end, struct http1_request *out,
+                                    int *status) {
+  const unsigned char *p = (const unsigned char *)buf + start;
+  const unsigned char *limit = (const unsigned char *)buf + end;
+  if (parse_request_line(buf, &p, limit, out, status) != HTTP1_COMPLETE)
+    return HTTP1_REFUSED;
+  struct fields_seen seen = {0};
+  if (parse_fields(p, limit, &seen, out, status) != HTTP1_COMPLETE)
+    return HTTP1_REFUSED;
   /* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0. */
   if (seen.hosts > 1 || (out->version_minor == 1 && seen.hosts == 0))
     REFUSE(400);
