@@ -15,6 +15,7 @@ struct event;
 struct event_base;
 struct cache;
 struct upstream;
+struct oauth;
 struct inflight_table;
 struct front;
 struct client_request;
@@ -34,6 +35,7 @@ struct flipcached {
   struct stats stats;
   struct cache *cache;
   struct upstream *upstream;
+  struct oauth *oauth;             /* with [upstream] oauth_token_url: the token client */
   struct inflight_table *inflight; /* the one fetch per enrollment id and its waiters */
   struct front *front;
   struct access_policy *access;   /* who may use it, built from cfg at start and each reload */

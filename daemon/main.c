@@ -24,6 +24,7 @@
 #include "front.h"
 #include "inflight.h"
 #include "log.h"
+#include "oauth.h"
 #include "peer.h"
 #include "quota.h"
 #include "sd.h"
@@ -147,6 +148,14 @@ static int start_core(struct flipcached *daemon) {
     log_error("upstream: %s", err);
     return -1;
   }
+  if (daemon->cfg.oauth_token_url[0]) {
+    daemon->oauth = oauth_new(daemon->base, daemon->upstream, &daemon->cfg, &daemon->creds,
+                              &daemon->stats, err, sizeof(err));
+    if (!daemon->oauth) {
+      log_error("upstream: OAuth: %s", err);
+      return -1;
+    }
+  }
   static const struct fleet_purges purges = {.forget = enrollment_forget,
                                              .forget_all = enrollment_forget_all};
   daemon->fleet = fleet_new(daemon, &purges, err, sizeof(err));
@@ -214,6 +223,7 @@ static int start_serving(struct flipcached *daemon, struct signal_events *signal
  * request, so that no request is left unanswered when the front end is freed. */
 static void stop(struct flipcached *daemon, struct signal_events *signals) {
   upstream_free(daemon->upstream); /* an aborted fetch still releases its lock in the fleet */
+  oauth_free(daemon->oauth);        /* after: its token request was aborted with the rest */
   fleet_free(daemon->fleet);
   warm_free(daemon->warm);
   enrollment_stop_schedule(daemon);

@@ -1,8 +1,7 @@
 /* upstream: fetching enrollments from the Flip API through one libcurl multi handle driven by the
- * daemon's libevent loop (the shape of curl's docs/examples/hiperfifo.c; upstream.c). With OAuth2
- * configured, it also buys access tokens from oauth_token_url through the same handle, keeps the
- * current one in memory only, renews it at 80% of its lifetime, holds fetches back while it has
- * none, and answers an API 401 with one new token and one more attempt of that fetch (oauth.c).
+ * daemon's libevent loop (the shape of curl's docs/examples/hiperfifo.c; upstream.c). Requests
+ * carry the static key, or the credential of a provider registered with upstream_set_auth (the
+ * OAuth2 client, oauth.h, which buys its tokens with upstream_post_form).
  * Retries, the 429 pause and the circuit breaker are breaker.c's pure policy; which fetch may
  * start when the upstream is busy is fair.c's (fair shares per local user).
  *
@@ -13,6 +12,7 @@
 #ifndef FLIPCACHED_UPSTREAM_H
 #define FLIPCACHED_UPSTREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -115,6 +115,29 @@ void upstream_fetch_shared_with(struct upstream *upstream, struct transfer *hand
  * timeout_ms. Its body may be up to UPSTREAM_MAX_LIST_BODY. */
 enum upstream_start upstream_fetch_program(struct upstream *upstream, const char *program_id,
                                            upstream_done_fn done, void *arg);
+/* The credential enrollment requests carry when it is not the static key (the OAuth client).
+ *   authorization(arg, &generation): the whole "Authorization: ..." line to send now and its
+ *     generation, or NULL while none is held: the fetch then waits, within its budget, until
+ *     upstream_auth_changed (the provider is getting one).
+ *   rejected(arg, generation): the API answered 401 to a request sent with that generation;
+ *     true: the fetch is sent once more (once per fetch) with whatever authorization() gives. */
+struct upstream_auth {
+  const char *(*authorization)(void *arg, unsigned *generation);
+  bool (*rejected)(void *arg, unsigned generation);
+  void *arg;
+};
+/* Copies auth; from now on every enrollment request asks it for its credential. */
+void upstream_set_auth(struct upstream *upstream, const struct upstream_auth *auth);
+/* The provider's credential changed: ok, the fetches waiting for one are sent; !ok (none could be
+ * had; http_status the endpoint's, 0 for none), they end with UPSTREAM_TOKEN_FAILED. */
+void upstream_auth_changed(struct upstream *upstream, bool ok, long http_status);
+/* POST form (application/x-www-form-urlencoded) to url with the Authorization line given: one
+ * attempt, outside the fetch slots, the breaker and the enrollment counters (they are the API's),
+ * within timeout_ms, a body of at most UPSTREAM_MAX_BODY, the trickle guard as for fetches. done
+ * as for fetches, never from inside this call. For the OAuth token request. */
+enum upstream_start upstream_post_form(struct upstream *upstream, const char *url,
+                                       const char *authorization, const char *form,
+                                       upstream_done_fn done, void *arg);
 /* For a refused fetch: whole seconds until the upstream may be asked again (at least 1). */
 long upstream_retry_after(const struct upstream *upstream);
 /* The Retry-After to answer a refusal with: upstream_retry_after for a pause or an open circuit,

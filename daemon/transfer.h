@@ -1,8 +1,10 @@
-/* upstream_internal: what upstream.c (the libcurl transfers on the loop) and oauth.c (the OAuth2
- * token client) share; no other module includes it. A transfer is one upstream request with its
- * retries: an enrollment fetch for an owner, or a token request for oauth.c. */
-#ifndef FLIPCACHED_UPSTREAM_INTERNAL_H
-#define FLIPCACHED_UPSTREAM_INTERNAL_H
+/* transfer: one upstream request with its retries, and the upstream it belongs to: what
+ * upstream.c (the multi handle on the loop, the fetch slots, the credential, attempts and
+ * results) and transfer.c (one transfer's options, libcurl callbacks, trickle guard and the
+ * classification of its failures) share. No other module includes it: the rest of the daemon,
+ * the OAuth client included, sees upstream.h. */
+#ifndef FLIPCACHED_TRANSFER_H
+#define FLIPCACHED_TRANSFER_H
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -18,7 +20,7 @@
 
 enum transfer_kind {
   TRANSFER_ENROLLMENT, /* GET an enrollment for the owner's callback */
-  TRANSFER_TOKEN,      /* POST the OAuth2 token endpoint for the upstream module itself */
+  TRANSFER_TOKEN,      /* upstream_post_form's request (the OAuth2 token endpoint's) */
 };
 
 struct transfer {
@@ -30,8 +32,10 @@ struct transfer {
   int64_t deadline_ms;        /* CLOCK_MONOTONIC: the whole fetch, retries included, ends here */
   bool breaker_probe;         /* let through by a half-open breaker */
   bool auth_retried;          /* a 401 already bought a new access token for this fetch */
-  bool waiting_token;         /* in upstream->oauth's queue; retry_timer bounds the wait */
-  unsigned token_generation;  /* the access token its headers carry (OAuth) */
+  bool waiting_token;         /* in upstream->auth_waiting_*; retry_timer bounds the wait */
+  unsigned token_generation;  /* the generation of the credential its headers carry (auth) */
+  const char *form_authorization; /* upstream_post_form's Authorization line: the caller's,
+                                     read by the one launch within that call */
   struct event *retry_timer;  /* the backoff before the next attempt, or the end of the wait
                                  for a fetch slot (slot.waiting) */
   struct fair_item slot;      /* an enrollment fetch's place in fair.h: waiting, or running */
@@ -56,7 +60,7 @@ struct transfer {
   upstream_done_fn done;      /* NULL for a token transfer */
   void *arg;
   struct transfer *prev, *next;   /* upstream->transfers, so that shutdown can abort them */
-  struct transfer *next_waiting;  /* upstream->oauth's queue of fetches waiting for a token */
+  struct transfer *next_waiting;  /* upstream->auth_waiting_*: fetches waiting for a credential */
   char error[CURL_ERROR_SIZE];
 };
 
@@ -74,54 +78,48 @@ struct upstream {
                                        wait in `held` until it can carry them */
   struct transfer *held_head, *held_tail;
   struct event *release_held;       /* sends the held attempts, from the loop */
-  const char *token_protocols;      /* the same for oauth_token_url */
   struct transfer *transfers;
   size_t inflight;                  /* transfers in the list: enrollment fetches and token requests */
   struct fair_share *fair;          /* the enrollment fetches' slots and queues (fair.h) */
   struct event *hand_out_slots;     /* gives freed slots to waiting fetches, from the loop */
   struct breaker breaker;           /* retries, the 429 pause and the circuit (breaker.h),
                                        on CLOCK_MONOTONIC milliseconds */
-  struct {
-    bool enabled;                   /* oauth_token_url is set */
-    bool valid;                     /* `authorization` holds a token believed good */
-    char authorization[CREDS_MAX_TOKEN + 32]; /* "Authorization: Bearer <access token>" */
-    char *token;                    /* into authorization; registered with the logger */
-    unsigned generation;            /* grows with each token obtained */
-    struct transfer *fetching;      /* the token request in flight, or NULL */
-    struct transfer *waiting_head, *waiting_tail; /* fetches waiting for a token */
-    struct event *refresh_timer;    /* at 80% of expires_in */
-  } oauth;
+  bool has_auth;                    /* upstream_set_auth was called: `auth` gives the credential */
+  struct upstream_auth auth;
+  struct transfer *auth_waiting_head, *auth_waiting_tail; /* fetches waiting for a credential */
 };
 
-
+/* transfer.c */
 /* A transfer with every option but its headers and time limit, in upstream->transfers. NULL when
  * out of memory or libcurl refuses an option. */
 struct transfer *transfer_new(struct upstream *upstream, enum transfer_kind kind, const char *url);
-/* Sends its next attempt (an enrollment fetch without an access token waits in oauth.c's queue:
- * true, it is in hand). false: it cannot be sent, and the caller finishes it. */
-bool transfer_launch(struct upstream *upstream, struct transfer *transfer);
+/* Frees it (the caller has unlinked it from upstream->transfers and the multi handle). */
+void transfer_free(struct transfer *transfer);
+/* The header list of one attempt: the authorization line given, plus the fixed ones; NULL when
+ * out of memory. Freed (the credential's copies wiped) by transfer_free_request_headers. */
+struct curl_slist *transfer_build_request_headers(const char *authorization, bool form_body);
+void transfer_free_request_headers(struct curl_slist *headers);
 /* What a finished attempt amounts to (body and texts valid until the transfer is freed). */
 struct upstream_result transfer_result(struct transfer *transfer, CURLcode code);
+/* The one classification of a failed attempt: its outcome, *retryable, and transfer->reason. */
+enum upstream_outcome transfer_classify_failure(struct transfer *transfer, CURLcode code,
+                                                bool *retryable);
+/* libcurl's allowed protocols for url ("https", or "http,https" for an http:// one). */
+const char *transfer_protocols_for(const char *url);
+long transfer_elapsed_ms(const struct timespec *since);
+
+/* upstream.c */
+/* Sends its next attempt (an enrollment fetch without a credential waits for one: true, it is in
+ * hand). false: it cannot be sent, and the caller finishes it. */
+bool transfer_launch(struct upstream *upstream, struct transfer *transfer);
 /* Hands a fetch's final result to its owner (counted, fed to the breaker) and frees it. */
 void transfer_deliver(struct upstream *upstream, struct transfer *transfer,
                       const struct upstream_result *result);
 void transfer_finish(struct upstream *upstream, struct transfer *transfer, CURLcode code);
 void transfer_abort(struct upstream *upstream, struct transfer *transfer);
-/* A transfer's retry_timer: the backoff ended, or its wait for a token ran out of budget. */
+/* A transfer's retry_timer: the backoff ended, or its wait for a slot or a credential ran out. */
 void transfer_on_retry_timer(evutil_socket_t fd, short what, void *arg);
-
-/* oauth.c: with oauth_token_url set, the access token in upstream->oauth. */
-/* Queues an enrollment fetch until a token arrives, bounded by its budget; false when it cannot. */
-bool oauth_wait_for_token(struct upstream *upstream, struct transfer *transfer);
-void oauth_stop_waiting(struct upstream *upstream, struct transfer *transfer);
-/* Asks the token endpoint, unless a request is already out. */
-void oauth_start_token_fetch(struct upstream *upstream);
-/* oauth.refresh_timer's callback (arg: the upstream): the token is due for renewal. */
-void oauth_on_token_refresh(evutil_socket_t fd, short what, void *arg);
-/* The token request ended: the token installed and the waiting fetches sent, or failed. */
-void oauth_token_finished(struct upstream *upstream, struct transfer *transfer, CURLcode code);
-/* A 401 to an access token: a new token and one more attempt, once per fetch; false when that
- * does not apply. */
-bool oauth_reauthorize(struct upstream *upstream, struct transfer *transfer, CURLcode code);
+/* The connection being made (upstream->connecting) is up or failed: held attempts may go. */
+void upstream_connection_settled(struct upstream *upstream);
 
 #endif
