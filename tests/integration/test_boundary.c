@@ -459,7 +459,7 @@ Test(boundary, preflights_answer_only_for_what_a_page_may_do) {
 
 /* ---- status lines ---------------------------------------------------------------------------- */
 
-/* Each answer's status line says its code and the phrase of the one table (render.h), on the
+/* Each answer's status line says its code and the phrase of the one table (errors.h), on the
  * wire: every status a request can draw from the daemon here. */
 Test(boundary, every_status_line_has_its_reason_phrase) {
   char token[64];

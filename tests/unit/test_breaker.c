@@ -1,7 +1,7 @@
 /* breaker: retries, the 429 pause and the circuit breaker, on an injected clock. */
 #include <criterion/criterion.h>
 
-#include "breaker.h"
+#include "retry_breaker.h"
 
 static const struct breaker_settings SETTINGS = {.failures = 3, .cooldown_ms = 1000};
 
@@ -58,7 +58,7 @@ Test(breaker, the_doubled_cooldown_is_capped_at_a_minute) {
 }
 
 Test(breaker, a_settings_cap_bounds_the_doubling_instead) {
-  /* The shared tier's circuit (shared.h): 500 ms doubling to at most 5 s, so that a Redis that
+  /* The shared tier's circuit (redis.h): 500 ms doubling to at most 5 s, so that a Redis that
    * comes back is used again within seconds, not a minute. */
   const struct breaker_settings redis = {.failures = 3, .cooldown_ms = 500,
                                          .cooldown_cap_ms = 5000};

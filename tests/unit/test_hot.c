@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hot.h"
+#include "refresh_schedule.h"
 
 static void id_of(char *out, unsigned i) { sprintf(out, "%08x-0000-4000-8000-000000000000", i); }
 

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "render.h"
+#include "cache_status.h"
+#include "errors.h"
 
 static json_object *field(json_object *object, const char *name) {
   json_object *value = NULL;

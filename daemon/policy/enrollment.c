@@ -1,0 +1,534 @@
+/* enrollment: the policy of GET/HEAD /v1/enrollments/{id}.
+ *
+ *   fresh entry                      -> served (a remembered 404 too)
+ *   stale within stale_while_revalidate -> served at once; one background refresh for the id
+ *   otherwise                        -> one upstream fetch per id; every request for the id waits
+ *                                       on it (coalescing) and gets its result
+ *   that fetch fails                 -> a stale copy within stale_if_error, else the error
+ * What is stored: validated 200 bodies (ttl) and 404s (negative_ttl); never 401, 403, 429, 5xx
+ * or an invalid body, and nothing for an id deleted through the admin routes while its fetch ran.
+ *
+ * A miss that starts a fetch takes its user's share of the upstream's fetch slots (fair.h, in
+ * upstream.c: it waits in its user's queue while the slots are busy); a background refresh
+ * takes the background's share. With miss_rate_per_user set (off by default), such a miss
+ * first takes a token of its user's bucket (quota.h); joining a fetch in progress, a hit and a
+ * background refresh take none.
+ *
+ * Counting: each answer counts once, in hits, negative_hits, stale_served (a stale copy, whether
+ * served while revalidating or for a failed fetch) or misses (the upstream's result or an error). */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "retry_breaker.h"
+#include "enrollment.h"
+
+#include <assert.h>
+
+#include "cache.h"
+#include "fair.h"
+#include "fetched.h"
+#include "fleet.h"
+#include "flipcached.h"
+#include "front.h"
+#include "refresh_schedule.h"
+#include "inflight.h"
+#include "log.h"
+#include "peer.h"
+#include "quota.h"
+#include "record.h"
+#include "cache_status.h"
+#include "errors.h"
+#include "uuid.h"
+#include "store.h"
+#include "upstream.h"
+#include "validate.h"
+
+#define CACHE_STATUS_MAX 160
+
+static void reply_body(struct flipcached *daemon, struct client_request *request,
+                       enum stats_answer outcome, int status, const struct cache_status *cs,
+                       long long age, const char *body, size_t body_len) {
+  stats_observe_answer(&daemon->stats, outcome, front_request_seconds(request));
+  char cache_status[CACHE_STATUS_MAX];
+  render_cache_status(cs, cache_status, sizeof(cache_status));
+  struct reply reply = {.status = status, .cache_status = cache_status, .age = age,
+                        .retry_after = -1, .body = body, .body_len = body_len};
+  front_reply(request, &reply);
+}
+
+static void reply_error(struct flipcached *daemon, struct client_request *request,
+                        enum api_error error, struct cache_status *cs, long retry_after) {
+  stats_observe_answer(&daemon->stats, STATS_ANSWER_ERROR, front_request_seconds(request));
+  char cache_status[CACHE_STATUS_MAX];
+  cs->detail = api_error_code(error);
+  render_cache_status(cs, cache_status, sizeof(cache_status));
+  front_reply_error(request, error, cache_status, retry_after, NULL);
+}
+
+/* Answers from a cached record: a hit (ttl >= 0) or a stale copy (ttl < 0). */
+static void reply_record(struct flipcached *daemon, struct client_request *request,
+                         const struct cache_record *record, struct cache_status *cs,
+                         long long now) {
+  cs->ttl = record_ttl_left(record, now);
+  reply_body(daemon, request, cs->ttl >= 0 ? STATS_ANSWER_HIT : STATS_ANSWER_STALE,
+             record->upstream_status, cs, record_age(record, now), (const char *)record->body,
+             record->body_len);
+}
+
+int enrollment_forget(struct flipcached *daemon, const char *enrollment_id, bool *found,
+                      char *err, size_t err_len) {
+  struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
+  if (fetch)
+    fetch->store_forbidden = true;
+  return cache_delete(daemon->cache, enrollment_id, found, err, err_len);
+}
+
+int enrollment_forget_all(struct flipcached *daemon, uint64_t *removed, char *err,
+                          size_t err_len) {
+  inflight_forbid_stores(daemon->inflight);
+  return cache_purge_all(daemon->cache, removed, err, err_len);
+}
+
+/* The Cache-Status of waiter i: the request that caused the fetch says whether it was stored;
+ * the others say they were collapsed into it. */
+static struct cache_status waiter_status(const struct inflight_fetch *fetch, size_t i) {
+  struct cache_status cs = {.fwd = fetch->had_expired_copy ? "stale" : "uri-miss"};
+  cs.collapsed = fetch->background || i > 0;
+  return cs;
+}
+
+/* Every waiter gets the fetch's answer, a miss here: the upstream's body (age 0; a status other
+ * than 200 is told as fwd-status), or, with shared_copy, another host's copy from the shared
+ * tier, with its own age and the shared tier's hit named in Cache-Status. */
+static void fan_out_body(struct flipcached *daemon, struct inflight_fetch *fetch, int status,
+                         const char *body, size_t len, bool stored,
+                         const struct cache_record *shared_copy) {
+  long long now = clock_wall_seconds();
+  daemon->stats.misses += fetch->waiter_count;
+  for (size_t i = 0; i < fetch->waiter_count; i++) {
+    struct cache_status cs = waiter_status(fetch, i);
+    cs.stored = stored && !cs.collapsed;
+    if (shared_copy) {
+      cs.shared_hit = true;
+      cs.shared_ttl = record_ttl_left(shared_copy, now);
+    } else if (status != 200) {
+      cs.fwd_status = status;
+    }
+    reply_body(daemon, fetch->waiters[i], STATS_ANSWER_MISS, status, &cs,
+               shared_copy ? record_age(shared_copy, now) : 0, body, len);
+  }
+}
+
+/* Looks up a stale copy that may answer for a failed or refused fetch; false when none. */
+static bool usable_stale_copy(struct flipcached *daemon, const char *enrollment_id,
+                              long long now, struct cache_entry *entry) {
+  if (cache_get(daemon->cache, enrollment_id, entry) != CACHE_FOUND)
+    return false;
+  if (record_usable_stale(&entry->record, now, daemon->cfg.stale_while_revalidate,
+                          daemon->cfg.stale_if_error))
+    return true;
+  cache_entry_release(entry);
+  return false;
+}
+
+/* The fetch failed: every waiter gets the stale copy when one is usable, else the error. */
+static void fan_out_failure(struct flipcached *daemon, struct inflight_fetch *fetch,
+                            enum api_error error, long fwd_status, long retry_after,
+                            long long now) {
+  struct cache_entry entry;
+  bool stale = fetch->waiter_count > 0 &&
+               usable_stale_copy(daemon, fetch->enrollment_id, now, &entry);
+  for (size_t i = 0; i < fetch->waiter_count; i++) {
+    struct cache_status cs = waiter_status(fetch, i);
+    cs.fwd_status = (int)fwd_status;
+    if (stale) {
+      /* RFC 9211: forwarded, so not a "hit"; fwd=stale and the upstream's status, plus a detail
+       * when the status does not say what failed (none, or a 200 with an invalid body). Age
+       * tells the copy's age. */
+      cs.fwd = "stale";
+      if (fwd_status <= 0 || fwd_status == 200)
+        cs.detail = api_error_code(error);
+      daemon->stats.stale_served++;
+      reply_record(daemon, fetch->waiters[i], &entry.record, &cs, now);
+    } else {
+      daemon->stats.misses++;
+      reply_error(daemon, fetch->waiters[i], error, &cs, retry_after);
+    }
+  }
+  if (stale)
+    cache_entry_release(&entry);
+}
+
+/* The upstream was not asked: a usable stale copy answers as a stale hit (its detail says
+ * why), else `error` with retry_after (< 0: none). */
+static void answer_unfetched(struct flipcached *daemon, struct client_request *request,
+                             const char *enrollment_id, enum api_error error, long retry_after,
+                             long long now) {
+  struct cache_status cs = {0};
+  struct cache_entry entry;
+  if (usable_stale_copy(daemon, enrollment_id, now, &entry)) {
+    cs.hit = true;
+    cs.detail = api_error_code(error);
+    daemon->stats.stale_served++;
+    reply_record(daemon, request, &entry.record, &cs, now);
+    cache_entry_release(&entry);
+    return;
+  }
+  daemon->stats.misses++;
+  reply_error(daemon, request, error, &cs, retry_after);
+}
+
+/* The upstream module did not start the fetch (a 429's pause, an open circuit, or its user's
+ * queue for a fetch slot full): 503 with the Retry-After it knows (1 s when overloaded), or a
+ * stale copy. */
+static void answer_refused(struct flipcached *daemon, struct client_request *request,
+                           const char *enrollment_id, enum upstream_start refusal,
+                           long long now) {
+  answer_unfetched(daemon, request, enrollment_id, fetched_refusal_error(refusal),
+                   upstream_refusal_retry_after(daemon->upstream, refusal), now);
+}
+
+/* Takes a token of the asking user's miss_rate_per_user; false: refused (answered 429, or with
+ * a usable stale copy), and nothing goes upstream. */
+static bool take_miss_quota(struct flipcached *daemon, struct client_request *request,
+                            const char *enrollment_id, long long now) {
+  const struct peer *peer = front_request_peer(request);
+  uint64_t key = peer_user_key(peer);
+  long retry_after;
+  if (quota_take(daemon->quota, key, daemon->cfg.miss_rate_per_user, clock_coarse_ms(),
+                 &retry_after))
+    return true;
+  daemon->stats.refused_miss_quota++;
+  char who[PEER_TEXT_MAX];
+  log_warning_limited("refused a miss of %s from %s: over miss_rate_per_user (%u a second)",
+                      enrollment_id, peer_text(peer, who), daemon->cfg.miss_rate_per_user);
+  answer_unfetched(daemon, request, enrollment_id, API_ERROR_CLIENT_RATE_LIMITED, retry_after, now);
+  return false;
+}
+
+/* Logs what a failed fetch's decision says (warnings rate-limited; a rejected credential is an
+ * error line). */
+static void log_failure(const struct flipcached *daemon, const char *enrollment_id,
+                        const struct upstream_result *result, const struct fetched_decision *d) {
+  switch (d->note) {
+  case FETCHED_NOTE_NONE:
+    return;
+  case FETCHED_NOTE_TRANSPORT:
+    log_warning_limited("upstream: enrollment %s: %s", enrollment_id, result->error_text);
+    return;
+  case FETCHED_NOTE_INVALID_BODY:
+    log_warning_limited("upstream: enrollment %s: 200 body refused: %s", enrollment_id,
+                        body_verdict_text(d->verdict));
+    return;
+  case FETCHED_NOTE_CREDENTIAL:
+    log_error("upstream rejected the credential from %s (HTTP %ld)", daemon->creds.source,
+              d->fwd_status);
+    return;
+  case FETCHED_NOTE_CLIENT_CERT:
+    log_warning_limited("upstream: enrollment %s: HTTP 400: the upstream refused the client "
+                        "certificate, or got none (client_cert, client_key)", enrollment_id);
+    return;
+  case FETCHED_NOTE_STATUS:
+    log_warning_limited("upstream: enrollment %s: HTTP %ld", enrollment_id, d->fwd_status);
+    return;
+  }
+}
+
+/* The fetch's result: decided by fetched.h (pure), then carried out here: the credential's
+ * verdict, the log line, the store, and every waiter answered once. */
+static void on_fetched(const struct upstream_result *result, void *arg) {
+  struct inflight_fetch *fetch = arg;
+  struct flipcached *daemon = fetch->owner;
+  fetch->transfer = NULL; /* freed once this returns */
+  const char *enrollment_id = fetch->enrollment_id;
+  long long now = clock_wall_seconds();
+  size_t waiters = fetch->waiter_count;
+  uint64_t answered_before = daemon->stats.misses + daemon->stats.stale_served;
+  struct fetched_decision d = fetched_decide(result, enrollment_id);
+  if (d.credential_works)
+    daemon->auth_rejected_status = 0;
+  if (d.credential_rejected)
+    daemon->auth_rejected_status = d.credential_rejected;
+  if (d.counts_as_upstream_error)
+    daemon->stats.upstream_errors++; /* transport failures are counted by upstream.c */
+  log_failure(daemon, enrollment_id, result, &d);
+  /* A delete of this id (or of the whole cache) after the fetch started wins: the waiters are
+   * answered, but nothing is stored. */
+  bool may_store = !fetch->store_forbidden;
+  struct cache_record record;
+  bool stored = false;
+  if (d.action == FETCHED_SERVE_200 || d.action == FETCHED_SERVE_404) {
+    int status = d.action == FETCHED_SERVE_200 ? 200 : 404;
+    char *ours = d.own_404_body ? render_error_body(API_ERROR_NOT_FOUND) : NULL;
+    const char *body = d.own_404_body ? (ours ? ours : "") : result->body;
+    size_t len = d.own_404_body ? strlen(body) : result->body_len;
+    stored = may_store && store_record_of(&daemon->cfg, (uint16_t)status, body, len, now, 0, &record) &&
+             store_put(daemon, enrollment_id, &record);
+    fan_out_body(daemon, fetch, status, body, len, stored, NULL);
+    /* The fleet gets what this host kept (and its lock back), while the body is still valid. */
+    fleet_fetched(daemon->fleet, fetch, stored ? &record : NULL);
+    free(ours);
+  } else {
+    fan_out_failure(daemon, fetch, d.error, d.fwd_status, d.retry_after, now);
+    fleet_fetched(daemon->fleet, fetch, NULL);
+  }
+  /* Every waiter is answered exactly once, as a miss or a stale copy. */
+  assert(daemon->stats.misses + daemon->stats.stale_served == answered_before + waiters);
+  (void)waiters;
+  (void)answered_before;
+  inflight_finish(daemon->inflight, fetch);
+}
+
+/* Another host's copy, from the shared tier (fleet.h): stored here with its own times, unless a
+ * delete came meanwhile, and every waiter answered with it (a miss here, collapsed after the
+ * first: Cache-Status names the shared tier's hit). */
+static void on_shared_copy(const struct cache_record *record, void *arg) {
+  struct inflight_fetch *fetch = arg;
+  struct flipcached *daemon = fetch->owner;
+  bool stored = !fetch->store_forbidden && store_put(daemon, fetch->enrollment_id, record);
+  fan_out_body(daemon, fetch, record->upstream_status, (const char *)record->body,
+               record->body_len, stored, record);
+  inflight_finish(daemon->inflight, fetch);
+}
+
+/* Starts the one fetch for an id; *fetch is set when it returns UPSTREAM_STARTED. A copy in the
+ * shared tier fetched before min_fetched_at does not answer it. */
+static enum upstream_start start_fetch(struct flipcached *daemon, const char *enrollment_id,
+                                       bool had_expired_copy, uint64_t flow,
+                                       int64_t min_fetched_at, struct inflight_fetch **fetch) {
+  *fetch = inflight_start(daemon->inflight, enrollment_id);
+  if (!*fetch)
+    return UPSTREAM_START_FAILED;
+  (*fetch)->owner = daemon;
+  (*fetch)->had_expired_copy = had_expired_copy;
+  (*fetch)->background = flow == FAIR_FLOW_BACKGROUND;
+  (*fetch)->flow = flow;
+  enum upstream_start started = fleet_fetch_enrollment(daemon->fleet, *fetch, min_fetched_at,
+                                                       on_fetched, on_shared_copy);
+  if (started != UPSTREAM_STARTED) {
+    inflight_finish(daemon->inflight, *fetch);
+    *fetch = NULL;
+  }
+  return started;
+}
+
+/* The request waits on the id's fetch, joining one in progress or starting it. */
+static void wait_for_fetch(struct flipcached *daemon, struct client_request *request,
+                           const char *enrollment_id, bool had_expired_copy,
+                           int64_t min_fetched_at, long long now) {
+  struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
+  bool joined = fetch != NULL;
+  uint64_t flow = peer_user_key(front_request_peer(request));
+  if (fetch && fetch->flow != flow && fetch->transfer) {
+    /* Joining another user's fetch (or a refresh) that still waits for a slot: it waits no
+     * longer in that user's queue than in this one's. */
+    upstream_fetch_shared_with(daemon->upstream, fetch->transfer, flow);
+  }
+  if (!fetch) {
+    if (!take_miss_quota(daemon, request, enrollment_id, now))
+      return;
+    enum upstream_start started =
+        start_fetch(daemon, enrollment_id, had_expired_copy, flow, min_fetched_at, &fetch);
+    if (started != UPSTREAM_STARTED) {
+      answer_refused(daemon, request, enrollment_id, started, now);
+      return;
+    }
+  }
+  if (!inflight_add_waiter(daemon->inflight, fetch, request)) {
+    daemon->stats.waiters_refused++;
+    daemon->stats.misses++;
+    struct cache_status cs = {.fwd = "uri-miss", .collapsed = true};
+    reply_error(daemon, request, API_ERROR_OVERLOADED, &cs, UPSTREAM_OVERLOADED_RETRY_AFTER);
+    return;
+  }
+  if (joined)
+    daemon->stats.coalesced++;
+}
+
+/* Cache-Control: only-if-cached (RFC 9111 5.2.1.7): the cached copy, fresh or still within a stale
+ * window, or 504 not_cached; never upstream, not even a background refresh. Releases entry. */
+static void answer_only_if_cached(struct flipcached *daemon, struct client_request *request,
+                                  struct cache_entry *entry, long long now) {
+  struct cache_status cs = {.hit = true};
+  enum record_freshness freshness = entry ? record_freshness(&entry->record, now,
+                                                      daemon->cfg.stale_while_revalidate,
+                                                      daemon->cfg.stale_if_error)
+                                   : FRESHNESS_EXPIRED;
+  if (freshness == FRESHNESS_EXPIRED) {
+    if (entry)
+      cache_entry_release(entry);
+    daemon->stats.misses++;
+    struct cache_status none = {0};
+    reply_error(daemon, request, API_ERROR_NOT_CACHED, &none, -1);
+    return;
+  }
+  if (freshness != FRESHNESS_FRESH)
+    daemon->stats.stale_served++;
+  else if (entry->record.upstream_status == 200)
+    daemon->stats.hits++;
+  else
+    daemon->stats.negative_hits++;
+  reply_record(daemon, request, &entry->record, &cs, now);
+  cache_entry_release(entry);
+}
+
+/* A background fetch of an id a hit was answered from, unless one is in progress: nobody waits
+ * on it (a refusal, a full queue or the breaker, needs no answer), no quota is taken, it takes
+ * the background's share of the fetch slots, and a
+ * failure leaves the entry as it was. A shared copy must be newer than the one held
+ * (held_fetched_at). true when started. */
+static bool start_refresh(struct flipcached *daemon, const char *enrollment_id, bool stale_copy,
+                          int64_t held_fetched_at) {
+  if (inflight_find(daemon->inflight, enrollment_id))
+    return false;
+  struct inflight_fetch *fetch;
+  return start_fetch(daemon, enrollment_id, stale_copy, FAIR_FLOW_BACKGROUND, held_fetched_at + 1,
+                     &fetch) == UPSTREAM_STARTED;
+}
+
+/* Refresh-ahead: a fresh 200 past refresh_ahead of the ttl it was stored with. A refresh then
+ * replaces it before it turns stale, so a hot id never makes a client wait; the entry's own
+ * times are never extended meanwhile. An entry the schedule holds (refresh_schedule.h) is left to it. */
+static bool refresh_ahead_due(const struct flipcached *daemon, const struct cache_record *record,
+                              long long now) {
+  unsigned permille = daemon->cfg.refresh_ahead_permille;
+  long long ttl = record->fresh_until - record->fetched_at;
+  return permille > 0 && ttl > 0 && (now - record->fetched_at) * 1000 >= ttl * (long long)permille;
+}
+
+/* The schedule's lead: an entry's scheduled refresh starts this many seconds before its
+ * fresh_until, late enough to cost no more than one fetch a ttl, early enough for a fetch that
+ * takes all of timeout_ms, and never earlier than refresh_ahead of its ttl; but at least 1 s
+ * (times are whole seconds). */
+static int64_t refresh_lead(const struct flipcached *daemon, const struct cache_record *record) {
+  int64_t ttl = record->fresh_until - record->fetched_at;
+  int64_t latest = (ttl * (1000 - (int64_t)daemon->cfg.refresh_ahead_permille)) / 1000;
+  int64_t needed = ((int64_t)daemon->cfg.timeout_ms + 999) / 1000;
+  int64_t lead = needed < latest ? needed : latest;
+  return lead < 1 ? 1 : lead;
+}
+
+/* A fresh hit on a 200 with refresh-ahead on: noted for the schedule; true when the schedule
+ * holds the entry (it will be refreshed at its due time). */
+static bool schedule_hot(struct flipcached *daemon, const char *enrollment_id,
+                         const struct cache_record *record) {
+  if (!daemon->hot || daemon->cfg.refresh_ahead_permille == 0)
+    return false;
+  enum hot_note note = hot_note_hit(daemon->hot, enrollment_id, record->fetched_at,
+                                    record->fresh_until - refresh_lead(daemon, record));
+  if (note == HOT_FULL)
+    daemon->stats.hot_untracked++;
+  return note == HOT_SCHEDULED || note == HOT_ALREADY;
+}
+
+/* The schedule's timer: refreshes the hot entries due now, at most REFRESH_BATCH a turn, each
+ * only if the cache still holds the generation that was scheduled (a newer copy or a delete
+ * makes it moot). */
+#define REFRESH_BATCH 256
+static void on_refresh_due(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct flipcached *daemon = arg;
+  if (daemon->stopping)
+    return;
+  int64_t now = clock_wall_seconds(), generation;
+  char enrollment_id[UUID_TEXT_LEN + 1];
+  for (int i = 0; i < REFRESH_BATCH && hot_pop_due(daemon->hot, now, enrollment_id, &generation);
+       i++) {
+    struct cache_entry entry;
+    if (cache_get_borrowed(daemon->cache, enrollment_id, &entry) != CACHE_FOUND)
+      continue;
+    bool same = entry.record.fetched_at == generation && entry.record.upstream_status == 200 &&
+                now < entry.record.fresh_until;
+    cache_entry_release(&entry);
+    if (same && start_refresh(daemon, enrollment_id, false, generation))
+      daemon->stats.refresh_scheduled++;
+  }
+}
+
+int enrollment_start_schedule(struct flipcached *daemon) {
+  daemon->hot = hot_new();
+  daemon->refresh_timer = event_new(daemon->base, -1, EV_PERSIST, on_refresh_due, daemon);
+  struct timeval every = {.tv_sec = 0, .tv_usec = 250 * 1000};
+  if (!daemon->hot || !daemon->refresh_timer || event_add(daemon->refresh_timer, &every) != 0)
+    return -1;
+  return 0;
+}
+
+void enrollment_stop_schedule(struct flipcached *daemon) {
+  if (daemon->refresh_timer)
+    event_free(daemon->refresh_timer);
+  daemon->refresh_timer = NULL;
+  hot_free(daemon->hot);
+  daemon->hot = NULL;
+}
+
+void enrollment_handle(struct client_request *request, const char *enrollment_id, void *arg) {
+  struct flipcached *daemon = arg;
+  daemon->stats.enrollment_requests++;
+  if (!enrollment_id) {
+    daemon->stats.invalid_requests++;
+    struct cache_status cs = {0};
+    reply_error(daemon, request, API_ERROR_INVALID_ID, &cs, -1);
+    return;
+  }
+
+  long long now = clock_wall_seconds();
+  bool only_if_cached;
+  long max_age;
+  front_request_cache_control(request, &only_if_cached, &max_age);
+  /* Borrowed: the answer is copied into the connection's output before the release, and
+   * nothing else touches the cache until then. */
+  struct cache_entry entry;
+  bool had_copy = cache_get_borrowed(daemon->cache, enrollment_id, &entry) == CACHE_FOUND;
+  if (only_if_cached) {
+    answer_only_if_cached(daemon, request, had_copy ? &entry : NULL, now);
+    return;
+  }
+  if (had_copy && max_age >= 0 && (max_age == 0 || record_age(&entry.record, now) > max_age)) {
+    /* The client wants a copy no older than max-age (no-cache and max-age=0: a new one, since
+     * ages are whole seconds): fetched, coalesced with any fetch of the id, within its miss
+     * quota. */
+    cache_entry_release(&entry);
+    wait_for_fetch(daemon, request, enrollment_id, true, now - max_age, now);
+    return;
+  }
+  if (had_copy) {
+    struct cache_status cs = {.hit = true};
+    switch (record_freshness(&entry.record, now, daemon->cfg.stale_while_revalidate,
+                             daemon->cfg.stale_if_error)) {
+    case FRESHNESS_FRESH:
+      if (entry.record.upstream_status == 200) {
+        daemon->stats.hits++;
+        bool scheduled = schedule_hot(daemon, enrollment_id, &entry.record);
+        if (!scheduled && refresh_ahead_due(daemon, &entry.record, now) &&
+            start_refresh(daemon, enrollment_id, false, entry.record.fetched_at)) {
+          daemon->stats.refresh_ahead++;
+          cs.detail = "refresh-ahead";
+        }
+      } else {
+        daemon->stats.negative_hits++;
+      }
+      reply_record(daemon, request, &entry.record, &cs, now);
+      cache_entry_release(&entry);
+      return;
+    case FRESHNESS_STALE_WHILE_REVALIDATE: {
+      daemon->stats.stale_served++;
+      int64_t held = entry.record.fetched_at;
+      reply_record(daemon, request, &entry.record, &cs, now);
+      cache_entry_release(&entry);
+      if (start_refresh(daemon, enrollment_id, true, held))
+        daemon->stats.background_refreshes++;
+      return;
+    }
+    case FRESHNESS_STALE_IF_ERROR:
+    case FRESHNESS_EXPIRED:
+      break;
+    }
+    cache_entry_release(&entry);
+  }
+  wait_for_fetch(daemon, request, enrollment_id, had_copy, 0, now);
+}

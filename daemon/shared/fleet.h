@@ -1,0 +1,99 @@
+/* fleet: the shared second tier ([shared]): many hosts' flipcached over one Redis, so that the
+ * fleet asks Flip once per id and a purge on one host reaches all of them. redis.h is the Redis
+ * client; this is what is kept there and how a fetch goes through it.
+ *
+ * A fetch (one per id on a host, inflight.h) with the tier available:
+ *   1. One script (LOOKUP_SCRIPT): the entry prefix + "e:" + ID if its times make it fresh and
+ *      new enough for this fetch, else the lock, SET prefix + "lock:" + ID HOST NX PX lock_ms,
+ *      in the same atomic step (so no host takes the lock just after another wrote the entry
+ *      and released it). A copy that decodes, whose id is the key's, whose body validate.c
+ *      accepts, fresh now and fetched no earlier than the fetch needs, is stored locally with
+ *      its own times (fetched_at, fresh_until, stale_until) and answers every waiter. One that
+ *      does not decode or names another id is ignored and deleted.
+ *   2. The lock taken: this host asks Flip, then writes the entry (PX until its stale_until),
+ *      releases the lock and publishes "ready" in one script. Held by another host: the fetch
+ *      waits, for the "ready" message or the next poll (FLEET_POLL_MS), and then does 1 again;
+ *      a lock whose holder died expires and the next host takes it. It waits at most lock_ms
+ *      (timeout_ms and the time to write back), then asks Flip itself.
+ * Without the tier (off, down, or a command failing), the fetch goes to Flip at once, as if there
+ * were no tier; a result is still written back if the tier is up by then.
+ *
+ * The channel prefix + "events" carries "ready HOST ID", "purge HOST ID" and "purge-all HOST":
+ * each daemon subscribes, and a purge from another host drops the local copy (or every copy). */
+#ifndef FLIPCACHED_FLEET_H
+#define FLIPCACHED_FLEET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "upstream.h"
+
+struct flipcached;
+struct inflight_fetch;
+struct cache_record;
+struct fleet;
+
+#define FLEET_POLL_MS 200        /* a waiting fetch looks again this often without a message */
+#define FLEET_MAX_WAITING 4096   /* fetches waiting on other hosts' locks; more ask Flip at once */
+#define FLEET_MAX_CLOCK_SKEW 60  /* seconds: a copy fetched later than now plus this is not used */
+#define FLEET_HOST_LEN 16        /* hex characters of a daemon's random name in locks and messages */
+
+/* A copy found in the shared tier, for the fetch's owner to store and answer with. */
+typedef void (*fleet_copy_fn)(const struct cache_record *record, void *arg);
+
+/* The answer to an admin purge through the tier: deleted, the keys removed from Redis, and
+ * notified, the daemons that received the message (this one included); or error (NULL: none). */
+struct fleet_purge_result {
+  uint64_t deleted;
+  uint64_t notified;
+  const char *error;
+};
+typedef void (*fleet_purged_fn)(const struct fleet_purge_result *result, void *arg);
+
+/* Reads [shared] password_file (the token file's rules) and starts the Redis client; with
+ * [shared] redis empty, a fleet that does nothing. NULL with err set. */
+/* What another host's purge does here: the request policy's invalidation, given by the caller
+ * (main.c: enrollment_forget, enrollment_forget_all), so that the shared tier never calls up into
+ * the policy. Each returns 0, or -1 with err set. */
+struct fleet_purges {
+  int (*forget)(struct flipcached *daemon, const char *enrollment_id, bool *found, char *err,
+                size_t err_len);
+  int (*forget_all)(struct flipcached *daemon, uint64_t *removed, char *err, size_t err_len);
+};
+struct fleet *fleet_new(struct flipcached *daemon, const struct fleet_purges *purges, char *err,
+                        size_t err_len);
+/* Every fetch still looking or waiting gets UPSTREAM_ABORTED, then Redis is left. Accepts NULL. */
+void fleet_free(struct fleet *fleet);
+
+/* Starts a fetch for fetch->enrollment_id through the tier, or straight at the upstream when it
+ * is off or unavailable (then the upstream's refusal is returned at once, as
+ * upstream_fetch_enrollment's). On UPSTREAM_STARTED exactly one of fetched(result, fetch) or
+ * copied(record, fetch) is called later; a refusal met later comes as an UPSTREAM_REFUSED result.
+ * min_fetched_at: a shared copy fetched earlier is not good enough (a refresh, max-age). */
+enum upstream_start fleet_fetch_enrollment(struct fleet *fleet, struct inflight_fetch *fetch,
+                                           int64_t min_fetched_at, upstream_done_fn fetched,
+                                           fleet_copy_fn copied);
+/* Called by fetched() once the result is handled and before inflight_finish: writes `stored` (the
+ * record kept locally, or NULL for none) to the tier and releases the fetch's lock. */
+void fleet_fetched(struct fleet *fleet, struct inflight_fetch *fetch,
+                   const struct cache_record *stored);
+
+/* Admin purges through the tier: DEL (or SCAN and UNLINK of every entry) and the message to
+ * every daemon. false: the tier is off or unavailable, and done is never called; else done is
+ * called once, later. */
+bool fleet_purge_enrollment(struct fleet *fleet, const char *enrollment_id, fleet_purged_fn done,
+                            void *arg);
+bool fleet_purge_all(struct fleet *fleet, fleet_purged_fn done, void *arg);
+
+bool fleet_enabled(const struct fleet *fleet);
+/* 0 off, 1 up, 2 down (the /stats gauge shared_state). */
+unsigned fleet_state(const struct fleet *fleet);
+/* NULL when off or up; else why not, for /healthz. */
+const char *fleet_problem(const struct fleet *fleet);
+/* Fetches waiting on another host's lock. */
+size_t fleet_waiting(const struct fleet *fleet);
+/* Fetches looking in, or waiting on, the tier (not yet at the upstream): for a graceful stop. */
+size_t fleet_pending(const struct fleet *fleet);
+
+#endif
