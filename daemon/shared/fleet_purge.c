@@ -1,0 +1,217 @@
+/* fleet_purge: the shared tier's purges (fleet.h): one entry, or every entry by SCAN and UNLINK,
+ * told to every daemon on the channel; and the other hosts' messages (purges, "ready"). */
+#include "fleet_internal.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+
+#include "cache.h"
+#include "clock.h"
+#include "creds.h"
+#include "flipcached.h"
+#include "inflight.h"
+#include "log.h"
+#include "record.h"
+#include "uuid.h"
+#include "redis.h"
+#include "validate.h"
+
+/* Deletes one entry and tells every daemon: {keys deleted, daemons that received it}. */
+static const char PURGE_SCRIPT[] =
+    "return {redis.call('DEL', KEYS[1]), redis.call('PUBLISH', KEYS[2], ARGV[1])}";
+
+/* ---- purges ------------------------------------------------------------------------------- */
+
+struct purge {
+  struct fleet *fleet;
+  fleet_purged_fn done;
+  void *arg;
+  struct fleet_purge_result result;
+  char cursor[32];
+  bool announced;                 /* purge-all: the first message has gone */
+};
+
+static void purge_finish(struct purge *purge, const char *error) {
+  purge->result.error = error;
+  purge->done(&purge->result, purge->arg);
+  free(purge);
+}
+
+static void on_purged_one(const redisReply *reply, void *arg) {
+  struct purge *purge = arg;
+  if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+    purge_finish(purge, "the shared tier failed: other hosts may keep their copies");
+    return;
+  }
+  purge->result.deleted = (uint64_t)reply->element[0]->integer;
+  purge->result.notified = (uint64_t)reply->element[1]->integer;
+  purge_finish(purge, NULL);
+}
+
+bool fleet_purge_enrollment(struct fleet *fleet, const char *enrollment_id, fleet_purged_fn done,
+                            void *arg) {
+  struct purge *purge = shared_available(fleet->shared) ? calloc(1, sizeof(*purge)) : NULL;
+  if (!purge)
+    return false;
+  *purge = (struct purge){.fleet = fleet, .done = done, .arg = arg};
+  char entry[KEY_MAX], message[MESSAGE_MAX];
+  size_t entry_len = fleet_key_of(fleet, "e:", enrollment_id, entry);
+  size_t message_len = fleet_message_of(fleet, "purge", enrollment_id, message);
+  const char *argv[] = {"EVAL", PURGE_SCRIPT, "2", entry, fleet->channel, message};
+  size_t len[] = {4, sizeof(PURGE_SCRIPT) - 1, 1, entry_len, strlen(fleet->channel), message_len};
+  if (!shared_command(fleet->shared, on_purged_one, purge, 6, argv, len)) {
+    free(purge);
+    return false;
+  }
+  fleet->daemon->stats.shared_purges_sent++;
+  return true;
+}
+
+static void scan_next(struct purge *purge);
+
+static void purge_all_end(struct purge *purge, const char *error) {
+  purge->fleet->purging_all--;
+  purge_finish(purge, error);
+}
+
+static void on_purge_all_published(const redisReply *reply, void *arg) {
+  struct purge *purge = arg;
+  if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+    purge_all_end(purge, "the shared tier failed: other hosts may keep their copies");
+    return;
+  }
+  purge->result.notified = (uint64_t)reply->integer;
+  if (!purge->announced) {
+    purge->announced = true;
+    scan_next(purge);
+    return;
+  }
+  purge_all_end(purge, NULL);
+}
+
+/* "purge-all" goes out twice: first, so that every host drops its copies within a round trip;
+ * again after the scan, for copies taken from Redis while it ran. */
+static bool publish_purge_all(struct purge *purge) {
+  struct fleet *fleet = purge->fleet;
+  char message[MESSAGE_MAX];
+  size_t message_len = fleet_message_of(fleet, "purge-all", NULL, message);
+  const char *argv[] = {"PUBLISH", fleet->channel, message};
+  size_t len[] = {7, strlen(fleet->channel), message_len};
+  return shared_command(fleet->shared, on_purge_all_published, purge, 3, argv, len);
+}
+
+static void on_scanned(const redisReply *reply, void *arg) {
+  struct purge *purge = arg;
+  if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+      reply->element[0]->type != REDIS_REPLY_STRING ||
+      reply->element[1]->type != REDIS_REPLY_ARRAY) {
+    purge_all_end(purge, "the shared tier failed during the scan: entries may remain in redis");
+    return;
+  }
+  snprintf(purge->cursor, sizeof(purge->cursor), "%s", reply->element[0]->str);
+  const redisReply *keys = reply->element[1];
+  if (keys->elements > 0) {
+    size_t count = keys->elements + 1;
+    const char **argv = calloc(count, sizeof(*argv));
+    size_t *len = calloc(count, sizeof(*len));
+    bool sent = false;
+    if (argv && len) {
+      argv[0] = "UNLINK";
+      len[0] = 6;
+      for (size_t i = 0; i < keys->elements; i++) {
+        argv[i + 1] = keys->element[i]->str;
+        len[i + 1] = keys->element[i]->len;
+      }
+      sent = shared_command(purge->fleet->shared, NULL, NULL, (int)count, argv, len);
+    }
+    free(argv);
+    free(len);
+    if (!sent) {
+      purge_all_end(purge, "the shared tier failed during the scan: entries may remain in redis");
+      return;
+    }
+    purge->result.deleted += keys->elements;
+  }
+  if (strcmp(purge->cursor, "0") == 0) {
+    if (!publish_purge_all(purge))
+      purge_all_end(purge, "the shared tier failed: other hosts may keep copies");
+    return;
+  }
+  scan_next(purge);
+}
+
+static void scan_next(struct purge *purge) {
+  struct fleet *fleet = purge->fleet;
+  char pattern[KEY_MAX];
+  size_t pattern_len = fleet_key_of(fleet, "e:", "*", pattern);
+  const char *argv[] = {"SCAN", purge->cursor, "MATCH", pattern, "COUNT", SCAN_COUNT};
+  size_t len[] = {4, strlen(purge->cursor), 5, pattern_len, 5, strlen(SCAN_COUNT)};
+  if (!shared_command(fleet->shared, on_scanned, purge, 6, argv, len))
+    purge_all_end(purge, "the shared tier failed during the scan: entries may remain in redis");
+}
+
+bool fleet_purge_all(struct fleet *fleet, fleet_purged_fn done, void *arg) {
+  struct purge *purge = shared_available(fleet->shared) ? calloc(1, sizeof(*purge)) : NULL;
+  if (!purge)
+    return false;
+  *purge = (struct purge){.fleet = fleet, .done = done, .arg = arg};
+  strcpy(purge->cursor, "0");
+  if (!publish_purge_all(purge)) {
+    free(purge);
+    return false;
+  }
+  fleet->purging_all++;
+  fleet->daemon->stats.shared_purges_sent++;
+  return true;
+}
+
+/* ---- messages from the other hosts --------------------------------------------------------- */
+
+/* "VERB HOST[ ID]": anything else is ignored. A daemon's own purges were applied when it sent
+ * them. */
+void fleet_on_message(const char *payload, size_t len, void *arg) {
+  struct fleet *fleet = arg;
+  char text[MESSAGE_MAX], verb[16], host[FLEET_HOST_LEN + 2], id_text[UUID_TEXT_LEN + 2];
+  char enrollment_id[UUID_TEXT_LEN + 1];
+  if (len >= sizeof(text))
+    return;
+  memcpy(text, payload, len);
+  text[len] = '\0';
+  int fields = sscanf(text, "%15s %17s %37s", verb, host, id_text);
+  if (fields < 2 || strlen(host) != FLEET_HOST_LEN)
+    return;
+  bool has_id = fields == 3 && uuid_canonicalize(id_text, strlen(id_text), enrollment_id);
+  bool mine = strcmp(host, fleet->host) == 0;
+  struct flipcached *daemon = fleet->daemon;
+  if (strcmp(verb, "ready") == 0 && has_id) {
+    fleet_on_ready(fleet, enrollment_id);
+  } else if (strcmp(verb, "purge") == 0 && has_id && !mine) {
+    daemon->stats.shared_purges_received++;
+    bool found;
+    char err[256];
+    if (fleet->purges.forget(daemon, enrollment_id, &found, err, sizeof(err)) != 0)
+      log_error("shared tier: purging %s for another host failed: %s", enrollment_id, err);
+    else if (found)
+      log_info("shared tier: purged enrollment %s (by host %s)", enrollment_id, host);
+  } else if (strcmp(verb, "purge-all") == 0 && fields == 2 && !mine) {
+    daemon->stats.shared_purges_received++;
+    uint64_t removed;
+    char err[256];
+    if (fleet->purges.forget_all(daemon, &removed, err, sizeof(err)) != 0)
+      log_error("shared tier: purging the cache for another host failed: %s", err);
+    else
+      log_info("shared tier: purged the whole cache (%llu entries; by host %s)",
+               (unsigned long long)removed, host);
+  }
+}
+
+void fleet_on_subscribed(bool again, void *arg) {
+  (void)arg;
+  if (again)
+    log_warning("shared tier: subscribed again: purges other hosts sent while the subscription "
+                "was down were missed (their entries here stay until they expire)");
+}
