@@ -42,12 +42,6 @@ __attribute__((format(printf, 3, 4))) void log_limited(struct log_limit *limit,
 /* Writes the suppression line of every kind whose second has passed. From a periodic timer. */
 void log_flush_suppressed(void);
 
-/* [log] access: one info line per request answered: method, path (the query is left out: it is
- * the client's data; at most 200 characters), status, Cache-Status ("-" when NULL),
- * milliseconds, and who asked (peer.h's "uid=N pid=N", last, so that readers of the older line
- * still find its fields where they were). Nothing of the request's headers. */
-void log_access(const char *method, const char *target, int status, const char *cache_status,
-                double ms, const char *who);
 /* For tests: the clock of the rate limits (CLOCK_MONOTONIC seconds by default); NULL restores. */
 void log_set_limit_clock(long (*seconds)(void));
 

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "access_log.h"
 #include "config.h"
 #include "http1.h"
 #include "log.h"
@@ -223,7 +224,7 @@ static void connection_linger(struct connection *c) {
 
 /* ---- answers --------------------------------------------------------------------------- */
 
-/* The request's access log line (log.h's log_access). */
+/* The request's access log line (access_log.h). */
 static void log_request(const struct client_request *request, int status, const char *cache_status) {
   char who[PEER_TEXT_MAX];
   log_access(http1_method_name(request->method), request->target, status, cache_status,

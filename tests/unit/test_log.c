@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access_log.h"
 #include "log.h"
 
 static long fake_now;
