@@ -338,6 +338,7 @@ void front_reply(struct client_request *request, const struct reply *reply) {
   front->stats->requests_total++;
   front->unanswered--;
   request->unanswered = false;
+  c->answered_one = true;
   if (c->state == CONNECTION_ORPHANED) {
     front_connection_free(c);
     return;
@@ -628,8 +629,12 @@ static void connection_settle(struct connection *c) {
     connection_linger(c);
     return;
   }
-  bool idle = !unsent && !c->request.unanswered && c->in_len == 0 && !c->close_after &&
-              !c->peer_closed;
+  /* Idle: kept alive between requests, which a newcomer may close for room. A connection that has
+   * answered nothing yet is not: its request is on its way, and closing such ones for each other
+   * let a client opening more than its share at once (a pool warming up, wrk -c1000) close every
+   * one of its connections before any was served. */
+  bool idle = c->answered_one && !unsent && !c->request.unanswered && c->in_len == 0 &&
+              !c->close_after && !c->peer_closed;
   if (idle && !c->idle)
     c->idle_since_ms = clock_coarse_ms();
   front_set_idle(c, idle);

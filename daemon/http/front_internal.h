@@ -67,7 +67,9 @@ struct connection {
   unsigned rights;    /* access_rights of the peer under the policy in force (ACCESS_USE...) */
   struct peer peer;   /* found once, at accept */
   struct user_slots *user; /* while counted_open: its user's slots */
-  bool idle;          /* on user->idle: open, nothing read, nothing to write, nothing pending */
+  bool idle;          /* on user->idle: kept alive after an answer, nothing read, nothing to
+                         write, nothing pending; a newcomer may close it for room */
+  bool answered_one;  /* a request of it was answered: it is a kept-alive connection now */
   TAILQ_ENTRY(connection) idle_link;
   char *in;
   size_t in_len, in_cap, in_scanned;

@@ -229,7 +229,6 @@ static void on_acceptable(evutil_socket_t fd, short what, void *arg) {
       continue;
     }
     c->rights = rights;
-    front_set_idle(c, true);
     front_set_reading(c, true);
   }
 }

@@ -219,12 +219,20 @@ struct holding {
   int served, refused, open, closed;
 };
 
-/* A child as `uid` (and gid) that opens n connections one after another, sends HEALTHZ on each
- * and reads its answer (so each is accepted before the next is opened); with busy, it then
- * sends the start of another head, which keeps that connection from being idle. It holds them
+enum hold_kind {
+  HOLD_IDLE,       /* each served once, then kept alive doing nothing */
+  HOLD_BUSY,       /* each served once, then the start of another head: never idle */
+  HOLD_OPEN_FIRST, /* all opened (and accepted) first, then a request on each: a pool warming up */
+};
+
+/* A child as `uid` (and gid) that opens n connections one after another. With HOLD_IDLE and
+ * HOLD_BUSY it sends HEALTHZ on each and reads its answer (so each is accepted before the next
+ * is opened); with HOLD_BUSY it then sends the start of another head. With HOLD_OPEN_FIRST it
+ * sends on none until all are open (each given time to be accepted), then HEALTHZ on each in
+ * turn, reading each answer; one closed without an answer counts as closed. It holds them
  * until the parent closes go_on, then reports how many were served 200, refused 503, are still
  * open, and were closed by the daemon. */
-static void hold_connections(struct holder *holder, uid_t uid, int n, bool busy) {
+static void hold_connections(struct holder *holder, uid_t uid, int n, enum hold_kind kind) {
   int go_on[2], report[2];
   cr_assert_eq(pipe(go_on), 0);
   cr_assert_eq(pipe(report), 0);
@@ -246,21 +254,37 @@ static void hold_connections(struct holder *holder, uid_t uid, int n, bool busy)
     _exit(100);
   int fds[64];
   struct holding counts = {0};
+  if (kind == HOLD_OPEN_FIRST) {
+    for (int i = 0; i < n && i < 64; i++) {
+      fds[i] = connect_to(AF_INET, daemon_proc.port);
+      if (fds[i] < 0)
+        _exit(101);
+      usleep(20 * 1000); /* accepted (and admitted or refused) before the next */
+    }
+  }
   for (int i = 0; i < n && i < 64; i++) {
-    fds[i] = connect_to(AF_INET, daemon_proc.port);
+    if (kind != HOLD_OPEN_FIRST)
+      fds[i] = connect_to(AF_INET, daemon_proc.port);
     char answer[4096];
-    if (fds[i] < 0 || send(fds[i], HEALTHZ, sizeof(HEALTHZ) - 1, MSG_NOSIGNAL) < 0)
-      _exit(101);
+    if (fds[i] < 0 || send(fds[i], HEALTHZ, sizeof(HEALTHZ) - 1, MSG_NOSIGNAL) < 0) {
+      if (kind != HOLD_OPEN_FIRST)
+        _exit(101);
+      counts.closed++; /* the daemon closed it before its request */
+      close(fds[i]);
+      fds[i] = -1;
+      continue;
+    }
     size_t got = raw_read_response(fds[i], answer, sizeof(answer), 5000);
     if (got > 12 && strncmp(answer, "HTTP/1.1 200", 12) == 0) {
       counts.served++;
-      if (busy) {
+      if (kind == HOLD_BUSY) {
         if (send(fds[i], PARTIAL_HEAD, sizeof(PARTIAL_HEAD) - 1, MSG_NOSIGNAL) < 0)
           _exit(102);
         usleep(50 * 1000); /* the daemon, idle otherwise, reads it before the next connect */
       }
     } else {
       counts.refused += got > 12 && strncmp(answer, "HTTP/1.1 503", 12) == 0;
+      counts.closed += got == 0 && kind == HOLD_OPEN_FIRST;
       close(fds[i]);
       fds[i] = -1;
     }
@@ -310,6 +334,24 @@ Test(boundary, one_users_idle_connections_take_only_its_share) {
   cr_expect_eq(held.closed, 15);
   cr_expect_eq(flipcached_stat(&daemon_proc, "connections_closed_idle"), 15);
   cr_expect_eq(flipcached_stat(&daemon_proc, "connections_refused"), 0);
+}
+
+/* A pool warming up: nobody opens 12 connections before sending on any, with a share of 5. A
+ * connection that has answered nothing is not idle, so none is closed for a newer one (closing
+ * such ones for each other closed every connection of a client that opened more than its share
+ * at once, wrk -c1000 included, before any was served): the first 5 are served, the other 7
+ * refused 503 at once, none closed without an answer. */
+Test(boundary, connections_not_yet_served_are_never_closed_for_room) {
+  start("max_connections = 20\n", NULL);
+  struct holder nobody;
+  hold_connections(&nobody, NOBODY_UID, 12, HOLD_OPEN_FIRST);
+  struct holding held = release_holder(&nobody);
+  cr_expect_eq(held.served, 5, "served %d, refused %d, closed %d", held.served, held.refused,
+               held.closed);
+  cr_expect_eq(held.refused, 7);
+  cr_expect_eq(held.closed, 0, "%d closed without an answer", held.closed);
+  cr_expect_eq(flipcached_stat(&daemon_proc, "connections_closed_idle"), 0);
+  cr_expect_eq(flipcached_stat(&daemon_proc, "connections_refused_per_user"), 7);
 }
 
 /* Busy connections (a head under way) are not closed for another: beyond its share, nobody's
