@@ -195,17 +195,24 @@ static void unhold(struct upstream *upstream, struct transfer *transfer) {
   transfer->held = false;
 }
 
+/* Arms the transfer's one timer (made on first use) to fire in ms: the backoff before a retry,
+ * or the end of a wait for a credential or a slot (transfer_on_retry_timer tells which). false
+ * when out of memory. */
+static bool arm_retry_timer(struct upstream *upstream, struct transfer *transfer, long ms) {
+  if (!transfer->retry_timer)
+    transfer->retry_timer = evtimer_new(upstream->base, transfer_on_retry_timer, transfer);
+  struct timeval tv = clock_timeval_of_ms(ms);
+  return transfer->retry_timer && evtimer_add(transfer->retry_timer, &tv) == 0;
+}
+
 /* --- the credential of a provider (upstream_set_auth) ---------------------------------------- */
 
 /* Queues an enrollment fetch until the provider has a credential. Its retry timer is armed for
  * what is left of its budget: if none comes by then, it ends as a timeout, from the loop, never
  * from inside the call that queued it. */
 static bool wait_for_auth(struct upstream *upstream, struct transfer *transfer) {
-  if (!transfer->retry_timer)
-    transfer->retry_timer = evtimer_new(upstream->base, transfer_on_retry_timer, transfer);
   long left = (long)(transfer->deadline_ms - clock_monotonic_ms());
-  struct timeval tv = clock_timeval_of_ms(left > 0 ? left : 1);
-  if (!transfer->retry_timer || evtimer_add(transfer->retry_timer, &tv) != 0)
+  if (!arm_retry_timer(upstream, transfer, left > 0 ? left : 1))
     return false;
   transfer->waiting_token = true;
   transfer->next_waiting = NULL;
@@ -421,10 +428,7 @@ static bool schedule_retry(struct upstream *upstream, struct transfer *transfer,
                                    transfer->deadline_ms, arc4random());
   if (delay < 0)
     return false;
-  if (!transfer->retry_timer)
-    transfer->retry_timer = evtimer_new(upstream->base, transfer_on_retry_timer, transfer);
-  struct timeval tv = clock_timeval_of_ms(delay);
-  if (!transfer->retry_timer || evtimer_add(transfer->retry_timer, &tv) != 0)
+  if (!arm_retry_timer(upstream, transfer, delay))
     return false;
   upstream->stats->upstream_retries++;
   log_debug("upstream: GET %s: %s; attempt %d in %ld ms", transfer->url,
@@ -613,10 +617,7 @@ static enum upstream_start start_api_get(struct upstream *upstream, const char *
     /* It waits for a slot until too little of its budget would be left to send it. */
     long wait = (long)(transfer->deadline_ms - clock_monotonic_ms()) -
                 least_budget_to_send(upstream->cfg);
-    if (!transfer->retry_timer)
-      transfer->retry_timer = evtimer_new(upstream->base, transfer_on_retry_timer, transfer);
-    struct timeval tv = clock_timeval_of_ms(wait > 0 ? wait : 0);
-    if (!transfer->retry_timer || evtimer_add(transfer->retry_timer, &tv) != 0) {
+    if (!arm_retry_timer(upstream, transfer, wait > 0 ? wait : 0)) {
       unlink_transfer(upstream, transfer);
       transfer_free(transfer);
       return UPSTREAM_START_FAILED;
