@@ -4,6 +4,14 @@ long breaker_clamp_retry_after(long seconds) {
   return seconds >= 0 && seconds <= BREAKER_RETRY_AFTER_MAX ? seconds : BREAKER_RETRY_AFTER_DEFAULT;
 }
 
+enum breaker_admission breaker_refusal_now(const struct breaker *breaker, int64_t now_ms) {
+  if (now_ms < breaker->paused_until_ms)
+    return BREAKER_REFUSE_PAUSED;
+  if (breaker->state == BREAKER_OPEN && now_ms < breaker->open_until_ms)
+    return BREAKER_REFUSE_OPEN;
+  return BREAKER_ADMIT;
+}
+
 enum breaker_admission breaker_admit(struct breaker *breaker, const struct breaker_settings *settings,
                                      int64_t now_ms) {
   if (now_ms < breaker->paused_until_ms)

@@ -61,6 +61,11 @@ enum breaker_event {
  * [0, BREAKER_RETRY_AFTER_MAX], else BREAKER_RETRY_AFTER_DEFAULT (an HTTP-date, none, garbage). */
 long breaker_clamp_retry_after(long seconds);
 
+/* What refuses any fetch asked for now, whenever it is sent: a 429's pause (BREAKER_REFUSE_PAUSED),
+ * or an open circuit whose cooldown still runs (BREAKER_REFUSE_OPEN); else BREAKER_ADMIT, and
+ * breaker_admit decides when the fetch is sent (a half-open circuit's probe may be out by then, or
+ * back). Changes nothing: for a fetch that may wait for a slot first. */
+enum breaker_admission breaker_refusal_now(const struct breaker *breaker, int64_t now_ms);
 /* Whether a fetch may be sent now; a half-open circuit admits exactly one probe. */
 enum breaker_admission breaker_admit(struct breaker *breaker, const struct breaker_settings *settings,
                                      int64_t now_ms);

@@ -593,11 +593,10 @@ static enum upstream_start start_api_get(struct upstream *upstream, const char *
                                          upstream_done_fn done, void *arg,
                                          struct transfer **handle) {
   /* A paused or open upstream refuses at once, whether a slot is free or not. */
-  if (upstream_paused_seconds(upstream) > 0 ||
-      (upstream->breaker.state == BREAKER_OPEN &&
-       clock_monotonic_ms() < upstream->breaker.open_until_ms)) {
+  enum breaker_admission refused = breaker_refusal_now(&upstream->breaker, clock_monotonic_ms());
+  if (refused != BREAKER_ADMIT) {
     upstream->stats->upstream_refused++;
-    return upstream_paused_seconds(upstream) > 0 ? UPSTREAM_PAUSED : UPSTREAM_CIRCUIT_OPEN;
+    return refusal_of(refused);
   }
   struct transfer *transfer = transfer_new(upstream, TRANSFER_ENROLLMENT, url);
   if (!transfer) {

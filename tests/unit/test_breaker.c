@@ -141,3 +141,24 @@ Test(breaker, retries_back_off_with_jitter_within_the_budget) {
   cr_expect_eq(breaker_retry_delay(1, true, 0, -1, 9701, 10000, 50), -1,
                "the attempt after it would have less than 200 ms");
 }
+
+/* What refuses a fetch before it may wait for a slot: the pause, and an open circuit's cooldown;
+ * never a half-open circuit (its probe may come back while the fetch waits). Asking changes
+ * nothing: the probe is still the next breaker_admit's. */
+Test(breaker, the_refusal_now_is_the_pause_or_an_unexpired_cooldown_and_changes_nothing) {
+  struct breaker breaker = {0};
+  cr_expect_eq(breaker_refusal_now(&breaker, 0), BREAKER_ADMIT, "closed");
+  for (int i = 0; i < 3; i++)
+    fail(&breaker, 0, false);
+  cr_assert_eq(breaker.state, BREAKER_OPEN);
+  cr_expect_eq(breaker_refusal_now(&breaker, 999), BREAKER_REFUSE_OPEN, "cooldown of 1000 ms");
+  cr_expect_eq(breaker_refusal_now(&breaker, 1000), BREAKER_ADMIT, "the cooldown is over");
+  cr_expect_eq(breaker.state, BREAKER_OPEN, "asking moved nothing");
+  cr_expect_eq(breaker_admit(&breaker, &SETTINGS, 1000), BREAKER_ADMIT_PROBE);
+  cr_expect_eq(breaker_refusal_now(&breaker, 1000), BREAKER_ADMIT,
+               "half open with the probe out: decided when the fetch is sent");
+  long paused;
+  breaker_note(&breaker, &SETTINGS, 1000, true, true, false, 5, &paused);
+  cr_expect_eq(breaker_refusal_now(&breaker, 5999), BREAKER_REFUSE_PAUSED, "a 429's 5 s");
+  cr_expect_eq(breaker_refusal_now(&breaker, 6000), BREAKER_ADMIT);
+}
