@@ -89,6 +89,14 @@ static void step_lookup(struct fleet_fetch *ff);
 
 static void set_step(struct fleet_fetch *ff, enum step step);
 
+/* The fetch goes to Flip in its user's share (fetch->flow); its handle, for a later join by
+ * another user, in fetch->transfer. As upstream_fetch_enrollment returns. */
+static enum upstream_start ask_upstream(struct flipcached *daemon, struct inflight_fetch *fetch,
+                                        upstream_done_fn fetched) {
+  return upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetch->flow, fetched,
+                                   fetch, &fetch->transfer);
+}
+
 void fleet_fetch_free(struct fleet_fetch *ff) {
   struct fleet *fleet = ff->fleet;
   set_step(ff, STEP_UPSTREAM); /* out of the tier's counts of waiting and pending fetches */
@@ -118,9 +126,7 @@ static void step_upstream(struct fleet_fetch *ff) {
   set_step(ff, STEP_UPSTREAM);
   if (ff->poll_timer)
     event_del(ff->poll_timer);
-  enum upstream_start started =
-      upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetch->flow, ff->fetched,
-                                fetch, &fetch->transfer);
+  enum upstream_start started = ask_upstream(daemon, fetch, ff->fetched);
   if (started == UPSTREAM_STARTED)
     return;
   struct upstream_result refused = {
@@ -280,8 +286,7 @@ enum upstream_start fleet_fetch_enrollment(struct fleet *fleet, struct inflight_
     ff->poll_timer = evtimer_new(daemon->base, on_poll, ff);
   if (!ff || !ff->poll_timer) {
     free(ff);
-    return upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetch->flow, fetched,
-                                   fetch, &fetch->transfer);
+    return ask_upstream(daemon, fetch, fetched);
   }
   ff->fleet = fleet;
   ff->fetch = fetch;
@@ -296,8 +301,7 @@ enum upstream_start fleet_fetch_enrollment(struct fleet *fleet, struct inflight_
   if (send_lookup(ff))
     return UPSTREAM_STARTED;
   fleet_fetch_free(ff);
-  return upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetch->flow, fetched,
-                                   fetch, &fetch->transfer);
+  return ask_upstream(daemon, fetch, fetched);
 }
 
 /* ---- results, written back ------------------------------------------------------------------ */
