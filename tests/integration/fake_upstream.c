@@ -17,7 +17,11 @@
  * Modes beyond the obvious: 502, 503, "redirect" (302), "huge" (a 64 MiB body, streamed),
  * "trickle" (one byte every 100 ms), "reset" (the socket shut mid-body), "truncated-chunked",
  * "short-length" (a Content-Length shorter than the body), "garbage-status" (an unparsable
- * status line), "nested" (valid JSON nested 10,000 deep), "huge-json" (valid JSON of 5 MiB).
+ * status line), "nested" (valid JSON nested 10,000 deep), "huge-json" (valid JSON of 5 MiB),
+ * "hold" (no answer at all until released, then "ok"; counted in "held"):
+ *   POST /_fake/release?id=<uuid>  -> the held requests for that id are answered
+ *   POST /_fake/release?n=N        -> the N held longest are answered (n=0 or none: all)
+ *        -> {"released": N}; /_fake/reset releases every held request too
  * /_fake/stats also counts distinct client connections.
  *   POST /_fake/oauth?expires_in=N -> the lifetime of access tokens issued from now on
  *   POST /_fake/oauth-revoke      -> every access token issued so far is refused from now on
@@ -69,7 +73,7 @@ enum mode {
   MODE_OK, MODE_404, MODE_500, MODE_401, MODE_429, MODE_GARBAGE, MODE_WRONG_ID, MODE_SLOW,
   MODE_502, MODE_503, MODE_REDIRECT, MODE_HUGE, MODE_TRICKLE,
   MODE_RESET, MODE_TRUNCATED_CHUNKED, MODE_SHORT_LENGTH, MODE_GARBAGE_STATUS, MODE_NESTED,
-  MODE_HUGE_JSON,
+  MODE_HUGE_JSON, MODE_HOLD,
 };
 enum list_mode { LIST_OK, LIST_500, LIST_GARBAGE, LIST_NOT_OBJECT, LIST_BAD_ELEMENT, LIST_HUGE };
 static const char *const LIST_MODE_NAMES[] = {"ok", "500", "garbage", "not-object", "bad-element",
@@ -89,7 +93,7 @@ struct program_state {
 static const char *const MODE_NAMES[] = {
   "ok", "404", "500", "401", "429", "garbage", "wrong-id", "slow", "502", "503", "redirect",
   "huge", "trickle", "reset", "truncated-chunked", "short-length", "garbage-status", "nested",
-  "huge-json"};
+  "huge-json", "hold"};
 
 #define HUGE_BODY_BYTES (64u * 1024u * 1024u)
 #define HUGE_CHUNK_BYTES (64u * 1024u)
@@ -445,6 +449,7 @@ static void send_mode(struct evhttp_request *req, const char *id, enum mode mode
     send_enrollment(req, "00000000-0000-4000-8000-000000000000");
     return;
   case MODE_SLOW:
+  case MODE_HOLD: /* once released */
   case MODE_OK:
     send_enrollment(req, id);
     return;
@@ -457,8 +462,28 @@ struct delayed {
   struct evhttp_request *req;
   char id[ID_LEN + 1];
   enum mode mode;
-  struct event *timer;
+  struct event *timer;              /* NULL: held by "hold" until released */
+  TAILQ_ENTRY(delayed) held_link;   /* in held_requests, oldest first, while held by "hold" */
 };
+static TAILQ_HEAD(, delayed) held_requests = TAILQ_HEAD_INITIALIZER(held_requests);
+
+/* Answers held requests, oldest first: those for `id` (NULL: any), at most `most` (0: all). */
+static unsigned release_held(const char *id, unsigned most) {
+  unsigned released = 0;
+  struct delayed *delayed = TAILQ_FIRST(&held_requests);
+  while (delayed && (most == 0 || released < most)) {
+    struct delayed *next = TAILQ_NEXT(delayed, held_link);
+    if (!id || strcmp(id, delayed->id) == 0) {
+      TAILQ_REMOVE(&held_requests, delayed, held_link);
+      fake.held--;
+      send_mode(delayed->req, delayed->id, MODE_OK);
+      free(delayed);
+      released++;
+    }
+    delayed = next;
+  }
+  return released;
+}
 
 static struct program_state *find_program(const char *id, bool create) {
   for (size_t i = 0; i < fake.program_count; i++)
@@ -571,7 +596,7 @@ static void answer_enrollment(struct evhttp_request *req, const char *raw_id) {
   unsigned delay_ms = state && state->has_mode ? state->delay_ms : fake.default_delay_ms;
   if (state && state->has_mode && state->fail_times > 0 && state->count > state->fail_times)
     mode = MODE_OK;
-  if (delay_ms == 0) {
+  if (delay_ms == 0 && mode != MODE_HOLD) {
     send_mode(req, id, mode);
     return;
   }
@@ -579,9 +604,13 @@ static void answer_enrollment(struct evhttp_request *req, const char *raw_id) {
   delayed->req = req;
   delayed->mode = mode;
   memcpy(delayed->id, id, sizeof(delayed->id));
-  delayed->timer = evtimer_new(fake.base, on_delay_done, delayed);
   if (++fake.held > fake.held_most)
     fake.held_most = fake.held;
+  if (mode == MODE_HOLD) {
+    TAILQ_INSERT_TAIL(&held_requests, delayed, held_link);
+    return;
+  }
+  delayed->timer = evtimer_new(fake.base, on_delay_done, delayed);
   struct timeval tv = {.tv_sec = delay_ms / 1000, .tv_usec = (delay_ms % 1000) * 1000};
   evtimer_add(delayed->timer, &tv);
 }
@@ -689,7 +718,13 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
     }
     strcat(list, "]}");
     send_json(req, 200, list);
+  } else if (strcmp(path, "/_fake/release") == 0) {
+    const char *most = evhttp_find_header(&params, "n");
+    snprintf(body, sizeof(body), "{\"released\":%u}",
+             release_held(id, most ? (unsigned)atoi(most) : 0));
+    send_json(req, 200, body);
   } else if (strcmp(path, "/_fake/reset") == 0) {
+    release_held(NULL, 0);
     fake.id_count = 0;
     memset(fake.id_slots, 0, sizeof(fake.id_slots));
     fake.default_mode = MODE_OK;

@@ -221,6 +221,18 @@ void fake_retry_after(struct fake_upstream *fake, unsigned seconds) {
   fake_control(fake, query);
 }
 
+long fake_release(struct fake_upstream *fake, const char *id, unsigned most) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s/_fake/release?n=%u%s%s", fake->base_url, most, id ? "&id=" : "",
+           id ? id : "");
+  struct http_response response;
+  http_request("POST", url, NULL, &response);
+  cr_assert_eq(response.status, 200, "the fake refused to release");
+  long released = json_field(response.body, "released");
+  http_response_free(&response);
+  return released;
+}
+
 void fake_expect_token(struct fake_upstream *fake, const char *token) {
   char query[160];
   snprintf(query, sizeof(query), "/_fake/token?value=%s", token);

@@ -69,6 +69,9 @@ void fake_set_mode(struct fake_upstream *fake, const char *id, const char *mode,
 void fake_fail_times(struct fake_upstream *fake, const char *id, const char *mode, unsigned times);
 /* The Retry-After the fake's 429s carry. */
 void fake_retry_after(struct fake_upstream *fake, unsigned seconds);
+/* Answers (as "ok") requests the "hold" mode holds, oldest first: those for id (NULL: any), at
+ * most `most` of them (0: all). How many it answered. */
+long fake_release(struct fake_upstream *fake, const char *id, unsigned most);
 /* From now on the fake accepts only "Bearer token". */
 void fake_expect_token(struct fake_upstream *fake, const char *token);
 long fake_count(struct fake_upstream *fake, const char *id);
