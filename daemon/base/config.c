@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 
 
@@ -61,6 +62,7 @@ static const struct config_key KEYS[] = {
   {"warm", "interval", KEY_UINT, FIELD(warm_interval), 0, YEAR, "0", false},
   {"shared", "redis", KEY_REDIS, FIELD(shared_redis), 0, 0, "", true},
   {"shared", "password_file", KEY_PATH_OR_EMPTY, FIELD(shared_password_file), 0, 0, "", true},
+  {"shared", "key_file", KEY_PATH_OR_EMPTY, FIELD(shared_key_file), 0, 0, "", true},
   {"shared", "prefix", KEY_PREFIX, FIELD(shared_prefix), 0, 0, "flipcached:", true},
   {"shared", "timeout_ms", KEY_UINT, FIELD(shared_timeout_ms), 1, 60000, "200", false},
   {"log", "level", KEY_LOG_LEVEL, FIELD(log_level), 0, 0, "info", false},
@@ -201,12 +203,23 @@ static int upstream_key_line(const struct parse_state *state, const char *name) 
   return 0;
 }
 
+/* systemd's copy of the shared key ($CREDENTIALS_DIRECTORY/flip-shared-key) exists. */
+static bool shared_key_credential_exists(void) {
+  const char *dir = getenv("CREDENTIALS_DIRECTORY");
+  char path[PATH_MAX];
+  int n = dir && dir[0] ? snprintf(path, sizeof(path), "%s/%s", dir, CONFIG_SHARED_KEY_CREDENTIAL)
+                        : -1;
+  return n > 0 && (size_t)n < sizeof(path) && access(path, F_OK) == 0;
+}
+
 /* Rules that involve more than one key, checked once the whole file is read. */
 static void check_cross_keys(struct parse_state *state) {
   struct config *cfg = state->cfg;
   int listen_line = 0, oauth_line = 0, allow_users_line = 0, allow_groups_line = 0;
-  int per_user_line = 0;
+  int per_user_line = 0, redis_line = 0;
   for (size_t i = 0; i < KEY_COUNT; i++) {
+    if (strcmp(KEYS[i].name, "redis") == 0)
+      redis_line = state->key_line[i];
     if (strcmp(KEYS[i].name, "max_connections_per_user") == 0)
       per_user_line = state->key_line[i];
     if (strcmp(KEYS[i].name, "listen") == 0)
@@ -245,6 +258,11 @@ static void check_cross_keys(struct parse_state *state) {
     config_add_error(state, upstream_key_line(state, "proxy"),
               "proxy: only for an https:// base_url and oauth_token_url (the proxy would see the "
               "credential of an http:// request)");
+  /* The shared tier holds nothing in clear: no Redis without the key that seals it. */
+  if (cfg->shared_on && !cfg->shared_key_file[0] && !shared_key_credential_exists())
+    config_add_error(state, redis_line,
+              "redis: needs key_file, the fleet's shared key (hex, one key a line: openssl rand "
+              "-hex 32), or systemd's credential " CONFIG_SHARED_KEY_CREDENTIAL);
   for (const char *p = cfg->oauth_client_id; *p; p++) {
     if ((unsigned char)*p <= ' ' || *p == ':' || (unsigned char)*p >= 0x7f) {
       config_add_error(state, oauth_line, "oauth_client_id: only visible ASCII without ':' is allowed");

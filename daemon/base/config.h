@@ -20,6 +20,7 @@
 #define CONFIG_URL_MAX 512
 #define CONFIG_MAX_PROGRAMS 64    /* [warm] program_ids */
 #define CONFIG_PROGRAM_ID_MAX 64  /* characters of one program id */
+#define CONFIG_SHARED_KEY_CREDENTIAL "flip-shared-key" /* systemd's credential of [shared] key_file */
 
 /* [warm] program_ids: ids of unreserved URL characters (RFC 3986: letters, digits, "-._~"), so
  * that each goes into the list endpoint's query as it is, never encoded. */
@@ -93,6 +94,8 @@ struct config {
   bool shared_on;                /* shared_redis is set */
   struct listen_addr shared_addr; /* shared_redis parsed (numeric addresses only) */
   char shared_password_file[PATH_MAX]; /* Redis AUTH, a secret file; empty: no AUTH */
+  char shared_key_file[PATH_MAX];  /* the seal's keys (seal.h); $CREDENTIALS_DIRECTORY/
+                                      CONFIG_SHARED_KEY_CREDENTIAL wins when present */
   char shared_prefix[64];        /* of every key and of the channel */
   unsigned shared_timeout_ms;    /* each Redis command's limit (the handshake's too) */
   /* [log] */

@@ -46,8 +46,8 @@ int creds_check_private_file(const char *path, char *err, size_t err_len) {
   return 0;
 }
 
-int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *out_len, char *err,
-                           size_t err_len) {
+int creds_read_private_file(const char *path, char *out, size_t out_cap, size_t *out_len,
+                            char *err, size_t err_len) {
   int rc = -1;
   ssize_t total = 0;
   struct stat st;
@@ -71,7 +71,23 @@ int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *
       break;
     total += n;
   }
-  size_t len = (size_t)total;
+  out[total] = '\0';
+  *out_len = (size_t)total;
+  rc = 0;
+out:
+  if (rc != 0)
+    explicit_bzero(out, out_cap);
+  close(fd);
+  return rc;
+}
+
+int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *out_len, char *err,
+                           size_t err_len) {
+  size_t total = 0;
+  if (creds_read_private_file(path, out, out_cap, &total, err, err_len) != 0)
+    return -1;
+  int rc = -1;
+  size_t len = total;
   if (len > 0 && out[len - 1] == '\n')
     len--;
   if (len > 0 && out[len - 1] == '\r')
@@ -101,7 +117,6 @@ int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *
 out:
   if (rc != 0)
     explicit_bzero(out, out_cap);
-  close(fd);
   return rc;
 }
 

@@ -53,6 +53,11 @@ struct creds {
  * when out_cap is too small. */
 size_t creds_base64(const unsigned char *in, size_t len, char *out, size_t out_cap);
 
+/* Reads a file that follows a secret file's rules (regular, no symlink, private) whole into out
+ * (NUL-terminated; at most out_cap - 1 bytes, else refused). 0, or -1 with err naming the file
+ * and the problem, never the content; out is wiped on failure. */
+int creds_read_private_file(const char *path, char *out, size_t out_cap, size_t *out_len,
+                            char *err, size_t err_len);
 /* Reads a secret file into out (NUL-terminated), checking the rules above. Returns 0, or -1 with a
  * message in err that names the file and the problem, never the content. */
 int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *out_len, char *err,

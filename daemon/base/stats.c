@@ -70,7 +70,9 @@ static const struct stat_field FIELDS[] = {
   COUNTER(warm_failures, "Program lists the warm-up could not ask for, fetch, or accept"),
   COUNTER(shared_lookups, "Entries asked of the shared tier (Redis)"),
   COUNTER(shared_hits, "Shared-tier lookups that found a usable copy (the upstream not asked)"),
-  COUNTER(shared_invalid, "Shared-tier values that did not decode or named another id (deleted)"),
+  COUNTER(shared_invalid, "Shared-tier values, locks and messages refused: not sealed for their "
+                          "id by a key of this host, failing a check, too long or of another "
+                          "type (deleted)"),
   COUNTER(shared_writes, "Entries fetched here and written to the shared tier"),
   COUNTER(shared_lock_waits, "Fetches that waited on another host's fetch of the same id"),
   COUNTER(shared_lock_timeouts, "Fetches that gave up waiting on another host and asked the upstream"),

@@ -52,6 +52,14 @@ static enum body_verdict enrollment_shape(json_object *root, json_object **id) {
   return BODY_OK;
 }
 
+bool validate_not_found_body(const char *body, size_t len) {
+  json_object *root;
+  if (!parse_strict(body, len, &root))
+    return false;
+  json_object_put(root);
+  return true;
+}
+
 enum body_verdict validate_enrollment_body(const char *body, size_t len, const char *enrollment_id) {
   json_object *root;
   if (!parse_strict(body, len, &root))

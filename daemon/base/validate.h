@@ -25,6 +25,10 @@ enum body_verdict {
 
 enum body_verdict validate_enrollment_body(const char *body, size_t len, const char *enrollment_id);
 const char *body_verdict_text(enum body_verdict verdict);
+/* Whether a 404's body is kept as the upstream sent it: one strict JSON value (the API's error
+ * shape is an object). Anything else is replaced by the daemon's own body before it is stored,
+ * so a stored 404 (here or in the shared tier) always passes this. */
+bool validate_not_found_body(const char *body, size_t len);
 
 /* The list endpoint (GET /v1/enrollments?program_id=P): {"enrollments": [E, ...]}, each E an
  * enrollment that would pass validate_enrollment_body for its own id, which must be a UUID.

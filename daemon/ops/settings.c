@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "creds.h"
+#include "fleet.h"
+#include "seal.h"
 #include "redis.h"
 #include "upstream.h"
 
@@ -76,7 +78,7 @@ static int check_cache_path(const char *path, char *err, size_t err_len) {
 
 /* -t: what start-up would check, short of binding and the network: the credential files' rules
  * (a message names the file and the rule, never the content), the cache directory, the TLS files,
- * the Redis password's file ([shared] password_file). */
+ * the Redis password's file ([shared] password_file), the shared key's ([shared] key_file). */
 int settings_check(const struct config *cfg) {
   char problem[2 * PATH_MAX + 512], key_path[PATH_MAX];
   struct creds probe = {0};
@@ -104,6 +106,14 @@ int settings_check(const struct config *cfg) {
       rc = 1;
     }
     explicit_bzero(password, sizeof(password));
+  }
+  if (cfg->shared_on) {
+    struct seal_keys keys;
+    if (fleet_load_keys(cfg, &keys, problem, sizeof(problem)) != 0) {
+      fprintf(stderr, "%s\n", problem);
+      rc = 1;
+    }
+    seal_keys_wipe(&keys);
   }
   if (rc == 0)
     printf("configuration OK\n");

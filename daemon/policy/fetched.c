@@ -100,8 +100,7 @@ struct fetched_decision fetched_decide(const struct upstream_result *result,
      * clients always parse the same shape. What is sent is what is remembered. */
     d.action = FETCHED_SERVE_404;
     d.fwd_status = 404;
-    d.own_404_body = validate_enrollment_body(result->body, result->body_len, enrollment_id) ==
-                     BODY_NOT_JSON;
+    d.own_404_body = !validate_not_found_body(result->body, result->body_len);
   } else {
     decide_failure(result, status, &d);
   }

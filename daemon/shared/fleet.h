@@ -1,25 +1,34 @@
 /* fleet: the shared second tier ([shared]): many hosts' flipcached over one Redis, so that the
  * fleet asks Flip once per id and a purge on one host reaches all of them. redis.h is the Redis
- * client; this is what is kept there and how a fetch goes through it.
+ * client, seal.h what makes Redis hold nothing it can read or forge; this is what is kept there
+ * and how a fetch goes through it.
+ *
+ * Redis holds, for an id whose NAME is seal_name(id) (a keyed hash: no id in Redis):
+ *   prefix + "e:" + NAME     the entry: the record sealed for that id (fleet_internal.h)
+ *   prefix + "lock:" + NAME  the fetching host's random name, PX lock_ms
+ *   prefix + "gen"           the purge generation, moved on by every purge
+ * and the channel prefix + "events" carries sealed "ready HOST ID", "purge HOST ID" and
+ * "purge-all HOST": each daemon subscribes, and a purge from another host drops the local copy
+ * (or every copy).
  *
  * A fetch (one per id on a host, inflight.h) with the tier available:
- *   1. One script (LOOKUP_SCRIPT): the entry prefix + "e:" + ID if its times make it fresh and
- *      new enough for this fetch, else the lock, SET prefix + "lock:" + ID HOST NX PX lock_ms,
- *      in the same atomic step (so no host takes the lock just after another wrote the entry
- *      and released it). A copy that decodes, whose id is the key's, whose body validate.c
- *      accepts, fresh now and fetched no earlier than the fetch needs, is stored locally with
- *      its own times (fetched_at, fresh_until, stale_until) and answers every waiter. One that
- *      does not decode or names another id is ignored and deleted.
- *   2. The lock taken: this host asks Flip, then writes the entry (PX until its stale_until),
- *      releases the lock and publishes "ready" in one script. Held by another host: the fetch
- *      waits, for the "ready" message or the next poll (FLEET_POLL_MS), and then does 1 again;
- *      a lock whose holder died expires and the next host takes it. It waits at most lock_ms
- *      (timeout_ms and the time to write back), then asks Flip itself.
+ *   1. One script (LOOKUP_SCRIPT): the entry under each key's name if its clear times make it
+ *      fresh and new enough for this fetch, else the lock (SET NX PX lock_ms) in the same atomic
+ *      step (so no host takes the lock just after another wrote the entry and released it), and
+ *      the purge generation. A value is judged as an upstream answer: it must open with one of
+ *      this host's keys for this id, decode, pass validate.c's checks; its times are bounded by
+ *      this host's ttl, and a copy fetched in this host's future is not used. A usable copy is
+ *      stored locally and answers every waiter; one that does not open or fails a check is
+ *      deleted and counted. The script deletes unread a value too long for any answer, and a
+ *      key (entry or lock) of another type or a lock that would never expire.
+ *   2. The lock taken: this host asks Flip, then writes the entry (PX until its stale_until)
+ *      unless the generation moved since the lookup (a purge came: the fetch leaves nothing),
+ *      releases the lock and publishes "ready", in one script. Held by another host: the fetch
+ *      waits, for "ready" or the next poll (FLEET_POLL_MS), and then does 1 again; a lock whose
+ *      holder died expires and the next host takes it. It waits at most lock_ms (timeout_ms and
+ *      the time to write back), then deletes that lock if unchanged and asks Flip itself.
  * Without the tier (off, down, or a command failing), the fetch goes to Flip at once, as if there
- * were no tier; a result is still written back if the tier is up by then.
- *
- * The channel prefix + "events" carries "ready HOST ID", "purge HOST ID" and "purge-all HOST":
- * each daemon subscribes, and a purge from another host drops the local copy (or every copy). */
+ * were no tier, and writes nothing back (it cannot know the generation it began under). */
 #ifndef FLIPCACHED_FLEET_H
 #define FLIPCACHED_FLEET_H
 
@@ -32,7 +41,9 @@
 struct flipcached;
 struct inflight_fetch;
 struct cache_record;
+struct config;
 struct fleet;
+struct seal_keys;
 
 #define FLEET_POLL_MS 200        /* a waiting fetch looks again this often without a message */
 #define FLEET_MAX_WAITING 4096   /* fetches waiting on other hosts' locks; more ask Flip at once */
@@ -63,6 +74,10 @@ struct fleet_purges {
 };
 struct fleet *fleet_new(struct flipcached *daemon, const struct fleet_purges *purges, char *err,
                         size_t err_len);
+/* Reads the shared key ($CREDENTIALS_DIRECTORY/flip-shared-key when present, else [shared]
+ * key_file; a secret file's rules, then seal.h's format) into keys. 0, or -1 with err naming
+ * the file and the line, never a key. fleet_new calls it; so does -t. */
+int fleet_load_keys(const struct config *cfg, struct seal_keys *keys, char *err, size_t err_len);
 /* Every fetch still looking or waiting gets UPSTREAM_ABORTED, then Redis is left. Accepts NULL. */
 void fleet_free(struct fleet *fleet);
 

@@ -13,10 +13,22 @@
 #include <sys/queue.h>
 
 #include "fleet.h"
+#include "seal.h"
+#include "record.h"
 #include "upstream.h"
 
 #define KEY_MAX 128
 #define MESSAGE_MAX 96
+#define SEALED_MESSAGE_MAX (MESSAGE_MAX + SEAL_OVERHEAD)
+#define GENERATION_MAX 24 /* the purge generation's decimal digits */
+/* An entry's value in Redis: seal.h's sealed value whose clear part is the record's fetched_at
+ * and fresh_until (little-endian i64 each; the lookup script reads them at offsets 8 and 16) and
+ * whose plaintext is the record as stored locally (record.h). */
+#define VALUE_CLEAR_LEN 16
+#define VALUE_MIN_LEN (SEAL_OVERHEAD + VALUE_CLEAR_LEN)
+/* The longest value a lookup accepts: a whole record of the largest body the upstream may send.
+ * Redis's script refuses (and deletes) a longer one without sending it. */
+#define VALUE_MAX_LEN (VALUE_MIN_LEN + RECORD_HEADER_LEN + UPSTREAM_MAX_BODY)
 #define SCAN_COUNT "1000"
 
 enum step {
@@ -39,6 +51,10 @@ struct fleet_fetch {
   bool lock_held;
   bool counted_wait;
   bool looked_again;              /* a second lookup after garbage the script took for an entry */
+  bool has_generation;            /* a lookup answered: generation is set */
+  char generation[GENERATION_MAX]; /* the purge generation the lookup saw ("" before one): a
+                                      write-back is refused by Redis once a purge has changed it */
+  char lock_seen[65];             /* the lock's value when another host held it (at most 64) */
   int64_t wait_until_ms;
   struct event *poll_timer;
   TAILQ_ENTRY(fleet_fetch) link;
@@ -49,6 +65,7 @@ struct fleet {
   struct flipcached *daemon;
   struct fleet_purges purges;     /* another host's purges, applied here (fleet.h) */
   struct shared *shared;          /* NULL when [shared] is off */
+  struct seal_keys keys;          /* [shared] key_file's (seal.h); wiped at fleet_free */
   char host[FLEET_HOST_LEN + 1];  /* this daemon's random name, in locks and messages */
   char channel[KEY_MAX];
   struct fleet_fetch_list fetches; /* every fleet_fetch alive */
@@ -57,12 +74,28 @@ struct fleet {
   unsigned purging_all;           /* purge-all scans running: lookups take no entry meanwhile */
 };
 
-/* fleet.c: the Redis key of an entry ("e:") or a lock ("lock:") of enrollment_id; its length. */
-size_t fleet_key_of(const struct fleet *fleet, const char *kind, const char *enrollment_id,
-                    char out[KEY_MAX]);
-/* fleet_lock.c: a channel message "VERB HOST[ ID]" of this host; its length. */
+/* fleet.c: the Redis key of an entry ("e:") or a lock ("lock:") of enrollment_id, named under
+ * key `key_index` of the file (0: the sealing key; seal_name: no id in it); its length. */
+size_t fleet_key_of(const struct fleet *fleet, const char *kind, size_t key_index,
+                    const char *enrollment_id, char out[KEY_MAX]);
+/* fleet.c: prefix + `what` ("gen": the purge generation's key; "e:*": every entry's pattern). */
+size_t fleet_fixed_key(const struct fleet *fleet, const char *what, char out[KEY_MAX]);
+/* fleet.c: the sealed value of enrollment_id's record (malloc'd, *len bytes); NULL: none. */
+unsigned char *fleet_seal_record(const struct fleet *fleet, const char *enrollment_id,
+                                 const struct cache_record *record, size_t *len);
+/* fleet.c: opens a value as enrollment_id's record: *plain (malloc'd, the caller frees it, also
+ * on failure) holds what record points into. false: it does not open with any key, or opens
+ * but is no record, or its clear times are not the record's. */
+bool fleet_open_record(const struct fleet *fleet, const char *enrollment_id, const char *value,
+                       size_t len, struct cache_record *record, unsigned char **plain);
+/* fleet.c: a channel message "VERB HOST[ ID]" of this host, sealed (out: SEALED_MESSAGE_MAX);
+ * its length, 0 when it could not be sealed. */
 size_t fleet_message_of(const struct fleet *fleet, const char *verb, const char *enrollment_id,
-                        char out[MESSAGE_MAX]);
+                        unsigned char out[SEALED_MESSAGE_MAX]);
+/* fleet.c: a message from the channel opened into text (NUL-terminated); false: not sealed by a
+ * key of this host's, or too long. */
+bool fleet_open_message(const struct fleet *fleet, const char *payload, size_t len,
+                        char text[MESSAGE_MAX]);
 /* fleet_lock.c: frees a fetch's state (out of the tier's counts; its poll timer). */
 void fleet_fetch_free(struct fleet_fetch *ff);
 /* fleet_lock.c: another host wrote enrollment_id, or gave up its lock: a fetch waiting on it

@@ -21,56 +21,108 @@
 #include "redis.h"
 #include "validate.h"
 
-/* The value of an entry in Redis: the id, then the cache record (record.h) as stored locally. */
-#define VALUE_HEADER UUID_TEXT_LEN
-
-/* Writes the entry, releases this host's lock and says "ready", in one round trip. */
+/* Writes the entry unless a purge changed the generation since this fetch's lookup (then the
+ * fetch began before the purge and leaves nothing behind), releases this host's lock and says
+ * "ready", in one round trip; returns 1 when stored. A lock or a generation of the wrong type
+ * is no reason to fail half-way (a script's writes are not undone): pcall, then repaired.
+ * KEYS: entry, lock, channel, generation. ARGV: value, px, host, message, generation seen. */
 static const char STORE_SCRIPT[] =
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-    "if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end "
-    "redis.call('PUBLISH', KEYS[3], ARGV[4]) return 1";
+    "local g = redis.pcall('GET', KEYS[4]) "
+    "if type(g) == 'table' then redis.call('DEL', KEYS[4]) g = false end "
+    "local stored = 0 "
+    "if (g or '') == ARGV[5] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) stored = 1 end "
+    "local l = redis.pcall('GET', KEYS[2]) "
+    "if type(l) == 'table' or l == ARGV[3] then redis.call('DEL', KEYS[2]) end "
+    "redis.call('PUBLISH', KEYS[3], ARGV[4]) return stored";
 /* Releases this host's lock (nothing was stored) and says "ready": the waiters look again. */
 static const char UNLOCK_SCRIPT[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) "
+    "local l = redis.pcall('GET', KEYS[1]) "
+    "if type(l) == 'table' or l == ARGV[1] then redis.call('DEL', KEYS[1]) "
     "redis.call('PUBLISH', KEYS[2], ARGV[2]) end return 1";
+/* Deletes a lock that is still the one a fetch waited on past its bound (its holder never wrote
+ * the entry nor let go: dead, or a lock written by someone else). */
+static const char STALE_LOCK_SCRIPT[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
 /* The one command of a lookup: the entry, and the lock when the entry will not do. Atomically,
  * so that no host takes the lock just after another wrote the entry and released it (a GET,
- * then a SET NX, would: bench/fleet measured 1.63 upstream requests per id per ttl so). An entry
- * fresh at ARGV[3] (now) and fetched no earlier than ARGV[4] is returned as it is ({value, 2});
- * otherwise the lock is tried ({value or nil, 1 when taken, 0 when another host holds it}). Only the times of the record's
- * header are read here (struct.unpack, little-endian i64 at fetched_at's and fresh_until's
- * offsets after the id); the daemon checks the whole value as before. A key of another type
- * (GET fails) is deleted here, and the third element says so. */
+ * then a SET NX, would: bench/fleet measured 1.63 upstream requests per id per ttl so).
+ * KEYS: the id's entry under each key of the file (the sealing key's first), its lock, the
+ * purge generation. ARGV: host, lock px, now, min fetched_at, this host's longest freshness
+ * (the larger of ttl and negative_ttl), the longest value accepted.
+ * Each entry key in turn: one of another type, or longer than ARGV[6], is deleted unread (flag
+ * 1); the first string is the candidate, returned as it is ({value, 2, ...}) when fresh at now
+ * (fresh_until bounded by fetched_at + ARGV[5]) and fetched no earlier than ARGV[4]. Otherwise
+ * the lock is tried ({value or false, 1 taken, 0 held elsewhere, ...}); a lock of another type,
+ * without an expiry, or longer than any host's name, is deleted first (flag 2): it would never
+ * go. Only the clear times of a value are read here (little-endian i64 at offsets 8 and 16:
+ * fleet_internal.h); the daemon opens and checks the whole value. Returns {value, lock, flags,
+ * generation, index of the value's key (0: none)[, the lock's value when another holds it]}. */
 static const char LOOKUP_SCRIPT[] =
-    "local v = redis.pcall('GET', KEYS[1]) "
-    "local wrong = 0 "
-    "if type(v) == 'table' then redis.call('UNLINK', KEYS[1]) v = false wrong = 1 end "
-    "if v and string.len(v) >= 60 then "
-    "local fetched = struct.unpack('<i8', v, 45) "
-    "local fresh = struct.unpack('<i8', v, 53) "
-    "if fresh > tonumber(ARGV[3]) and fetched >= tonumber(ARGV[4]) then return {v, 2, 0} end "
-    "end "
-    "local taken = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) "
-    "return {v, taken and 1 or 0, wrong}";
+    "local n = #KEYS - 2 local lock = KEYS[n + 1] "
+    "local g = redis.pcall('GET', KEYS[n + 2]) "
+    "if type(g) == 'table' then redis.call('DEL', KEYS[n + 2]) g = false end g = g or '' "
+    "local flags = 0 local v = false local at = 0 "
+    "for i = 1, n do "
+    "local t = redis.call('TYPE', KEYS[i])['ok'] "
+    "if t ~= 'none' then "
+    "if t ~= 'string' or redis.call('STRLEN', KEYS[i]) > tonumber(ARGV[6]) then "
+    "redis.call('UNLINK', KEYS[i]) flags = 1 "
+    "elseif not v then "
+    "v = redis.call('GET', KEYS[i]) at = i "
+    "if string.len(v) >= 24 then "
+    "local fetched = struct.unpack('<i8', v, 9) "
+    "local fresh = struct.unpack('<i8', v, 17) "
+    "if fresh > fetched + tonumber(ARGV[5]) then fresh = fetched + tonumber(ARGV[5]) end "
+    "if fresh > tonumber(ARGV[3]) and fetched >= tonumber(ARGV[4]) then return {v, 2, flags, g, i} end "
+    "end end end end "
+    "local lt = redis.call('TYPE', lock)['ok'] "
+    "if lt ~= 'none' and (lt ~= 'string' or redis.call('PTTL', lock) < 0 or "
+    "redis.call('STRLEN', lock) > 64) then redis.call('DEL', lock) flags = flags + 2 end "
+    "if redis.call('SET', lock, ARGV[1], 'NX', 'PX', ARGV[2]) then return {v, 1, flags, g, at} end "
+    "return {v, 0, flags, g, at, redis.call('GET', lock)}";
 /* What a value in Redis is worth to this fetch. */
 enum copy_verdict { COPY_USABLE, COPY_UNUSABLE, COPY_GARBAGE };
 
+/* A copy's times bounded by this host's policy, as if this host had fetched it at its
+ * fetched_at: fresh at most ttl (negative_ttl for a 404) after it, stale at most the longer of
+ * the stale windows after that (a 404 has none). A peer's longer ttl, or a writer's, never keeps
+ * a copy fresher here than this host's own answers. */
+static void bound_times(const struct config *cfg, struct cache_record *record) {
+  bool found = record->upstream_status == 200;
+  int64_t fresh_most = record->fetched_at + (found ? cfg->ttl : cfg->negative_ttl);
+  if (record->fresh_until > fresh_most)
+    record->fresh_until = fresh_most;
+  unsigned window = cfg->stale_while_revalidate > cfg->stale_if_error ? cfg->stale_while_revalidate
+                                                                      : cfg->stale_if_error;
+  int64_t stale_most = record->fresh_until + (found ? window : 0);
+  if (record->stale_until > stale_most)
+    record->stale_until = stale_most;
+}
+
+/* Judges a value as an upstream answer is judged: it must open with a key of this host's for
+ * this id (so its bytes are what some host of the fleet stored), decode, and its body must pass
+ * what the upstream's would (a 200 one JSON object of this id; a 404 JSON, as kept locally);
+ * its times are then bounded by this host's policy. The record points into *plain (the
+ * caller frees it). */
 static enum copy_verdict judge_copy(const struct fleet_fetch *ff, const redisReply *reply,
-                                    struct cache_record *record, int64_t now) {
+                                    struct cache_record *record, int64_t now,
+                                    unsigned char **plain) {
   const char *enrollment_id = ff->fetch->enrollment_id;
+  *plain = NULL;
   if (reply->type == REDIS_REPLY_NIL)
     return COPY_UNUSABLE;
-  if (reply->type != REDIS_REPLY_STRING || reply->len < VALUE_HEADER ||
-      memcmp(reply->str, enrollment_id, UUID_TEXT_LEN) != 0 ||
-      record_decode(reply->str + VALUE_HEADER, reply->len - VALUE_HEADER, record) != RECORD_OK)
+  if (reply->type != REDIS_REPLY_STRING ||
+      !fleet_open_record(ff->fleet, enrollment_id, reply->str, reply->len, record, plain))
     return COPY_GARBAGE;
   if (record->upstream_status == 200) {
     if (validate_enrollment_body((const char *)record->body, record->body_len, enrollment_id) !=
         BODY_OK)
       return COPY_GARBAGE;
-  } else if (record->upstream_status != 404) {
+  } else if (record->upstream_status != 404 ||
+             !validate_not_found_body((const char *)record->body, record->body_len)) {
     return COPY_GARBAGE;
   }
+  bound_times(&ff->fleet->daemon->cfg, record);
   if (now >= record->fresh_until || record->fetched_at < ff->min_fetched_at ||
       record->fetched_at > now + FLEET_MAX_CLOCK_SKEW)
     return COPY_UNUSABLE;
@@ -147,18 +199,26 @@ static void deliver_copy(struct fleet_fetch *ff, const struct cache_record *reco
   copied(record, fetch);
 }
 
-static void note_garbage(struct fleet *fleet, const char *enrollment_id) {
+/* Counts and logs (rate-limited) what Redis held for enrollment_id that was refused: `what`
+ * ("an entry", "a lock") and why. */
+static void note_garbage(struct fleet *fleet, const char *enrollment_id, const char *what,
+                         const char *why) {
   fleet->daemon->stats.shared_invalid++;
-  log_warning_limited("shared tier: the value of %s in redis is not a sound entry for that id: "
-                      "ignored and deleted", enrollment_id);
+  log_warning_limited("shared tier: %s of %s in redis was refused (%s) and deleted", what,
+                      enrollment_id, why);
 }
 
-static void forget_garbage(struct fleet *fleet, const char *enrollment_id) {
+static const char WHY_UNSOUND[] = "it does not open with this host's keys for that id, or fails "
+                                  "its checks";
+static const char WHY_SHAPE[] = "of another type, too long, or never expiring";
+
+/* Deletes the value the lookup found under key `key_index`'s name. */
+static void forget_garbage(struct fleet *fleet, const char *enrollment_id, size_t key_index) {
   char key[KEY_MAX];
-  size_t key_len = fleet_key_of(fleet, "e:", enrollment_id, key);
+  size_t key_len = fleet_key_of(fleet, "e:", key_index, enrollment_id, key);
   const char *argv[] = {"UNLINK", key};
   size_t len[] = {6, key_len};
-  note_garbage(fleet, enrollment_id);
+  note_garbage(fleet, enrollment_id, "an entry", WHY_UNSOUND);
   shared_command(fleet->shared, NULL, NULL, 2, argv, len);
 }
 
@@ -172,6 +232,17 @@ static bool command_back(struct fleet_fetch *ff) {
 }
 
 static void unlock(struct fleet *fleet, const char *enrollment_id);
+
+/* The lock ff waited on past lock_ms is still there: deleted if it is still the same (a holder
+ * that died, or a lock written by someone else), so that the next miss does not wait again. */
+static void drop_stale_lock(struct fleet_fetch *ff) {
+  struct fleet *fleet = ff->fleet;
+  char lock[KEY_MAX];
+  size_t lock_len = fleet_key_of(fleet, "lock:", 0, ff->fetch->enrollment_id, lock);
+  const char *argv[] = {"EVAL", STALE_LOCK_SCRIPT, "1", lock, ff->lock_seen};
+  size_t len[] = {4, sizeof(STALE_LOCK_SCRIPT) - 1, 1, lock_len, strlen(ff->lock_seen)};
+  shared_command(fleet->shared, NULL, NULL, 5, argv, len);
+}
 
 /* Another host holds the lock: wait for its "ready" or the next poll, within wait_until_ms. */
 static void wait_for_holder(struct fleet_fetch *ff) {
@@ -189,7 +260,8 @@ static void wait_for_holder(struct fleet_fetch *ff) {
   if (now >= ff->wait_until_ms) {
     fleet->daemon->stats.shared_lock_timeouts++;
     log_warning_limited("shared tier: %s: the host holding its lock gave no entry in time: asking "
-                        "the upstream", ff->fetch->enrollment_id);
+                        "the upstream, and deleting the lock", ff->fetch->enrollment_id);
+    drop_stale_lock(ff);
     step_upstream(ff);
     return;
   }
@@ -200,38 +272,64 @@ static void wait_for_holder(struct fleet_fetch *ff) {
     step_upstream(ff);
 }
 
+/* LOOKUP_SCRIPT's answer is that script's shape. */
+static bool lookup_reply_sound(const redisReply *reply) {
+  if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 5 || reply->elements > 6)
+    return false;
+  for (size_t i = 1; i < 5; i++) {
+    int type = reply->element[i]->type;
+    if (i == 3 ? type != REDIS_REPLY_STRING : type != REDIS_REPLY_INTEGER)
+      return false;
+  }
+  return reply->element[3]->len < GENERATION_MAX &&
+         (reply->elements == 5 || reply->element[5]->type == REDIS_REPLY_STRING);
+}
+
 /* LOOKUP_SCRIPT's answer: the entry, and what became of the lock. */
 static void on_lookup(const redisReply *reply, void *arg) {
   struct fleet_fetch *ff = arg;
   if (!command_back(ff))
     return;
   struct fleet *fleet = ff->fleet;
-  if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-      reply->element[1]->type != REDIS_REPLY_INTEGER ||
-      reply->element[2]->type != REDIS_REPLY_INTEGER) {
+  if (!lookup_reply_sound(reply)) {
     step_upstream(ff); /* the tier failed: Flip, as without it */
     return;
   }
   long long lock = reply->element[1]->integer; /* 1 taken, 0 held elsewhere, 2 not tried */
-  if (reply->element[2]->integer == 1)
-    note_garbage(fleet, ff->fetch->enrollment_id); /* of another type: the script deleted it */
+  long long flags = reply->element[2]->integer;
+  long long key_number = reply->element[4]->integer; /* 1-based; 0: no value */
+  memcpy(ff->generation, reply->element[3]->str, reply->element[3]->len);
+  ff->generation[reply->element[3]->len] = '\0';
+  ff->has_generation = true;
+  if (reply->elements == 6)
+    snprintf(ff->lock_seen, sizeof(ff->lock_seen), "%.*s", (int)reply->element[5]->len,
+             reply->element[5]->str);
+  if (flags & 1)
+    note_garbage(fleet, ff->fetch->enrollment_id, "an entry", WHY_SHAPE); /* the script deleted it */
+  if (flags & 2)
+    note_garbage(fleet, ff->fetch->enrollment_id, "a lock", WHY_SHAPE);
   struct cache_record record;
+  unsigned char *plain = NULL;
   enum copy_verdict verdict = fleet->purging_all ? COPY_UNUSABLE
-                              : judge_copy(ff, reply->element[0], &record, clock_wall_seconds());
+                              : judge_copy(ff, reply->element[0], &record, clock_wall_seconds(),
+                                           &plain);
   if (verdict == COPY_USABLE) {
     if (lock == 1) /* the script judged it stale a moment before this host's clock did not */
       unlock(fleet, ff->fetch->enrollment_id);
     deliver_copy(ff, &record);
+    free(plain);
     return;
   }
-  if (verdict == COPY_GARBAGE)
-    forget_garbage(fleet, ff->fetch->enrollment_id);
+  free(plain);
+  if (verdict == COPY_GARBAGE && key_number >= 1 && (size_t)key_number <= fleet->keys.count)
+    forget_garbage(fleet, ff->fetch->enrollment_id, (size_t)key_number - 1);
   ff->lock_held = lock == 1;
   if (lock == 1) {
     step_upstream(ff);
   } else if (lock == 2) {
     /* The script took the value for a fresh entry and did not try the lock, but it will not do:
-     * garbage (now deleted: look once more, for the lock), or a copy from a clock too far ahead. */
+     * garbage (now deleted: look once more, for the lock), or a copy this host's policy or clock
+     * does not take. */
     if (verdict == COPY_GARBAGE && !ff->looked_again) {
       ff->looked_again = true;
       step_lookup(ff);
@@ -246,18 +344,39 @@ static void on_lookup(const redisReply *reply, void *arg) {
 /* Sends ff's LOOKUP_SCRIPT; false when the tier would not take it. */
 static bool send_lookup(struct fleet_fetch *ff) {
   struct fleet *fleet = ff->fleet;
-  char entry[KEY_MAX], lock[KEY_MAX], px[24], now[24], min[24];
-  size_t entry_len = fleet_key_of(fleet, "e:", ff->fetch->enrollment_id, entry);
-  size_t lock_len = fleet_key_of(fleet, "lock:", ff->fetch->enrollment_id, lock);
+  const struct config *cfg = &fleet->daemon->cfg;
+  enum { ARGS_MAX = 3 + SEAL_MAX_KEYS + 2 + 6 };
+  char entries[SEAL_MAX_KEYS][KEY_MAX], lock[KEY_MAX], generation[KEY_MAX], key_count[8];
+  char px[24], now[24], min[24], fresh_most[24], value_most[24];
+  const char *argv[ARGS_MAX];
+  size_t len[ARGS_MAX];
+  int argc = 0;
+#define ARG(text, length) (argv[argc] = (text), len[argc++] = (length))
+  size_t keys = fleet->keys.count;
+  snprintf(key_count, sizeof(key_count), "%zu", keys + 2);
+  ARG("EVAL", 4);
+  ARG(LOOKUP_SCRIPT, sizeof(LOOKUP_SCRIPT) - 1);
+  ARG(key_count, strlen(key_count));
+  for (size_t i = 0; i < keys; i++)
+    ARG(entries[i], fleet_key_of(fleet, "e:", i, ff->fetch->enrollment_id, entries[i]));
+  ARG(lock, fleet_key_of(fleet, "lock:", 0, ff->fetch->enrollment_id, lock));
+  ARG(generation, fleet_fixed_key(fleet, "gen", generation));
   snprintf(px, sizeof(px), "%u", lock_ms(fleet));
   snprintf(now, sizeof(now), "%lld", (long long)clock_wall_seconds());
   /* While a purge-all runs no entry may come back from Redis: none is "fetched late enough". */
   snprintf(min, sizeof(min), "%lld", fleet->purging_all ? (long long)INT64_MAX / 2
                                                         : (long long)ff->min_fetched_at);
-  const char *argv[] = {"EVAL", LOOKUP_SCRIPT, "2", entry, lock, fleet->host, px, now, min};
-  size_t len[] = {4, sizeof(LOOKUP_SCRIPT) - 1, 1, entry_len, lock_len, FLEET_HOST_LEN,
-                  strlen(px), strlen(now), strlen(min)};
-  ff->command_out = shared_command(fleet->shared, on_lookup, ff, 9, argv, len);
+  snprintf(fresh_most, sizeof(fresh_most), "%u",
+           cfg->ttl > cfg->negative_ttl ? cfg->ttl : cfg->negative_ttl);
+  snprintf(value_most, sizeof(value_most), "%zu", (size_t)VALUE_MAX_LEN);
+  ARG(fleet->host, FLEET_HOST_LEN);
+  ARG(px, strlen(px));
+  ARG(now, strlen(now));
+  ARG(min, strlen(min));
+  ARG(fresh_most, strlen(fresh_most));
+  ARG(value_most, strlen(value_most));
+#undef ARG
+  ff->command_out = shared_command(fleet->shared, on_lookup, ff, argc, argv, len);
   if (ff->command_out)
     fleet->daemon->stats.shared_lookups++;
   return ff->command_out;
@@ -306,57 +425,64 @@ enum upstream_start fleet_fetch_enrollment(struct fleet *fleet, struct inflight_
 
 /* ---- results, written back ------------------------------------------------------------------ */
 
-size_t fleet_message_of(const struct fleet *fleet, const char *verb, const char *enrollment_id,
-                         char out[MESSAGE_MAX]) {
-  return (size_t)snprintf(out, MESSAGE_MAX, "%s %s%s%s", verb, fleet->host,
-                          enrollment_id ? " " : "", enrollment_id ? enrollment_id : "");
-}
-
+/* Writes record back (under the sealing key's name), refused by Redis if a purge came since
+ * `generation`, and releases the lock. */
 static void write_back(struct fleet *fleet, const char *enrollment_id,
-                       const struct cache_record *record) {
+                       const struct cache_record *record, const char *generation) {
   int64_t now = clock_wall_seconds();
-  if (record->stale_until <= now)
+  size_t value_len = 0;
+  unsigned char *value = record->stale_until > now
+                             ? fleet_seal_record(fleet, enrollment_id, record, &value_len) : NULL;
+  if (!value) {
+    unlock(fleet, enrollment_id);
     return;
-  size_t value_len = VALUE_HEADER + record_encoded_len(record);
-  unsigned char *value = malloc(value_len);
-  if (!value)
-    return;
-  memcpy(value, enrollment_id, UUID_TEXT_LEN);
-  record_encode(record, value + VALUE_HEADER);
-  char entry[KEY_MAX], lock[KEY_MAX], px[24], message[MESSAGE_MAX];
-  size_t entry_len = fleet_key_of(fleet, "e:", enrollment_id, entry);
-  size_t lock_len = fleet_key_of(fleet, "lock:", enrollment_id, lock);
+  }
+  char entry[KEY_MAX], lock[KEY_MAX], gen_key[KEY_MAX], px[24];
+  unsigned char message[SEALED_MESSAGE_MAX];
+  size_t entry_len = fleet_key_of(fleet, "e:", 0, enrollment_id, entry);
+  size_t lock_len = fleet_key_of(fleet, "lock:", 0, enrollment_id, lock);
+  size_t gen_len = fleet_fixed_key(fleet, "gen", gen_key);
   snprintf(px, sizeof(px), "%lld", (long long)(record->stale_until - now) * 1000);
   size_t message_len = fleet_message_of(fleet, "ready", enrollment_id, message);
-  const char *argv[] = {"EVAL", STORE_SCRIPT, "3", entry, lock, fleet->channel,
-                        (const char *)value, px, fleet->host, message};
+  const char *argv[] = {"EVAL", STORE_SCRIPT, "4", entry, lock, fleet->channel, gen_key,
+                        (const char *)value, px, fleet->host, (const char *)message, generation};
   size_t len[] = {4, sizeof(STORE_SCRIPT) - 1, 1, entry_len, lock_len, strlen(fleet->channel),
-                  value_len, strlen(px), FLEET_HOST_LEN, message_len};
-  if (shared_command(fleet->shared, NULL, NULL, 10, argv, len))
+                  gen_len, value_len, strlen(px), FLEET_HOST_LEN, message_len,
+                  strlen(generation)};
+  if (message_len && shared_command(fleet->shared, NULL, NULL, 12, argv, len))
     fleet->daemon->stats.shared_writes++;
   free(value);
 }
 
 static void unlock(struct fleet *fleet, const char *enrollment_id) {
-  char lock[KEY_MAX], message[MESSAGE_MAX];
-  size_t lock_len = fleet_key_of(fleet, "lock:", enrollment_id, lock);
+  char lock[KEY_MAX];
+  unsigned char message[SEALED_MESSAGE_MAX];
+  size_t lock_len = fleet_key_of(fleet, "lock:", 0, enrollment_id, lock);
   size_t message_len = fleet_message_of(fleet, "ready", enrollment_id, message);
-  const char *argv[] = {"EVAL", UNLOCK_SCRIPT, "2", lock, fleet->channel, fleet->host, message};
+  const char *argv[] = {"EVAL", UNLOCK_SCRIPT, "2", lock, fleet->channel, fleet->host,
+                        (const char *)message};
   size_t len[] = {4, sizeof(UNLOCK_SCRIPT) - 1, 1, lock_len, strlen(fleet->channel),
                   FLEET_HOST_LEN, message_len};
-  shared_command(fleet->shared, NULL, NULL, 7, argv, len);
+  if (message_len)
+    shared_command(fleet->shared, NULL, NULL, 7, argv, len);
 }
 
 void fleet_fetched(struct fleet *fleet, struct inflight_fetch *fetch,
                    const struct cache_record *stored) {
   struct fleet_fetch *ff = fetch->fleet;
   bool lock_held = ff && ff->lock_held;
+  /* Only a fetch that looked in Redis knows the purge generation it began under; one that went
+   * to Flip without the tier writes nothing back (it could not tell a purge it missed). */
+  char generation[GENERATION_MAX] = "";
+  bool has_generation = ff && ff->has_generation;
+  if (has_generation)
+    memcpy(generation, ff->generation, sizeof(generation));
   if (ff)
     fleet_fetch_free(ff);
   if (!fleet->shared)
     return;
-  if (stored)
-    write_back(fleet, fetch->enrollment_id, stored); /* releases the lock too */
+  if (stored && has_generation)
+    write_back(fleet, fetch->enrollment_id, stored, generation); /* releases the lock too */
   else if (lock_held)
     unlock(fleet, fetch->enrollment_id);
 }

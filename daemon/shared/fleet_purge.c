@@ -20,9 +20,22 @@
 #include "redis.h"
 #include "validate.h"
 
-/* Deletes one entry and tells every daemon: {keys deleted, daemons that received it}. */
+/* Moves the purge generation on (so that no fetch begun before it writes back: fleet_lock.c's
+ * STORE_SCRIPT), deletes one id's entry under every key's name and tells every daemon: {keys
+ * deleted, daemons that received it}. A generation of the wrong type is replaced.
+ * KEYS: the entries, the generation, the channel. ARGV: the message. */
 static const char PURGE_SCRIPT[] =
-    "return {redis.call('DEL', KEYS[1]), redis.call('PUBLISH', KEYS[2], ARGV[1])}";
+    "local n = #KEYS - 2 "
+    "if type(redis.pcall('INCR', KEYS[n + 1])) == 'table' then "
+    "redis.call('DEL', KEYS[n + 1]) redis.call('INCR', KEYS[n + 1]) end "
+    "local deleted = 0 for i = 1, n do deleted = deleted + redis.call('DEL', KEYS[i]) end "
+    "return {deleted, redis.call('PUBLISH', KEYS[n + 2], ARGV[1])}";
+/* The first step of a purge of every entry: the generation moves on, and every daemon hears it.
+ * KEYS: the generation, the channel. ARGV: the message. Returns the daemons that received it. */
+static const char PURGE_ALL_SCRIPT[] =
+    "if type(redis.pcall('INCR', KEYS[1])) == 'table' then "
+    "redis.call('DEL', KEYS[1]) redis.call('INCR', KEYS[1]) end "
+    "return redis.call('PUBLISH', KEYS[2], ARGV[1])";
 
 /* ---- purges ------------------------------------------------------------------------------- */
 
@@ -58,12 +71,24 @@ bool fleet_purge_enrollment(struct fleet *fleet, const char *enrollment_id, flee
   if (!purge)
     return false;
   *purge = (struct purge){.fleet = fleet, .done = done, .arg = arg};
-  char entry[KEY_MAX], message[MESSAGE_MAX];
-  size_t entry_len = fleet_key_of(fleet, "e:", enrollment_id, entry);
-  size_t message_len = fleet_message_of(fleet, "purge", enrollment_id, message);
-  const char *argv[] = {"EVAL", PURGE_SCRIPT, "2", entry, fleet->channel, message};
-  size_t len[] = {4, sizeof(PURGE_SCRIPT) - 1, 1, entry_len, strlen(fleet->channel), message_len};
-  if (!shared_command(fleet->shared, on_purged_one, purge, 6, argv, len)) {
+  enum { ARGS_MAX = 3 + SEAL_MAX_KEYS + 3 };
+  char entries[SEAL_MAX_KEYS][KEY_MAX], generation[KEY_MAX], key_count[8];
+  unsigned char message[SEALED_MESSAGE_MAX];
+  const char *argv[ARGS_MAX];
+  size_t len[ARGS_MAX];
+  int argc = 0;
+  size_t keys = fleet->keys.count;
+  snprintf(key_count, sizeof(key_count), "%zu", keys + 2);
+  argv[argc] = "EVAL", len[argc++] = 4;
+  argv[argc] = PURGE_SCRIPT, len[argc++] = sizeof(PURGE_SCRIPT) - 1;
+  argv[argc] = key_count, len[argc++] = strlen(key_count);
+  for (size_t i = 0; i < keys; i++)
+    argv[argc] = entries[i], len[argc++] = fleet_key_of(fleet, "e:", i, enrollment_id, entries[i]);
+  argv[argc] = generation, len[argc++] = fleet_fixed_key(fleet, "gen", generation);
+  argv[argc] = fleet->channel, len[argc++] = strlen(fleet->channel);
+  argv[argc] = (const char *)message;
+  len[argc++] = fleet_message_of(fleet, "purge", enrollment_id, message);
+  if (len[argc - 1] == 0 || !shared_command(fleet->shared, on_purged_one, purge, argc, argv, len)) {
     free(purge);
     return false;
   }
@@ -97,9 +122,20 @@ static void on_purge_all_published(const redisReply *reply, void *arg) {
  * again after the scan, for copies taken from Redis while it ran. */
 static bool publish_purge_all(struct purge *purge) {
   struct fleet *fleet = purge->fleet;
-  char message[MESSAGE_MAX];
+  unsigned char message[SEALED_MESSAGE_MAX];
+  char generation[KEY_MAX];
   size_t message_len = fleet_message_of(fleet, "purge-all", NULL, message);
-  const char *argv[] = {"PUBLISH", fleet->channel, message};
+  if (message_len == 0)
+    return false;
+  if (!purge->announced) { /* the first: the generation moves on with it */
+    size_t generation_len = fleet_fixed_key(fleet, "gen", generation);
+    const char *argv[] = {"EVAL", PURGE_ALL_SCRIPT, "2", generation, fleet->channel,
+                          (const char *)message};
+    size_t len[] = {4, sizeof(PURGE_ALL_SCRIPT) - 1, 1, generation_len, strlen(fleet->channel),
+                    message_len};
+    return shared_command(fleet->shared, on_purge_all_published, purge, 6, argv, len);
+  }
+  const char *argv[] = {"PUBLISH", fleet->channel, (const char *)message};
   size_t len[] = {7, strlen(fleet->channel), message_len};
   return shared_command(fleet->shared, on_purge_all_published, purge, 3, argv, len);
 }
@@ -147,7 +183,7 @@ static void on_scanned(const redisReply *reply, void *arg) {
 static void scan_next(struct purge *purge) {
   struct fleet *fleet = purge->fleet;
   char pattern[KEY_MAX];
-  size_t pattern_len = fleet_key_of(fleet, "e:", "*", pattern);
+  size_t pattern_len = fleet_fixed_key(fleet, "e:*", pattern);
   const char *argv[] = {"SCAN", purge->cursor, "MATCH", pattern, "COUNT", SCAN_COUNT};
   size_t len[] = {4, strlen(purge->cursor), 5, pattern_len, 5, strlen(SCAN_COUNT)};
   if (!shared_command(fleet->shared, on_scanned, purge, 6, argv, len))
@@ -171,16 +207,19 @@ bool fleet_purge_all(struct fleet *fleet, fleet_purged_fn done, void *arg) {
 
 /* ---- messages from the other hosts --------------------------------------------------------- */
 
-/* "VERB HOST[ ID]": anything else is ignored. A daemon's own purges were applied when it sent
- * them. */
+/* "VERB HOST[ ID]", sealed (a writer of Redis without the key can only replay what a host sent;
+ * a replayed purge deletes a copy, which costs a fetch): anything else is ignored. A daemon's
+ * own purges were applied when it sent them. */
 void fleet_on_message(const char *payload, size_t len, void *arg) {
   struct fleet *fleet = arg;
   char text[MESSAGE_MAX], verb[16], host[FLEET_HOST_LEN + 2], id_text[UUID_TEXT_LEN + 2];
   char enrollment_id[UUID_TEXT_LEN + 1];
-  if (len >= sizeof(text))
+  if (!fleet_open_message(fleet, payload, len, text)) {
+    fleet->daemon->stats.shared_invalid++;
+    log_warning_limited("shared tier: a message on the channel does not open with this host's "
+                        "keys: ignored");
     return;
-  memcpy(text, payload, len);
-  text[len] = '\0';
+  }
   int fields = sscanf(text, "%15s %17s %37s", verb, host, id_text);
   if (fields < 2 || strlen(host) != FLEET_HOST_LEN)
     return;

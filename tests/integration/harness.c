@@ -221,6 +221,21 @@ void fake_retry_after(struct fake_upstream *fake, unsigned seconds) {
   fake_control(fake, query);
 }
 
+int raw_ask_enrollment(int port, const char *id) {
+  char request[160];
+  int length = snprintf(request, sizeof(request),
+                        "GET /v1/enrollments/%s HTTP/1.1\r\nHost: localhost\r\n\r\n", id);
+  return raw_send(port, request, (size_t)length);
+}
+
+long raw_answer_status(int connection) {
+  char answer[16384];
+  size_t got = raw_read_response(connection, answer, sizeof(answer) - 1, 10000);
+  answer[got] = '\0';
+  close(connection);
+  return strncmp(answer, "HTTP/1.1 ", 9) == 0 ? atol(answer + 9) : 0;
+}
+
 long fake_release(struct fake_upstream *fake, const char *id, unsigned most) {
   char url[256];
   snprintf(url, sizeof(url), "%s/_fake/release?n=%u%s%s", fake->base_url, most, id ? "&id=" : "",

@@ -143,6 +143,12 @@ void http_response_free(struct http_response *response);
 /* A JSON number field of the body, or -1. */
 long json_field(const char *json, const char *field);
 
+/* Sends GET /v1/enrollments/ID over a new connection to 127.0.0.1:port and does not wait: the
+ * connection, for raw_answer_status. */
+int raw_ask_enrollment(int port, const char *id);
+/* The status of the one answer on a connection from raw_ask_enrollment (within 10 s; 0: none),
+ * then closes it. */
+long raw_answer_status(int connection);
 /* Connects to 127.0.0.1:port and sends request as given (no client library tidying it). */
 int raw_send(int port, const char *request, size_t len);
 /* Reads fd until the peer closes or out is full (NUL-terminated); returns the length. */

@@ -112,20 +112,45 @@ Test(command_line, check_config_checks_the_credential_the_cache_path_and_the_fil
   cr_expect(strstr(out, "[cache] path /nonexistent/never/created: cannot be created") != NULL, "%s", out);
   cr_expect_neq(access("/nonexistent/never/created", F_OK), 0);
   /* The Redis password's file follows the token's rules; its content is never printed. */
-  char redis_password[256], extra[400];
+  char redis_password[256], extra[800];
   snprintf(redis_password, sizeof(redis_password), "%s/redis-password", test_dir());
   FILE *file = fopen(redis_password, "w");
   fputs("fl_redis_password_check\n", file);
   fclose(file);
   chmod(redis_password, 0644);
-  snprintf(extra, sizeof(extra), "[shared]\nredis = 127.0.0.1:6379\npassword_file = %s\n",
-           redis_password);
+  /* So do the shared key's: a bad line is named, a key never shown. */
+  char shared_key[256];
+  snprintf(shared_key, sizeof(shared_key), "%s/shared-key", test_dir());
+  file = fopen(shared_key, "w");
+  fputs("# the fleet's\n5ec2e7ab5ec2e7ab5ec2e7ab5ec2e7ab5ec2e7ab5ec2e7ab5ec2e7ab5ec2e7ab\nnot-hex\n",
+        file);
+  fclose(file);
+  chmod(shared_key, 0600);
+  char extra_no_key[400];
+  snprintf(extra_no_key, sizeof(extra_no_key),
+           "[shared]\nredis = 127.0.0.1:6379\npassword_file = %s\n", redis_password);
+  path = config_with(0600, "/tmp", extra_no_key);
+  cr_expect_eq(run(args, out, sizeof(out)), 1);
+  cr_expect(strstr(out, ": redis: needs key_file") != NULL, "named at redis's line: %s", out);
+  snprintf(extra, sizeof(extra),
+           "[shared]\nredis = 127.0.0.1:6379\npassword_file = %s\nkey_file = %s\n",
+           redis_password, shared_key);
   path = config_with(0600, "/tmp", extra);
   cr_expect_eq(run(args, out, sizeof(out)), 1);
   cr_expect(strstr(out, "[shared] password_file: ") && strstr(out, "lets group or others access it"),
             "%s", out);
   cr_expect(strstr(out, "fl_redis_password_check") == NULL, "-t printed the password: %s", out);
+  cr_expect(strstr(out, "[shared] key_file: ") && strstr(out, "line 3 is not a key"), "%s", out);
+  cr_expect(strstr(out, "5ec2e7ab") == NULL, "-t printed the key: %s", out);
   chmod(redis_password, 0600);
+  file = fopen(shared_key, "w");
+  fputs("5ec2e7ab5ec2e7ab5ec2e7ab5ec2e7ab5ec2e7ab5ec2e7ab5ec2e7ab5ec2e7ab\n", file);
+  fclose(file);
+  chmod(shared_key, 0644);
+  cr_expect_eq(run(args, out, sizeof(out)), 1);
+  cr_expect(strstr(out, "[shared] key_file: ") && strstr(out, "lets group or others access it"),
+            "%s", out);
+  chmod(shared_key, 0600);
   cr_expect_eq(run(args, out, sizeof(out)), 0, "%s", out);
   const char *directory[] = {"-t", "-c", "/tmp", NULL};
   cr_expect_eq(run(directory, out, sizeof(out)), 1);

@@ -127,25 +127,6 @@ Test(fairness, a_lone_users_flood_over_32_connections_is_served) {
   cr_expect_leq(fake_stat(&fake, "held_most"), 16, "never more than the 16 slots upstream");
 }
 
-/* Asks for id over a connection of its own and does not wait for the answer: the connection,
- * for status_of_answer. */
-static int ask_without_waiting(const char *id) {
-  char request[160];
-  int length = snprintf(request, sizeof(request),
-                        "GET /v1/enrollments/%s HTTP/1.1\r\nHost: localhost\r\n\r\n", id);
-  return raw_send(daemon_proc.port, request, (size_t)length);
-}
-
-/* The status of the answer on a connection from ask_without_waiting (within 10 s; 0: none), then closes
- * it. */
-static long status_of_answer(int connection) {
-  char answer[16384];
-  size_t got = raw_read_response(connection, answer, sizeof(answer) - 1, 10000);
-  answer[got] = '\0';
-  close(connection);
-  return strncmp(answer, "HTTP/1.1 ", 9) == 0 ? atol(answer + 9) : 0;
-}
-
 /* Waits (up to 10 s) until the daemon's /stats field and the fake's "held" are both as given. */
 static void wait_for_waiting_and_held(long waiting, long held) {
   long seen_waiting = -1, seen_held = -1;
@@ -185,7 +166,7 @@ Test(fairness, one_users_flood_does_not_delay_another_users_misses) {
     wait_for_waiting_and_held(CONNECTIONS - SLOTS, SLOTS);
     char id[40];
     id_of(3, i, id);
-    int root = ask_without_waiting(id);
+    int root = raw_ask_enrollment(daemon_proc.port, id);
     wait_for_waiting_and_held(CONNECTIONS - SLOTS + 1, SLOTS); /* root's waits behind them */
     long sent = fake_stat(&fake, "total");
     cr_assert_eq(fake_release(&fake, NULL, 1), 1); /* the flood's oldest: one slot frees */
@@ -193,7 +174,7 @@ Test(fairness, one_users_flood_does_not_delay_another_users_misses) {
     cr_expect_eq(fake_count(&fake, id), 1, "root's miss %u took the slot that freed, ahead of "
                  "the flood's %d waiting", i, CONNECTIONS - SLOTS);
     cr_assert_eq(fake_release(&fake, id, 0), fake_count(&fake, id));
-    cr_expect_eq(status_of_answer(root), 200, "root's miss %u", i);
+    cr_expect_eq(raw_answer_status(root), 200, "root's miss %u", i);
   }
   fake_set_mode(&fake, "*", "ok", 0);
   fake_release(&fake, NULL, 0);
@@ -272,7 +253,7 @@ Test(fairness, joining_another_users_waiting_fetch_does_not_wait_behind_that_use
     for (unsigned i = 0; i < FLOOD; i++) {
       char id[40];
       id_of(8, i, id);
-      ask_without_waiting(id); /* kept open until the child ends */
+      raw_ask_enrollment(daemon_proc.port, id); /* kept open until the child ends */
       usleep(5000);
     }
     pause();
@@ -281,7 +262,7 @@ Test(fairness, joining_another_users_waiting_fetch_does_not_wait_behind_that_use
   wait_for_waiting_and_held(FLOOD - SLOTS, SLOTS);
   char last[40];
   id_of(8, FLOOD - 1, last);
-  int root = ask_without_waiting(last);
+  int root = raw_ask_enrollment(daemon_proc.port, last);
   for (int i = 0; i < 1000 && stat_of("fetches_moved") < 1; i++)
     pause_ms(10);
   cr_expect_eq(stat_of("fetches_moved"), 1);
@@ -291,7 +272,7 @@ Test(fairness, joining_another_users_waiting_fetch_does_not_wait_behind_that_use
   cr_expect_eq(fake_count(&fake, last), 1, "the moved fetch took the slot that freed");
   fake_set_mode(&fake, "*", "ok", 0);
   fake_release(&fake, NULL, 0);
-  long status = status_of_answer(root);
+  long status = raw_answer_status(root);
   kill(child, SIGKILL);
   waitpid(child, NULL, 0);
   cr_expect_eq(status, 200, "root's request for nobody's queued id");

@@ -4,6 +4,7 @@
  * Redis slow, garbage planted in Redis, a lock whose holder died, AUTH, and neither the credential
  * nor the Redis password anywhere they must not be. */
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <hiredis/hiredis.h>
 #include <json-c/json.h>
 #include <signal.h>
@@ -13,10 +14,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
 #include "harness.h"
+#include "record.h"
+#include "seal.h"
 
 #define HOSTS 3
 #define PREFIX "flipcached:"
@@ -29,6 +33,37 @@ static char redis_dir[256];
 static char redis_password[64]; /* empty: no AUTH */
 static char password_path[320];
 static char token[64];
+static char key_hex[2 * SEAL_KEY_BYTES + 1]; /* the fleet's shared key */
+static char key_path[320];                  /* its file, 0600 */
+static struct seal_keys fleet_keys;         /* parsed, to find an id's keys in Redis */
+
+/* ---- what the daemons keep in Redis (seal.h, fleet_internal.h) ---------------------------- */
+
+/* Redis's key of an id's entry ("e:") or lock ("lock:"), named under the fleet's key. */
+static const char *key_of(const char *kind, const char *id) {
+  static char out[4][128];
+  static unsigned next;
+  char name[SEAL_NAME_HEX + 1];
+  seal_name(&fleet_keys, 0, id, name);
+  char *key = out[next++ % 4];
+  snprintf(key, 128, PREFIX "%s%s", kind, name);
+  return key;
+}
+
+static void random_hex_key(char out[2 * SEAL_KEY_BYTES + 1]) {
+  unsigned char raw[SEAL_KEY_BYTES];
+  fill_random(raw, sizeof(raw));
+  for (size_t i = 0; i < sizeof(raw); i++)
+    snprintf(out + 2 * i, 3, "%02x", raw[i]);
+}
+
+static void write_key_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert(f);
+  fputs(text, f);
+  fclose(f);
+  chmod(path, 0600);
+}
 
 /* ---- redis-server ------------------------------------------------------------------------- */
 
@@ -72,7 +107,7 @@ static long long redis_integer(const char *format, const char *arg) {
 /* The write-back of a fetched entry is not on its answer's path: waits (bounded) until the id's
  * entry is in Redis. */
 static void wait_in_redis(const char *id) {
-  for (int i = 0; i < 100 && redis_integer("EXISTS " PREFIX "e:%s", id) == 0; i++)
+  for (int i = 0; i < 100 && redis_integer("EXISTS %s", key_of("e:", id)) == 0; i++)
     pause_ms(20);
 }
 
@@ -129,6 +164,12 @@ static long wait_stat(size_t host, const char *field, long value, long timeout_m
 
 /* Starts redis (with a password when given), the fake and n daemons on it. host_password: the
  * password the daemons are given (NULL: none). */
+/* Set before start_fleet: lines host 0 has more in its [shared] section (NULL: none), and
+ * whether host 0 takes the key from systemd's credential (CREDENTIALS_DIRECTORY/flip-shared-key)
+ * instead of key_file. Reset by stop_fleet. */
+static const char *host0_sections;
+static bool host0_key_from_credential;
+
 static void start_fleet(size_t n, const char *password, const char *host_password,
                         unsigned timeout_ms) {
   snprintf(redis_dir, sizeof(redis_dir), "/tmp/flipfleet.XXXXXX");
@@ -146,15 +187,45 @@ static void start_fleet(size_t n, const char *password, const char *host_passwor
   }
   make_token(token, sizeof(token));
   fake_start(&fake, token);
+  random_hex_key(key_hex);
+  snprintf(key_path, sizeof(key_path), "%s/shared-key", redis_dir);
+  char key_line[2 * SEAL_KEY_BYTES + 2];
+  snprintf(key_line, sizeof(key_line), "%s\n", key_hex);
+  write_key_file(key_path, key_line);
+  char err[200];
+  cr_assert_eq(seal_keys_parse(key_line, strlen(key_line), &fleet_keys, err, sizeof(err)), 0);
   char sections[1024];
-  snprintf(sections, sizeof(sections), "[shared]\nredis = 127.0.0.1:%d\ntimeout_ms = %u\n%s%s%s",
-           redis_port, timeout_ms, host_password ? "password_file = " : "",
+  snprintf(sections, sizeof(sections),
+           "[shared]\nredis = 127.0.0.1:%d\ntimeout_ms = %u\nkey_file = %s\n%s%s%s",
+           redis_port, timeout_ms, key_path, host_password ? "password_file = " : "",
            host_password ? password_path : "", host_password ? "\n" : "");
   struct daemon_options options = {.token = token, .extra_sections = sections,
                                    .log_level = "info", .timeout_ms = 3000};
   host_count = n;
-  for (size_t i = 0; i < n; i++)
-    flipcached_start(&hosts[i], &fake, &options);
+  for (size_t i = 0; i < n; i++) {
+    char host_sections[2048];
+    struct daemon_options host_options = options;
+    if (i == 0 && (host0_sections || host0_key_from_credential)) {
+      snprintf(host_sections, sizeof(host_sections),
+               "[shared]\nredis = 127.0.0.1:%d\ntimeout_ms = %u\n%s%s%s", redis_port,
+               timeout_ms, host0_key_from_credential ? "" : "key_file = ",
+               host0_key_from_credential ? "" : key_path,
+               host0_key_from_credential ? "" : "\n");
+      if (host0_sections)
+        strncat(host_sections, host0_sections, sizeof(host_sections) - strlen(host_sections) - 1);
+      host_options.extra_sections = host_sections;
+    }
+    flipcached_prepare(&hosts[i], &fake, &host_options);
+    if (i == 0 && host0_key_from_credential) {
+      snprintf(hosts[0].credentials_directory, sizeof(hosts[0].credentials_directory), "%s/creds",
+               hosts[0].dir);
+      cr_assert_eq(mkdir(hosts[0].credentials_directory, 0700), 0);
+      char credential[400];
+      snprintf(credential, sizeof(credential), "%s/flip-shared-key", hosts[0].credentials_directory);
+      write_key_file(credential, key_line);
+    }
+    flipcached_launch(&hosts[i]);
+  }
   /* A daemon is ready before its Redis connection is (the tier is never waited for); the tests
    * that expect the tier up start once every host has it, so that none races its handshake. */
   bool connects = (!password && !host_password) ||
@@ -164,6 +235,8 @@ static void start_fleet(size_t n, const char *password, const char *host_passwor
 }
 
 static void stop_fleet(void) {
+  host0_sections = NULL;
+  host0_key_from_credential = false;
   for (size_t i = 0; i < host_count; i++) {
     if (hosts[i].pid > 0)
       cr_expect_eq(flipcached_stop(&hosts[i]), 0, "host %zu must exit 0 on SIGTERM", i);
@@ -343,7 +416,7 @@ Test(fleet, a_purge_on_one_host_reaches_every_host_within_a_second) {
                "every daemon's subscription heard it: %s", purge.body);
   json_object_put(root);
   http_response_free(&purge);
-  cr_expect_eq(redis_integer("EXISTS " PREFIX "e:%s", id), 0, "gone from Redis");
+  cr_expect_eq(redis_integer("EXISTS %s", key_of("e:", id)), 0, "gone from Redis");
   for (size_t h = 0; h < 3; h++) {
     bool held = held_by(h, id);
     for (int waited = 0; held && waited < 1000; waited += 20) {
@@ -487,47 +560,204 @@ Test(fleet, a_slow_redis_costs_a_miss_its_timeout_not_redis_delay) {
   cr_expect_eq(wait_stat(0, "shared_state", 1, 15000), 1, "back once Redis wakes");
 }
 
-Test(fleet, garbage_in_redis_is_ignored_and_deleted) {
-  start_fleet(2, NULL, NULL, 1000);
-  char id[40], other[40];
-  id_of(id, 700);
-  id_of(other, 701);
-  /* Garbage that does not decode, for an id whose fetch then fails: nothing replaces it, so it
-   * must have been deleted. */
-  freeReplyObject(redis("SET " PREFIX "e:%s %s", id, "not an entry at all"));
-  fake_set_mode(&fake, id, "500", 0);
+/* ---- a writer of Redis as the adversary ---------------------------------------------------- */
+
+/* A value as a host of the fleet would write it for `for_id` (the format of fleet_internal.h:
+ * sealed for the record format, the prefix and the id, the clear part fetched_at and
+ * fresh_until), sealed under `keys`: the test plays a host with that key. Its length. */
+static size_t sealed_entry(const struct seal_keys *keys, const char *for_id, uint16_t status,
+                           const char *body, int64_t fetched_at, int64_t fresh_until,
+                           unsigned char *out) {
+  struct cache_record record = {.upstream_status = status, .fetched_at = fetched_at,
+                                .fresh_until = fresh_until, .stale_until = fresh_until + 60,
+                                .body = (const unsigned char *)body,
+                                .body_len = (uint32_t)strlen(body)};
+  unsigned char plain[4096], clear[16];
+  record_encode(&record, plain);
+  for (int i = 0; i < 8; i++) {
+    clear[i] = (unsigned char)((uint64_t)fetched_at >> (8 * i));
+    clear[8 + i] = (unsigned char)((uint64_t)fresh_until >> (8 * i));
+  }
+  char context[SEAL_MAX_CONTEXT];
+  snprintf(context, sizeof(context), "flipcached entry record-v%u prefix=%s id=%s",
+           RECORD_FORMAT_VERSION, PREFIX, for_id);
+  cr_assert(seal_value(keys, context, clear, sizeof(clear), plain, record_encoded_len(&record),
+                       out));
+  return seal_sealed_len(sizeof(clear), record_encoded_len(&record));
+}
+
+static void plant(const char *key, const void *value, size_t len) {
+  redisReply *r = redis("SET %s %b", key, value, len);
+  cr_assert(r && r->type == REDIS_REPLY_STATUS, "SET %s", key);
+  freeReplyObject(r);
+}
+
+/* GETs id from a host: 200 with the upstream's own enrollment of that id, asked upstream once
+ * more than before. */
+static void expect_the_upstreams_answer(size_t host, const char *id, long upstream_before) {
   struct http_response r;
-  get_enrollment_from(&hosts[0], id, &r);
+  get_enrollment_from(&hosts[host], id, &r);
+  cr_expect_eq(r.status, 200, "%s: %ld %s", id, r.status, r.body);
+  cr_expect(r.body && strstr(r.body, id) && strstr(r.body, "john@example.com"),
+            "the upstream's enrollment of %s, not what was planted: %s", id, r.body);
+  http_response_free(&r);
+  cr_expect_eq(fake_count(&fake, id), upstream_before + 1, "%s was fetched upstream", id);
+}
+
+static long long now_seconds(void) { return (long long)time(NULL); }
+
+/* What a writer of Redis without the key can plant, under the very key names the hosts use (the
+ * strongest such writer: it cannot compute them): plaintext, another key's seal, another id's
+ * sealed value, an oversized value, a value of another type. Each is refused and deleted, and
+ * the client gets the upstream's answer. */
+Test(fleet, what_a_writer_without_the_key_plants_is_refused_deleted_and_never_served) {
+  start_fleet(2, NULL, NULL, 1000);
+  char ids[6][40];
+  for (unsigned i = 0; i < 6; i++)
+    id_of(ids[i], 700 + i);
+  /* Plaintext: an enrollment of the right id, "fresh" for ten years, as round two's test did. */
+  char forged[512];
+  snprintf(forged, sizeof(forged), "{\"id\":\"%s\",\"site\":{\"first_name\":\"Mallory\"}}", ids[0]);
+  plant(key_of("e:", ids[0]), forged, strlen(forged));
+  expect_the_upstreams_answer(0, ids[0], 0);
+  /* Sealed under a key that is not the fleet's. */
+  struct seal_keys other;
+  char other_hex[2 * SEAL_KEY_BYTES + 2], err[200];
+  random_hex_key(other_hex);
+  cr_assert_eq(seal_keys_parse(other_hex, strlen(other_hex), &other, err, sizeof(err)), 0);
+  unsigned char value[4096];
+  snprintf(forged, sizeof(forged), "{\"id\":\"%s\",\"site\":{\"first_name\":\"Mallory\"}}", ids[1]);
+  size_t len = sealed_entry(&other, ids[1], 200, forged, now_seconds(), now_seconds() + 300, value);
+  plant(key_of("e:", ids[1]), value, len);
+  expect_the_upstreams_answer(0, ids[1], 0);
+  /* Another id's sound value, copied under this id's key. */
+  struct http_response r;
+  get_enrollment_from(&hosts[0], ids[2], &r);
+  http_response_free(&r);
+  wait_in_redis(ids[2]);
+  redisReply *real = redis("GET %s", key_of("e:", ids[2]));
+  cr_assert(real && real->type == REDIS_REPLY_STRING);
+  plant(key_of("e:", ids[3]), real->str, real->len);
+  freeReplyObject(real);
+  expect_the_upstreams_answer(1, ids[3], 0);
+  /* 12 MiB: refused by the script without being sent (and deleted); memory stays flat. */
+  size_t huge_len = 12u * 1024 * 1024;
+  char *huge = malloc(huge_len);
+  cr_assert(huge);
+  memset(huge, 'x', huge_len);
+  plant(key_of("e:", ids[4]), huge, huge_len);
+  free(huge);
+  long rss_before = proc_status_kb(hosts[1].pid, "VmRSS");
+  expect_the_upstreams_answer(1, ids[4], 0);
+  long rss_after = proc_status_kb(hosts[1].pid, "VmRSS");
+  cr_expect_lt(rss_after - rss_before, 8 * 1024, "the host's memory grew by %ld KiB: it read the "
+               "12 MiB value", rss_after - rss_before);
+  /* A value of another type. */
+  freeReplyObject(redis("RPUSH %s x", key_of("e:", ids[5])));
+  expect_the_upstreams_answer(1, ids[5], 0);
+  cr_expect_eq(flipcached_stat(&hosts[0], "shared_invalid"), 2);
+  cr_expect_eq(flipcached_stat(&hosts[1], "shared_invalid"), 3);
+  cr_expect_eq(flipcached_stat(&hosts[1], "shared_errors"), 0, "not counted as Redis failing");
+  cr_expect_eq(flipcached_stat(&hosts[0], "shared_hits") + flipcached_stat(&hosts[1], "shared_hits"),
+               0, "nothing planted was served");
+  /* Each planted value is gone: replaced by the host's own sealed write-back. */
+  for (unsigned i = 0; i < 6; i++) {
+    if (i == 2)
+      continue;
+    wait_in_redis(ids[i]);
+    redisReply *v = redis("GET %s", key_of("e:", ids[i]));
+    cr_expect(v && v->type == REDIS_REPLY_STRING && v->len > 4 && memcmp(v->str, "fcS1", 4) == 0 &&
+              !memmem(v->str, v->len, "Mallory", 7), "id %u: the planted value is still there", i);
+    if (v)
+      freeReplyObject(v);
+  }
+  /* Garbage for an id whose fetch then fails: nothing replaces it, so it was deleted. */
+  char failing[40];
+  id_of(failing, 710);
+  plant(key_of("e:", failing), "not an entry at all", 19);
+  fake_set_mode(&fake, failing, "500", 0);
+  get_enrollment_from(&hosts[0], failing, &r);
   cr_expect_neq(r.status, 200, "never the planted bytes");
   http_response_free(&r);
-  cr_expect_eq(redis_integer("EXISTS " PREFIX "e:%s", id), 0, "the garbage was deleted");
-  cr_expect_eq(flipcached_stat(&hosts[0], "shared_invalid"), 1);
-  /* A sound entry of another id, copied under this id's key: its id is not the key's. */
-  get_enrollment_from(&hosts[0], other, &r);
-  http_response_free(&r);
-  wait_in_redis(other);
-  char moved[40];
-  id_of(moved, 702);
-  redisReply *value = redis("GET " PREFIX "e:%s", other);
-  cr_assert(value && value->type == REDIS_REPLY_STRING);
-  freeReplyObject(redis("SET " PREFIX "e:%s %b", moved, value->str, value->len));
-  freeReplyObject(value);
-  get_enrollment_from(&hosts[1], moved, &r);
+  cr_expect_eq(redis_integer("EXISTS %s", key_of("e:", failing)), 0, "the garbage was deleted");
+}
+
+/* A value sealed with the fleet's key (a peer host, or the test playing one) is still judged as
+ * an upstream answer is: its times are bounded by this host's ttl, a time in the future is
+ * refused, and a 404 or 200 whose body would not have been kept is garbage. */
+Test(fleet, a_copy_sealed_with_the_fleets_key_is_judged_like_an_upstream_answer) {
+  start_fleet(1, NULL, NULL, 1000);
+  char ids[4][40];
+  for (unsigned i = 0; i < 4; i++)
+    id_of(ids[i], 720 + i);
+  long long now = now_seconds();
+  unsigned char value[4096];
+  char body[512];
+  /* A sound copy "fresh" for ten years: served, but fresh no longer than this host's ttl (300)
+   * from its fetch. */
+  snprintf(body, sizeof(body), "{\"id\":\"%s\",\"site\":{\"first_name\":\"Peer\"}}", ids[0]);
+  size_t len = sealed_entry(&fleet_keys, ids[0], 200, body, now - 10, now + 315360000, value);
+  plant(key_of("e:", ids[0]), value, len);
+  struct http_response r;
+  get_enrollment_from(&hosts[0], ids[0], &r);
   cr_assert_eq(r.status, 200);
-  cr_expect(strstr(r.body, moved) && !strstr(r.body, other), "the id's own enrollment, fetched");
+  cr_expect(strstr(r.body, "Peer"), "the peer's copy is served: %s", r.body);
+  char cache_status[256];
+  cr_assert(http_header(&r, "Cache-Status", cache_status, sizeof(cache_status)));
+  const char *ttl = strstr(cache_status, "ttl=");
+  cr_assert(ttl, "%s", cache_status);
+  cr_expect_leq(atol(ttl + 4), 290, "fresh for this host's ttl from its fetch: %s", cache_status);
   http_response_free(&r);
-  cr_expect_eq(fake_count(&fake, moved), 1);
-  cr_expect_eq(flipcached_stat(&hosts[1], "shared_invalid"), 1);
-  /* A value of the wrong type is garbage too. */
-  char listed[40];
-  id_of(listed, 703);
-  freeReplyObject(redis("RPUSH " PREFIX "e:%s x", listed));
-  get_enrollment_from(&hosts[1], listed, &r);
-  cr_expect_eq(r.status, 200);
-  http_response_free(&r);
-  cr_expect_eq(fake_count(&fake, listed), 1);
-  cr_expect_eq(flipcached_stat(&hosts[1], "shared_invalid"), 2, "counted as garbage");
-  cr_expect_eq(flipcached_stat(&hosts[1], "shared_errors"), 0, "not as a failure of Redis");
+  cr_expect_eq(fake_count(&fake, ids[0]), 0);
+  /* Fetched an hour from now: refused (and the upstream asked). */
+  snprintf(body, sizeof(body), "{\"id\":\"%s\",\"site\":{\"first_name\":\"Peer\"}}", ids[1]);
+  len = sealed_entry(&fleet_keys, ids[1], 200, body, now + 3600, now + 3900, value);
+  plant(key_of("e:", ids[1]), value, len);
+  expect_the_upstreams_answer(0, ids[1], 0);
+  /* A 404 whose body is a script, not JSON: it would never have been kept; garbage. */
+  len = sealed_entry(&fleet_keys, ids[2], 404, "<script>alert(1)</script> not json at all", now,
+                     now + 60, value);
+  plant(key_of("e:", ids[2]), value, len);
+  expect_the_upstreams_answer(0, ids[2], 0);
+  /* A 200 of another id's enrollment, sealed for this id. */
+  snprintf(body, sizeof(body), "{\"id\":\"%s\"}", ids[0]);
+  len = sealed_entry(&fleet_keys, ids[3], 200, body, now, now + 60, value);
+  plant(key_of("e:", ids[3]), value, len);
+  expect_the_upstreams_answer(0, ids[3], 0);
+  cr_expect_eq(flipcached_stat(&hosts[0], "shared_invalid"), 2, "the two bodies; the future "
+               "time is refused, not garbage");
+}
+
+/* A lock key of another type, or without an expiry, would never go: the lookup deletes it and
+ * takes the lock; the miss does not wait at all. */
+Test(fleet, a_lock_of_another_type_or_without_expiry_is_repaired_without_a_wait) {
+  start_fleet(1, NULL, NULL, 1000);
+  char hashed[40], forever[40];
+  id_of(hashed, 730);
+  id_of(forever, 731);
+  freeReplyObject(redis("HSET %s a b", key_of("lock:", hashed)));
+  freeReplyObject(redis("SET %s deadbeefdeadbeef", key_of("lock:", forever)));
+  expect_the_upstreams_answer(0, hashed, 0);
+  expect_the_upstreams_answer(0, forever, 0);
+  cr_expect_eq(flipcached_stat(&hosts[0], "shared_lock_waits"), 0, "no wait on either");
+  cr_expect_eq(flipcached_stat(&hosts[0], "shared_invalid"), 2);
+  cr_expect_eq(flipcached_stat(&hosts[0], "shared_errors"), 0);
+  cr_expect_eq(redis_integer("EXISTS %s", key_of("lock:", hashed)), 0, "released after");
+}
+
+/* A lock that expires only long after a fetch could have ended (written by someone else): one
+ * miss waits its bound (lock_ms) and deletes it; the lock does not outlive that one wait. */
+Test(fleet, a_lock_that_outlives_its_bound_costs_one_wait_and_is_deleted) {
+  start_fleet(1, NULL, NULL, 100);
+  char id[40];
+  id_of(id, 740);
+  freeReplyObject(redis("SET %s deadbeefdeadbeef PX 600000", key_of("lock:", id)));
+  expect_the_upstreams_answer(0, id, 0);
+  cr_expect_eq(flipcached_stat(&hosts[0], "shared_lock_timeouts"), 1);
+  redisReply *lock = redis("GET %s", key_of("lock:", id));
+  cr_expect(lock && lock->type != REDIS_REPLY_STRING, "the planted lock is still there");
+  if (lock)
+    freeReplyObject(lock);
 }
 
 Test(fleet, a_lock_whose_holder_died_expires_and_the_next_host_fetches) {
@@ -535,7 +765,7 @@ Test(fleet, a_lock_whose_holder_died_expires_and_the_next_host_fetches) {
   char id[40];
   id_of(id, 800);
   /* A host that took the lock and died: nobody will write the entry or release the lock. */
-  freeReplyObject(redis("SET " PREFIX "lock:%s deadbeefdeadbeef PX 1500", id));
+  freeReplyObject(redis("SET %s deadbeefdeadbeef PX 1500", key_of("lock:", id)));
   struct http_response r;
   get_enrollment_from(&hosts[0], id, &r);
   cr_assert_eq(r.status, 200);
@@ -544,7 +774,283 @@ Test(fleet, a_lock_whose_holder_died_expires_and_the_next_host_fetches) {
   cr_expect_eq(flipcached_stat(&hosts[0], "shared_lock_waits"), 1);
   cr_expect_eq(flipcached_stat(&hosts[0], "shared_lock_timeouts"), 0,
                "it fetched once the lock expired, not at its own deadline");
-  cr_expect_eq(redis_integer("EXISTS " PREFIX "lock:%s", id), 0, "and released its own lock");
+  cr_expect_eq(redis_integer("EXISTS %s", key_of("lock:", id)), 0, "and released its own lock");
+}
+
+/* ---- purges against fetches in flight --------------------------------------------------------- */
+
+/* Host 0's fetch of id is at the upstream, held there: it began before what the caller does
+ * next. */
+static int hold_a_fetch_on_host_0(const char *id) {
+  fake_set_mode(&fake, id, "hold", 0);
+  int connection = raw_ask_enrollment(hosts[0].port, id);
+  for (int i = 0; i < 500 && fake_stat(&fake, "held") < 1; i++)
+    pause_ms(10);
+  cr_assert_eq(fake_stat(&fake, "held"), 1, "host 0's fetch never reached the upstream");
+  return connection;
+}
+
+/* Waits until host 0's write-back of id has run (its lock released by the same script). */
+static void wait_for_write_back(const char *id) {
+  for (int i = 0; i < 200 && redis_integer("EXISTS %s", key_of("lock:", id)) == 1; i++)
+    pause_ms(10);
+  cr_assert_eq(redis_integer("EXISTS %s", key_of("lock:", id)), 0);
+  pause_ms(50); /* the script is one command: done once the lock is gone; a margin for the log */
+}
+
+/* Host 1 purges id while host 0's fetch of it is at a slow upstream: host 0's client gets its
+ * answer, and the pre-purge copy is nowhere afterwards, neither in Redis nor on any host. */
+Test(fleet, a_purge_during_another_hosts_slow_fetch_leaves_no_pre_purge_copy_anywhere) {
+  start_fleet(2, NULL, NULL, 1000);
+  char id[40], path[128];
+  id_of(id, 750);
+  int waiting = hold_a_fetch_on_host_0(id);
+  snprintf(path, sizeof(path), "/cache/enrollments/%s", id);
+  struct http_response purge; /* 404: no host held it yet; the purge goes out all the same */
+  cr_assert_eq(admin_status(1, "DELETE", path, &purge), 404, "%s", purge.body);
+  http_response_free(&purge);
+  cr_assert_eq(wait_stat(0, "shared_purges_received", 1, 2000), 1);
+  fake_set_mode(&fake, id, "ok", 0);
+  cr_assert_eq(fake_release(&fake, id, 0), 1);
+  cr_expect_eq(raw_answer_status(waiting), 200, "the fetch still answers its client");
+  wait_for_write_back(id);
+  cr_expect_eq(redis_integer("EXISTS %s", key_of("e:", id)), 0, "a pre-purge copy in Redis");
+  cr_expect(!held_by(0, id) && !held_by(1, id), "a pre-purge copy on a host");
+  expect_the_upstreams_answer(1, id, 1);
+}
+
+/* The same race where host 0 has not heard of the purge when its answer lands (its
+ * subscription was down, or the message is late): Redis refuses its write-back all the same,
+ * because the purge moved the generation on. The purge here is played in Redis itself, as the
+ * purge script does it but without the message. */
+Test(fleet, a_write_back_of_a_fetch_begun_before_a_purge_is_refused_by_redis) {
+  start_fleet(2, NULL, NULL, 1000);
+  char id[40];
+  id_of(id, 760);
+  int waiting = hold_a_fetch_on_host_0(id);
+  freeReplyObject(redis("INCR " PREFIX "gen"));
+  fake_set_mode(&fake, id, "ok", 0);
+  cr_assert_eq(fake_release(&fake, id, 0), 1);
+  cr_expect_eq(raw_answer_status(waiting), 200);
+  wait_for_write_back(id);
+  cr_expect_eq(redis_integer("EXISTS %s", key_of("e:", id)), 0,
+               "the write-back of a fetch begun before the purge was stored");
+  cr_expect_eq(flipcached_stat(&hosts[0], "shared_writes"), 1, "it was sent, and refused");
+  /* A fetch begun after it writes back as ever. */
+  char later[40];
+  id_of(later, 761);
+  struct http_response r;
+  get_enrollment_from(&hosts[0], later, &r);
+  http_response_free(&r);
+  wait_in_redis(later);
+  cr_expect_eq(redis_integer("EXISTS %s", key_of("e:", later)), 1);
+}
+
+/* A purge from another host during this host's warm-up run (its list fetched before the purge)
+ * keeps the list out of this host's cache, as a local purge does; and the warm-up writes
+ * nothing to Redis. */
+Test(fleet, another_hosts_purge_during_a_warm_up_keeps_its_list_out_of_every_cache) {
+  host0_sections = "[warm]\nprogram_ids = fleetwarm\n";
+  start_fleet(2, NULL, NULL, 1000);
+  for (int i = 0; i < 500 && flipcached_stat(&hosts[0], "warm_running") != 0; i++)
+    pause_ms(10); /* the run at start found an empty program */
+  fake_set_program(&fake, "fleetwarm", 500, "f1eeaa00", "ok", 1000);
+  long asked = fake_program_count(&fake, "fleetwarm");
+  struct http_response r;
+  cr_assert_eq(admin_status(0, "POST", "/cache/warm", &r), 202, "%s", r.body);
+  http_response_free(&r);
+  for (int i = 0; i < 500 && fake_program_count(&fake, "fleetwarm") <= asked; i++)
+    pause_ms(10);
+  cr_assert_eq(fake_program_count(&fake, "fleetwarm"), asked + 1, "the run's list was never "
+               "asked for");
+  cr_assert_eq(admin_status(1, "DELETE", "/cache", &r), 200, "%s", r.body);
+  http_response_free(&r);
+  /* A purge of everything is published twice: before and after its scan. */
+  cr_assert_eq(wait_stat(0, "shared_purges_received", 2, 2000), 2);
+  cr_assert_eq(wait_stat(0, "warm_running", 0, 10000), 0, "the run never ended");
+  cr_expect_eq(flipcached_stat(&hosts[0], "warm_stored"), 0, "the list fetched before the purge "
+               "was stored");
+  cr_expect_eq(flipcached_stat(&hosts[0], "cache_entries"), 0);
+  redisReply *keys = redis("KEYS " PREFIX "e:*");
+  cr_assert(keys && keys->type == REDIS_REPLY_ARRAY);
+  cr_expect_eq(keys->elements, 0, "the warm-up wrote to Redis");
+  freeReplyObject(keys);
+}
+
+/* The key from systemd's credential (CREDENTIALS_DIRECTORY/flip-shared-key, no key_file) is the
+ * fleet's key like any other: a host reading it shares entries with one reading key_file. */
+Test(fleet, the_key_from_systemds_credential_is_the_fleets_key) {
+  host0_key_from_credential = true;
+  start_fleet(2, NULL, NULL, 1000);
+  char id[40];
+  id_of(id, 0x5ec0);
+  struct http_response r;
+  get_enrollment_from(&hosts[0], id, &r);
+  cr_assert_eq(r.status, 200);
+  http_response_free(&r);
+  wait_in_redis(id);
+  get_enrollment_from(&hosts[1], id, &r);
+  cr_expect_eq(r.status, 200);
+  http_response_free(&r);
+  cr_expect_eq(fake_count(&fake, id), 1, "host 1 opened what host 0 sealed");
+  cr_expect_eq(flipcached_stat(&hosts[1], "shared_hits"), 1);
+  char *log = flipcached_log(&hosts[0]);
+  cr_expect(!strstr(log, key_hex), "the key is in the log");
+  free(log);
+}
+
+/* ---- keys ---------------------------------------------------------------------------------------- */
+
+/* A host restarted with a new key first and the old one second reads every entry the old key
+ * sealed (shared hits, no upstream request), and writes new ones under the new key. */
+Test(fleet, key_rotation_new_key_first_old_second_keeps_every_entry_readable) {
+  start_fleet(2, NULL, NULL, 1000);
+  enum { N = 20 };
+  char ids[N][40];
+  for (unsigned i = 0; i < N; i++) {
+    id_of(ids[i], 770 + i);
+    struct http_response r;
+    get_enrollment_from(&hosts[0], ids[i], &r);
+    cr_assert_eq(r.status, 200);
+    http_response_free(&r);
+    wait_in_redis(ids[i]);
+  }
+  char new_hex[2 * SEAL_KEY_BYTES + 1], rotated[300], rotated_path[340], sections[1024];
+  random_hex_key(new_hex);
+  snprintf(rotated, sizeof(rotated), "# new first, old second\n%s\n%s\n", new_hex, key_hex);
+  snprintf(rotated_path, sizeof(rotated_path), "%s/shared-key-rotated", redis_dir);
+  write_key_file(rotated_path, rotated);
+  cr_assert_eq(flipcached_stop(&hosts[1]), 0);
+  remove_tree(hosts[1].dir);
+  snprintf(sections, sizeof(sections),
+           "[shared]\nredis = 127.0.0.1:%d\ntimeout_ms = 1000\nkey_file = %s\n", redis_port,
+           rotated_path);
+  struct daemon_options options = {.token = token, .extra_sections = sections,
+                                   .log_level = "info", .timeout_ms = 3000};
+  flipcached_start(&hosts[1], &fake, &options);
+  cr_assert_eq(wait_stat(1, "shared_state", 1, 10000), 1);
+  for (unsigned i = 0; i < N; i++) {
+    struct http_response r;
+    get_enrollment_from(&hosts[1], ids[i], &r);
+    cr_expect_eq(r.status, 200);
+    http_response_free(&r);
+    cr_expect_eq(fake_count(&fake, ids[i]), 1, "entry %u asked upstream again", i);
+  }
+  cr_expect_eq(flipcached_stat(&hosts[1], "shared_hits"), N);
+  cr_expect_eq(flipcached_stat(&hosts[1], "shared_invalid"), 0);
+  /* A new entry is written under the new key's name, sealed by it. */
+  struct seal_keys new_keys;
+  char err[200];
+  cr_assert_eq(seal_keys_parse(rotated, strlen(rotated), &new_keys, err, sizeof(err)), 0);
+  char fresh[40], name[SEAL_NAME_HEX + 1], key[128];
+  id_of(fresh, 799);
+  struct http_response r;
+  get_enrollment_from(&hosts[1], fresh, &r);
+  http_response_free(&r);
+  seal_name(&new_keys, 0, fresh, name);
+  snprintf(key, sizeof(key), PREFIX "e:%s", name);
+  for (int i = 0; i < 100 && redis_integer("EXISTS %s", key) == 0; i++)
+    pause_ms(20);
+  cr_expect_eq(redis_integer("EXISTS %s", key), 1, "written under the new key's name");
+  cr_expect_eq(redis_integer("EXISTS %s", key_of("e:", fresh)), 0, "not under the old one's");
+  /* A host with the old key alone cannot read it: it asks upstream (and is not fooled). */
+  get_enrollment_from(&hosts[0], fresh, &r);
+  cr_expect_eq(r.status, 200);
+  http_response_free(&r);
+  cr_expect_eq(fake_count(&fake, fresh), 2);
+}
+
+/* Everything Redis holds and everything it is told, by three hosts serving 30 ids with a purge
+ * among them: no id (in any case, with or without its dashes, nor the test ids' common
+ * prefix), no byte of a body, no credential. Read as Redis sees it: MONITOR (every command and
+ * its arguments), a subscriber to the channel, then every key and its value. */
+Test(fleet, redis_holds_and_hears_no_id_and_no_personal_data) {
+  start_fleet(3, NULL, NULL, 1000);
+  redisContext *monitor = redis_connect(), *subscriber = redis_connect();
+  cr_assert(monitor && subscriber);
+  freeReplyObject(redisCommand(monitor, "MONITOR"));
+  freeReplyObject(redisCommand(subscriber, "SUBSCRIBE " PREFIX "events"));
+  enum { N = 30 };
+  char ids[N][40];
+  for (unsigned i = 0; i < N; i++) {
+    id_of(ids[i], 0xabc000 + i);
+    for (size_t h = 0; h < 3; h++) {
+      struct http_response r;
+      get_enrollment_from(&hosts[(i + h) % 3], ids[i], &r);
+      cr_assert_eq(r.status, 200);
+      http_response_free(&r);
+      if (h == 0)
+        wait_in_redis(ids[i]);
+    }
+  }
+  char path[128];
+  snprintf(path, sizeof(path), "/cache/enrollments/%s", ids[0]);
+  struct http_response purge;
+  cr_assert_eq(admin_status(1, "DELETE", path, &purge), 200);
+  http_response_free(&purge);
+  pause_ms(200);
+  /* What must not appear, anywhere. */
+  const char *secrets[3 * N + 9];
+  static char variants[2 * N][40];
+  size_t count = 0;
+  for (unsigned i = 0; i < N; i++) {
+    secrets[count++] = ids[i];
+    size_t o = 0;
+    for (const char *p = ids[i]; *p; p++)
+      if (*p != '-')
+        variants[2 * i][o++] = *p;
+    variants[2 * i][o] = '\0';
+    secrets[count++] = variants[2 * i];
+    for (o = 0; ids[i][o]; o++)
+      variants[2 * i + 1][o] = (char)toupper((unsigned char)ids[i][o]);
+    variants[2 * i + 1][o] = '\0';
+    secrets[count++] = variants[2 * i + 1];
+  }
+  secrets[count++] = "f1ee7000";
+  secrets[count++] = "john@example.com";
+  secrets[count++] = "123 Main St";
+  secrets[count++] = "San Francisco";
+  secrets[count++] = "serial_number";
+  secrets[count++] = "enrollment";
+  secrets[count++] = token;
+  secrets[count++] = key_hex;
+  size_t seen = 0;
+  redisContext *heard[] = {monitor, subscriber};
+  for (size_t c = 0; c < 2; c++) {
+    redisSetTimeout(heard[c], (struct timeval){0, 300 * 1000});
+    void *reply;
+    while (redisGetReply(heard[c], &reply) == REDIS_OK) {
+      redisReply *line = reply;
+      const redisReply *text = line;
+      if (line->type == REDIS_REPLY_ARRAY && line->elements == 3)
+        text = line->element[2]; /* a message: its payload */
+      if (text->type == REDIS_REPLY_STATUS || text->type == REDIS_REPLY_STRING) {
+        seen++;
+        for (size_t k = 0; k < count; k++)
+          cr_expect(!memmem(text->str, text->len, secrets[k], strlen(secrets[k])),
+                    "Redis was told \"%s\" (%s)", secrets[k], c ? "a message" : "a command");
+      }
+      freeReplyObject(reply);
+    }
+    redisFree(heard[c]);
+  }
+  cr_expect_gt(seen, 3 * N, "MONITOR and the subscriber heard the fleet");
+  redisReply *keys = redis("KEYS *");
+  cr_assert(keys && keys->type == REDIS_REPLY_ARRAY);
+  cr_expect_geq(keys->elements, N - 1, "the entries are there");
+  for (size_t i = 0; i < keys->elements; i++) {
+    const char *key = keys->element[i]->str;
+    redisReply *v = redis("DUMP %s", key);
+    for (size_t k = 0; k < count; k++) {
+      cr_expect(!strstr(key, secrets[k]), "a key names \"%s\": %s", secrets[k], key);
+      cr_expect(!v || v->type != REDIS_REPLY_STRING ||
+                !memmem(v->str, v->len, secrets[k], strlen(secrets[k])),
+                "the value of %s holds \"%s\"", key, secrets[k]);
+    }
+    if (v)
+      freeReplyObject(v);
+  }
+  freeReplyObject(keys);
 }
 
 Test(fleet, auth_the_password_works_and_never_shows) {

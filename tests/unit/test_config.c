@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 
@@ -467,7 +468,8 @@ Test(config, shared_is_off_by_default_and_takes_numeric_addresses_or_a_unix_sock
   cr_expect_str_eq(cfg.shared_prefix, "flipcached:");
   cr_expect_eq(cfg.shared_timeout_ms, 200);
   cr_expect_eq(config_load_string("[shared]\nredis = 10.0.0.5:6380\nprefix = fleet{a}:\n"
-                                  "timeout_ms = 50\npassword_file = /etc/flipcached/redis\n",
+                                  "timeout_ms = 50\npassword_file = /etc/flipcached/redis\n"
+                                  "key_file = /etc/flipcached/shared-key\n",
                                   "t.conf", &cfg, &errors), 0);
   dump_errors();
   cr_expect(cfg.shared_on);
@@ -477,21 +479,26 @@ Test(config, shared_is_off_by_default_and_takes_numeric_addresses_or_a_unix_sock
   cr_expect_str_eq(cfg.shared_prefix, "fleet{a}:");
   cr_expect_eq(cfg.shared_timeout_ms, 50);
   cr_expect_str_eq(cfg.shared_password_file, "/etc/flipcached/redis");
-  cr_expect_eq(config_load_string("[shared]\nredis = unix:/run/redis/redis.sock\n", "t.conf", &cfg,
-                                  &errors), 0);
+  cr_expect_str_eq(cfg.shared_key_file, "/etc/flipcached/shared-key");
+  cr_expect_eq(config_load_string("[shared]\nredis = unix:/run/redis/redis.sock\nkey_file = /k\n",
+                                  "t.conf", &cfg, &errors), 0);
   cr_expect_eq(cfg.shared_addr.kind, LISTEN_UNIX);
-  cr_expect_eq(config_load_string("[shared]\nredis = [::1]:6379\n", "t.conf", &cfg, &errors), 0);
+  cr_expect_eq(config_load_string("[shared]\nkey_file = /k\nredis = [::1]:6379\n", "t.conf", &cfg,
+                                  &errors), 0);
   cr_expect_str_eq(cfg.shared_addr.host, "::1");
   struct {
     const char *text, *error;
   } bad[] = {
-    {"[shared]\nredis = redis.internal:6379\n", "t.conf:2: redis: 'redis.internal:6379' is not"},
+    {"[shared]\nredis = redis.internal:6379\nkey_file = /k\n",
+     "t.conf:2: redis: 'redis.internal:6379' is not"},
     {"[shared]\nredis = 127.0.0.1\n", "t.conf:2: redis: '127.0.0.1' is not"},
     {"[shared]\nredis = 127.0.0.1:0\n", "t.conf:2: redis:"},
     {"[shared]\nprefix = has space\n", "t.conf:2: prefix: 'has space' is not"},
     {"[shared]\nprefix =\n", "t.conf:2: prefix: '' is not"},
     {"[shared]\ntimeout_ms = 0\n", "t.conf:2: timeout_ms: 0 is out of range"},
     {"[shared]\npassword_file = relative\n", "t.conf:2: password_file: 'relative' is not an"},
+    {"[shared]\nkey_file = relative\n", "t.conf:2: key_file: 'relative' is not an"},
+    {"[shared]\nprefix = a:\nredis = 127.0.0.1:6379\n", "t.conf:3: redis: needs key_file"},
     {"[shard]\nredis = 127.0.0.1:6379\n", "[warm], [shared] and [log]"},
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -499,4 +506,23 @@ Test(config, shared_is_off_by_default_and_takes_numeric_addresses_or_a_unix_sock
                  bad[i].text);
     cr_expect(has_error(bad[i].error), "%s: %s", bad[i].text, errors.text[0]);
   }
+}
+
+/* systemd's credential flip-shared-key stands in for key_file, as flip-token does for token_file. */
+Test(config, shared_takes_the_key_from_systemds_credential_without_key_file) {
+  char dir[] = "/tmp/flipcreds.XXXXXX";
+  cr_assert(mkdtemp(dir));
+  char path[64];
+  snprintf(path, sizeof(path), "%s/flip-shared-key", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert(f);
+  fclose(f);
+  setenv("CREDENTIALS_DIRECTORY", dir, 1);
+  cr_expect_eq(config_load_string("[shared]\nredis = 127.0.0.1:6379\n", "t.conf", &cfg, &errors),
+               0);
+  unlink(path);
+  cr_expect_eq(config_load_string("[shared]\nredis = 127.0.0.1:6379\n", "t.conf", &cfg, &errors),
+               -1, "the credential gone, key_file is needed");
+  unsetenv("CREDENTIALS_DIRECTORY");
+  rmdir(dir);
 }
