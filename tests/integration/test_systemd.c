@@ -523,6 +523,22 @@ Test(packaging, install_stays_inside_its_prefix_and_keeps_an_edited_configuratio
   remove_tree(prefix);
 }
 
+/* What systemd-analyze verify says of the unit with systemd/`drop_in` installed as
+ * flipcached.service.d/`as`, into out (nothing but its remarks on the binary's absence). */
+static void verify_with_drop_in(const char *drop_in, const char *as, char *out, size_t out_len) {
+  char dir[] = "/tmp/flipunit.XXXXXX";
+  cr_assert(mkdtemp(dir));
+  char command[1600];
+  snprintf(command, sizeof(command),
+           "mkdir -p %s/flipcached.service.d && cp %s/systemd/flipcached.service %s/ && "
+           "cp %s/systemd/%s %s/flipcached.service.d/%s && "
+           "SYSTEMD_UNIT_PATH=%s: systemd-analyze verify --man=no %s/flipcached.service 2>&1 | "
+           "grep -v 'is not executable' | grep -v '^$' || true",
+           dir, SOURCE_DIR, dir, SOURCE_DIR, drop_in, dir, as, dir, dir);
+  run_command(command, out, out_len);
+  remove_tree(dir);
+}
+
 /* The OAuth2 drop-in must reset the unit's flip-token: a missing LoadCredential= source fails the
  * unit, and with OAuth2 there is no /etc/flipcached/token. */
 Test(packaging, the_oauth_drop_in_resets_the_static_key_and_the_unit_accepts_it) {
@@ -530,19 +546,22 @@ Test(packaging, the_oauth_drop_in_resets_the_static_key_and_the_unit_accepts_it)
   const char *reset = strstr(drop_in, "\nLoadCredential=\n");
   const char *secret = strstr(drop_in, "\nLoadCredential=flip-client-secret:");
   cr_expect(reset && secret && reset < secret, "%s", drop_in);
-  char dir[] = "/tmp/flipunit.XXXXXX";
-  cr_assert(mkdtemp(dir));
-  char command[1600], out[8192];
-  snprintf(command, sizeof(command),
-           "mkdir -p %s/flipcached.service.d && cp %s/systemd/flipcached.service %s/ && "
-           "cp %s/systemd/flipcached-oauth.conf %s/flipcached.service.d/oauth.conf && "
-           "SYSTEMD_UNIT_PATH=%s: systemd-analyze verify --man=no %s/flipcached.service 2>&1 | "
-           "grep -v 'is not executable' | grep -v '^$' || true",
-           dir, SOURCE_DIR, dir, SOURCE_DIR, dir, dir, dir);
-  run_command(command, out, sizeof(out));
+  char out[8192];
+  verify_with_drop_in("flipcached-oauth.conf", "oauth.conf", out, sizeof(out));
   cr_expect(strstr(out, "LoadCredential") == NULL && strstr(out, "oauth.conf") == NULL,
             "systemd-analyze verify: %s", out);
-  remove_tree(dir);
+}
+
+/* The shared key's drop-in adds its credential to the unit's, and the unit accepts it. */
+Test(packaging, the_shared_key_drop_in_loads_flip_shared_key_and_the_unit_accepts_it) {
+  const char *drop_in = read_unit("flipcached-shared.conf");
+  cr_expect(strstr(drop_in, "\nLoadCredential=flip-shared-key:/etc/flipcached/shared-key\n"),
+            "%s", drop_in);
+  cr_expect(!strstr(drop_in, "\nLoadCredential=\n"), "it must keep the unit's flip-token");
+  char out[8192];
+  verify_with_drop_in("flipcached-shared.conf", "shared.conf", out, sizeof(out));
+  cr_expect(strstr(out, "LoadCredential") == NULL && strstr(out, "shared.conf") == NULL,
+            "systemd-analyze verify: %s", out);
 }
 
 Test(packaging, the_man_pages_pass_mandoc_lint) {
