@@ -141,9 +141,8 @@ size_t creds_base64(const unsigned char *in, size_t len, char *out, size_t out_c
   return o;
 }
 
-/* $CREDENTIALS_DIRECTORY/name when that file exists, else fallback, into path. */
-static int choose_path(const char *name, const char *fallback, char *path, size_t path_len,
-                       char *err, size_t err_len) {
+int creds_choose_path(const char *name, const char *fallback, char *path, size_t path_len,
+                      char *err, size_t err_len) {
   const char *dir = getenv("CREDENTIALS_DIRECTORY");
   int n = -1;
   if (dir && dir[0])
@@ -189,7 +188,8 @@ static int load_static_key(struct creds *creds, const struct config *cfg, char *
                            size_t err_len) {
   char path[PATH_MAX], key[CREDS_MAX_TOKEN + 1];
   size_t key_len = 0;
-  if (choose_path(CREDS_SYSTEMD_NAME, cfg->token_file, path, sizeof(path), err, err_len) != 0 ||
+  if (creds_choose_path(CREDS_SYSTEMD_NAME, cfg->token_file, path, sizeof(path), err,
+                        err_len) != 0 ||
       creds_read_secret_file(path, key, sizeof(key), &key_len, err, err_len) != 0)
     return -1;
   set_authorization(creds, CREDS_STATIC_KEY, CREDS_BEARER_PREFIX, key, key_len, path);
@@ -203,8 +203,8 @@ static int load_oauth_client(struct creds *creds, const struct config *cfg, char
   static const char PREFIX[] = "Authorization: Basic ";
   char path[PATH_MAX], secret[CREDS_MAX_TOKEN + 1];
   size_t secret_len = 0;
-  if (choose_path(CREDS_SYSTEMD_CLIENT_SECRET_NAME, cfg->oauth_client_secret_file, path,
-                  sizeof(path), err, err_len) != 0 ||
+  if (creds_choose_path(CREDS_SYSTEMD_CLIENT_SECRET_NAME, cfg->oauth_client_secret_file, path,
+                        sizeof(path), err, err_len) != 0 ||
       creds_read_secret_file(path, secret, sizeof(secret), &secret_len, err, err_len) != 0)
     return -1;
   /* RFC 6749 2.3.1: id and secret are form-urlencoded before the Basic encoding; both are
@@ -250,8 +250,8 @@ int creds_find_client_key(const struct config *cfg, char *path, size_t path_len,
   path[0] = '\0';
   if (!cfg->client_key[0])
     return 0;
-  return choose_path(CREDS_SYSTEMD_CLIENT_KEY_NAME, cfg->client_key, path, path_len, err,
-                     err_len) != 0 ||
+  return creds_choose_path(CREDS_SYSTEMD_CLIENT_KEY_NAME, cfg->client_key, path, path_len, err,
+                           err_len) != 0 ||
                  creds_check_private_file(path, err, err_len) != 0
              ? -1
              : 0;

@@ -62,6 +62,10 @@ int creds_read_private_file(const char *path, char *out, size_t out_cap, size_t 
  * message in err that names the file and the problem, never the content. */
 int creds_read_secret_file(const char *path, char *out, size_t out_cap, size_t *out_len, char *err,
                            size_t err_len);
+/* $CREDENTIALS_DIRECTORY/name (systemd's LoadCredential=) when that file exists, else fallback,
+ * into path. 0, or -1 with err when neither gives a path. */
+int creds_choose_path(const char *name, const char *fallback, char *path, size_t path_len,
+                      char *err, size_t err_len);
 /* Whether path follows a secret file's rules (regular, no symlink, private); 0 or -1 with err. */
 int creds_check_private_file(const char *path, char *err, size_t err_len);
 /* The mutual-TLS key's file into path ($CREDENTIALS_DIRECTORY/flip-client-key when present, else

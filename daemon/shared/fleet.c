@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/random.h>
-#include <unistd.h>
 
 #include "cache.h"
 #include "clock.h"
@@ -132,15 +131,13 @@ bool fleet_open_message(const struct fleet *fleet, const char *payload, size_t l
 }
 
 int fleet_load_keys(const struct config *cfg, struct seal_keys *keys, char *err, size_t err_len) {
-  const char *dir = getenv("CREDENTIALS_DIRECTORY");
   char path[PATH_MAX] = "", problem[PATH_MAX + 256];
-  if (dir && dir[0])
-    snprintf(path, sizeof(path), "%s/%s", dir, CONFIG_SHARED_KEY_CREDENTIAL);
-  if (!path[0] || access(path, F_OK) != 0)
-    snprintf(path, sizeof(path), "%s", cfg->shared_key_file);
   char text[16384]; /* keys and comment lines */
   size_t len = 0;
-  int rc = creds_read_private_file(path, text, sizeof(text), &len, problem, sizeof(problem));
+  int rc = creds_choose_path(CONFIG_SHARED_KEY_CREDENTIAL, cfg->shared_key_file, path,
+                             sizeof(path), problem, sizeof(problem));
+  if (rc == 0)
+    rc = creds_read_private_file(path, text, sizeof(text), &len, problem, sizeof(problem));
   bool read = rc == 0;
   if (read && seal_keys_parse(text, len, keys, problem, sizeof(problem)) != 0)
     rc = -1;
