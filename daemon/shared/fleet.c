@@ -31,6 +31,16 @@ size_t fleet_key_of(const struct fleet *fleet, const char *kind, size_t key_inde
   return (size_t)snprintf(out, KEY_MAX, "%s%s%s", fleet->daemon->cfg.shared_prefix, kind, name);
 }
 
+size_t fleet_entry_keys(const struct fleet *fleet, const char *enrollment_id,
+                        char names[SEAL_MAX_KEYS][KEY_MAX], const char **argv, size_t *len,
+                        int *argc) {
+  for (size_t i = 0; i < fleet->keys.count; i++) {
+    argv[*argc] = names[i];
+    len[(*argc)++] = fleet_key_of(fleet, "e:", i, enrollment_id, names[i]);
+  }
+  return fleet->keys.count;
+}
+
 size_t fleet_fixed_key(const struct fleet *fleet, const char *what, char out[KEY_MAX]) {
   return (size_t)snprintf(out, KEY_MAX, "%s%s", fleet->daemon->cfg.shared_prefix, what);
 }

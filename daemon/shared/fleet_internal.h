@@ -21,6 +21,21 @@
 #define MESSAGE_MAX 96
 #define SEALED_MESSAGE_MAX (MESSAGE_MAX + SEAL_OVERHEAD)
 #define GENERATION_MAX 24 /* the purge generation's decimal digits */
+/* Lua the scripts share (fleet_lock.c, fleet_purge.c); KEY and HOST are Lua expressions. A key
+ * of another type where a string is expected is no reason to fail half-way (a script's writes
+ * are not undone): it is read with pcall and repaired.
+ * The purge generation at KEY into the local g ("" when there is none). */
+#define LUA_READ_GENERATION(KEY)                                                               \
+  "local g = redis.pcall('GET', " KEY ") "                                                     \
+  "if type(g) == 'table' then redis.call('DEL', " KEY ") g = false end g = g or '' "
+/* The purge generation at KEY moved on (one of another type is replaced). */
+#define LUA_BUMP_GENERATION(KEY)                                                               \
+  "if type(redis.pcall('INCR', " KEY ")) == 'table' then "                                     \
+  "redis.call('DEL', " KEY ") redis.call('INCR', " KEY ") end "
+/* Whether the lock at KEY may be released by HOST, into the local mine: it is HOST's, or of a
+ * type no host could have written. */
+#define LUA_LOCK_IS_MINE(KEY, HOST)                                                            \
+  "local l = redis.pcall('GET', " KEY ") local mine = type(l) == 'table' or l == " HOST " "
 /* An entry's value in Redis: seal.h's sealed value whose clear part is the record's fetched_at
  * and fresh_until (little-endian i64 each; the lookup script reads them at offsets 8 and 16) and
  * whose plaintext is the record as stored locally (record.h). */
@@ -78,6 +93,11 @@ struct fleet {
  * key `key_index` of the file (0: the sealing key; seal_name: no id in it); its length. */
 size_t fleet_key_of(const struct fleet *fleet, const char *kind, size_t key_index,
                     const char *enrollment_id, char out[KEY_MAX]);
+/* fleet.c: appends enrollment_id's entry keys, one under each key of the file (the sealing key's
+ * first), to argv and len at *argc; names holds their text. Returns how many (keys.count). */
+size_t fleet_entry_keys(const struct fleet *fleet, const char *enrollment_id,
+                        char names[SEAL_MAX_KEYS][KEY_MAX], const char **argv, size_t *len,
+                        int *argc);
 /* fleet.c: prefix + `what` ("gen": the purge generation's key; "e:*": every entry's pattern). */
 size_t fleet_fixed_key(const struct fleet *fleet, const char *what, char out[KEY_MAX]);
 /* fleet.c: the sealed value of enrollment_id's record (malloc'd, *len bytes); NULL: none. */

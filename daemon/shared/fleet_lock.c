@@ -27,18 +27,17 @@
  * is no reason to fail half-way (a script's writes are not undone): pcall, then repaired.
  * KEYS: entry, lock, channel, generation. ARGV: value, px, host, message, generation seen. */
 static const char STORE_SCRIPT[] =
-    "local g = redis.pcall('GET', KEYS[4]) "
-    "if type(g) == 'table' then redis.call('DEL', KEYS[4]) g = false end "
+    LUA_READ_GENERATION("KEYS[4]")
     "local stored = 0 "
-    "if (g or '') == ARGV[5] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) stored = 1 end "
-    "local l = redis.pcall('GET', KEYS[2]) "
-    "if type(l) == 'table' or l == ARGV[3] then redis.call('DEL', KEYS[2]) end "
+    "if g == ARGV[5] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) stored = 1 end "
+    LUA_LOCK_IS_MINE("KEYS[2]", "ARGV[3]")
+    "if mine then redis.call('DEL', KEYS[2]) end "
     "redis.call('PUBLISH', KEYS[3], ARGV[4]) return stored";
 /* Releases this host's lock (nothing was stored) and says "ready": the waiters look again. */
 static const char UNLOCK_SCRIPT[] =
-    "local l = redis.pcall('GET', KEYS[1]) "
-    "if type(l) == 'table' or l == ARGV[1] then redis.call('DEL', KEYS[1]) "
-    "redis.call('PUBLISH', KEYS[2], ARGV[2]) end return 1";
+    LUA_LOCK_IS_MINE("KEYS[1]", "ARGV[1]")
+    "if mine then redis.call('DEL', KEYS[1]) redis.call('PUBLISH', KEYS[2], ARGV[2]) end "
+    "return 1";
 /* Deletes a lock that is still the one a fetch waited on past its bound (its holder never wrote
  * the entry nor let go: dead, or a lock written by someone else). */
 static const char STALE_LOCK_SCRIPT[] =
@@ -59,8 +58,7 @@ static const char STALE_LOCK_SCRIPT[] =
  * generation, index of the value's key (0: none)[, the lock's value when another holds it]}. */
 static const char LOOKUP_SCRIPT[] =
     "local n = #KEYS - 2 local lock = KEYS[n + 1] "
-    "local g = redis.pcall('GET', KEYS[n + 2]) "
-    "if type(g) == 'table' then redis.call('DEL', KEYS[n + 2]) g = false end g = g or '' "
+    LUA_READ_GENERATION("KEYS[n + 2]")
     "local flags = 0 local v = false local at = 0 "
     "for i = 1, n do "
     "local t = redis.call('TYPE', KEYS[i])['ok'] "
@@ -357,8 +355,7 @@ static bool send_lookup(struct fleet_fetch *ff) {
   ARG("EVAL", 4);
   ARG(LOOKUP_SCRIPT, sizeof(LOOKUP_SCRIPT) - 1);
   ARG(key_count, strlen(key_count));
-  for (size_t i = 0; i < keys; i++)
-    ARG(entries[i], fleet_key_of(fleet, "e:", i, ff->fetch->enrollment_id, entries[i]));
+  fleet_entry_keys(fleet, ff->fetch->enrollment_id, entries, argv, len, &argc);
   ARG(lock, fleet_key_of(fleet, "lock:", 0, ff->fetch->enrollment_id, lock));
   ARG(generation, fleet_fixed_key(fleet, "gen", generation));
   snprintf(px, sizeof(px), "%u", lock_ms(fleet));

@@ -26,15 +26,13 @@
  * KEYS: the entries, the generation, the channel. ARGV: the message. */
 static const char PURGE_SCRIPT[] =
     "local n = #KEYS - 2 "
-    "if type(redis.pcall('INCR', KEYS[n + 1])) == 'table' then "
-    "redis.call('DEL', KEYS[n + 1]) redis.call('INCR', KEYS[n + 1]) end "
+    LUA_BUMP_GENERATION("KEYS[n + 1]")
     "local deleted = 0 for i = 1, n do deleted = deleted + redis.call('DEL', KEYS[i]) end "
     "return {deleted, redis.call('PUBLISH', KEYS[n + 2], ARGV[1])}";
 /* The first step of a purge of every entry: the generation moves on, and every daemon hears it.
  * KEYS: the generation, the channel. ARGV: the message. Returns the daemons that received it. */
 static const char PURGE_ALL_SCRIPT[] =
-    "if type(redis.pcall('INCR', KEYS[1])) == 'table' then "
-    "redis.call('DEL', KEYS[1]) redis.call('INCR', KEYS[1]) end "
+    LUA_BUMP_GENERATION("KEYS[1]")
     "return redis.call('PUBLISH', KEYS[2], ARGV[1])";
 
 /* ---- purges ------------------------------------------------------------------------------- */
@@ -82,8 +80,7 @@ bool fleet_purge_enrollment(struct fleet *fleet, const char *enrollment_id, flee
   argv[argc] = "EVAL", len[argc++] = 4;
   argv[argc] = PURGE_SCRIPT, len[argc++] = sizeof(PURGE_SCRIPT) - 1;
   argv[argc] = key_count, len[argc++] = strlen(key_count);
-  for (size_t i = 0; i < keys; i++)
-    argv[argc] = entries[i], len[argc++] = fleet_key_of(fleet, "e:", i, enrollment_id, entries[i]);
+  fleet_entry_keys(fleet, enrollment_id, entries, argv, len, &argc);
   argv[argc] = generation, len[argc++] = fleet_fixed_key(fleet, "gen", generation);
   argv[argc] = fleet->channel, len[argc++] = strlen(fleet->channel);
   argv[argc] = (const char *)message;
