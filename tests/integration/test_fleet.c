@@ -682,6 +682,27 @@ Test(fleet, what_a_writer_without_the_key_plants_is_refused_deleted_and_never_se
   cr_expect_eq(redis_integer("EXISTS %s", key_of("e:", failing)), 0, "the garbage was deleted");
 }
 
+/* A writer of Redis without the key publishes purges on the channel, in the hosts' own words and
+ * as one of them: they do not open, so they are ignored and counted, and the hosts keep their
+ * copies. */
+Test(fleet, purges_published_without_the_key_are_ignored) {
+  start_fleet(2, NULL, NULL, 1000);
+  char id[40];
+  id_of(id, 0xf06e);
+  struct http_response r;
+  get_enrollment_from(&hosts[0], id, &r);
+  cr_assert_eq(r.status, 200);
+  http_response_free(&r);
+  char message[128];
+  snprintf(message, sizeof(message), "purge deadbeefdeadbeef %s", id);
+  freeReplyObject(redis("PUBLISH " PREFIX "events %s", message));
+  freeReplyObject(redis("PUBLISH " PREFIX "events %s", "purge-all deadbeefdeadbeef"));
+  cr_expect_eq(wait_stat(0, "shared_invalid", 2, 2000), 2, "both messages refused");
+  cr_expect_eq(flipcached_stat(&hosts[0], "shared_purges_received"), 0);
+  cr_expect(held_by(0, id), "a forged purge deleted the host's copy");
+  cr_expect_gt(flipcached_stat(&hosts[0], "cache_entries"), 0);
+}
+
 /* A value sealed with the fleet's key (a peer host, or the test playing one) is still judged as
  * an upstream answer is: its times are bounded by this host's ttl, a time in the future is
  * refused, and a 404 or 200 whose body would not have been kept is garbage. */
