@@ -20,6 +20,7 @@
 #include "fixture.h"
 #include "harness.h"
 #include "record.h"
+#include "redis_peers.h"
 #include "seal.h"
 
 #define HOSTS 3
@@ -27,10 +28,8 @@
 
 static struct flipcached_proc hosts[HOSTS];
 static size_t host_count;
-static pid_t redis_pid;
-static int redis_port;
+static struct redis_peer redis_server; /* its password: AUTH; empty: none */
 static char redis_dir[256];
-static char redis_password[64]; /* empty: no AUTH */
 static char password_path[320];
 static char token[64];
 static char key_hex[2 * SEAL_KEY_BYTES + 1]; /* the fleet's shared key */
@@ -50,49 +49,16 @@ static const char *key_of(const char *kind, const char *id) {
   return key;
 }
 
-static void random_hex_key(char out[2 * SEAL_KEY_BYTES + 1]) {
-  unsigned char raw[SEAL_KEY_BYTES];
-  fill_random(raw, sizeof(raw));
-  for (size_t i = 0; i < sizeof(raw); i++)
-    snprintf(out + 2 * i, 3, "%02x", raw[i]);
-}
+/* ---- redis-server (redis_peers.h) ---------------------------------------------------------- */
 
-static void write_key_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  cr_assert(f);
-  fputs(text, f);
-  fclose(f);
-  chmod(path, 0600);
-}
-
-/* ---- redis-server ------------------------------------------------------------------------- */
-
-static redisContext *redis_connect(void) {
-  struct timeval tv = {2, 0};
-  redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
-  if (!c || c->err) {
-    if (c)
-      redisFree(c);
-    return NULL;
-  }
-  if (redis_password[0]) {
-    redisReply *r = redisCommand(c, "AUTH %s", redis_password);
-    if (r)
-      freeReplyObject(r);
-  }
-  return c;
-}
+static redisContext *redis_connect(void) { return redis_peer_connect(&redis_server); }
 
 /* One command on a fresh connection; the reply (free it) or NULL when Redis does not answer. */
 static redisReply *redis(const char *format, ...) {
-  redisContext *c = redis_connect();
-  if (!c)
-    return NULL;
   va_list ap;
   va_start(ap, format);
-  redisReply *r = redisvCommand(c, format, ap);
+  redisReply *r = redis_peer_vcommand(&redis_server, format, ap);
   va_end(ap);
-  redisFree(c);
   return r;
 }
 
@@ -111,44 +77,9 @@ static void wait_in_redis(const char *id) {
     pause_ms(20);
 }
 
-static void redis_launch(void) {
-  char port[16], log[320];
-  snprintf(port, sizeof(port), "%d", redis_port);
-  snprintf(log, sizeof(log), "%s/redis.log", redis_dir);
-  redis_pid = fork();
-  cr_assert(redis_pid >= 0);
-  if (redis_pid == 0) {
-    if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr))
-      _exit(126);
-    if (redis_password[0])
-      execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", redis_dir, "--enable-debug-command", "yes",
-             "--requirepass", redis_password, (char *)NULL);
-    else
-      execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", redis_dir, "--enable-debug-command", "yes",
-             (char *)NULL);
-    _exit(127);
-  }
-  for (int i = 0; i < 200; i++) {
-    redisReply *r = redis("PING");
-    bool up = r && r->type == REDIS_REPLY_STATUS;
-    if (r)
-      freeReplyObject(r);
-    if (up)
-      return;
-    pause_ms(25);
-  }
-  cr_assert_fail("redis-server did not start on port %d (see %s)", redis_port, log);
-}
+static void redis_launch(void) { redis_peer_restart(&redis_server); }
 
-static void redis_kill(void) {
-  if (redis_pid > 0) {
-    kill(redis_pid, SIGKILL);
-    waitpid(redis_pid, NULL, 0);
-  }
-  redis_pid = 0;
-}
+static void redis_kill(void) { redis_peer_kill(&redis_server); }
 
 /* ---- the fleet ---------------------------------------------------------------------------- */
 
@@ -174,30 +105,28 @@ static void start_fleet(size_t n, const char *password, const char *host_passwor
                         unsigned timeout_ms) {
   snprintf(redis_dir, sizeof(redis_dir), "/tmp/flipfleet.XXXXXX");
   cr_assert(mkdtemp(redis_dir));
-  redis_port = free_port();
-  snprintf(redis_password, sizeof(redis_password), "%s", password ? password : "");
-  redis_launch();
+  redis_server = (struct redis_peer){0};
+  snprintf(redis_server.password, sizeof(redis_server.password), "%s", password ? password : "");
+  redis_peer_start(&redis_server, redis_dir, "redis", NULL);
   snprintf(password_path, sizeof(password_path), "%s/redis-password", redis_dir);
   if (host_password) {
-    FILE *f = fopen(password_path, "w");
-    cr_assert(f);
-    fprintf(f, "%s\n", host_password);
-    fclose(f);
-    chmod(password_path, 0600);
+    char line[80];
+    snprintf(line, sizeof(line), "%s\n", host_password);
+    write_private_file(password_path, line);
   }
   make_token(token, sizeof(token));
   fake_start(&fake, token);
-  random_hex_key(key_hex);
+  fleet_random_key_hex(key_hex);
   snprintf(key_path, sizeof(key_path), "%s/shared-key", redis_dir);
   char key_line[2 * SEAL_KEY_BYTES + 2];
   snprintf(key_line, sizeof(key_line), "%s\n", key_hex);
-  write_key_file(key_path, key_line);
+  write_private_file(key_path, key_line);
   char err[200];
   cr_assert_eq(seal_keys_parse(key_line, strlen(key_line), &fleet_keys, err, sizeof(err)), 0);
   char sections[1024];
   snprintf(sections, sizeof(sections),
            "[shared]\nredis = 127.0.0.1:%d\ntimeout_ms = %u\nkey_file = %s\n%s%s%s",
-           redis_port, timeout_ms, key_path, host_password ? "password_file = " : "",
+           redis_server.port, timeout_ms, key_path, host_password ? "password_file = " : "",
            host_password ? password_path : "", host_password ? "\n" : "");
   struct daemon_options options = {.token = token, .extra_sections = sections,
                                    .log_level = "info", .timeout_ms = 3000};
@@ -207,7 +136,7 @@ static void start_fleet(size_t n, const char *password, const char *host_passwor
     struct daemon_options host_options = options;
     if (i == 0 && (host0_sections || host0_key_from_credential)) {
       snprintf(host_sections, sizeof(host_sections),
-               "[shared]\nredis = 127.0.0.1:%d\ntimeout_ms = %u\n%s%s%s", redis_port,
+               "[shared]\nredis = 127.0.0.1:%d\ntimeout_ms = %u\n%s%s%s", redis_server.port,
                timeout_ms, host0_key_from_credential ? "" : "key_file = ",
                host0_key_from_credential ? "" : key_path,
                host0_key_from_credential ? "" : "\n");
@@ -222,7 +151,7 @@ static void start_fleet(size_t n, const char *password, const char *host_passwor
       cr_assert_eq(mkdir(hosts[0].credentials_directory, 0700), 0);
       char credential[400];
       snprintf(credential, sizeof(credential), "%s/flip-shared-key", hosts[0].credentials_directory);
-      write_key_file(credential, key_line);
+      write_private_file(credential, key_line);
     }
     flipcached_launch(&hosts[i]);
   }
@@ -533,7 +462,7 @@ Test(fleet, a_slow_redis_costs_a_miss_its_timeout_not_redis_delay) {
   start_fleet(1, NULL, NULL, 200);
   char command[256];
   snprintf(command, sizeof(command), "redis-cli -p %d DEBUG SLEEP 4 >/dev/null 2>&1 & echo $!",
-           redis_port);
+           redis_server.port);
   char out[64] = "";
   cr_assert_eq(run_command(command, out, sizeof(out)), 0);
   pid_t sleeper = (pid_t)atol(out);
@@ -547,7 +476,7 @@ Test(fleet, a_slow_redis_costs_a_miss_its_timeout_not_redis_delay) {
     http_response_free(&r);
   }
   /* Every answer came while Redis still slept: it does not answer a PING yet. */
-  redisContext *probe = redisConnectWithTimeout("127.0.0.1", redis_port, (struct timeval){0, 300000});
+  redisContext *probe = redisConnectWithTimeout("127.0.0.1", redis_server.port, (struct timeval){0, 300000});
   cr_assert(probe);
   redisSetTimeout(probe, (struct timeval){0, 300000});
   redisReply *pong = redisCommand(probe, "PING");
@@ -623,7 +552,7 @@ Test(fleet, what_a_writer_without_the_key_plants_is_refused_deleted_and_never_se
   /* Sealed under a key that is not the fleet's. */
   struct seal_keys other;
   char other_hex[2 * SEAL_KEY_BYTES + 2], err[200];
-  random_hex_key(other_hex);
+  fleet_random_key_hex(other_hex);
   cr_assert_eq(seal_keys_parse(other_hex, strlen(other_hex), &other, err, sizeof(err)), 0);
   unsigned char value[4096];
   snprintf(forged, sizeof(forged), "{\"id\":\"%s\",\"site\":{\"first_name\":\"Mallory\"}}", ids[1]);
@@ -937,14 +866,14 @@ Test(fleet, key_rotation_new_key_first_old_second_keeps_every_entry_readable) {
     wait_in_redis(ids[i]);
   }
   char new_hex[2 * SEAL_KEY_BYTES + 1], rotated[300], rotated_path[340], sections[1024];
-  random_hex_key(new_hex);
+  fleet_random_key_hex(new_hex);
   snprintf(rotated, sizeof(rotated), "# new first, old second\n%s\n%s\n", new_hex, key_hex);
   snprintf(rotated_path, sizeof(rotated_path), "%s/shared-key-rotated", redis_dir);
-  write_key_file(rotated_path, rotated);
+  write_private_file(rotated_path, rotated);
   cr_assert_eq(flipcached_stop(&hosts[1]), 0);
   remove_tree(hosts[1].dir);
   snprintf(sections, sizeof(sections),
-           "[shared]\nredis = 127.0.0.1:%d\ntimeout_ms = 1000\nkey_file = %s\n", redis_port,
+           "[shared]\nredis = 127.0.0.1:%d\ntimeout_ms = 1000\nkey_file = %s\n", redis_server.port,
            rotated_path);
   struct daemon_options options = {.token = token, .extra_sections = sections,
                                    .log_level = "info", .timeout_ms = 3000};
