@@ -63,6 +63,10 @@ static const struct config_key KEYS[] = {
   {"shared", "redis", KEY_REDIS, FIELD(shared_redis), 0, 0, "", true},
   {"shared", "password_file", KEY_PATH_OR_EMPTY, FIELD(shared_password_file), 0, 0, "", true},
   {"shared", "key_file", KEY_PATH_OR_EMPTY, FIELD(shared_key_file), 0, 0, "", true},
+  {"shared", "sentinels", KEY_SENTINELS, FIELD(shared_sentinels), 0, 0, "", true},
+  {"shared", "sentinel_master", KEY_NAME_OR_EMPTY, FIELD(sentinel_master), 0, 0, "", true},
+  {"shared", "sentinel_password_file", KEY_PATH_OR_EMPTY, FIELD(sentinel_password_file), 0, 0, "",
+   true},
   {"shared", "prefix", KEY_PREFIX, FIELD(shared_prefix), 0, 0, "flipcached:", true},
   {"shared", "timeout_ms", KEY_UINT, FIELD(shared_timeout_ms), 1, 60000, "200", false},
   {"log", "level", KEY_LOG_LEVEL, FIELD(log_level), 0, 0, "info", false},
@@ -216,10 +220,17 @@ static bool shared_key_credential_exists(void) {
 static void check_cross_keys(struct parse_state *state) {
   struct config *cfg = state->cfg;
   int listen_line = 0, oauth_line = 0, allow_users_line = 0, allow_groups_line = 0;
-  int per_user_line = 0, redis_line = 0;
+  int per_user_line = 0, redis_line = 0, sentinels_line = 0, master_line = 0;
+  int sentinel_password_line = 0;
   for (size_t i = 0; i < KEY_COUNT; i++) {
     if (strcmp(KEYS[i].name, "redis") == 0)
       redis_line = state->key_line[i];
+    if (strcmp(KEYS[i].name, "sentinels") == 0)
+      sentinels_line = state->key_line[i];
+    if (strcmp(KEYS[i].name, "sentinel_master") == 0)
+      master_line = state->key_line[i];
+    if (strcmp(KEYS[i].name, "sentinel_password_file") == 0)
+      sentinel_password_line = state->key_line[i];
     if (strcmp(KEYS[i].name, "max_connections_per_user") == 0)
       per_user_line = state->key_line[i];
     if (strcmp(KEYS[i].name, "listen") == 0)
@@ -258,11 +269,25 @@ static void check_cross_keys(struct parse_state *state) {
     config_add_error(state, upstream_key_line(state, "proxy"),
               "proxy: only for an https:// base_url and oauth_token_url (the proxy would see the "
               "credential of an http:// request)");
+  /* One Redis: named, or found through the sentinels, never both. */
+  bool sentinels = cfg->sentinel_count > 0;
+  cfg->shared_on = cfg->shared_redis[0] != '\0' || sentinels;
+  if (cfg->shared_redis[0] && sentinels)
+    config_add_error(state, sentinels_line, "sentinels: not with redis (the sentinels say where "
+              "the master is; name one or the other)");
+  if (sentinels && !cfg->sentinel_master[0])
+    config_add_error(state, sentinels_line, "sentinels: needs sentinel_master, the name they "
+              "monitor");
+  if (cfg->sentinel_master[0] && !sentinels)
+    config_add_error(state, master_line, "sentinel_master: needs sentinels");
+  if (cfg->sentinel_password_file[0] && !sentinels)
+    config_add_error(state, sentinel_password_line, "sentinel_password_file: needs sentinels");
   /* The shared tier holds nothing in clear: no Redis without the key that seals it. */
   if (cfg->shared_on && !cfg->shared_key_file[0] && !shared_key_credential_exists())
-    config_add_error(state, redis_line,
-              "redis: needs key_file, the fleet's shared key (hex, one key a line: openssl rand "
-              "-hex 32), or systemd's credential " CONFIG_SHARED_KEY_CREDENTIAL);
+    config_add_error(state, redis_line ? redis_line : sentinels_line,
+              "%s: needs key_file, the fleet's shared key (hex, one key a line: openssl rand "
+              "-hex 32), or systemd's credential " CONFIG_SHARED_KEY_CREDENTIAL,
+              redis_line || !sentinels ? "redis" : "sentinels");
   for (const char *p = cfg->oauth_client_id; *p; p++) {
     if ((unsigned char)*p <= ' ' || *p == ':' || (unsigned char)*p >= 0x7f) {
       config_add_error(state, oauth_line, "oauth_client_id: only visible ASCII without ':' is allowed");

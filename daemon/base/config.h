@@ -20,6 +20,7 @@
 #define CONFIG_URL_MAX 512
 #define CONFIG_MAX_PROGRAMS 64    /* [warm] program_ids */
 #define CONFIG_PROGRAM_ID_MAX 64  /* characters of one program id */
+#define CONFIG_MAX_SENTINELS 8
 #define CONFIG_SHARED_KEY_CREDENTIAL "flip-shared-key" /* systemd's credential of [shared] key_file */
 
 /* [warm] program_ids: ids of unreserved URL characters (RFC 3986: letters, digits, "-._~"), so
@@ -91,7 +92,13 @@ struct config {
   unsigned warm_interval;        /* seconds from one run's start to the next; 0: once at start */
   /* [shared] (fleet.h): the fleet's second tier in Redis; off unless redis is set */
   char shared_redis[128];        /* as written: HOST:PORT, [V6]:PORT or unix:/PATH; empty: off */
-  bool shared_on;                /* shared_redis is set */
+  bool shared_on;                /* shared_redis or shared_sentinels is set */
+  char shared_sentinels[512];    /* as written: HOST:PORT ... of Redis Sentinels; empty: none */
+  struct listen_addr sentinels[CONFIG_MAX_SENTINELS]; /* parsed (TCP, numeric) */
+  size_t sentinel_count;
+  char sentinel_master[64];      /* the name the sentinels monitor */
+  char sentinel_password_file[PATH_MAX]; /* the sentinels' AUTH (requirepass), a secret file;
+                                            empty: none */
   struct listen_addr shared_addr; /* shared_redis parsed (numeric addresses only) */
   char shared_password_file[PATH_MAX]; /* Redis AUTH, a secret file; empty: no AUTH */
   char shared_key_file[PATH_MAX];  /* the seal's keys (seal.h); $CREDENTIALS_DIRECTORY/

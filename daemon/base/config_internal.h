@@ -35,6 +35,9 @@ enum key_type {
   KEY_REDIS,     /* empty, or one HOST:PORT (numeric), [V6]:PORT or unix:/PATH (also parsed into
                     shared_addr) */
   KEY_PREFIX,    /* 1 to 63 characters of letters, digits and ":._-{}" */
+  KEY_SENTINELS, /* empty, or space-separated numeric HOST:PORT or [V6]:PORT (also parsed into
+                    sentinels) */
+  KEY_NAME_OR_EMPTY, /* empty, or KEY_PREFIX's characters */
 };
 
 struct config_key {

@@ -415,8 +415,7 @@ static void set_proxy(struct parse_state *state, const struct config_key *key, c
 static void set_redis(struct parse_state *state, const struct config_key *key, char *field,
                       const char *value, int line) {
   struct config *cfg = state->cfg;
-  cfg->shared_on = value[0] != '\0';
-  if (cfg->shared_on && (strlen(value) >= key->size ||
+  if (value[0] != '\0' && (strlen(value) >= key->size ||
                          !config_parse_listen(value, &cfg->shared_addr))) {
     config_add_error(state, line, "redis: '%s' is not HOST:PORT, [V6]:PORT or unix:/PATH (numeric "
               "addresses only: a name would need a lookup on the loop)", value);
@@ -434,6 +433,40 @@ static void set_prefix(struct parse_state *state, const struct config_key *key, 
               value, key->size - 1);
   else
     strcpy(field, value);
+}
+
+static void set_sentinels(struct parse_state *state, const struct config_key *key, char *field,
+                          const char *value, int line) {
+  struct config *cfg = state->cfg;
+  cfg->sentinel_count = 0;
+  if (strlen(value) >= key->size) {
+    config_add_error(state, line, "sentinels: value too long");
+    return;
+  }
+  char copy[512];
+  strcpy(copy, value);
+  char *saveptr = NULL;
+  for (char *item = strtok_r(copy, " \t", &saveptr); item; item = strtok_r(NULL, " \t", &saveptr)) {
+    if (cfg->sentinel_count == CONFIG_MAX_SENTINELS) {
+      config_add_error(state, line, "sentinels: more than %d addresses", CONFIG_MAX_SENTINELS);
+      return;
+    }
+    struct listen_addr *addr = &cfg->sentinels[cfg->sentinel_count];
+    if (!config_parse_listen(item, addr) || addr->kind != LISTEN_TCP)
+      config_add_error(state, line, "sentinels: '%s' is not HOST:PORT or [V6]:PORT (numeric "
+                "addresses only: a name would need a lookup on the loop)", item);
+    else
+      cfg->sentinel_count++;
+  }
+  strcpy(field, value);
+}
+
+static void set_name_or_empty(struct parse_state *state, const struct config_key *key,
+                              char *field, const char *value, int line) {
+  if (value[0] == '\0')
+    field[0] = '\0';
+  else
+    set_prefix(state, key, field, value, line);
 }
 
 static void set_programs(struct parse_state *state, const struct config_key *key, char *field,
@@ -465,8 +498,11 @@ static set_fn *const SETTERS[] = {
   [KEY_PROGRAMS] = set_programs,
   [KEY_REDIS] = set_redis,
   [KEY_PREFIX] = set_prefix,
+  [KEY_SENTINELS] = set_sentinels,
+  [KEY_NAME_OR_EMPTY] = set_name_or_empty,
 };
-_Static_assert(sizeof(SETTERS) / sizeof(SETTERS[0]) == KEY_PREFIX + 1, "a parser for every type");
+_Static_assert(sizeof(SETTERS) / sizeof(SETTERS[0]) == KEY_NAME_OR_EMPTY + 1,
+               "a parser for every type");
 
 void config_set_value(struct parse_state *state, const struct config_key *key, const char *value,
                       int line) {

@@ -81,6 +81,9 @@ static const struct stat_field FIELDS[] = {
   COUNTER(shared_errors, "Shared-tier commands that failed, timed out or lost their connection"),
   COUNTER(shared_breaker_opens, "Times a shared-tier connection's circuit opened"),
   COUNTER(shared_disconnects, "Shared-tier connections closed or lost"),
+  COUNTER(shared_switches, "New Redis masters named by the sentinels that this host shares through"),
+  COUNTER(shared_purges_repeated, "Purges sent again: owed while the tier was unavailable, or "
+                                  "repeated to a new master"),
   GAUGE(uptime_seconds, "Seconds since start"),
   GAUGE(inflight, "Upstream fetches in progress"),
   GAUGE(fetches_waiting, "Fetches waiting in their users' queues for a free fetch slot"),
@@ -99,6 +102,8 @@ static const struct stat_field FIELDS[] = {
   GAUGE(hot_scheduled, "Hot entries scheduled for a refresh before they expire"),
   GAUGE(shared_state, "The shared tier: 0 off, 1 up, 2 down"),
   GAUGE(shared_waiting, "Fetches waiting on another host's fetch now"),
+  SAMPLED_COUNTER(shared_unavailable_seconds, "Whole seconds without the shared tier since the "
+                                              "start (Redis down, a failover, the circuit open)"),
 };
 #define FIELD_COUNT (sizeof(FIELDS) / sizeof(FIELDS[0]))
 
@@ -151,6 +156,7 @@ char *stats_render_json(const struct stats *stats, const struct stats_gauges *ga
   for (size_t i = 0; i < FIELD_COUNT; i++)
     json_object_object_add(root, FIELDS[i].name,
                            json_object_new_uint64(field_value(&FIELDS[i], stats, gauges)));
+  json_object_object_add(root, "shared_master", json_object_new_string(gauges->shared_master));
   char *text = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
   json_object_put(root);
   return text;
@@ -165,6 +171,11 @@ char *stats_render_prometheus(const struct stats *stats, const struct stats_gaug
   fprintf(out, "# HELP flipcached_build_info Version of flipcached\n");
   fprintf(out, "# TYPE flipcached_build_info gauge\n");
   fprintf(out, "flipcached_build_info{version=\"%s\"} 1\n", FLIPCACHED_VERSION);
+  if (gauges->shared_master[0]) { /* numeric addresses: nothing to escape in a label */
+    fprintf(out, "# HELP flipcached_shared_master_info The Redis master the shared tier uses\n");
+    fprintf(out, "# TYPE flipcached_shared_master_info gauge\n");
+    fprintf(out, "flipcached_shared_master_info{address=\"%s\"} 1\n", gauges->shared_master);
+  }
   for (size_t i = 0; i < FIELD_COUNT; i++) {
     const struct stat_field *field = &FIELDS[i];
     /* Prometheus counters end in _total; requests_total already does. */

@@ -84,6 +84,8 @@ struct stats {
   uint64_t shared_errors;        /* Redis commands that failed, timed out or lost their connection */
   uint64_t shared_breaker_opens; /* times a Redis connection's circuit opened */
   uint64_t shared_disconnects;   /* Redis connections closed or lost */
+  uint64_t shared_switches;      /* new masters named by the sentinels and shared through */
+  uint64_t shared_purges_repeated; /* purges sent again: owed, or to a new master */
   /* Upstream fetch durations (retries included), for /metrics: counts per bucket (not
    * cumulative; the renderer accumulates), their number and their sum. */
   uint64_t upstream_latency_bucket[STATS_LATENCY_BUCKETS + 1];
@@ -124,6 +126,9 @@ struct stats_gauges {
   uint64_t hot_scheduled;     /* hot entries scheduled for a refresh now */
   uint64_t shared_state;      /* the shared tier: 0 off, 1 up, 2 down */
   uint64_t shared_waiting;    /* fetches waiting on another host's lock now */
+  uint64_t shared_unavailable_seconds; /* a counter: whole seconds without the tier since the start */
+  char shared_master[80];     /* the master in use, "" when off or none is known (not a field of
+                                 FIELDS: rendered as /stats' string and /metrics' info) */
 };
 
 /* malloc'd NUL-terminated texts, or NULL when out of memory. */

@@ -126,6 +126,8 @@ static void print_table(json_object *root) {
     printf("%-24s %7s  (no enrollment request yet)\n", "hit ratio", "-");
   }
   json_object_object_foreach(root, key, value) {
+    if (strcmp(key, "shared_master") == 0 && json_object_get_string_len(value) > 0)
+      printf("%-24s %16s\n", key, json_object_get_string(value));
     if (!json_object_is_type(value, json_type_int))
       continue;
     uint64_t n = (uint64_t)json_object_get_int64(value);

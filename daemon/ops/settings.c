@@ -97,12 +97,11 @@ int settings_check(const struct config *cfg) {
     fprintf(stderr, "%s\n", problem);
     rc = 1;
   }
-  if (cfg->shared_password_file[0]) {
+  for (int sentinel = 0; sentinel < 2; sentinel++) {
     char password[SHARED_PASSWORD_MAX + 1];
-    size_t password_len;
-    if (creds_read_secret_file(cfg->shared_password_file, password, sizeof(password),
-                               &password_len, problem, sizeof(problem)) != 0) {
-      fprintf(stderr, "[shared] password_file: %s\n", problem);
+    if (fleet_read_password(cfg, sentinel, password, sizeof(password), problem,
+                            sizeof(problem)) != 0) {
+      fprintf(stderr, "%s\n", problem);
       rc = 1;
     }
     explicit_bzero(password, sizeof(password));

@@ -35,6 +35,9 @@ static void sample_gauges(struct flipcached *daemon, struct stats_gauges *gauges
   gauges->hot_scheduled = daemon->hot ? hot_scheduled(daemon->hot) : 0;
   gauges->shared_state = fleet_state(daemon->fleet);
   gauges->shared_waiting = fleet_waiting(daemon->fleet);
+  gauges->shared_unavailable_seconds = fleet_unavailable_ms(daemon->fleet) / 1000;
+  snprintf(gauges->shared_master, sizeof(gauges->shared_master), "%s",
+           fleet_master(daemon->fleet));
 }
 
 static void reply_text(struct client_request *request, int status, const char *content_type,
@@ -78,6 +81,7 @@ void status_healthz(struct client_request *request, void *arg) {
     char reason[512] = "";
     const char *cache_problem = cache_unavailable(daemon->cache);
     const char *shared_problem = fleet_problem(daemon->fleet);
+    const char *sentinel_problem = fleet_sentinel_problem(daemon->fleet);
     if (daemon->stopping)
       snprintf(reason, sizeof(reason), "shutting down");
     else if (daemon->auth_rejected_status)
@@ -89,6 +93,10 @@ void status_healthz(struct client_request *request, void *arg) {
     else if (shared_problem)
       snprintf(reason, sizeof(reason), "the shared tier is unavailable (%s): serving from the "
                "local cache and the upstream without it", shared_problem);
+    else if (sentinel_problem)
+      snprintf(reason, sizeof(reason), "no sentinel is reachable (%s): sharing through master %s, "
+               "but a failover would not be followed", sentinel_problem,
+               fleet_master(daemon->fleet));
     json_object_object_add(root, "status",
                            json_object_new_string(daemon->stopping          ? "stopping"
                                                   : reason[0]               ? "degraded"
@@ -108,6 +116,11 @@ void status_healthz(struct client_request *request, void *arg) {
                              json_object_new_string(shared_problem ? "unavailable" : "ok"));
       if (shared_problem)
         json_object_object_add(root, "shared_reason", json_object_new_string(shared_problem));
+      if (fleet_master(daemon->fleet)[0])
+        json_object_object_add(root, "shared_master",
+                               json_object_new_string(fleet_master(daemon->fleet)));
+      if (sentinel_problem)
+        json_object_object_add(root, "sentinel_reason", json_object_new_string(sentinel_problem));
     }
     text = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
     json_object_put(root);

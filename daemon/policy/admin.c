@@ -248,9 +248,11 @@ static void purge_through_fleet(struct flipcached *daemon, struct client_request
       return;
     free(wait);
   }
-  log_warning("admin: the purge did not reach the other hosts: the shared tier is unavailable");
+  log_warning("admin: the purge did not reach the other hosts yet: the shared tier is "
+              "unavailable; it is sent when the tier is back");
   answer_purge(request, enrollment_id, found, removed,
-               shared_json(NULL, "the shared tier is unavailable: other hosts keep their copies"));
+               shared_json(NULL, "the shared tier is unavailable: other hosts keep their copies "
+                           "until it is back, when this host sends the purge"));
 }
 
 void admin_cache_delete(struct client_request *request, const char *enrollment_id, void *arg) {

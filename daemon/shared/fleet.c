@@ -186,31 +186,50 @@ struct fleet *fleet_new(struct flipcached *daemon, const struct fleet_purges *pu
     return NULL;
   }
   snprintf(fleet->channel, sizeof(fleet->channel), "%sevents", cfg->shared_prefix);
-  char password[SHARED_PASSWORD_MAX + 1] = "";
-  size_t password_len = 0;
-  char problem[PATH_MAX + 256];
-  if (cfg->shared_password_file[0] &&
-      creds_read_secret_file(cfg->shared_password_file, password, sizeof(password), &password_len,
-                             problem, sizeof(problem)) != 0) {
-    snprintf(err, err_len, "[shared] password_file: %s", problem);
+  char password[SHARED_PASSWORD_MAX + 1] = "", sentinel_password[SHARED_PASSWORD_MAX + 1] = "";
+  if (fleet_read_password(cfg, false, password, sizeof(password), err, err_len) != 0 ||
+      fleet_read_password(cfg, true, sentinel_password, sizeof(sentinel_password), err,
+                          err_len) != 0) {
+    explicit_bzero(password, sizeof(password));
     seal_keys_wipe(&fleet->keys);
     free(fleet);
     return NULL;
   }
   struct shared_handlers handlers = {.message = fleet_on_message, .subscribed = fleet_on_subscribed,
-                                     .arg = fleet};
-  fleet->shared = shared_new(daemon->base, cfg, password, fleet->channel, &handlers, &daemon->stats);
+                                     .available = fleet_on_available, .arg = fleet};
+  fleet->shared = shared_new(daemon->base, cfg, password, sentinel_password, fleet->channel,
+                             &handlers, &daemon->stats);
   explicit_bzero(password, sizeof(password));
+  explicit_bzero(sentinel_password, sizeof(sentinel_password));
   if (!fleet->shared) {
     snprintf(err, err_len, "out of memory");
     seal_keys_wipe(&fleet->keys);
     free(fleet);
     return NULL;
   }
-  log_info("shared tier: redis %s, prefix %s, this host %s, %zu key%s (values sealed, names "
-           "keyed)", cfg->shared_redis, cfg->shared_prefix, fleet->host, fleet->keys.count,
-           fleet->keys.count == 1 ? "" : "s");
+  log_info("shared tier: %s %s%s%s, prefix %s, this host %s, %zu key%s (values sealed, names "
+           "keyed)", cfg->sentinel_count ? "sentinels" : "redis",
+           cfg->sentinel_count ? cfg->shared_sentinels : cfg->shared_redis,
+           cfg->sentinel_count ? " for master " : "", cfg->sentinel_count ? cfg->sentinel_master : "",
+           cfg->shared_prefix, fleet->host, fleet->keys.count, fleet->keys.count == 1 ? "" : "s");
   return fleet;
+}
+
+int fleet_read_password(const struct config *cfg, bool sentinel, char *out, size_t out_size,
+                        char *err, size_t err_len) {
+  const char *path = sentinel ? cfg->sentinel_password_file : cfg->shared_password_file;
+  char problem[PATH_MAX + 256];
+  size_t len = 0;
+  out[0] = '\0';
+  if (!path[0])
+    return 0;
+  if (creds_read_secret_file(path, out, out_size, &len, problem, sizeof(problem)) != 0) {
+    snprintf(err, err_len, "[shared] %s: %s", sentinel ? "sentinel_password_file" : "password_file",
+             problem);
+    explicit_bzero(out, out_size);
+    return -1;
+  }
+  return 0;
 }
 
 void fleet_free(struct fleet *fleet) {
@@ -255,6 +274,18 @@ unsigned fleet_state(const struct fleet *fleet) {
 
 const char *fleet_problem(const struct fleet *fleet) {
   return fleet_enabled(fleet) ? shared_problem(fleet->shared) : NULL;
+}
+
+const char *fleet_master(const struct fleet *fleet) {
+  return fleet_enabled(fleet) ? shared_master(fleet->shared) : "";
+}
+
+uint64_t fleet_unavailable_ms(const struct fleet *fleet) {
+  return fleet_enabled(fleet) ? shared_unavailable_ms(fleet->shared) : 0;
+}
+
+const char *fleet_sentinel_problem(const struct fleet *fleet) {
+  return fleet_enabled(fleet) ? shared_sentinel_problem(fleet->shared) : NULL;
 }
 
 size_t fleet_waiting(const struct fleet *fleet) { return fleet ? fleet->waiting : 0; }

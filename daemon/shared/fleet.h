@@ -78,6 +78,11 @@ struct fleet *fleet_new(struct flipcached *daemon, const struct fleet_purges *pu
  * key_file; a secret file's rules, then seal.h's format) into keys. 0, or -1 with err naming
  * the file and the line, never a key. fleet_new calls it; so does -t. */
 int fleet_load_keys(const struct config *cfg, struct seal_keys *keys, char *err, size_t err_len);
+/* Reads [shared] password_file, or sentinel_password_file (sentinel), into out (out_size:
+ * SHARED_PASSWORD_MAX + 1; "" when the key is empty): a secret file's rules. 0, or -1 with err naming the key, never the password.
+ * fleet_new calls it; so does -t. */
+int fleet_read_password(const struct config *cfg, bool sentinel, char *out, size_t out_size,
+                        char *err, size_t err_len);
 /* Every fetch still looking or waiting gets UPSTREAM_ABORTED, then Redis is left. Accepts NULL. */
 void fleet_free(struct fleet *fleet);
 
@@ -106,6 +111,12 @@ bool fleet_enabled(const struct fleet *fleet);
 unsigned fleet_state(const struct fleet *fleet);
 /* NULL when off or up; else why not, for /healthz. */
 const char *fleet_problem(const struct fleet *fleet);
+/* The Redis master in use, "" when off or none is known yet; milliseconds without the tier since
+ * the start (0 when off); with sentinels, why none is connected (NULL: one is, or none are
+ * configured): a failover would not be followed. */
+const char *fleet_master(const struct fleet *fleet);
+uint64_t fleet_unavailable_ms(const struct fleet *fleet);
+const char *fleet_sentinel_problem(const struct fleet *fleet);
 /* Fetches waiting on another host's lock. */
 size_t fleet_waiting(const struct fleet *fleet);
 /* Fetches looking in, or waiting on, the tier (not yet at the upstream): for a graceful stop. */

@@ -45,6 +45,19 @@
  * Redis's script refuses (and deletes) a longer one without sending it. */
 #define VALUE_MAX_LEN (VALUE_MIN_LEN + RECORD_HEADER_LEN + UPSTREAM_MAX_BODY)
 #define SCAN_COUNT "1000"
+/* The purges this host sent or owes, remembered to repeat (fleet_purge.c): an owed one (the tier
+ * was unavailable, or the command failed) when the tier is next available; an acknowledged one
+ * within FLEET_PURGE_REPEAT_S when a new master is (a failover may lose a write not yet
+ * replicated). At most FLEET_PURGE_LOG: past that they fold into one purge of everything. */
+#define FLEET_PURGE_LOG 256
+#define FLEET_PURGE_REPEAT_S 60
+
+struct logged_purge {
+  uint64_t serial;                /* this host's, from 1 */
+  char enrollment_id[40];         /* "" : every entry */
+  int64_t acked_ms;               /* monotonic time Redis acknowledged it; 0: owed */
+  bool sending;                   /* a (repeated) purge of it is in flight */
+};
 
 enum step {
   STEP_LOOKUP,   /* LOOKUP_SCRIPT in flight: the entry, or the lock */
@@ -87,6 +100,9 @@ struct fleet {
   size_t waiting;                 /* of them, in STEP_WAIT */
   size_t pending;                 /* of them, not yet at the upstream */
   unsigned purging_all;           /* purge-all scans running: lookups take no entry meanwhile */
+  struct logged_purge purge_log[FLEET_PURGE_LOG]; /* oldest first */
+  size_t purge_log_len;
+  uint64_t purge_serial;          /* the last one given */
 };
 
 /* fleet.c: the Redis key of an entry ("e:") or a lock ("lock:") of enrollment_id, named under
@@ -125,5 +141,8 @@ void fleet_on_ready(struct fleet *fleet, const char *enrollment_id);
  * fleet). */
 void fleet_on_message(const char *payload, size_t len, void *arg);
 void fleet_on_subscribed(bool again, void *arg);
+/* fleet_purge.c: the tier is available (again, or on a new master): the owed purges go, and on
+ * a new master the recent ones again (redis.h's shared_available_fn; arg: the fleet). */
+void fleet_on_available(bool new_master, void *arg);
 
 #endif

@@ -39,16 +39,70 @@ static const char PURGE_ALL_SCRIPT[] =
 
 struct purge {
   struct fleet *fleet;
-  fleet_purged_fn done;
+  fleet_purged_fn done;           /* NULL: a repeat, answered to no one */
   void *arg;
+  uint64_t serial;                /* its entry in the purge log */
   struct fleet_purge_result result;
   char cursor[32];
   bool announced;                 /* purge-all: the first message has gone */
 };
 
+/* ---- the purge log (fleet_internal.h) ----------------------------------------------------- */
+
+static struct logged_purge *logged(struct fleet *fleet, uint64_t serial) {
+  for (size_t i = 0; i < fleet->purge_log_len; i++)
+    if (fleet->purge_log[i].serial == serial)
+      return &fleet->purge_log[i];
+  return NULL; /* folded, or covered by a later purge of everything */
+}
+
+static bool worth_repeating(const struct logged_purge *entry, int64_t now_ms) {
+  return entry->acked_ms == 0 || now_ms - entry->acked_ms < FLEET_PURGE_REPEAT_S * 1000;
+}
+
+/* Forgets the acknowledged purges past the repeat window, keeping the order. */
+static void prune_log(struct fleet *fleet, int64_t now_ms) {
+  size_t kept = 0;
+  for (size_t i = 0; i < fleet->purge_log_len; i++)
+    if (worth_repeating(&fleet->purge_log[i], now_ms) || fleet->purge_log[i].sending)
+      fleet->purge_log[kept++] = fleet->purge_log[i];
+  fleet->purge_log_len = kept;
+}
+
+/* Remembers a purge (enrollment_id NULL: of everything, which covers every earlier one); its
+ * entry, valid until the log next changes. A full log folds into one purge of everything, owed
+ * if any of it was. */
+static struct logged_purge *log_purge(struct fleet *fleet, const char *enrollment_id) {
+  int64_t now = clock_monotonic_ms();
+  prune_log(fleet, now);
+  if (!enrollment_id) {
+    fleet->purge_log_len = 0;
+  } else if (fleet->purge_log_len == FLEET_PURGE_LOG) {
+    bool owed = false;
+    for (size_t i = 0; i < fleet->purge_log_len; i++)
+      owed = owed || fleet->purge_log[i].acked_ms == 0;
+    log_warning("shared tier: more than %d purges to remember for a repeat: folded into one "
+                "purge of every entry", FLEET_PURGE_LOG);
+    fleet->purge_log[0] = (struct logged_purge){.serial = ++fleet->purge_serial,
+                                                .acked_ms = owed ? 0 : now};
+    fleet->purge_log_len = 1;
+  }
+  struct logged_purge *entry = &fleet->purge_log[fleet->purge_log_len++];
+  *entry = (struct logged_purge){.serial = ++fleet->purge_serial};
+  snprintf(entry->enrollment_id, sizeof(entry->enrollment_id), "%s",
+           enrollment_id ? enrollment_id : "");
+  return entry;
+}
+
 static void purge_finish(struct purge *purge, const char *error) {
   purge->result.error = error;
-  purge->done(&purge->result, purge->arg);
+  struct logged_purge *entry = logged(purge->fleet, purge->serial);
+  if (entry) {
+    entry->sending = false;
+    entry->acked_ms = error ? 0 : clock_monotonic_ms(); /* failed: owed */
+  }
+  if (purge->done)
+    purge->done(&purge->result, purge->arg);
   free(purge);
 }
 
@@ -63,12 +117,12 @@ static void on_purged_one(const redisReply *reply, void *arg) {
   purge_finish(purge, NULL);
 }
 
-bool fleet_purge_enrollment(struct fleet *fleet, const char *enrollment_id, fleet_purged_fn done,
-                            void *arg) {
+static bool send_purge_one(struct fleet *fleet, uint64_t serial, const char *enrollment_id,
+                           fleet_purged_fn done, void *arg) {
   struct purge *purge = shared_available(fleet->shared) ? calloc(1, sizeof(*purge)) : NULL;
   if (!purge)
     return false;
-  *purge = (struct purge){.fleet = fleet, .done = done, .arg = arg};
+  *purge = (struct purge){.fleet = fleet, .done = done, .arg = arg, .serial = serial};
   enum { ARGS_MAX = 3 + SEAL_MAX_KEYS + 3 };
   char entries[SEAL_MAX_KEYS][KEY_MAX], generation[KEY_MAX], key_count[8];
   unsigned char message[SEALED_MESSAGE_MAX];
@@ -89,7 +143,6 @@ bool fleet_purge_enrollment(struct fleet *fleet, const char *enrollment_id, flee
     free(purge);
     return false;
   }
-  fleet->daemon->stats.shared_purges_sent++;
   return true;
 }
 
@@ -187,19 +240,69 @@ static void scan_next(struct purge *purge) {
     purge_all_end(purge, "the shared tier failed during the scan: entries may remain in redis");
 }
 
-bool fleet_purge_all(struct fleet *fleet, fleet_purged_fn done, void *arg) {
+static bool send_purge_all(struct fleet *fleet, uint64_t serial, fleet_purged_fn done,
+                           void *arg) {
   struct purge *purge = shared_available(fleet->shared) ? calloc(1, sizeof(*purge)) : NULL;
   if (!purge)
     return false;
-  *purge = (struct purge){.fleet = fleet, .done = done, .arg = arg};
+  *purge = (struct purge){.fleet = fleet, .done = done, .arg = arg, .serial = serial};
   strcpy(purge->cursor, "0");
   if (!publish_purge_all(purge)) {
     free(purge);
     return false;
   }
   fleet->purging_all++;
+  return true;
+}
+
+/* A logged purge sent (again); false: the tier refused it at once (it stays owed). */
+static bool send_logged(struct fleet *fleet, struct logged_purge *entry, fleet_purged_fn done,
+                        void *arg) {
+  bool sent = entry->enrollment_id[0]
+                  ? send_purge_one(fleet, entry->serial, entry->enrollment_id, done, arg)
+                  : send_purge_all(fleet, entry->serial, done, arg);
+  entry->sending = sent;
+  if (!sent)
+    entry->acked_ms = 0;
+  return sent;
+}
+
+/* An admin purge: logged first, so that one the tier cannot take now is owed, not lost. */
+static bool purge_through_tier(struct fleet *fleet, const char *enrollment_id,
+                               fleet_purged_fn done, void *arg) {
+  if (!send_logged(fleet, log_purge(fleet, enrollment_id), done, arg))
+    return false;
   fleet->daemon->stats.shared_purges_sent++;
   return true;
+}
+
+bool fleet_purge_enrollment(struct fleet *fleet, const char *enrollment_id, fleet_purged_fn done,
+                            void *arg) {
+  return purge_through_tier(fleet, enrollment_id, done, arg);
+}
+
+bool fleet_purge_all(struct fleet *fleet, fleet_purged_fn done, void *arg) {
+  return purge_through_tier(fleet, NULL, done, arg);
+}
+
+void fleet_on_available(bool new_master, void *arg) {
+  struct fleet *fleet = arg;
+  int64_t now = clock_monotonic_ms();
+  prune_log(fleet, now);
+  size_t repeated = 0;
+  /* A send may fold nothing and log nothing: the log does not move under this loop. */
+  for (size_t i = 0; i < fleet->purge_log_len; i++) {
+    struct logged_purge *entry = &fleet->purge_log[i];
+    if (entry->sending || (entry->acked_ms != 0 && !new_master))
+      continue;
+    if (send_logged(fleet, entry, NULL, NULL))
+      repeated++;
+  }
+  fleet->daemon->stats.shared_purges_repeated += repeated;
+  if (repeated)
+    log_info("shared tier: %zu purge%s sent again to redis %s (%s)", repeated,
+             repeated == 1 ? "" : "s", shared_master(fleet->shared),
+             new_master ? "a new master may have lost the recent ones" : "owed while it was away");
 }
 
 /* ---- messages from the other hosts --------------------------------------------------------- */

@@ -112,7 +112,7 @@ Test(command_line, check_config_checks_the_credential_the_cache_path_and_the_fil
   cr_expect(strstr(out, "[cache] path /nonexistent/never/created: cannot be created") != NULL, "%s", out);
   cr_expect_neq(access("/nonexistent/never/created", F_OK), 0);
   /* The Redis password's file follows the token's rules; its content is never printed. */
-  char redis_password[256], extra[800];
+  char redis_password[256], extra[1200];
   snprintf(redis_password, sizeof(redis_password), "%s/redis-password", test_dir());
   FILE *file = fopen(redis_password, "w");
   fputs("fl_redis_password_check\n", file);
@@ -151,6 +151,24 @@ Test(command_line, check_config_checks_the_credential_the_cache_path_and_the_fil
   cr_expect(strstr(out, "[shared] key_file: ") && strstr(out, "lets group or others access it"),
             "%s", out);
   chmod(shared_key, 0600);
+  cr_expect_eq(run(args, out, sizeof(out)), 0, "%s", out);
+  /* With sentinels, their password file too (the master's is password_file). */
+  char sentinel_password[256];
+  snprintf(sentinel_password, sizeof(sentinel_password), "%s/sentinel-password", test_dir());
+  file = fopen(sentinel_password, "w");
+  fputs("fl_sentinel_password_check\n", file);
+  fclose(file);
+  chmod(sentinel_password, 0640);
+  snprintf(extra, sizeof(extra),
+           "[shared]\nsentinels = 127.0.0.1:26379 127.0.0.1:26380\nsentinel_master = flip\n"
+           "sentinel_password_file = %s\npassword_file = %s\nkey_file = %s\n",
+           sentinel_password, redis_password, shared_key);
+  path = config_with(0600, "/tmp", extra);
+  cr_expect_eq(run(args, out, sizeof(out)), 1);
+  cr_expect(strstr(out, "[shared] sentinel_password_file: ") &&
+            strstr(out, "lets group or others access it"), "%s", out);
+  cr_expect(strstr(out, "fl_sentinel_password_check") == NULL, "-t printed the password: %s", out);
+  chmod(sentinel_password, 0600);
   cr_expect_eq(run(args, out, sizeof(out)), 0, "%s", out);
   const char *directory[] = {"-t", "-c", "/tmp", NULL};
   cr_expect_eq(run(directory, out, sizeof(out)), 1);

@@ -508,6 +508,51 @@ Test(config, shared_is_off_by_default_and_takes_numeric_addresses_or_a_unix_sock
   }
 }
 
+/* [shared] sentinels: the master found through Redis Sentinel, instead of redis, never with it. */
+Test(config, sentinels_name_the_master_instead_of_redis) {
+  cr_expect_eq(config_load_string("[shared]\nsentinels = 10.0.0.1:26379  10.0.0.2:26379\t[::1]:26380\n"
+                                  "sentinel_master = flip-fleet\nkey_file = /k\n"
+                                  "sentinel_password_file = /etc/flipcached/sentinel\n",
+                                  "t.conf", &cfg, &errors), 0);
+  dump_errors();
+  cr_expect(cfg.shared_on, "the sentinels turn the tier on");
+  cr_expect_eq(cfg.sentinel_count, 3);
+  cr_expect_str_eq(cfg.sentinels[0].host, "10.0.0.1");
+  cr_expect_eq(cfg.sentinels[1].port, 26379);
+  cr_expect_str_eq(cfg.sentinels[2].host, "::1");
+  cr_expect_eq(cfg.sentinels[2].port, 26380);
+  cr_expect_str_eq(cfg.sentinel_master, "flip-fleet");
+  cr_expect_str_eq(cfg.sentinel_password_file, "/etc/flipcached/sentinel");
+  cr_expect_str_eq(cfg.shared_redis, "");
+  struct {
+    const char *text, *error;
+  } bad[] = {
+    {"[shared]\nkey_file = /k\nredis = 127.0.0.1:6379\nsentinels = 127.0.0.1:26379\n"
+     "sentinel_master = m\n", "t.conf:4: sentinels: not with redis"},
+    {"[shared]\nkey_file = /k\nsentinels = 127.0.0.1:26379\n",
+     "t.conf:3: sentinels: needs sentinel_master"},
+    {"[shared]\nkey_file = /k\nsentinel_master = m\n", "t.conf:3: sentinel_master: needs sentinels"},
+    {"[shared]\nsentinels = 127.0.0.1:26379\nsentinel_master = m\n",
+     "t.conf:2: sentinels: needs key_file"},
+    {"[shared]\nkey_file = /k\nsentinels = sentinel-a:26379\nsentinel_master = m\n",
+     "t.conf:3: sentinels: 'sentinel-a:26379' is not"},
+    {"[shared]\nkey_file = /k\nsentinels = unix:/run/s.sock\nsentinel_master = m\n",
+     "t.conf:3: sentinels: 'unix:/run/s.sock' is not"},
+    {"[shared]\nkey_file = /k\nsentinels = 127.0.0.1:1 127.0.0.1:2 127.0.0.1:3 127.0.0.1:4 "
+     "127.0.0.1:5 127.0.0.1:6 127.0.0.1:7 127.0.0.1:8 127.0.0.1:9\nsentinel_master = m\n",
+     "t.conf:3: sentinels: more than 8"},
+    {"[shared]\nkey_file = /k\nsentinels = 127.0.0.1:26379\nsentinel_master = has space\n",
+     "t.conf:4: sentinel_master: 'has space' is not"},
+    {"[shared]\nkey_file = /k\nredis = 127.0.0.1:6379\nsentinel_password_file = /s\n",
+     "t.conf:4: sentinel_password_file: needs sentinels"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    cr_expect_eq(config_load_string(bad[i].text, "t.conf", &cfg, &errors), -1, "accepted: %s",
+                 bad[i].text);
+    cr_expect(has_error(bad[i].error), "%s: %s", bad[i].text, errors.text[0]);
+  }
+}
+
 /* systemd's credential flip-shared-key stands in for key_file, as flip-token does for token_file. */
 Test(config, shared_takes_the_key_from_systemds_credential_without_key_file) {
   char dir[] = "/tmp/flipcreds.XXXXXX";
