@@ -21,13 +21,19 @@ def enrollment_id(i):
     return "f1ee7000-0000-4000-8000-%012x" % i
 
 
-def ask(conn, i):
+def request(conn, i):
+    """GET id i on a kept-alive connection: (status, Cache-Status)."""
     conn.request("GET", "/v1/enrollments/" + enrollment_id(i))
     response = conn.getresponse()
     response.read()
-    if response.status != 200:
-        raise SystemExit("fleet: %s answered %d" % (enrollment_id(i), response.status))
-    return response.getheader("Cache-Status") or ""
+    return response.status, response.getheader("Cache-Status") or ""
+
+
+def ask(conn, i):
+    status, cache_status = request(conn, i)
+    if status != 200:
+        raise SystemExit("fleet: %s answered %d" % (enrollment_id(i), status))
+    return cache_status
 
 
 def load(seconds, ids, ports):
