@@ -362,6 +362,21 @@ Test(failover, a_sentinel_that_is_down_or_names_a_replica_is_not_followed) {
   free(log);
 }
 
+/* The first sentinel names an address where nothing listens: the connection to it is refused,
+ * which asks the next sentinel, and the hosts share through the real master. */
+Test(failover, a_sentinel_that_names_a_dead_address_is_left_for_the_next) {
+  start_servers("", "", true);
+  liar_port = 0;
+  liar_pid = redis_peer_start_liar(&liar_port, free_port());
+  char first[32];
+  snprintf(first, sizeof(first), "127.0.0.1:%d", liar_port);
+  first_sentinels = first;
+  start_hosts(2, true);
+  for (size_t h = 0; h < 2; h++)
+    cr_expect(wait_master(h, &master, 5000), "host %zu uses the real master", h);
+  expect_shared_through_the_tier(35);
+}
+
 Test(failover, every_sentinel_down_at_start_the_hosts_serve_then_find_the_master) {
   start_servers("", "", false);
   start_hosts(2, false);
