@@ -103,6 +103,11 @@ struct fleet {
   struct logged_purge purge_log[FLEET_PURGE_LOG]; /* oldest first */
   size_t purge_log_len;
   uint64_t purge_serial;          /* the last one given */
+  /* Catching up (fleet_purge.c): a host that has just subscribed says "hello", and the others
+   * publish their recent purges again for it. */
+  bool hello_owed;                /* subscribed: this host's hello has not gone yet */
+  bool answer_owed;               /* another host said hello: recent purges to publish again */
+  bool catch_up_out;              /* a CATCH_UP_SCRIPT is in flight (one at a time) */
 };
 
 /* fleet.c: the Redis key of an entry ("e:") or a lock ("lock:") of enrollment_id, named under
@@ -138,7 +143,8 @@ void fleet_fetch_free(struct fleet_fetch *ff);
  * looks again at once. */
 void fleet_on_ready(struct fleet *fleet, const char *enrollment_id);
 /* fleet_purge.c: the channel's messages and its subscription (redis.h's callbacks; arg: the
- * fleet). */
+ * fleet). Once subscribed, the host says "hello" with its own recent purges; another host's hello
+ * is answered with them. */
 void fleet_on_message(const char *payload, size_t len, void *arg);
 void fleet_on_subscribed(bool again, void *arg);
 /* fleet_purge.c: the tier is available (again, or on a new master): the owed purges go, and on

@@ -47,6 +47,8 @@ struct purge {
   bool announced;                 /* purge-all: the first message has gone */
 };
 
+static void catch_up(struct fleet *fleet);
+
 /* ---- the purge log (fleet_internal.h) ----------------------------------------------------- */
 
 static struct logged_purge *logged(struct fleet *fleet, uint64_t serial) {
@@ -303,6 +305,82 @@ void fleet_on_available(bool new_master, void *arg) {
     log_info("shared tier: %zu purge%s sent again to redis %s (%s)", repeated,
              repeated == 1 ? "" : "s", shared_master(fleet->shared),
              new_master ? "a new master may have lost the recent ones" : "owed while it was away");
+  catch_up(fleet); /* a hello that waited for the command connection */
+}
+
+/* ---- catching up: "hello" ------------------------------------------------------------------ */
+
+/* Publishes each ARGV on the channel KEYS[1], in order. */
+static const char CATCH_UP_SCRIPT[] =
+    "for i = 1, #ARGV do redis.call('PUBLISH', KEYS[1], ARGV[i]) end return #ARGV";
+
+/* A logged purge that was published, or is being, within the repeat window: what a host not
+ * subscribed then has missed. An owed one is not yet: it goes to everyone when the tier is back. */
+static bool recently_published(const struct logged_purge *entry, int64_t now_ms) {
+  return entry->sending ||
+         (entry->acked_ms != 0 && now_ms - entry->acked_ms < FLEET_PURGE_REPEAT_S * 1000);
+}
+
+static void on_caught_up(const redisReply *reply, void *arg) {
+  (void)reply; /* failed: the connection is gone, and the next subscription says hello again */
+  struct fleet *fleet = arg; /* outlives the command: fleet_free frees the tier first */
+  fleet->catch_up_out = false;
+  catch_up(fleet); /* a hello heard meanwhile */
+}
+
+/* Once this host is subscribed and can send, its "hello" goes out with its recent purges
+ * published again; another host's hello is answered with those purges alone. Why both: of two
+ * hosts, the one subscribed second either hears the other's purges and repeats (sent after the
+ * other subscribed), or says hello after subscribing, which the other, subscribed by then,
+ * answers. So a host that was restarted, lost its subscription, or moved to a new master later
+ * than the host that purged still drops the copies purged within FLEET_PURGE_REPEAT_S. One script
+ * at a time (at most FLEET_PURGE_LOG + 1 messages); a hello heard meanwhile is answered when it
+ * ends. A replayed hello (a writer of Redis without the key) costs copies their fetch, as a
+ * replayed purge does. */
+static void catch_up(struct fleet *fleet) {
+  if (fleet->catch_up_out || !(fleet->hello_owed || fleet->answer_owed) ||
+      !shared_available(fleet->shared) || !shared_subscribed(fleet->shared))
+    return;
+  enum { FIXED = 4, ARGS_MAX = FIXED + 1 + FLEET_PURGE_LOG };
+  unsigned char(*messages)[SEALED_MESSAGE_MAX] = malloc((ARGS_MAX - FIXED) * sizeof(*messages));
+  if (!messages)
+    return;
+  const char *argv[ARGS_MAX];
+  size_t len[ARGS_MAX];
+  int argc = 0;
+  argv[argc] = "EVAL", len[argc++] = 4;
+  argv[argc] = CATCH_UP_SCRIPT, len[argc++] = sizeof(CATCH_UP_SCRIPT) - 1;
+  argv[argc] = "1", len[argc++] = 1;
+  argv[argc] = fleet->channel, len[argc++] = strlen(fleet->channel);
+  bool hello = fleet->hello_owed;
+  if (hello && (len[argc] = fleet_message_of(fleet, "hello", NULL, messages[argc - FIXED])))
+    argv[argc] = (const char *)messages[argc - FIXED], argc++;
+  size_t purges = 0;
+  int64_t now = clock_monotonic_ms();
+  for (size_t i = 0; i < fleet->purge_log_len; i++) {
+    const struct logged_purge *entry = &fleet->purge_log[i];
+    const char *id = entry->enrollment_id[0] ? entry->enrollment_id : NULL;
+    if (!recently_published(entry, now) ||
+        !(len[argc] = fleet_message_of(fleet, id ? "purge" : "purge-all", id,
+                                       messages[argc - FIXED])))
+      continue;
+    argv[argc] = (const char *)messages[argc - FIXED], argc++;
+    purges++;
+  }
+  bool answer = fleet->answer_owed;
+  fleet->hello_owed = fleet->answer_owed = false;
+  if (argc > FIXED) {
+    fleet->catch_up_out = shared_command(fleet->shared, on_caught_up, fleet, argc, argv, len);
+    if (!fleet->catch_up_out) { /* the tier is gone: owed until it is back */
+      fleet->hello_owed = hello;
+      fleet->answer_owed = answer;
+    } else if (purges) {
+      log_info("shared tier: %zu recent purge%s published again (%s)", purges,
+               purges == 1 ? "" : "s",
+               hello ? "this host has just subscribed" : "another host has just subscribed");
+    }
+  }
+  free(messages);
 }
 
 /* ---- messages from the other hosts --------------------------------------------------------- */
@@ -328,6 +406,9 @@ void fleet_on_message(const char *payload, size_t len, void *arg) {
   struct flipcached *daemon = fleet->daemon;
   if (strcmp(verb, "ready") == 0 && has_id) {
     fleet_on_ready(fleet, enrollment_id);
+  } else if (strcmp(verb, "hello") == 0 && fields == 2 && !mine) {
+    fleet->answer_owed = true;
+    catch_up(fleet);
   } else if (strcmp(verb, "purge") == 0 && has_id && !mine) {
     daemon->stats.shared_purges_received++;
     bool found;
@@ -349,8 +430,11 @@ void fleet_on_message(const char *payload, size_t len, void *arg) {
 }
 
 void fleet_on_subscribed(bool again, void *arg) {
-  (void)arg;
+  struct fleet *fleet = arg;
   if (again)
-    log_warning("shared tier: subscribed again: purges other hosts sent while the subscription "
-                "was down were missed (their entries here stay until they expire)");
+    log_warning("shared tier: subscribed again: the other hosts publish their purges of the last "
+                "%d s again; older ones sent while the subscription was down were missed (their "
+                "entries here stay until they expire)", FLEET_PURGE_REPEAT_S);
+  fleet->hello_owed = true;
+  catch_up(fleet);
 }

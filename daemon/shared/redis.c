@@ -395,7 +395,8 @@ static void handshake_reply(struct link *link, struct command *command, const re
     bool again = link->subscribed_before;
     link->subscribed_before = true;
     link_ready(link);
-    if (link->owner->handlers.subscribed)
+    /* The fleet's channel only: the sentinel's subscription carries no purge. */
+    if (link->kind == LINK_SUBSCRIBER && link->owner->handlers.subscribed)
       link->owner->handlers.subscribed(again, link->owner->handlers.arg);
     return;
   } else {
@@ -685,6 +686,10 @@ const char *shared_problem(struct shared *s) {
   else
     return NULL;
   return s->problem_text;
+}
+
+bool shared_subscribed(const struct shared *shared) {
+  return shared && shared->subscriber.ready && shared->subscriber.ctx;
 }
 
 size_t shared_pending(const struct shared *shared) {

@@ -60,8 +60,8 @@ struct shared;
 typedef void (*shared_reply_fn)(const redisReply *reply, void *arg);
 /* A message on the subscribed channel; payload not NUL-terminated. */
 typedef void (*shared_message_fn)(const char *payload, size_t len, void *arg);
-/* The subscription has just been made, again after a drop (again: true): messages sent while it
- * was down were missed. */
+/* The subscription to the fleet's channel has just been made, again after a drop or on a new
+ * master (again: true): messages sent while it was down were missed. */
 typedef void (*shared_subscribed_fn)(bool again, void *arg);
 
 /* The command connection has just become ready (shared_command works from here). new_master:
@@ -95,6 +95,9 @@ bool shared_command(struct shared *shared, shared_reply_fn done, void *arg, int 
 
 /* The command connection is ready and its circuit closed. */
 bool shared_available(const struct shared *shared);
+/* The subscriber connection has its SUBSCRIBE confirmed: Redis sends it every message published
+ * on the channel from then on. */
+bool shared_subscribed(const struct shared *shared);
 /* NULL while both connections are up; else why one is not, for /healthz ("redis 127.0.0.1:6379:
  * Connection refused", "... : subscription down: purges from other hosts are missed"). */
 const char *shared_problem(struct shared *shared);

@@ -120,6 +120,20 @@ void redis_peer_restart(struct redis_peer *peer) {
   }
   argv[n] = NULL;
   launch(peer, argv);
+  if (peer->conf[0]) {
+    /* Sentinel's own clocks, shortened for tests (SENTINEL DEBUG, Redis 7): INFO every second
+     * rather than ten (a restarted old master is made a replica 4 publish periods after it
+     * reports itself master: 2 s rather than 8 s plus an INFO period); a ping, and so a
+     * reconnection, every 200 ms, well inside down-after-milliseconds (a sentinel reconnects at
+     * most once a ping period: with 1 s against a down-after of 500 ms it took the master it had
+     * just promoted for down, and failed over again to the old one); and no TILT on a loaded
+     * machine (by default a 2 s stall of its timer stops it acting for 30 s). */
+    redisReply *r = redis_peer_command(peer, "SENTINEL DEBUG info-period 1000 publish-period 500 "
+                                             "ping-period 200 tilt-trigger 30000");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS, "SENTINEL DEBUG refused on port %d",
+              peer->port);
+    freeReplyObject(r);
+  }
 }
 
 void redis_peer_start(struct redis_peer *peer, const char *dir, const char *name,
@@ -149,7 +163,7 @@ void redis_peer_start_sentinel(struct redis_peer *peer, const char *dir, const c
   cr_assert(f);
   fprintf(f, "port %d\nbind 127.0.0.1\ndir %s\n"
              "sentinel monitor %s 127.0.0.1 %d 2\n"
-             "sentinel down-after-milliseconds %s 500\n"
+             "sentinel down-after-milliseconds %s 1000\n"
              "sentinel failover-timeout %s 2000\n",
           peer->port, dir, master_name, master_port, master_name, master_name);
   if (master_password && master_password[0])

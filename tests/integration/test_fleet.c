@@ -362,6 +362,56 @@ Test(fleet, a_purge_on_one_host_reaches_every_host_within_a_second) {
   cr_expect_eq(flipcached_stat(&hosts[0], "shared_purges_received"), 1);
 }
 
+/* A host that was down (or not yet subscribed) when another host purged says "hello" once it is
+ * subscribed, and the purging host publishes its recent purges again: the restarted host drops
+ * the copy its cache file kept. Without the hello it would serve that copy until it expired. */
+Test(fleet, a_host_restarted_after_a_purge_hears_it_and_drops_the_copy_it_kept) {
+  start_fleet(2, NULL, NULL, 1000);
+  char id[40], kept[40];
+  id_of(id, 210);
+  id_of(kept, 211);
+  for (size_t h = 0; h < 2; h++) {
+    struct http_response r;
+    get_enrollment_from(&hosts[h], id, &r);
+    cr_assert_eq(r.status, 200);
+    http_response_free(&r);
+    get_enrollment_from(&hosts[h], kept, &r);
+    cr_assert_eq(r.status, 200);
+    http_response_free(&r);
+    if (h == 0) {
+      wait_in_redis(id);
+      wait_in_redis(kept);
+    }
+  }
+  cr_assert_eq(fake_count(&fake, id), 1);
+  cr_assert_eq(flipcached_stop(&hosts[1]), 0);
+  char path[128];
+  snprintf(path, sizeof(path), "/cache/enrollments/%s", id);
+  struct http_response purge;
+  cr_assert_eq(admin_status(0, "DELETE", path, &purge), 200, "%s", purge.body);
+  cr_expect(strstr(purge.body, "\"hosts_notified\":1"), "host 1 is down: %s", purge.body);
+  http_response_free(&purge);
+  flipcached_launch(&hosts[1]);
+  cr_assert_eq(wait_stat(1, "shared_state", 1, 10000), 1);
+  long heard = flipcached_stat(&hosts[1], "shared_purges_received");
+  for (int waited = 0; heard < 1 && waited < 5000; waited += 20) {
+    pause_ms(20);
+    heard = flipcached_stat(&hosts[1], "shared_purges_received");
+  }
+  cr_assert_eq(heard, 1, "the restarted host heard the purge it missed");
+  cr_expect_not(held_by(1, id), "and dropped its copy");
+  cr_expect(held_by(1, kept), "what was not purged stays");
+  struct http_response after;
+  get_enrollment_from(&hosts[1], id, &after);
+  cr_expect_eq(after.status, 200);
+  http_response_free(&after);
+  cr_expect_eq(fake_count(&fake, id), 2, "asked again, not served from the copy kept");
+  char *log = flipcached_log(&hosts[0]);
+  cr_expect(log && strstr(log, "1 recent purge published again (another host has just subscribed)"),
+            "host 0 says why it published again");
+  free(log);
+}
+
 Test(fleet, delete_cache_on_one_host_empties_redis_and_every_host) {
   start_fleet(3, NULL, NULL, 1000);
   /* 2,500 entries: more than one SCAN batch, so the purge's scan must go on to the end. */
