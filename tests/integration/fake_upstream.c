@@ -29,6 +29,14 @@
  *   GET  /_fake/oauth-tokens      -> {"tokens": [...]} every access token issued
  *   POST /_fake/reset             -> counts and modes back to zero and "ok"
  *
+ * Versions, for bench/chaos: every id's enrollment is at version 0 (its "updated_at" is
+ * 2019-08-24T14:15:22Z) until it is changed:
+ *   POST /_fake/version?id=<uuid>  -> {"version": N}: the id's enrollment changes; version N's
+ *                                     "updated_at" is 2030-01-01T00:00:00Z plus N seconds
+ * With --serve-log FILE, each change and each enrollment answered 200 with its own id is a JSON
+ * line there: {"kind":"version","id":ID,"version":N,"at":T} and {"kind":"served",...} (T: Unix
+ * seconds, when the answer was sent).
+ *
  * The list endpoint, GET /v1/enrollments?program_id=P (same credential check): {"enrollments":
  * [...]}, each element the same object as GET /v1/enrollments/{id} returns. A program lists
  * nothing until it is given enrollments:
@@ -106,6 +114,7 @@ struct id_state {
   enum mode mode;
   unsigned delay_ms;
   unsigned fail_times;   /* > 0: the mode answers that many requests, then "ok" */
+  unsigned version;      /* of its enrollment: 0 until /_fake/version changes it */
 };
 
 #define MAX_TOKENS 64
@@ -141,6 +150,7 @@ static struct {
     unsigned short port;
   } peers[MAX_PEERS];            /* distinct client connections seen (address, port) */
   size_t peer_count;
+  FILE *serve_log;               /* --serve-log: versions changed and served, or NULL */
 } fake;
 
 static struct id_state *find_id(const char *id, bool create) {
@@ -193,8 +203,16 @@ static void send_error(struct evhttp_request *req, int status, const char *code,
   send_json(req, status, body);
 }
 
-/* The enrollment of that id, as the reference page shapes it; returns its length. */
-static int format_enrollment(char *body, size_t size, const char *id) {
+/* The enrollment of that id at a version, as the reference page shapes it; returns its length.
+ * Version 0's "updated_at" is the page's; version N's is 2030-01-01T00:00:00Z plus N seconds. */
+static int format_enrollment(char *body, size_t size, const char *id, unsigned version) {
+  char updated_at[32] = "2019-08-24T14:15:22Z";
+  if (version) {
+    time_t at = (time_t)1893456000 + (time_t)version; /* 2030-01-01T00:00:00Z */
+    struct tm tm;
+    gmtime_r(&at, &tm);
+    strftime(updated_at, sizeof(updated_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  }
   return snprintf(body, size,
            "{\"created_at\":\"2019-08-24T14:15:22Z\",\"devices\":[{\"attributes\":"
            "{\"battery_capacity_wh\":15000,\"battery_power_input_w\":6000,"
@@ -210,14 +228,34 @@ static int format_enrollment(char *body, size_t size, const char *id) {
            "\"id\":\"abc-789\",\"last_name\":\"Doe\",\"service_account_id\":\"sa-1\","
            "\"state_code\":\"CA\",\"street_address\":\"123 Main St\",\"street_address2\":\"\","
            "\"updated_at\":\"2019-08-24T14:15:22Z\",\"zip_code\":\"88800\"},\"status\":\"ACTIVE\","
-           "\"status_reason\":\"\",\"unenrolled_at\":null,\"updated_at\":\"2019-08-24T14:15:22Z\"}",
-           id);
+           "\"status_reason\":\"\",\"unenrolled_at\":null,\"updated_at\":\"%s\"}",
+           id, updated_at);
 }
 
-static void send_enrollment(struct evhttp_request *req, const char *id) {
+/* One line of --serve-log. */
+static void log_version(const char *kind, const char *id, unsigned version) {
+  if (!fake.serve_log)
+    return;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  fprintf(fake.serve_log, "{\"kind\":\"%s\",\"id\":\"%s\",\"version\":%u,\"at\":%lld.%06ld}\n",
+          kind, id, version, (long long)now.tv_sec, now.tv_nsec / 1000);
+  fflush(fake.serve_log);
+}
+
+static unsigned version_of(const char *id) {
+  struct id_state *state = find_id(id, false);
+  return state ? state->version : 0;
+}
+
+/* The enrollment of `id` (answering for `asked`: another id's body is the wrong-id mode). */
+static void send_enrollment(struct evhttp_request *req, const char *asked, const char *id) {
   char body[2048];
-  format_enrollment(body, sizeof(body), id);
+  unsigned version = version_of(id);
+  format_enrollment(body, sizeof(body), id, version);
   send_json(req, 200, body);
+  if (strcmp(asked, id) == 0)
+    log_version("served", id, version);
 }
 
 static long long now_ms(void) {
@@ -446,12 +484,12 @@ static void send_mode(struct evhttp_request *req, const char *id, enum mode mode
     send_json(req, 200, "<html>this is not an enrollment{");
     return;
   case MODE_WRONG_ID:
-    send_enrollment(req, "00000000-0000-4000-8000-000000000000");
+    send_enrollment(req, id, "00000000-0000-4000-8000-000000000000");
     return;
   case MODE_SLOW:
   case MODE_HOLD: /* once released */
   case MODE_OK:
-    send_enrollment(req, id);
+    send_enrollment(req, id, id);
     return;
   }
 }
@@ -519,7 +557,7 @@ static void send_list(struct evhttp_request *req, const struct program_state *pr
     snprintf(id, sizeof(id), "%s-0000-4000-8000-%012x", program->prefix, i);
     if (mode == LIST_BAD_ELEMENT && i == count / 2)
       snprintf(id, sizeof(id), "not-a-uuid");
-    int len = format_enrollment(body, sizeof(body), id);
+    int len = format_enrollment(body, sizeof(body), id, 0);
     if (i)
       evbuffer_add(out, ",", 1);
     evbuffer_add(out, body, (size_t)len);
@@ -586,7 +624,7 @@ static void on_delay_done(evutil_socket_t fd, short what, void *arg) {
 
 static void answer_enrollment(struct evhttp_request *req, const char *raw_id) {
   char id[ID_LEN + 1];
-  snprintf(id, sizeof(id), "%s", raw_id);
+  snprintf(id, sizeof(id), "%.36s", raw_id); /* is_uuid checked it: 36 characters */
   for (char *p = id; *p; p++)
     *p = (char)(*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
   struct id_state *state = find_id(id, true);
@@ -649,6 +687,16 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
       state->delay_ms = delay ? (unsigned)atoi(delay) : 0;
       state->fail_times = fail_times ? (unsigned)atoi(fail_times) : 0;
       send_json(req, 200, "{\"ok\":true}");
+    }
+  } else if (strcmp(path, "/_fake/version") == 0 && id && is_uuid(id)) {
+    struct id_state *state = find_id(id, true);
+    if (!state) {
+      send_json(req, 507, "{\"error\":\"the fake's table of ids is full\"}");
+    } else {
+      state->version++;
+      log_version("version", id, state->version);
+      snprintf(body, sizeof(body), "{\"version\":%u}", state->version);
+      send_json(req, 200, body);
     }
   } else if (strcmp(path, "/_fake/program") == 0 && id) {
     struct program_state *program = find_program(id, true);
@@ -823,9 +871,10 @@ int main(int argc, char **argv) {
                                           {"token-file", required_argument, NULL, 't'},
                                           {"client-id", required_argument, NULL, 'i'},
                                           {"client-secret-file", required_argument, NULL, 's'},
+                                          {"serve-log", required_argument, NULL, 'l'},
                                           {NULL, 0, NULL, 0}};
   int option;
-  while ((option = getopt_long(argc, argv, "p:t:i:s:", OPTIONS, NULL)) != -1) {
+  while ((option = getopt_long(argc, argv, "p:t:i:s:l:", OPTIONS, NULL)) != -1) {
     if (option == 'p')
       port = atoi(optarg);
     else if (option == 't')
@@ -834,7 +883,10 @@ int main(int argc, char **argv) {
       client_id = optarg;
     else if (option == 's')
       client_secret_file = optarg;
-    else
+    else if (option == 'l' && !(fake.serve_log = fopen(optarg, "a"))) {
+      fprintf(stderr, "flip-fake-upstream: cannot open %s\n", optarg);
+      return 1;
+    } else if (option != 'l')
       return 2;
   }
   fake.token_expires_in = 3600;
