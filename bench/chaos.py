@@ -299,6 +299,10 @@ class Run:
     def purge(self, everything, avoid=None):
         host = self.rng.choice([h for h in self.hosts if h is not avoid])
         enrollment = None if everything else "c4a05000-0000-4000-8000-%012x" % self.rng.randrange(20)
+        if enrollment:
+            # Why an admin purges: the enrollment changed. Without a new version a copy kept past
+            # the purge would be the same version as a fetch after it, and no rule could see it.
+            http_call(self.fake_port, "POST", "/_fake/version?id=" + enrollment)
         sent = time.time()
         try:
             status, body = http_call(host["port"], "DELETE",
