@@ -151,6 +151,17 @@ class ChaosCheck(unittest.TestCase):
         code, out = self.run_check(self.restarted_after_a_purge(T0 + 16, purger_killed_at=T0 + 11))
         self.assertEqual(code, 0, out)
 
+    def test_a_history_of_too_few_requests_fails_when_a_least_is_asked(self):
+        path = os.path.join(self.dir, "history.jsonl")
+        self.run_check()
+        done = subprocess.run([sys.executable, CHECK, path, "--min-requests", "5"],
+                              capture_output=True, text=True)
+        self.assertEqual(done.returncode, 1, done.stdout)
+        self.assertIn("only 4 requests, fewer than the 5 asked for", done.stdout)
+        done = subprocess.run([sys.executable, CHECK, path, "--min-requests", "4"],
+                              capture_output=True, text=True)
+        self.assertEqual(done.returncode, 0, done.stdout)
+
     def test_a_hang_is_caught(self):
         # Bound: 3 x 1 s + 4 x 0.2 s + 1 s = 4.8 s.
         self.expect_caught("d", self.doctored(request(0, B, T0 + 6, 0, age=11, took=6.0)))
