@@ -25,6 +25,7 @@ struct inflight_table *inflight_table_new(size_t max_waiters) {
 
 static void fetch_free(struct inflight_fetch *fetch) {
   free(fetch->waiters);
+  free(fetch->held_copy);
   free(fetch);
 }
 

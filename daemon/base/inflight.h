@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "uuid.h"
+#include "validators.h"
 
 struct client_request;
 struct fleet_fetch;
@@ -24,7 +25,16 @@ struct inflight_fetch {
   uint64_t flow;             /* whose share of the upstream's fetch slots it takes (fair.h): the
                                 user of the request that caused it, or FAIR_FLOW_BACKGROUND */
   bool had_expired_copy;     /* the cache held an expired entry when the fetch started */
-  bool store_forbidden;      /* the id (or the whole cache) was deleted after the fetch started */
+  bool store_forbidden;      /* nothing may be stored: the id (or the whole cache) was deleted
+                                after the fetch started, or the request that caused it said
+                                Cache-Control: no-store */
+  /* A refresh of a copy the upstream gave validators for: they go with the request (the
+   * conditions, NUL-terminated, "" for none), and the copy itself, encoded (record.h; owned,
+   * freed by inflight_finish), is what a 304 renews, even if the cache lost it meanwhile. */
+  char if_none_match[UPSTREAM_ETAG_MAX + 1];
+  char if_modified_since[UPSTREAM_LAST_MODIFIED_MAX + 1];
+  unsigned char *held_copy;
+  size_t held_copy_len;
   void *owner;               /* the caller's; the table never touches it */
   struct fleet_fetch *fleet; /* fleet.c's state while the shared tier is asked or its lock held;
                                 NULL otherwise (fleet.h) */

@@ -51,6 +51,8 @@ static const struct stat_field FIELDS[] = {
   COUNTER(refresh_ahead, "Upstream fetches started by a fresh hit past refresh_ahead of its ttl"),
   COUNTER(refresh_scheduled, "Upstream fetches started by the schedule of hot entries before they expire"),
   COUNTER(hot_untracked, "Hot entries the full refresh schedule could not hold"),
+  COUNTER(not_modified, "Enrollment answers that were 304 Not Modified (If-None-Match matched)"),
+  COUNTER(upstream_not_modified, "Upstream 304s to a conditional refresh: a copy renewed without its body"),
   COUNTER(waiters_refused, "Requests refused because one fetch had too many waiters"),
   COUNTER(reloads, "SIGHUPs that applied a configuration"),
   COUNTER(credential_reloads, "Credentials replaced by a SIGHUP"),

@@ -53,6 +53,10 @@ struct stats {
   uint64_t refresh_ahead;     /* fetches started by a fresh hit past refresh_ahead of its ttl */
   uint64_t refresh_scheduled; /* fetches started by the schedule of hot entries (refresh_schedule.h) */
   uint64_t hot_untracked;     /* hot entries the full schedule could not hold */
+  uint64_t not_modified;      /* enrollment answers that were a 304 (the client's If-None-Match
+                                 matched); each is also counted as its hit, stale or miss */
+  uint64_t upstream_not_modified; /* the upstream's 304s to a conditional refresh: a copy renewed
+                                     without its body */
   uint64_t waiters_refused;   /* requests refused because a fetch had too many waiters */
   uint64_t reloads;           /* SIGHUPs that applied a configuration */
   uint64_t credential_reloads; /* credentials replaced by a SIGHUP */

@@ -75,3 +75,13 @@ size_t render_cache_status(const struct cache_status *status, char *out, size_t 
   }
   return text.len;
 }
+
+size_t render_cache_control(long long max_age, char *out, size_t out_len) {
+  if (out_len == 0)
+    return 0;
+  struct text_out text = {out, out_len, 0};
+  out[0] = '\0';
+  text_append(&text, "private, max-age=");
+  text_append_int(&text, max_age > 0 ? max_age : 0);
+  return text.len;
+}

@@ -28,6 +28,12 @@ struct cache_status {
  * numbers of every header (no printf on the hit path). */
 const char *render_decimal(long long value, char buf[RENDER_DECIMAL_MAX]);
 
+/* The Cache-Control value of an enrollment answer fresh for max_age more seconds (0 when it is
+ * stale, or was never to be kept): "private, max-age=N". private, because an enrollment is
+ * personal data that no shared cache may keep. */
+#define CACHE_CONTROL_MAX 48
+size_t render_cache_control(long long max_age, char *out, size_t out_len);
+
 /* Writes the header value into out (NUL-terminated, truncated to out_len) and returns its length. */
 size_t render_cache_status(const struct cache_status *status, char *out, size_t out_len);
 

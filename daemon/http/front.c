@@ -237,7 +237,9 @@ static bool queue_answer(struct connection *c, const struct reply *reply, bool h
                          int version_minor, const struct client_request *request) {
   const char *content_type = reply->content_type ? reply->content_type : "application/json";
   size_t origin_len = request && request->listed_origin ? request->listed_origin_len : 0;
-  size_t need = 360 + strlen(content_type) + (reply->cache_status ? strlen(reply->cache_status) : 0) +
+  const char *cache_control = reply->cache_control ? reply->cache_control : "no-store";
+  size_t need = 400 + strlen(content_type) + (reply->cache_status ? strlen(reply->cache_status) : 0) +
+                strlen(cache_control) + (reply->etag ? strlen(reply->etag) : 0) +
                 (reply->allow ? strlen(reply->allow) : 0) + origin_len +
                 (reply->headers ? strlen(reply->headers) : 0) + (head ? 0 : reply->body_len);
   if (!front_out_reserve(c, need))
@@ -255,6 +257,9 @@ static bool queue_answer(struct connection *c, const struct reply *reply, bool h
   out_add_header(c, "Content-Type", content_type);
   if (reply->cache_status)
     out_add_header(c, "Cache-Status", reply->cache_status);
+  out_add_header(c, "Cache-Control", cache_control);
+  if (reply->etag)
+    out_add_header(c, "ETag", reply->etag);
   if (reply->age >= 0)
     out_add_number_header(c, "Age", reply->age);
   if (reply->retry_after >= 0)
@@ -272,9 +277,12 @@ static bool queue_answer(struct connection *c, const struct reply *reply, bool h
     out_add_str(c, "Connection: close\r\n");
   else if (version_minor == 0)
     out_add_str(c, "Connection: keep-alive\r\n");
-  out_add_number_header(c, "Content-Length", (long long)reply->body_len);
+  /* A 304 has no body, and a Content-Length it had would have to be the 200's (RFC 9110
+   * 15.4.5): none is sent. */
+  if (reply->status != 304)
+    out_add_number_header(c, "Content-Length", (long long)reply->body_len);
   front_out_add(c, "\r\n", 2);
-  if (!head && reply->body_len > 0)
+  if (!head && reply->status != 304 && reply->body_len > 0)
     front_out_add(c, reply->body, reply->body_len);
   return true;
 }
@@ -567,8 +575,10 @@ static void start_request(struct connection *c, const struct http1_request *pars
     .version_minor = parsed->version_minor,
     .target = parsed->target,
     .head_len = parsed->head_len,
-    .only_if_cached = parsed->only_if_cached,
-    .max_age = parsed->max_age,
+    .directives = parsed->directives,
+    /* More than one If-None-Match field: not evaluated (http1.h). */
+    .if_none_match = parsed->if_none_match_count == 1 ? parsed->if_none_match : NULL,
+    .if_none_match_len = parsed->if_none_match_len,
   };
   clock_gettime(CLOCK_MONOTONIC, &request->started);
   front->unanswered++;
@@ -739,11 +749,20 @@ void front_set_policy(struct front *front, const struct access_policy *policy) {
     c->rights = access_rights(policy, &c->peer);
 }
 
-void front_request_cache_control(const struct client_request *request, bool *only_if_cached,
-                                 long *max_age) {
-  *only_if_cached = request->only_if_cached;
-  *max_age = request->max_age;
+const struct request_directives *front_request_directives(const struct client_request *request) {
+  return &request->directives;
 }
+
+const char *front_request_if_none_match(const struct client_request *request, size_t *len) {
+  *len = request->if_none_match_len;
+  return request->if_none_match;
+}
+
+void front_request_set_tag(struct client_request *request, unsigned tag) {
+  request->handler_tag = tag;
+}
+
+unsigned front_request_tag(const struct client_request *request) { return request->handler_tag; }
 
 double front_request_seconds(const struct client_request *request) {
   struct timespec now;

@@ -18,6 +18,7 @@ struct client_request;
 struct access_policy;
 struct peer_finder;
 struct peer;
+struct request_directives;
 
 struct front_routes {
   /* GET/HEAD on the enrollment route; enrollment_id is NULL when the id is not a UUID. */
@@ -40,11 +41,13 @@ struct reply {
   int status;
   const char *content_type;  /* NULL: application/json */
   const char *cache_status;  /* NULL: no Cache-Status header */
+  const char *cache_control; /* the Cache-Control value; NULL: "no-store" (errors, /stats, ...) */
+  const char *etag;          /* NULL: no ETag header */
   long long age;             /* < 0: no Age header */
   long retry_after;          /* < 0: no Retry-After header */
   const char *allow;         /* NULL: no Allow header */
   const char *headers;       /* NULL, or more header lines, each ending in CRLF */
-  const char *body;
+  const char *body;          /* a 304 sends none (and no Content-Length), whatever is here */
   size_t body_len;
 };
 
@@ -66,9 +69,15 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
  * that a user taken off a list loses a kept-alive connection's rights too. The old policy may be
  * freed once this returns. */
 void front_set_policy(struct front *front, const struct access_policy *policy);
-/* The client's Cache-Control: only-if-cached, and max-age in seconds (-1: none; no-cache is 0). */
-void front_request_cache_control(const struct client_request *request, bool *only_if_cached,
-                                 long *max_age);
+/* The client's Cache-Control request directives (http1.h); valid until it is answered. */
+const struct request_directives *front_request_directives(const struct client_request *request);
+/* The client's If-None-Match field value (*len bytes, not NUL-terminated), or NULL when there is
+ * none to evaluate (absent, or more than one field); valid until it is answered. */
+const char *front_request_if_none_match(const struct client_request *request, size_t *len);
+/* A word the route's handler keeps with the request until it is answered (0 at first): the
+ * enrollment policy's note of why the request went upstream. */
+void front_request_set_tag(struct client_request *request, unsigned tag);
+unsigned front_request_tag(const struct client_request *request);
 /* Seconds since the request's first byte was parsed (its start), for the answer histogram. */
 double front_request_seconds(const struct client_request *request);
 /* Who sent the request (found when its connection was accepted); valid until it is answered. */

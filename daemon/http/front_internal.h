@@ -45,9 +45,11 @@ struct client_request {
   const char *target; /* inside the connection's input buffer until answered */
   size_t head_len;    /* input bytes to drop once answered */
   const char *listed_origin; /* an Origin of allow_origins, in the input buffer; else NULL */
-  bool only_if_cached;       /* the client's Cache-Control (http1.h) */
-  long max_age;
   size_t listed_origin_len;
+  struct request_directives directives; /* the client's Cache-Control (http1.h) */
+  const char *if_none_match;  /* in the input buffer until answered; NULL: none to evaluate */
+  size_t if_none_match_len;
+  unsigned handler_tag;       /* the route handler's (front_request_set_tag) */
   struct timespec started; /* CLOCK_MONOTONIC, for the access log */
 };
 

@@ -45,10 +45,12 @@ struct fields_seen {
   size_t content_lengths;
   bool connection_close;
   bool connection_keep_alive;
+  bool cache_control;   /* a Cache-Control field came: Pragma is then ignored */
+  bool pragma_no_cache;
 };
 
-/* Reads the comma-separated tokens of a Connection field. */
-static void read_connection(const char *value, size_t len, struct fields_seen *seen) {
+/* Whether a comma-separated list of tokens (Connection, Pragma) has `token`, in any case. */
+static bool list_has_token(const char *value, size_t len, const char *token) {
   size_t i = 0;
   while (i < len) {
     while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
@@ -56,16 +58,44 @@ static void read_connection(const char *value, size_t len, struct fields_seen *s
     size_t start = i;
     while (i < len && value[i] != ',' && value[i] != ' ' && value[i] != '\t')
       i++;
-    if (name_is(value + start, i - start, "close"))
-      seen->connection_close = true;
-    else if (name_is(value + start, i - start, "keep-alive"))
-      seen->connection_keep_alive = true;
+    if (name_is(value + start, i - start, token))
+      return true;
   }
+  return false;
 }
 
-/* Cache-Control: only-if-cached, max-age=N (delta-seconds, bare or quoted; the smallest given
- * wins), no-cache (max-age=0). Anything else is ignored, and so is a malformed max-age. */
-static void read_cache_control(const char *value, size_t len, struct http1_request *out) {
+/* The delta-seconds argument of a directive (after its '='): bare or quoted digits, capped at
+ * HTTP1_DELTA_MAX; -1 when malformed. */
+static long delta_seconds(const char *digits, const char *digits_end) {
+  if (digits_end - digits >= 2 && *digits == '"' && digits_end[-1] == '"')
+    digits++, digits_end--;
+  if (digits >= digits_end)
+    return -1;
+  long n = 0;
+  for (const char *p = digits; p < digits_end; p++) {
+    if (*p < '0' || *p > '9')
+      return -1;
+    n = n > (HTTP1_DELTA_MAX - 9) / 10 ? HTTP1_DELTA_MAX : n * 10 + (*p - '0');
+  }
+  return n;
+}
+
+/* Keeps the stricter of two values of a directive: the smaller, or (larger) the larger. */
+static void keep_strictest(long *kept, long seconds, bool larger) {
+  if (seconds < 0)
+    return;
+  if (*kept < 0 || (larger ? seconds > *kept : seconds < *kept))
+    *kept = seconds;
+}
+
+/* "name=" at the start of item (case-insensitive), with at least one byte after it. */
+static const char *argument_of(const char *item, size_t item_len, const char *name) {
+  size_t n = strlen(name);
+  return item_len > n && strncasecmp(item, name, n) == 0 ? item + n : NULL;
+}
+
+/* One Cache-Control field's directives (request_directives in http1.h). */
+static void read_cache_control(const char *value, size_t len, struct request_directives *out) {
   size_t i = 0;
   while (i < len) {
     while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
@@ -76,29 +106,22 @@ static void read_cache_control(const char *value, size_t len, struct http1_reque
     size_t end = i;
     while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
       end--;
-    const char *item = value + start;
+    const char *item = value + start, *item_end = value + end, *argument;
     size_t item_len = end - start;
-    long seconds = -1;
-    if (name_is(item, item_len, "only-if-cached")) {
+    if (name_is(item, item_len, "only-if-cached"))
       out->only_if_cached = true;
-    } else if (name_is(item, item_len, "no-cache")) {
-      seconds = 0;
-    } else if (item_len > 8 && strncasecmp(item, "max-age=", 8) == 0) {
-      const char *digits = item + 8, *digits_end = item + item_len;
-      if (digits_end - digits >= 2 && *digits == '"' && digits_end[-1] == '"')
-        digits++, digits_end--;
-      long n = 0;
-      bool ok = digits < digits_end;
-      for (const char *p = digits; ok && p < digits_end; p++) {
-        ok = *p >= '0' && *p <= '9';
-        if (ok && n < 1000000000)
-          n = n * 10 + (*p - '0');
-      }
-      if (ok)
-        seconds = n;
-    }
-    if (seconds >= 0 && (out->max_age < 0 || seconds < out->max_age))
-      out->max_age = seconds;
+    else if (name_is(item, item_len, "no-cache"))
+      out->no_cache = true;
+    else if (name_is(item, item_len, "no-store"))
+      out->no_store = true;
+    else if (name_is(item, item_len, "max-stale"))
+      keep_strictest(&out->max_stale, HTTP1_DELTA_MAX, false);
+    else if ((argument = argument_of(item, item_len, "max-age=")))
+      keep_strictest(&out->max_age, delta_seconds(argument, item_end), false);
+    else if ((argument = argument_of(item, item_len, "max-stale=")))
+      keep_strictest(&out->max_stale, delta_seconds(argument, item_end), false);
+    else if ((argument = argument_of(item, item_len, "min-fresh=")))
+      keep_strictest(&out->min_fresh, delta_seconds(argument, item_end), true);
   }
 }
 
@@ -121,7 +144,9 @@ static bool read_field(const char *name, size_t name_len, const char *value, siz
   } else if (name_is(name, name_len, "transfer-encoding")) {
     out->carries_body = true;
   } else if (name_is(name, name_len, "connection")) {
-    read_connection(value, value_len, seen);
+    seen->connection_close = seen->connection_close || list_has_token(value, value_len, "close");
+    seen->connection_keep_alive =
+        seen->connection_keep_alive || list_has_token(value, value_len, "keep-alive");
   } else if (name_is(name, name_len, "host")) {
     if (seen->hosts++ == 0) {
       out->host = value;
@@ -145,7 +170,16 @@ static bool read_field(const char *name, size_t name_len, const char *value, siz
   } else if (name_is(name, name_len, "access-control-request-private-network")) {
     out->cors_private_network = name_is(value, value_len, "true");
   } else if (name_is(name, name_len, "cache-control")) {
-    read_cache_control(value, value_len, out);
+    seen->cache_control = true;
+    read_cache_control(value, value_len, &out->directives);
+  } else if (name_is(name, name_len, "pragma")) {
+    /* Pragma: no-cache (RFC 9111 5.4): only "no-cache" means anything. */
+    seen->pragma_no_cache = seen->pragma_no_cache || list_has_token(value, value_len, "no-cache");
+  } else if (name_is(name, name_len, "if-none-match")) {
+    if (out->if_none_match_count++ == 0) {
+      out->if_none_match = value;
+      out->if_none_match_len = value_len;
+    }
   }
   return true;
 }
@@ -269,6 +303,8 @@ static enum http1_result parse_head(char *buf, size_t start, size_t end, struct 
   /* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0. */
   if (seen.hosts > 1 || (out->version_minor == 1 && seen.hosts == 0))
     REFUSE(400);
+  if (seen.pragma_no_cache && !seen.cache_control)
+    out->directives.no_cache = true;
   out->keep_alive = out->version_minor == 1 ? !seen.connection_close
                                             : seen.connection_keep_alive && !seen.connection_close;
   buf[out->raw_target - buf + out->raw_target_len] = '\0'; /* the space after it */
@@ -301,7 +337,7 @@ static enum http1_result refuse_too_large(const char *buf, size_t start, size_t 
 enum http1_result http1_parse(char *buf, size_t len, size_t *scanned, struct http1_request *out,
                               int *status) {
   memset(out, 0, sizeof(*out));
-  out->max_age = -1;
+  out->directives.max_age = out->directives.min_fresh = out->directives.max_stale = -1;
   /* RFC 9112 2.2: empty lines before a request line are ignored. */
   size_t start = 0;
   while (start + 1 < len && buf[start] == '\r' && buf[start + 1] == '\n')

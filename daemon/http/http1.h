@@ -30,6 +30,20 @@ enum http1_method {
   HTTP1_UNKNOWN, /* a well-formed token no route knows: 501 */
 };
 
+/* The client's Cache-Control request directives (RFC 9111 5.2.1), every Cache-Control field
+ * read; the others are ignored, and so is a directive with a malformed argument. Seconds are
+ * delta-seconds, bare or quoted, capped at HTTP1_DELTA_MAX; a directive given twice keeps its
+ * strictest value (the smallest max-age, max-stale; the largest min-fresh). */
+#define HTTP1_DELTA_MAX 2147483647L /* RFC 9111 1.2.2: the largest to keep */
+struct request_directives {
+  long max_age;        /* -1: none */
+  long min_fresh;      /* -1: none */
+  long max_stale;      /* -1: none; a bare max-stale is HTTP1_DELTA_MAX (any staleness) */
+  bool no_cache;       /* also Pragma: no-cache with no Cache-Control field (RFC 9111 5.4) */
+  bool no_store;
+  bool only_if_cached;
+};
+
 struct http1_request {
   enum http1_method method;
   /* The origin-form target: the request-target itself, or the path and query of an absolute-form
@@ -66,10 +80,13 @@ struct http1_request {
   const char *cors_method;
   size_t cors_method_len;
   bool cors_private_network;
-  /* The client's own Cache-Control directives (RFC 9111 5.2.1), every Cache-Control field read;
-   * the rest of them are ignored. */
-  bool only_if_cached;
-  long max_age;        /* seconds; -1 when none was given; no-cache is max-age=0 */
+  struct request_directives directives;
+  /* If-None-Match (in the buffer, not NUL-terminated; NULL when absent), and how many such
+   * fields came: with more than one the condition is not evaluated (the answer is a 200, which
+   * is always correct for a conditional GET). */
+  const char *if_none_match;
+  size_t if_none_match_len;
+  unsigned if_none_match_count;
 };
 
 enum http1_result {

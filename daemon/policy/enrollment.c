@@ -5,6 +5,11 @@
  *   otherwise                        -> one upstream fetch per id; every request for the id waits
  *                                       on it (coalescing) and gets its result
  *   that fetch fails                 -> a stale copy within stale_if_error, else the error
+ * with the client's Cache-Control directives applied first (answer_choice.h decides; here it is
+ * carried out). Every 200 carries its ETag (the stored digest) and answers an If-None-Match that
+ * matches it with a 304 and no body; every enrollment answer says its freshness in
+ * Cache-Control: private, max-age=N. A refresh of a copy the upstream gave validators for is
+ * conditional, and the upstream's 304 renews the copy without a body.
  * What is stored: validated 200 bodies (ttl) and 404s (negative_ttl); never 401, 403, 429, 5xx
  * or an invalid body, and nothing for an id deleted through the admin routes while its fetch ran.
  *
@@ -39,8 +44,10 @@
 #include "peer.h"
 #include "quota.h"
 #include "record.h"
+#include "answer_choice.h"
 #include "cache_status.h"
 #include "errors.h"
+#include "validators.h"
 #include "uuid.h"
 #include "store.h"
 #include "upstream.h"
@@ -48,14 +55,35 @@
 
 #define CACHE_STATUS_MAX 160
 
-static void reply_body(struct flipcached *daemon, struct client_request *request,
-                       enum stats_answer outcome, int status, const struct cache_status *cs,
-                       long long age, const char *body, size_t body_len) {
+static struct stale_windows windows_of(const struct flipcached *daemon) {
+  return (struct stale_windows){.stale_while_revalidate = daemon->cfg.stale_while_revalidate,
+                                .stale_if_error = daemon->cfg.stale_if_error};
+}
+
+/* Answers with a copy: its body, age, freshness (Cache-Control) and, for a 200, its ETag; a 304
+ * without the body when the client's If-None-Match matches that ETag (RFC 9110 13.1.2, weak
+ * comparison: the same answer whatever the way it was found, hit, stale or fetched). */
+static void reply_copy(struct flipcached *daemon, struct client_request *request,
+                       enum stats_answer outcome, const struct cache_status *cs,
+                       const struct cache_record *record, long long now) {
   stats_observe_answer(&daemon->stats, outcome, front_request_seconds(request));
-  char cache_status[CACHE_STATUS_MAX];
+  char cache_status[CACHE_STATUS_MAX], cache_control[CACHE_CONTROL_MAX], etag[ETAG_TEXT_MAX];
   render_cache_status(cs, cache_status, sizeof(cache_status));
-  struct reply reply = {.status = status, .cache_status = cache_status, .age = age,
-                        .retry_after = -1, .body = body, .body_len = body_len};
+  render_cache_control(record_ttl_left(record, now), cache_control, sizeof(cache_control));
+  struct reply reply = {.status = record->upstream_status, .cache_status = cache_status,
+                        .cache_control = cache_control, .age = record_age(record, now),
+                        .retry_after = -1, .body = (const char *)record->body,
+                        .body_len = record->body_len};
+  if (record->upstream_status == 200) {
+    etag_render(record->body_digest, etag);
+    reply.etag = etag;
+    size_t list_len;
+    const char *list = front_request_if_none_match(request, &list_len);
+    if (list && if_none_match_matches(list, list_len, etag)) {
+      reply.status = 304;
+      daemon->stats.not_modified++;
+    }
+  }
   front_reply(request, &reply);
 }
 
@@ -73,9 +101,47 @@ static void reply_record(struct flipcached *daemon, struct client_request *reque
                          const struct cache_record *record, struct cache_status *cs,
                          long long now) {
   cs->ttl = record_ttl_left(record, now);
-  reply_body(daemon, request, cs->ttl >= 0 ? STATS_ANSWER_HIT : STATS_ANSWER_STALE,
-             record->upstream_status, cs, record_age(record, now), (const char *)record->body,
-             record->body_len);
+  reply_copy(daemon, request, cs->ttl >= 0 ? STATS_ANSWER_HIT : STATS_ANSWER_STALE, cs, record,
+             now);
+}
+
+/* The copy a fetch would replace, kept with the fetch so that the upstream's 304 can renew it
+ * (inflight.h): encoded and malloc'd, or NULL when the upstream gave it no validator (a refresh
+ * of it is then unconditional) or memory is short. */
+struct held_copy {
+  unsigned char *bytes;
+  size_t len;
+};
+
+static struct held_copy hold_copy(const struct cache_record *copy) {
+  struct held_copy held = {0};
+  if (!copy || copy->upstream_status != 200 ||
+      (copy->upstream_etag_len == 0 && copy->last_modified_len == 0))
+    return held;
+  held.len = record_encoded_len(copy);
+  held.bytes = malloc(held.len);
+  if (held.bytes)
+    record_encode(copy, held.bytes);
+  return held;
+}
+
+/* Gives the held copy to the fetch, and its validators to the fetch's request. */
+static void give_held_copy(struct inflight_fetch *fetch, struct held_copy *held) {
+  struct cache_record copy;
+  if (!held->bytes || record_decode(held->bytes, held->len, &copy) != RECORD_OK) {
+    free(held->bytes);
+    held->bytes = NULL;
+    return;
+  }
+  memcpy(fetch->if_none_match, copy.upstream_etag ? copy.upstream_etag : "",
+         copy.upstream_etag_len);
+  fetch->if_none_match[copy.upstream_etag_len] = '\0';
+  memcpy(fetch->if_modified_since, copy.last_modified ? copy.last_modified : "",
+         copy.last_modified_len);
+  fetch->if_modified_since[copy.last_modified_len] = '\0';
+  fetch->held_copy = held->bytes;
+  fetch->held_copy_len = held->len;
+  held->bytes = NULL;
 }
 
 int enrollment_forget(struct flipcached *daemon, const char *enrollment_id, bool *found,
@@ -92,20 +158,25 @@ int enrollment_forget_all(struct flipcached *daemon, uint64_t *removed, char *er
   return cache_purge_all(daemon->cache, removed, err, err_len);
 }
 
-/* The Cache-Status of waiter i: the request that caused the fetch says whether it was stored;
- * the others say they were collapsed into it. */
+/* The Cache-Status of waiter i: why it went upstream (its tag, answer_choice.h; else what the
+ * fetch found), whether the request that caused the fetch stored its answer; the others say
+ * they were collapsed into it. */
 static struct cache_status waiter_status(const struct inflight_fetch *fetch, size_t i) {
-  struct cache_status cs = {.fwd = fetch->had_expired_copy ? "stale" : "uri-miss"};
+  enum answer_fwd fwd = (enum answer_fwd)front_request_tag(fetch->waiters[i]);
+  if (fwd == FWD_NONE)
+    fwd = fetch->had_expired_copy ? FWD_STALE : FWD_URI_MISS;
+  struct cache_status cs = {.fwd = answer_fwd_text(fwd)};
   cs.collapsed = fetch->background || i > 0;
   return cs;
 }
 
-/* Every waiter gets the fetch's answer, a miss here: the upstream's body (age 0; a status other
- * than 200 is told as fwd-status), or, with shared_copy, another host's copy from the shared
- * tier, with its own age and the shared tier's hit named in Cache-Status. */
-static void fan_out_body(struct flipcached *daemon, struct inflight_fetch *fetch, int status,
-                         const char *body, size_t len, bool stored,
-                         const struct cache_record *shared_copy) {
+/* Every waiter gets the fetch's answer, a miss here: the record made of the upstream's answer
+ * (age 0; a status other than 200, or a 304 that renewed the copy, is told as fwd-status), or,
+ * with shared_copy, another host's copy from the shared tier, with its own age and the shared
+ * tier's hit named in Cache-Status. */
+static void fan_out_record(struct flipcached *daemon, struct inflight_fetch *fetch,
+                           const struct cache_record *record, long fwd_status, bool stored,
+                           bool shared_copy) {
   long long now = clock_wall_seconds();
   daemon->stats.misses += fetch->waiter_count;
   for (size_t i = 0; i < fetch->waiter_count; i++) {
@@ -113,69 +184,75 @@ static void fan_out_body(struct flipcached *daemon, struct inflight_fetch *fetch
     cs.stored = stored && !cs.collapsed;
     if (shared_copy) {
       cs.shared_hit = true;
-      cs.shared_ttl = record_ttl_left(shared_copy, now);
-    } else if (status != 200) {
-      cs.fwd_status = status;
+      cs.shared_ttl = record_ttl_left(record, now);
+    } else if (fwd_status != 200) {
+      cs.fwd_status = (int)fwd_status;
     }
-    reply_body(daemon, fetch->waiters[i], STATS_ANSWER_MISS, status, &cs,
-               shared_copy ? record_age(shared_copy, now) : 0, body, len);
+    reply_copy(daemon, fetch->waiters[i], STATS_ANSWER_MISS, &cs, record, now);
   }
 }
 
-/* Looks up a stale copy that may answer for a failed or refused fetch; false when none. */
-static bool usable_stale_copy(struct flipcached *daemon, const char *enrollment_id,
-                              long long now, struct cache_entry *entry) {
-  if (cache_get(daemon->cache, enrollment_id, entry) != CACHE_FOUND)
-    return false;
-  if (record_usable_stale(&entry->record, now, daemon->cfg.stale_while_revalidate,
-                          daemon->cfg.stale_if_error))
-    return true;
-  cache_entry_release(entry);
-  return false;
+/* Counts an answer given with a cached copy in place of a fetch's: a hit (a remembered 404's
+ * negative hit) while it is fresh, else a stale copy served. */
+static void count_copy_answer(struct flipcached *daemon, const struct cache_record *copy,
+                              long long now) {
+  if (now >= copy->fresh_until)
+    daemon->stats.stale_served++;
+  else if (copy->upstream_status == 200)
+    daemon->stats.hits++;
+  else
+    daemon->stats.negative_hits++;
 }
 
-/* The fetch failed: every waiter gets the stale copy when one is usable, else the error. */
+/* The fetch failed: each waiter gets the cached copy when it covers the failure for that
+ * request (answer_choice.h: fresh, or within a stale window or its max-stale, and no no-cache),
+ * else the error. */
 static void fan_out_failure(struct flipcached *daemon, struct inflight_fetch *fetch,
                             enum api_error error, long fwd_status, long retry_after,
                             long long now) {
   struct cache_entry entry;
-  bool stale = fetch->waiter_count > 0 &&
-               usable_stale_copy(daemon, fetch->enrollment_id, now, &entry);
+  bool have_copy = fetch->waiter_count > 0 &&
+                   cache_get(daemon->cache, fetch->enrollment_id, &entry) == CACHE_FOUND;
   for (size_t i = 0; i < fetch->waiter_count; i++) {
+    struct client_request *waiter = fetch->waiters[i];
     struct cache_status cs = waiter_status(fetch, i);
     cs.fwd_status = (int)fwd_status;
-    if (stale) {
-      /* RFC 9211: forwarded, so not a "hit"; fwd=stale and the upstream's status, plus a detail
-       * when the status does not say what failed (none, or a 200 with an invalid body). Age
-       * tells the copy's age. */
-      cs.fwd = "stale";
+    if (have_copy && answer_copy_covers_failure(front_request_directives(waiter), &entry.record,
+                                                now, windows_of(daemon))) {
+      /* RFC 9211: forwarded, so not a "hit"; the fwd reason and the upstream's status, plus a
+       * detail when the status does not say what failed (none, or a 200 with an invalid body).
+       * Age tells the copy's age. */
       if (fwd_status <= 0 || fwd_status == 200)
         cs.detail = api_error_code(error);
-      daemon->stats.stale_served++;
-      reply_record(daemon, fetch->waiters[i], &entry.record, &cs, now);
+      count_copy_answer(daemon, &entry.record, now);
+      reply_record(daemon, waiter, &entry.record, &cs, now);
     } else {
       daemon->stats.misses++;
-      reply_error(daemon, fetch->waiters[i], error, &cs, retry_after);
+      reply_error(daemon, waiter, error, &cs, retry_after);
     }
   }
-  if (stale)
+  if (have_copy)
     cache_entry_release(&entry);
 }
 
-/* The upstream was not asked: a usable stale copy answers as a stale hit (its detail says
- * why), else `error` with retry_after (< 0: none). */
+/* The upstream was not asked: the cached copy answers as a hit when it covers the failure for
+ * this request (its detail says why), else `error` with retry_after (< 0: none). */
 static void answer_unfetched(struct flipcached *daemon, struct client_request *request,
                              const char *enrollment_id, enum api_error error, long retry_after,
                              long long now) {
   struct cache_status cs = {0};
   struct cache_entry entry;
-  if (usable_stale_copy(daemon, enrollment_id, now, &entry)) {
-    cs.hit = true;
-    cs.detail = api_error_code(error);
-    daemon->stats.stale_served++;
-    reply_record(daemon, request, &entry.record, &cs, now);
+  if (cache_get(daemon->cache, enrollment_id, &entry) == CACHE_FOUND) {
+    if (answer_copy_covers_failure(front_request_directives(request), &entry.record, now,
+                                   windows_of(daemon))) {
+      cs.hit = true;
+      cs.detail = api_error_code(error);
+      count_copy_answer(daemon, &entry.record, now);
+      reply_record(daemon, request, &entry.record, &cs, now);
+      cache_entry_release(&entry);
+      return;
+    }
     cache_entry_release(&entry);
-    return;
   }
   daemon->stats.misses++;
   reply_error(daemon, request, error, &cs, retry_after);
@@ -237,6 +314,57 @@ static void log_failure(const struct flipcached *daemon, const char *enrollment_
   }
 }
 
+/* The upstream's validators of a 200 (or of a 304, which RFC 9111 4.3.4 says updates the
+ * stored ones), pointed to by record; those that did not come stay as they were. */
+static void take_validators(const struct upstream_result *result, struct cache_record *record) {
+  if (result->etag) {
+    record->upstream_etag = result->etag;
+    record->upstream_etag_len = (uint8_t)result->etag_len;
+  }
+  if (result->last_modified) {
+    record->last_modified = result->last_modified;
+    record->last_modified_len = (uint8_t)result->last_modified_len;
+  }
+}
+
+/* The record a successful fetch answers with: a 200 or 404 made of the upstream's answer, or
+ * the held copy renewed by a 304 (its body, digest and validators, fresh from now). *kept:
+ * worth storing (not a 404 with negative_ttl 0). false: no record (a 304 with no held copy,
+ * which fetched_decide never asks for). *own_body is malloc'd when the record points into it. */
+static bool record_of_fetch(struct flipcached *daemon, const struct inflight_fetch *fetch,
+                            const struct upstream_result *result,
+                            const struct fetched_decision *d, long long now,
+                            struct cache_record *record, bool *kept, char **own_body) {
+  *own_body = NULL;
+  if (d->action == FETCHED_RENEW) {
+    struct cache_record held;
+    if (!fetch->held_copy || record_decode(fetch->held_copy, fetch->held_copy_len, &held) != RECORD_OK)
+      return false;
+    *kept = store_record_of(&daemon->cfg, 200, (const char *)held.body, held.body_len, now, 0,
+                            record);
+    record->upstream_etag = held.upstream_etag;
+    record->upstream_etag_len = held.upstream_etag_len;
+    record->last_modified = held.last_modified;
+    record->last_modified_len = held.last_modified_len;
+    take_validators(result, record);
+    return *kept;
+  }
+  int status = d->action == FETCHED_SERVE_200 ? 200 : 404;
+  if (d->own_404_body)
+    *own_body = render_error_body(API_ERROR_NOT_FOUND);
+  const char *body = d->own_404_body ? (*own_body ? *own_body : "") : result->body;
+  size_t len = d->own_404_body ? strlen(body) : result->body_len;
+  *kept = store_record_of(&daemon->cfg, (uint16_t)status, body, len, now, 0, record);
+  if (!*kept) /* a 404 not to remember: answered once, stale at once */
+    *record = (struct cache_record){.upstream_status = (uint16_t)status, .fetched_at = now,
+                                    .fresh_until = now, .stale_until = now,
+                                    .body = (const unsigned char *)body,
+                                    .body_len = (uint32_t)len};
+  if (status == 200)
+    take_validators(result, record);
+  return true;
+}
+
 /* The fetch's result: decided by fetched.h (pure), then carried out here: the credential's
  * verdict, the log line, the store, and every waiter answered once. */
 static void on_fetched(const struct upstream_result *result, void *arg) {
@@ -246,66 +374,75 @@ static void on_fetched(const struct upstream_result *result, void *arg) {
   const char *enrollment_id = fetch->enrollment_id;
   long long now = clock_wall_seconds();
   size_t waiters = fetch->waiter_count;
-  uint64_t answered_before = daemon->stats.misses + daemon->stats.stale_served;
-  struct fetched_decision d = fetched_decide(result, enrollment_id);
+  uint64_t answered_before = daemon->stats.misses + daemon->stats.stale_served +
+                             daemon->stats.hits + daemon->stats.negative_hits;
+  bool conditional = fetch->if_none_match[0] || fetch->if_modified_since[0];
+  struct fetched_decision d = fetched_decide(result, enrollment_id, conditional);
   if (d.credential_works)
     daemon->auth_rejected_status = 0;
   if (d.credential_rejected)
     daemon->auth_rejected_status = d.credential_rejected;
   if (d.counts_as_upstream_error)
     daemon->stats.upstream_errors++; /* transport failures are counted by upstream.c */
+  if (d.action == FETCHED_RENEW)
+    daemon->stats.upstream_not_modified++;
   log_failure(daemon, enrollment_id, result, &d);
-  /* A delete of this id (or of the whole cache) after the fetch started wins: the waiters are
-   * answered, but nothing is stored. */
+  /* A delete of this id (or of the whole cache) after the fetch started wins, and so does the
+   * no-store of the request that caused it: the waiters are answered, but nothing is stored. */
   bool may_store = !fetch->store_forbidden;
   struct cache_record record;
-  bool stored = false;
-  if (d.action == FETCHED_SERVE_200 || d.action == FETCHED_SERVE_404) {
-    int status = d.action == FETCHED_SERVE_200 ? 200 : 404;
-    char *ours = d.own_404_body ? render_error_body(API_ERROR_NOT_FOUND) : NULL;
-    const char *body = d.own_404_body ? (ours ? ours : "") : result->body;
-    size_t len = d.own_404_body ? strlen(body) : result->body_len;
-    stored = may_store && store_record_of(&daemon->cfg, (uint16_t)status, body, len, now, 0, &record) &&
-             store_put(daemon, enrollment_id, &record);
-    fan_out_body(daemon, fetch, status, body, len, stored, NULL);
+  bool kept = false, stored = false;
+  char *own_body = NULL;
+  if (d.action != FETCHED_FAIL &&
+      record_of_fetch(daemon, fetch, result, &d, now, &record, &kept, &own_body)) {
+    stored = may_store && kept && store_put(daemon, enrollment_id, &record);
+    fan_out_record(daemon, fetch, &record, d.fwd_status, stored, false);
     /* The fleet gets what this host kept (and its lock back), while the body is still valid. */
     fleet_fetched(daemon->fleet, fetch, stored ? &record : NULL);
-    free(ours);
   } else {
     fan_out_failure(daemon, fetch, d.error, d.fwd_status, d.retry_after, now);
     fleet_fetched(daemon->fleet, fetch, NULL);
   }
-  /* Every waiter is answered exactly once, as a miss or a stale copy. */
-  assert(daemon->stats.misses + daemon->stats.stale_served == answered_before + waiters);
+  free(own_body);
+  /* Every waiter is answered exactly once: a miss, a copy, or an error. */
+  assert(daemon->stats.misses + daemon->stats.stale_served + daemon->stats.hits +
+             daemon->stats.negative_hits ==
+         answered_before + waiters);
   (void)waiters;
   (void)answered_before;
   inflight_finish(daemon->inflight, fetch);
 }
 
 /* Another host's copy, from the shared tier (fleet.h): stored here with its own times, unless a
- * delete came meanwhile, and every waiter answered with it (a miss here, collapsed after the
- * first: Cache-Status names the shared tier's hit). */
+ * delete (or no-store) came meanwhile, and every waiter answered with it (a miss here,
+ * collapsed after the first: Cache-Status names the shared tier's hit). */
 static void on_shared_copy(const struct cache_record *record, void *arg) {
   struct inflight_fetch *fetch = arg;
   struct flipcached *daemon = fetch->owner;
   bool stored = !fetch->store_forbidden && store_put(daemon, fetch->enrollment_id, record);
-  fan_out_body(daemon, fetch, record->upstream_status, (const char *)record->body,
-               record->body_len, stored, record);
+  fan_out_record(daemon, fetch, record, 200, stored, true);
   inflight_finish(daemon->inflight, fetch);
 }
 
 /* Starts the one fetch for an id; *fetch is set when it returns UPSTREAM_STARTED. A copy in the
- * shared tier fetched before min_fetched_at does not answer it. */
+ * shared tier fetched before min_fetched_at does not answer it. held (taken, freed on refusal)
+ * makes the upstream request conditional. store false: its answer is not stored (no-store). */
 static enum upstream_start start_fetch(struct flipcached *daemon, const char *enrollment_id,
                                        bool had_expired_copy, uint64_t flow,
-                                       int64_t min_fetched_at, struct inflight_fetch **fetch) {
+                                       int64_t min_fetched_at, struct held_copy *held, bool store,
+                                       struct inflight_fetch **fetch) {
   *fetch = inflight_start(daemon->inflight, enrollment_id);
-  if (!*fetch)
+  if (!*fetch) {
+    free(held->bytes);
+    held->bytes = NULL;
     return UPSTREAM_START_FAILED;
+  }
   (*fetch)->owner = daemon;
   (*fetch)->had_expired_copy = had_expired_copy;
   (*fetch)->background = flow == FAIR_FLOW_BACKGROUND;
   (*fetch)->flow = flow;
+  (*fetch)->store_forbidden = !store;
+  give_held_copy(*fetch, held);
   enum upstream_start started = fleet_fetch_enrollment(daemon->fleet, *fetch, min_fetched_at,
                                                        on_fetched, on_shared_copy);
   if (started != UPSTREAM_STARTED) {
@@ -315,10 +452,13 @@ static enum upstream_start start_fetch(struct flipcached *daemon, const char *en
   return started;
 }
 
-/* The request waits on the id's fetch, joining one in progress or starting it. */
+/* The request waits on the id's fetch, joining one in progress or starting it (with held, taken,
+ * and the store of its choice). Its tag keeps why it went upstream, for its Cache-Status. */
 static void wait_for_fetch(struct flipcached *daemon, struct client_request *request,
                            const char *enrollment_id, bool had_expired_copy,
-                           int64_t min_fetched_at, long long now) {
+                           const struct answer_choice *choice, struct held_copy *held,
+                           long long now) {
+  front_request_set_tag(request, choice->fwd);
   struct inflight_fetch *fetch = inflight_find(daemon->inflight, enrollment_id);
   bool joined = fetch != NULL;
   uint64_t flow = peer_user_key(front_request_peer(request));
@@ -328,19 +468,25 @@ static void wait_for_fetch(struct flipcached *daemon, struct client_request *req
     upstream_fetch_shared_with(daemon->upstream, fetch->transfer, flow);
   }
   if (!fetch) {
-    if (!take_miss_quota(daemon, request, enrollment_id, now))
+    if (!take_miss_quota(daemon, request, enrollment_id, now)) {
+      free(held->bytes);
+      held->bytes = NULL;
       return;
-    enum upstream_start started =
-        start_fetch(daemon, enrollment_id, had_expired_copy, flow, min_fetched_at, &fetch);
+    }
+    enum upstream_start started = start_fetch(daemon, enrollment_id, had_expired_copy, flow,
+                                              choice->min_fetched_at, held, choice->store,
+                                              &fetch);
     if (started != UPSTREAM_STARTED) {
       answer_refused(daemon, request, enrollment_id, started, now);
       return;
     }
   }
+  free(held->bytes); /* a fetch joined: the copy it holds, if any, is its own */
+  held->bytes = NULL;
   if (!inflight_add_waiter(daemon->inflight, fetch, request)) {
     daemon->stats.waiters_refused++;
     daemon->stats.misses++;
-    struct cache_status cs = {.fwd = "uri-miss", .collapsed = true};
+    struct cache_status cs = {.fwd = answer_fwd_text(choice->fwd), .collapsed = true};
     reply_error(daemon, request, API_ERROR_OVERLOADED, &cs, UPSTREAM_OVERLOADED_RETRY_AFTER);
     return;
   }
@@ -348,45 +494,19 @@ static void wait_for_fetch(struct flipcached *daemon, struct client_request *req
     daemon->stats.coalesced++;
 }
 
-/* Cache-Control: only-if-cached (RFC 9111 5.2.1.7): the cached copy, fresh or still within a stale
- * window, or 504 not_cached; never upstream, not even a background refresh. Releases entry. */
-static void answer_only_if_cached(struct flipcached *daemon, struct client_request *request,
-                                  struct cache_entry *entry, long long now) {
-  struct cache_status cs = {.hit = true};
-  enum record_freshness freshness = entry ? record_freshness(&entry->record, now,
-                                                      daemon->cfg.stale_while_revalidate,
-                                                      daemon->cfg.stale_if_error)
-                                   : FRESHNESS_EXPIRED;
-  if (freshness == FRESHNESS_EXPIRED) {
-    if (entry)
-      cache_entry_release(entry);
-    daemon->stats.misses++;
-    struct cache_status none = {0};
-    reply_error(daemon, request, API_ERROR_NOT_CACHED, &none, -1);
-    return;
-  }
-  if (freshness != FRESHNESS_FRESH)
-    daemon->stats.stale_served++;
-  else if (entry->record.upstream_status == 200)
-    daemon->stats.hits++;
-  else
-    daemon->stats.negative_hits++;
-  reply_record(daemon, request, &entry->record, &cs, now);
-  cache_entry_release(entry);
-}
-
 /* A background fetch of an id a hit was answered from, unless one is in progress: nobody waits
  * on it (a refusal, a full queue or the breaker, needs no answer), no quota is taken, it takes
- * the background's share of the fetch slots, and a
- * failure leaves the entry as it was. A shared copy must be newer than the one held
- * (held_fetched_at). true when started. */
+ * the background's share of the fetch slots, and a failure leaves the entry as it was. A shared
+ * copy must be newer than the one held (held_copy's fetched_at); a 304 renews held_copy (its
+ * validators make the request conditional). true when started. */
 static bool start_refresh(struct flipcached *daemon, const char *enrollment_id, bool stale_copy,
-                          int64_t held_fetched_at) {
+                          const struct cache_record *held_copy) {
   if (inflight_find(daemon->inflight, enrollment_id))
     return false;
   struct inflight_fetch *fetch;
-  return start_fetch(daemon, enrollment_id, stale_copy, FAIR_FLOW_BACKGROUND, held_fetched_at + 1,
-                     &fetch) == UPSTREAM_STARTED;
+  struct held_copy held = hold_copy(held_copy);
+  return start_fetch(daemon, enrollment_id, stale_copy, FAIR_FLOW_BACKGROUND,
+                     held_copy->fetched_at + 1, &held, true, &fetch) == UPSTREAM_STARTED;
 }
 
 /* Refresh-ahead: a fresh 200 past refresh_ahead of the ttl it was stored with. A refresh then
@@ -443,9 +563,10 @@ static void on_refresh_due(evutil_socket_t fd, short what, void *arg) {
       continue;
     bool same = entry.record.fetched_at == generation && entry.record.upstream_status == 200 &&
                 now < entry.record.fresh_until;
-    cache_entry_release(&entry);
-    if (same && start_refresh(daemon, enrollment_id, false, generation))
+    /* Started while borrowed, as a refresh-ahead is: start_refresh copies what it keeps. */
+    if (same && start_refresh(daemon, enrollment_id, false, &entry.record))
       daemon->stats.refresh_scheduled++;
+    cache_entry_release(&entry);
   }
 }
 
@@ -477,58 +598,57 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
   }
 
   long long now = clock_wall_seconds();
-  bool only_if_cached;
-  long max_age;
-  front_request_cache_control(request, &only_if_cached, &max_age);
   /* Borrowed: the answer is copied into the connection's output before the release, and
    * nothing else touches the cache until then. */
   struct cache_entry entry;
   bool had_copy = cache_get_borrowed(daemon->cache, enrollment_id, &entry) == CACHE_FOUND;
-  if (only_if_cached) {
-    answer_only_if_cached(daemon, request, had_copy ? &entry : NULL, now);
-    return;
-  }
-  if (had_copy && max_age >= 0 && (max_age == 0 || record_age(&entry.record, now) > max_age)) {
-    /* The client wants a copy no older than max-age (no-cache and max-age=0: a new one, since
-     * ages are whole seconds): fetched, coalesced with any fetch of the id, within its miss
-     * quota. */
-    cache_entry_release(&entry);
-    wait_for_fetch(daemon, request, enrollment_id, true, now - max_age, now);
-    return;
-  }
-  if (had_copy) {
-    struct cache_status cs = {.hit = true};
-    switch (record_freshness(&entry.record, now, daemon->cfg.stale_while_revalidate,
-                             daemon->cfg.stale_if_error)) {
-    case FRESHNESS_FRESH:
-      if (entry.record.upstream_status == 200) {
-        daemon->stats.hits++;
-        bool scheduled = schedule_hot(daemon, enrollment_id, &entry.record);
-        if (!scheduled && refresh_ahead_due(daemon, &entry.record, now) &&
-            start_refresh(daemon, enrollment_id, false, entry.record.fetched_at)) {
-          daemon->stats.refresh_ahead++;
-          cs.detail = "refresh-ahead";
-        }
-      } else {
-        daemon->stats.negative_hits++;
+  struct answer_choice choice = answer_choose(front_request_directives(request),
+                                              had_copy ? &entry.record : NULL, now,
+                                              windows_of(daemon));
+  struct cache_status cs = {.hit = true};
+  switch (choice.way) {
+  case ANSWER_FRESH:
+    if (entry.record.upstream_status == 200) {
+      daemon->stats.hits++;
+      bool scheduled = schedule_hot(daemon, enrollment_id, &entry.record);
+      if (!scheduled && refresh_ahead_due(daemon, &entry.record, now) &&
+          start_refresh(daemon, enrollment_id, false, &entry.record)) {
+        daemon->stats.refresh_ahead++;
+        cs.detail = "refresh-ahead";
       }
-      reply_record(daemon, request, &entry.record, &cs, now);
-      cache_entry_release(&entry);
-      return;
-    case FRESHNESS_STALE_WHILE_REVALIDATE: {
-      daemon->stats.stale_served++;
-      int64_t held = entry.record.fetched_at;
-      reply_record(daemon, request, &entry.record, &cs, now);
-      cache_entry_release(&entry);
-      if (start_refresh(daemon, enrollment_id, true, held))
-        daemon->stats.background_refreshes++;
-      return;
+    } else {
+      daemon->stats.negative_hits++;
     }
-    case FRESHNESS_STALE_IF_ERROR:
-    case FRESHNESS_EXPIRED:
-      break;
-    }
+    reply_record(daemon, request, &entry.record, &cs, now);
     cache_entry_release(&entry);
+    return;
+  case ANSWER_STALE_REFRESH:
+    daemon->stats.stale_served++;
+    reply_record(daemon, request, &entry.record, &cs, now);
+    if (start_refresh(daemon, enrollment_id, true, &entry.record))
+      daemon->stats.background_refreshes++;
+    cache_entry_release(&entry);
+    return;
+  case ANSWER_STALE: /* only-if-cached: never upstream, not even a background refresh */
+    daemon->stats.stale_served++;
+    reply_record(daemon, request, &entry.record, &cs, now);
+    cache_entry_release(&entry);
+    return;
+  case ANSWER_NOT_CACHED: {
+    if (had_copy)
+      cache_entry_release(&entry);
+    daemon->stats.misses++;
+    struct cache_status none = {0};
+    reply_error(daemon, request, API_ERROR_NOT_CACHED, &none, -1);
+    return;
   }
-  wait_for_fetch(daemon, request, enrollment_id, had_copy, 0, now);
+  case ANSWER_FETCH:
+    break;
+  }
+  /* The copy, if any, is released before the fetch starts (a refusal reads the cache again);
+   * what a 304 would renew is copied first. */
+  struct held_copy held = hold_copy(had_copy ? &entry.record : NULL);
+  if (had_copy)
+    cache_entry_release(&entry);
+  wait_for_fetch(daemon, request, enrollment_id, had_copy, &choice, &held, now);
 }

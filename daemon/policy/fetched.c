@@ -86,13 +86,17 @@ static void decide_failure(const struct upstream_result *result, long status,
 }
 
 struct fetched_decision fetched_decide(const struct upstream_result *result,
-                                       const char *enrollment_id) {
+                                       const char *enrollment_id, bool conditional) {
   struct fetched_decision d = {.retry_after = -1, .verdict = BODY_OK};
   long status = result->outcome == UPSTREAM_RESPONSE ? result->http_status : 0;
   if (status == 200)
     d.verdict = validate_enrollment_body(result->body, result->body_len, enrollment_id);
-  d.credential_works = status == 200 || status == 404;
-  if (status == 200 && d.verdict == BODY_OK) {
+  d.credential_works = status == 200 || status == 404 || (status == 304 && conditional);
+  if (status == 304 && conditional) {
+    /* RFC 9111 4.3.3/4.3.4: the held copy is still current; it is renewed, body unchanged. */
+    d.action = FETCHED_RENEW;
+    d.fwd_status = 304;
+  } else if (status == 200 && d.verdict == BODY_OK) {
     d.action = FETCHED_SERVE_200;
     d.fwd_status = 200;
   } else if (status == 404) {

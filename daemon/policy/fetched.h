@@ -5,6 +5,8 @@
  *   a 200 whose body validate.c accepts  -> stored (ttl) and served
  *   a 404                                -> stored (negative_ttl) and served, with our error body
  *                                           when the upstream's is not JSON
+ *   a 304 to a conditional refresh       -> the held copy renewed (fresh for ttl again) and served
+ *                                           (a 304 to an unconditional GET is a failure)
  *   anything else                        -> nothing stored; the waiters get a usable stale copy,
  *                                           else `error` (with Retry-After for a 429) */
 #ifndef FLIPCACHED_FETCHED_H
@@ -20,6 +22,7 @@
 enum fetched_action {
   FETCHED_SERVE_200,  /* store and serve the body */
   FETCHED_SERVE_404,  /* store and serve the 404 (our own body when `own_404_body`) */
+  FETCHED_RENEW,      /* a 304 to a conditional refresh: renew and serve the held copy */
   FETCHED_FAIL,       /* store nothing; a stale copy or `error` */
 };
 
@@ -51,7 +54,8 @@ struct fetched_decision {
 /* What a client is told when the upstream module did not send the fetch (enum upstream_start). */
 enum api_error fetched_refusal_error(int refusal);
 
+/* conditional: the fetch carried If-None-Match or If-Modified-Since. */
 struct fetched_decision fetched_decide(const struct upstream_result *result,
-                                       const char *enrollment_id);
+                                       const char *enrollment_id, bool conditional);
 
 #endif

@@ -43,7 +43,8 @@
 #define VALUE_MIN_LEN (SEAL_OVERHEAD + VALUE_CLEAR_LEN)
 /* The longest value a lookup accepts: a whole record of the largest body the upstream may send.
  * Redis's script refuses (and deletes) a longer one without sending it. */
-#define VALUE_MAX_LEN (VALUE_MIN_LEN + RECORD_HEADER_LEN + UPSTREAM_MAX_BODY)
+#define VALUE_MAX_LEN \
+  (VALUE_MIN_LEN + RECORD_HEADER_LEN + UPSTREAM_ETAG_MAX + UPSTREAM_LAST_MODIFIED_MAX + UPSTREAM_MAX_BODY)
 #define SCAN_COUNT "1000"
 /* The purges this host sent or owes, remembered to repeat (fleet_purge.c): an owed one (the tier
  * was unavailable, or the command failed) when the tier is next available; an acknowledged one

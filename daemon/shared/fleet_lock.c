@@ -143,8 +143,10 @@ static void set_step(struct fleet_fetch *ff, enum step step);
  * another user, in fetch->transfer. As upstream_fetch_enrollment returns. */
 static enum upstream_start ask_upstream(struct flipcached *daemon, struct inflight_fetch *fetch,
                                         upstream_done_fn fetched) {
-  return upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetch->flow, fetched,
-                                   fetch, &fetch->transfer);
+  struct upstream_conditions conditions = {.etag = fetch->if_none_match,
+                                            .last_modified = fetch->if_modified_since};
+  return upstream_fetch_enrollment(daemon->upstream, fetch->enrollment_id, fetch->flow,
+                                   &conditions, fetched, fetch, &fetch->transfer);
 }
 
 void fleet_fetch_free(struct fleet_fetch *ff) {

@@ -31,7 +31,8 @@ static int64_t get_i64(const unsigned char *p) {
 }
 
 size_t record_encoded_len(const struct cache_record *record) {
-  return RECORD_HEADER_LEN + (size_t)record->body_len;
+  return RECORD_HEADER_LEN + (size_t)record->upstream_etag_len + record->last_modified_len +
+         (size_t)record->body_len;
 }
 
 void record_encode(const struct cache_record *record, unsigned char *out) {
@@ -42,8 +43,19 @@ void record_encode(const struct cache_record *record, unsigned char *out) {
   put_i64(out + 16, record->fresh_until);
   put_i64(out + 24, record->stale_until);
   put_u32(out + 32, record->body_len);
+  memcpy(out + 36, record->body_digest, BODY_DIGEST_LEN);
+  out[52] = record->upstream_etag_len;
+  out[53] = record->last_modified_len;
+  put_u16(out + 54, 0);
+  unsigned char *at = out + RECORD_HEADER_LEN;
+  if (record->upstream_etag_len)
+    memcpy(at, record->upstream_etag, record->upstream_etag_len);
+  at += record->upstream_etag_len;
+  if (record->last_modified_len)
+    memcpy(at, record->last_modified, record->last_modified_len);
+  at += record->last_modified_len;
   if (record->body_len > 0)
-    memcpy(out + RECORD_HEADER_LEN, record->body, record->body_len);
+    memcpy(at, record->body, record->body_len);
 }
 
 enum record_decode_result record_decode(const void *buf, size_t len, struct cache_record *out) {
@@ -51,9 +63,11 @@ enum record_decode_result record_decode(const void *buf, size_t len, struct cach
   memset(out, 0, sizeof(*out));
   if (len < 4)
     return RECORD_TRUNCATED;
-  if (get_u32(p) != RECORD_FORMAT_VERSION)
+  uint32_t version = get_u32(p);
+  if (version != RECORD_FORMAT_VERSION && version != 1)
     return RECORD_BAD_VERSION;
-  if (len < RECORD_HEADER_LEN)
+  size_t header_len = version == 1 ? RECORD_V1_HEADER_LEN : RECORD_HEADER_LEN;
+  if (len < header_len)
     return RECORD_TRUNCATED;
   out->upstream_status = get_u16(p + 4);
   out->flags = get_u16(p + 6);
@@ -61,15 +75,33 @@ enum record_decode_result record_decode(const void *buf, size_t len, struct cach
   out->fresh_until = get_i64(p + 16);
   out->stale_until = get_i64(p + 24);
   out->body_len = get_u32(p + 32);
+  size_t validators_len = 0;
+  if (version != 1) {
+    memcpy(out->body_digest, p + 36, BODY_DIGEST_LEN);
+    out->upstream_etag_len = p[52];
+    out->last_modified_len = p[53];
+    validators_len = (size_t)out->upstream_etag_len + out->last_modified_len;
+    if (out->upstream_etag_len > UPSTREAM_ETAG_MAX ||
+        out->last_modified_len > UPSTREAM_LAST_MODIFIED_MAX || get_u16(p + 54) != 0)
+      return RECORD_BAD_LENGTH;
+  }
   if (out->body_len > RECORD_MAX_BODY_LEN)
     return RECORD_BAD_LENGTH;
-  if (len - RECORD_HEADER_LEN < out->body_len)
+  size_t rest = len - header_len;
+  if (rest < validators_len + out->body_len)
     return RECORD_TRUNCATED;
-  if (len - RECORD_HEADER_LEN > out->body_len)
+  if (rest > validators_len + out->body_len)
     return RECORD_BAD_LENGTH;
   if (out->fresh_until < out->fetched_at || out->stale_until < out->fresh_until)
     return RECORD_BAD_TIMES;
-  out->body = p + RECORD_HEADER_LEN;
+  const unsigned char *at = p + header_len;
+  out->upstream_etag = out->upstream_etag_len ? (const char *)at : NULL;
+  at += out->upstream_etag_len;
+  out->last_modified = out->last_modified_len ? (const char *)at : NULL;
+  at += out->last_modified_len;
+  out->body = at;
+  if (version == 1)
+    body_digest(out->body, out->body_len, out->body_digest);
   return RECORD_OK;
 }
 

@@ -1,13 +1,25 @@
-/* record: the value stored in LMDB for one enrollment id. Pure encoding and decoding.
+/* record: the value stored in LMDB (and, sealed, in the shared tier) for one enrollment id.
+ * Pure encoding and decoding.
  *
- * Layout, little-endian, RECORD_HEADER_LEN bytes then the body:
- *   u32 format_version   RECORD_FORMAT_VERSION; a file of another version is refused, never misread
+ * Layout of format 2, little-endian, RECORD_HEADER_LEN bytes, the upstream's validators, then
+ * the body:
+ *   u32 format_version   RECORD_FORMAT_VERSION (1 is still read, below); another is refused,
+ *                        never misread
  *   u16 upstream_status  the upstream's HTTP status (200, or 404 for a remembered absence)
  *   u16 flags            reserved, 0
- *   i64 fetched_at       CLOCK_REALTIME seconds when the upstream answered
+ *   i64 fetched_at       CLOCK_REALTIME seconds when the upstream answered (or renewed it: 304)
  *   i64 fresh_until      served without asking upstream until then
  *   i64 stale_until      past this the record is garbage for every purpose
- *   u32 body_len         then body_len bytes: the upstream body, byte for byte
+ *   u32 body_len
+ *   u8[16] body_digest   validators.h's SHA-256 prefix of the body: the ETag, computed once
+ *                        when the record was made, never on a hit
+ *   u8  etag_len         the upstream's ETag (0: none), at most UPSTREAM_ETAG_MAX
+ *   u8  last_modified_len the upstream's Last-Modified (0: none)
+ *   u16 reserved         0
+ *   then etag_len bytes, last_modified_len bytes, body_len bytes: the upstream body, byte for byte
+ * Format 1 (a file written before the ETag) is the first 36 bytes of that header then the body:
+ * it decodes with no upstream validators and its digest computed then (once per read, until the
+ * entry is next fetched, within one ttl), so that an upgrade keeps the cache.
  * Times are wall-clock seconds because they must survive a restart. */
 #ifndef FLIPCACHED_RECORD_H
 #define FLIPCACHED_RECORD_H
@@ -16,8 +28,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RECORD_FORMAT_VERSION 1u
-#define RECORD_HEADER_LEN 36u
+#include "validators.h"
+
+#define RECORD_FORMAT_VERSION 2u
+#define RECORD_HEADER_LEN 56u
+#define RECORD_V1_HEADER_LEN 36u
 #define RECORD_MAX_BODY_LEN (64u * 1024u * 1024u)
 
 struct cache_record {
@@ -28,6 +43,13 @@ struct cache_record {
   int64_t stale_until;
   const unsigned char *body; /* not owned: points into the caller's or the decoded buffer */
   uint32_t body_len;
+  unsigned char body_digest[BODY_DIGEST_LEN]; /* the ETag's (validators.h) */
+  /* The upstream's validators, not owned (as body), checked by validators.h before they were
+   * kept; lengths 0 when the upstream sent none. */
+  const char *upstream_etag;
+  uint8_t upstream_etag_len;
+  const char *last_modified;
+  uint8_t last_modified_len;
 };
 
 enum record_decode_result {

@@ -5,6 +5,7 @@
 #include "flipcached.h"
 #include "log.h"
 #include "record.h"
+#include "validators.h"
 
 bool store_put(struct flipcached *daemon, const char *enrollment_id,
                const struct cache_record *record) {
@@ -43,6 +44,7 @@ bool store_record_of(const struct config *cfg, uint16_t upstream_status, const c
     .body = (const unsigned char *)body,
     .body_len = (uint32_t)body_len,
   };
+  body_digest(body, body_len, record->body_digest);
   return true;
 }
 

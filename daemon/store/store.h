@@ -14,7 +14,8 @@ struct flipcached;
 
 /* The record of an answer fetched at `now`: a validated 200 fresh for ttl less sooner_by
  * seconds, then the longer of the stale windows; a 404 fresh for negative_ttl, no stale window.
- * The record points into body. false: nothing is kept (a 404 with negative_ttl 0). */
+ * The record points into body, and carries its digest (the ETag), computed here, once; no
+ * upstream validators (the caller adds them). false: nothing is kept (a 404 with negative_ttl 0). */
 bool store_record_of(const struct config *cfg, uint16_t upstream_status, const char *body,
                      size_t body_len, long long now, unsigned sooner_by,
                      struct cache_record *record);

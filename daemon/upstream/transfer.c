@@ -120,20 +120,44 @@ static void answer_began(struct transfer *transfer) {
     evtimer_add(transfer->trickle_timer, &tv);
 }
 
-/* Remembers Retry-After (delta-seconds only; an HTTP-date is ignored and the default applies);
- * the first header line is the answer's first byte. */
+/* The value of header line `line` (len bytes, CRLF included) when its name is `name` (lower
+ * case, with the colon), whitespace trimmed; NULL otherwise. */
+static const char *header_value(const char *line, size_t len, const char *name, size_t *value_len) {
+  size_t n = strlen(name);
+  if (len <= n || strncasecmp(line, name, n) != 0)
+    return NULL;
+  const char *p = line + n, *end = line + len;
+  while (p < end && (*p == ' ' || *p == '\t'))
+    p++;
+  while (end > p && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+    end--;
+  *value_len = (size_t)(end - p);
+  return p;
+}
+
+/* Keeps a validator of the answer when its grammar checks (validators.h); else drops it. */
+static void keep_validator(char *out, size_t out_size, const char *value, size_t len,
+                           bool (*valid)(const char *, size_t)) {
+  if (len < out_size && valid(value, len)) {
+    memcpy(out, value, len);
+    out[len] = '\0';
+  } else {
+    out[0] = '\0';
+  }
+}
+
+/* Remembers Retry-After (delta-seconds only; an HTTP-date is ignored and the default applies),
+ * ETag and Last-Modified; the first header line is the answer's first byte. */
 static size_t on_header(char *line, size_t size, size_t count, void *arg) {
   struct transfer *transfer = arg;
   size_t len = size * count;
   if (!transfer->answer_started)
     answer_began(transfer);
   transfer->window_bytes += len;
-  static const char NAME[] = "retry-after:";
-  if (len > sizeof(NAME) - 1 && strncasecmp(line, NAME, sizeof(NAME) - 1) == 0) {
-    const char *p = line + sizeof(NAME) - 1;
-    const char *end = line + len;
-    while (p < end && (*p == ' ' || *p == '\t'))
-      p++;
+  size_t value_len;
+  const char *p;
+  if ((p = header_value(line, len, "retry-after:", &value_len))) {
+    const char *end = p + value_len;
     long seconds = 0;
     bool digits = false;
     while (p < end && *p >= '0' && *p <= '9' && seconds < 1000000) {
@@ -142,17 +166,27 @@ static size_t on_header(char *line, size_t size, size_t count, void *arg) {
     }
     if (digits)
       transfer->retry_after_seconds = seconds;
+  } else if ((p = header_value(line, len, "etag:", &value_len))) {
+    keep_validator(transfer->answer_etag, sizeof(transfer->answer_etag), p, value_len,
+                   upstream_etag_valid);
+  } else if ((p = header_value(line, len, "last-modified:", &value_len))) {
+    keep_validator(transfer->answer_last_modified, sizeof(transfer->answer_last_modified), p,
+                   value_len, upstream_last_modified_valid);
   }
   return len;
 }
 
-/* The header list of one attempt: the authorization line given, plus the fixed ones. */
-struct curl_slist *transfer_build_request_headers(const char *authorization, bool form_body) {
+struct curl_slist *transfer_build_request_headers(const struct transfer *transfer,
+                                                  const char *authorization) {
   struct curl_slist *headers = NULL, *next;
+  bool form_body = transfer->kind == TRANSFER_TOKEN;
   const char *lines[] = {authorization, "Accept: application/json",
                          "User-Agent: flipcached/" FLIPCACHED_VERSION,
-                         form_body ? "Content-Type: application/x-www-form-urlencoded" : NULL};
-  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]) && lines[i]; i++) {
+                         form_body ? "Content-Type: application/x-www-form-urlencoded" : NULL,
+                         transfer->if_none_match_line, transfer->if_modified_since_line};
+  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+    if (!lines[i] || !lines[i][0])
+      continue;
     next = curl_slist_append(headers, lines[i]);
     if (!next) {
       curl_slist_free_all(headers);
@@ -394,6 +428,10 @@ struct upstream_result transfer_result(struct transfer *transfer, CURLcode code)
     result.body = transfer->body ? transfer->body : "";
     result.body_len = transfer->body_len;
     result.body_owner = transfer->body ? &transfer->body : NULL;
+    result.etag = transfer->answer_etag[0] ? transfer->answer_etag : NULL;
+    result.etag_len = strlen(transfer->answer_etag);
+    result.last_modified = transfer->answer_last_modified[0] ? transfer->answer_last_modified : NULL;
+    result.last_modified_len = strlen(transfer->answer_last_modified);
     result.error_text = "";
     return result;
   }

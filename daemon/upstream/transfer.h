@@ -17,6 +17,7 @@
 #include "creds.h"
 #include "fair.h"
 #include "upstream.h"
+#include "validators.h"
 
 enum transfer_kind {
   TRANSFER_ENROLLMENT, /* GET an enrollment for the owner's callback */
@@ -40,6 +41,12 @@ struct transfer {
                                  for a fetch slot (slot.waiting) */
   struct fair_item slot;      /* an enrollment fetch's place in fair.h: waiting, or running */
   struct curl_slist *request_headers; /* this attempt's own copy, credential included */
+  /* An enrollment refresh's conditions, whole header lines ("" for none), sent with every
+   * attempt; and the validators of this attempt's answer ("" for none), checked on receipt. */
+  char if_none_match_line[UPSTREAM_ETAG_MAX + 32];
+  char if_modified_since_line[UPSTREAM_LAST_MODIFIED_MAX + 32];
+  char answer_etag[UPSTREAM_ETAG_MAX + 1];
+  char answer_last_modified[UPSTREAM_LAST_MODIFIED_MAX + 1];
   char url[CONFIG_URL_MAX + 64];
   char *body;
   size_t body_len, body_cap;
@@ -95,9 +102,11 @@ struct upstream {
 struct transfer *transfer_new(struct upstream *upstream, enum transfer_kind kind, const char *url);
 /* Frees it (the caller has unlinked it from upstream->transfers and the multi handle). */
 void transfer_free(struct transfer *transfer);
-/* The header list of one attempt: the authorization line given, plus the fixed ones; NULL when
- * out of memory. Freed (the credential's copies wiped) by transfer_free_request_headers. */
-struct curl_slist *transfer_build_request_headers(const char *authorization, bool form_body);
+/* The header list of one attempt: the authorization line given, the fixed ones, and the
+ * transfer's conditions; NULL when out of memory. Freed (the credential's copies wiped) by
+ * transfer_free_request_headers. */
+struct curl_slist *transfer_build_request_headers(const struct transfer *transfer,
+                                                  const char *authorization);
 void transfer_free_request_headers(struct curl_slist *headers);
 /* What a finished attempt amounts to (body and texts valid until the transfer is freed). */
 struct upstream_result transfer_result(struct transfer *transfer, CURLcode code);

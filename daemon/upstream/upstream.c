@@ -296,7 +296,8 @@ bool transfer_launch(struct upstream *upstream, struct transfer *transfer) {
   if (transfer->attempts > 0 && budget < BREAKER_MIN_ATTEMPT_MS)
     return false;
   transfer_free_request_headers(transfer->request_headers);
-  transfer->request_headers = transfer_build_request_headers(authorization, transfer->kind == TRANSFER_TOKEN);
+  transfer->request_headers = transfer_build_request_headers(transfer, authorization);
+  transfer->answer_etag[0] = transfer->answer_last_modified[0] = '\0';
   transfer->body_len = 0;
   transfer->body_too_large = false;
   transfer->resolving_started = false;
@@ -590,6 +591,7 @@ static void on_wait_over(struct upstream *upstream, struct transfer *transfer) {
  * first; `what` names it in log lines. */
 static enum upstream_start start_api_get(struct upstream *upstream, const char *url,
                                          const char *what, size_t max_body, uint64_t flow,
+                                         const struct upstream_conditions *conditions,
                                          upstream_done_fn done, void *arg,
                                          struct transfer **handle) {
   /* A paused or open upstream refuses at once, whether a slot is free or not. */
@@ -604,6 +606,12 @@ static enum upstream_start start_api_get(struct upstream *upstream, const char *
     return UPSTREAM_START_FAILED;
   }
   transfer->max_body = max_body;
+  if (conditions && conditions->etag[0])
+    snprintf(transfer->if_none_match_line, sizeof(transfer->if_none_match_line),
+             "If-None-Match: %s", conditions->etag);
+  if (conditions && conditions->last_modified[0])
+    snprintf(transfer->if_modified_since_line, sizeof(transfer->if_modified_since_line),
+             "If-Modified-Since: %s", conditions->last_modified);
   enum upstream_start refusal = UPSTREAM_OVERLOADED;
   switch (fair_admit(upstream->fair, flow, &transfer->slot, fetch_slots(upstream))) {
   case FAIR_START:
@@ -652,11 +660,14 @@ void upstream_fetch_shared_with(struct upstream *upstream, struct transfer *hand
 }
 
 enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
-                                              uint64_t flow, upstream_done_fn done, void *arg,
+                                              uint64_t flow,
+                                              const struct upstream_conditions *conditions,
+                                              upstream_done_fn done, void *arg,
                                               struct transfer **handle) {
   char url[CONFIG_URL_MAX + 64];
   snprintf(url, sizeof(url), "%s/v1/enrollments/%s", upstream->cfg->base_url, enrollment_id);
-  return start_api_get(upstream, url, enrollment_id, UPSTREAM_MAX_BODY, flow, done, arg, handle);
+  return start_api_get(upstream, url, enrollment_id, UPSTREAM_MAX_BODY, flow, conditions, done,
+                       arg, handle);
 }
 
 enum upstream_start upstream_fetch_program(struct upstream *upstream, const char *program_id,
@@ -666,8 +677,8 @@ enum upstream_start upstream_fetch_program(struct upstream *upstream, const char
            program_id);
   char what[CONFIG_PROGRAM_ID_MAX + 16];
   snprintf(what, sizeof(what), "program %s", program_id);
-  return start_api_get(upstream, url, what, UPSTREAM_MAX_LIST_BODY, FAIR_FLOW_BACKGROUND, done,
-                       arg, NULL);
+  return start_api_get(upstream, url, what, UPSTREAM_MAX_LIST_BODY, FAIR_FLOW_BACKGROUND, NULL,
+                       done, arg, NULL);
 }
 
 enum upstream_start upstream_post_form(struct upstream *upstream, const char *url,

@@ -8,7 +8,9 @@
  * Nothing here blocks: sockets and the single timer are libevent events; name lookups use libcurl's
  * asynchronous resolver (checked at start-up). Finished transfers are collected after every
  * curl_multi_socket_action and their callbacks run there, never inside a libcurl callback.
- * The only header sent besides Accept and User-Agent is the daemon's own Authorization. */
+ * The only headers sent besides Accept and User-Agent are the daemon's own Authorization and, on
+ * a refresh of a copy the upstream gave validators for, If-None-Match and If-Modified-Since with
+ * those validators (checked by validators.h when they were received). */
 #ifndef FLIPCACHED_UPSTREAM_H
 #define FLIPCACHED_UPSTREAM_H
 
@@ -52,6 +54,12 @@ struct upstream_result {
   long retry_after_seconds;  /* a 429's or 503's Retry-After in seconds, or -1; with
                                 UPSTREAM_REFUSED, upstream_refusal_retry_after's */
   int refusal;               /* with UPSTREAM_REFUSED: the enum upstream_start that refused */
+  /* With UPSTREAM_RESPONSE: the answer's ETag and Last-Modified when each came well-formed
+   * (validators.h), else NULL; valid only during the callback. */
+  const char *etag;
+  size_t etag_len;
+  const char *last_modified;
+  size_t last_modified_len;
   const char *error_text;    /* a short reason for logs, never containing a header: whose failure
                                 it was (the proxy's, TLS's with the certificate problem named, a
                                 wait for a free connection) and libcurl's words */
@@ -83,8 +91,17 @@ int upstream_check_tls_files(const struct config *cfg, char *err, size_t err_len
 struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
                               const struct creds *creds, struct stats *stats, char *err,
                               size_t err_len);
+/* The validators of the copy a refresh would replace (NUL-terminated, "" for none): sent as
+ * If-None-Match and If-Modified-Since, so that an unchanged enrollment costs a 304 without a
+ * body. Each must have passed validators.h's check. */
+struct upstream_conditions {
+  const char *etag;
+  const char *last_modified;
+};
+
 /* Starts GET {base_url}/v1/enrollments/{enrollment_id} for `flow` (fair.h: peer_user_key of the
- * user whose miss it is, or FAIR_FLOW_BACKGROUND), or says why it was not sent.
+ * user whose miss it is, or FAIR_FLOW_BACKGROUND), or says why it was not sent. conditions may
+ * be NULL (an unconditional GET); they are copied.
  *
  * Fetch slots: at most upstream_fetch_slots' `slots` fetches run at once ([upstream]
  * max_fetches; over HTTP/1, no more than max_connections, so that no fetch waits inside libcurl
@@ -102,7 +119,9 @@ struct upstream *upstream_new(struct event_base *base, const struct config *cfg,
  * result, and the whole fetch, the wait for a slot and retries included, stays within
  * timeout_ms. */
 enum upstream_start upstream_fetch_enrollment(struct upstream *upstream, const char *enrollment_id,
-                                              uint64_t flow, upstream_done_fn done, void *arg,
+                                              uint64_t flow,
+                                              const struct upstream_conditions *conditions,
+                                              upstream_done_fn done, void *arg,
                                               struct transfer **handle);
 /* Another user (`flow`) now waits on the fetch `handle` (upstream_fetch_enrollment's, valid until
  * its done callback runs) too: a fetch still waiting for a slot moves to that user's queue when

@@ -27,6 +27,12 @@
  *   POST /_fake/oauth-revoke      -> every access token issued so far is refused from now on
  *   POST /_fake/oauth-trickle?on=1 -> /oauth/token answers one byte every 100 ms (on=0: no more)
  *   GET  /_fake/oauth-tokens      -> {"tokens": [...]} every access token issued
+ *   POST /_fake/validators?send=<none|etag|last-modified|both|bad> -> what a 200 carries: an ETag
+ *        ("v<version>-<id's first 8>"), a Last-Modified (the version's updated_at), both, or an
+ *        ETag and a date that break their grammar ("bad"); a conditional GET of the current
+ *        version is then answered 304 without a body (not with "bad"). Default none.
+ *        /_fake/stats counts conditional_seen (GETs with If-None-Match or If-Modified-Since)
+ *        and not_modified (304s sent).
  *   POST /_fake/reset             -> counts and modes back to zero and "ok"
  *
  * Versions, for bench/chaos: every id's enrollment is at version 0 (its "updated_at" is
@@ -119,6 +125,10 @@ struct id_state {
 
 #define MAX_TOKENS 64
 
+enum validators { VALIDATORS_NONE, VALIDATORS_ETAG, VALIDATORS_LAST_MODIFIED, VALIDATORS_BOTH,
+                  VALIDATORS_BAD };
+static const char *const VALIDATOR_NAMES[] = {"none", "etag", "last-modified", "both", "bad"};
+
 static struct {
   struct event_base *base;
   char expected_authorization[4200];
@@ -151,6 +161,8 @@ static struct {
   } peers[MAX_PEERS];            /* distinct client connections seen (address, port) */
   size_t peer_count;
   FILE *serve_log;               /* --serve-log: versions changed and served, or NULL */
+  enum validators validators;    /* what a 200 carries (/_fake/validators) */
+  unsigned long conditional_seen, not_modified; /* conditional GETs received; 304s sent */
 } fake;
 
 static struct id_state *find_id(const char *id, bool create) {
@@ -248,10 +260,53 @@ static unsigned version_of(const char *id) {
   return state ? state->version : 0;
 }
 
-/* The enrollment of `id` (answering for `asked`: another id's body is the wrong-id mode). */
+/* The validators of `id` at `version` (/_fake/validators): ETag "v<version>-<id's first 8>",
+ * Last-Modified the version's updated_at; or, with "bad", an ETag and a date of no grammar. */
+static void add_validators(struct evkeyvalq *headers, const char *id, unsigned version) {
+  char etag[64], date[64];
+  if (fake.validators == VALIDATORS_BAD) {
+    evhttp_add_header(headers, "ETag", "v1 unquoted");
+    evhttp_add_header(headers, "Last-Modified", "yesterday");
+    return;
+  }
+  snprintf(etag, sizeof(etag), "\"v%u-%.8s\"", version, id);
+  time_t at = version ? (time_t)1893456000 + (time_t)version : (time_t)1566656122;
+  struct tm tm;
+  gmtime_r(&at, &tm);
+  strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (fake.validators == VALIDATORS_ETAG || fake.validators == VALIDATORS_BOTH)
+    evhttp_add_header(headers, "ETag", etag);
+  if (fake.validators == VALIDATORS_LAST_MODIFIED || fake.validators == VALIDATORS_BOTH)
+    evhttp_add_header(headers, "Last-Modified", date);
+}
+
+/* A conditional GET of the id's current version: If-None-Match (weakly equal to its ETag)
+ * first; If-Modified-Since (equal to its Last-Modified) only without it (RFC 9110 13.2.2). */
+static bool not_modified(struct evhttp_request *req) {
+  struct evkeyvalq *in = evhttp_request_get_input_headers(req), *out = evhttp_request_get_output_headers(req);
+  const char *inm = evhttp_find_header(in, "If-None-Match");
+  const char *ims = evhttp_find_header(in, "If-Modified-Since");
+  if (inm || ims)
+    fake.conditional_seen++;
+  const char *etag = evhttp_find_header(out, "ETag");
+  const char *date = evhttp_find_header(out, "Last-Modified");
+  if (inm)
+    return etag && strstr(inm, etag) != NULL;
+  return ims && date && strcmp(ims, date) == 0;
+}
+
+/* The enrollment of `id` (answering for `asked`: another id's body is the wrong-id mode), or a
+ * 304 to a conditional GET of its current version. */
 static void send_enrollment(struct evhttp_request *req, const char *asked, const char *id) {
   char body[2048];
   unsigned version = version_of(id);
+  if (fake.validators != VALIDATORS_NONE)
+    add_validators(evhttp_request_get_output_headers(req), id, version);
+  if (fake.validators != VALIDATORS_BAD && not_modified(req)) {
+    fake.not_modified++;
+    evhttp_send_reply(req, 304, "Not Modified", NULL);
+    return;
+  }
   format_enrollment(body, sizeof(body), id, version);
   send_json(req, 200, body);
   if (strcmp(asked, id) == 0)
@@ -731,10 +786,11 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
              "{\"total\":%lu,\"auth_ok\":%lu,\"auth_bad\":%lu,\"cookie_seen\":%lu,"
              "\"forwarded_seen\":%lu,\"redirect_target_hits\":%lu,\"connections\":%zu,"
              "\"tokens_issued\":%lu,\"token_requests_refused\":%lu,\"list_requests\":%lu,"
-             "\"held\":%lu,\"held_most\":%lu}",
+             "\"held\":%lu,\"held_most\":%lu,\"conditional_seen\":%lu,\"not_modified\":%lu}",
              fake.total, fake.auth_ok, fake.auth_bad, fake.cookie_seen, fake.forwarded_seen,
              fake.redirect_target_hits, fake.peer_count, fake.tokens_issued,
-             fake.token_requests_refused, fake.list_requests, fake.held, fake.held_most);
+             fake.token_requests_refused, fake.list_requests, fake.held, fake.held_most,
+             fake.conditional_seen, fake.not_modified);
     send_json(req, 200, body);
   } else if (strcmp(path, "/_fake/redirect-target") == 0) {
     fake.redirect_target_hits++;
@@ -771,7 +827,20 @@ static void answer_control(struct evhttp_request *req, const char *path, const c
     snprintf(body, sizeof(body), "{\"released\":%u}",
              release_held(id, most ? (unsigned)atoi(most) : 0));
     send_json(req, 200, body);
+  } else if (strcmp(path, "/_fake/validators") == 0 && evhttp_find_header(&params, "send")) {
+    const char *send = evhttp_find_header(&params, "send");
+    size_t v = 0;
+    while (v < sizeof(VALIDATOR_NAMES) / sizeof(VALIDATOR_NAMES[0]) && strcmp(send, VALIDATOR_NAMES[v]))
+      v++;
+    if (v == sizeof(VALIDATOR_NAMES) / sizeof(VALIDATOR_NAMES[0])) {
+      send_json(req, 400, "{\"error\":\"send: none, etag, last-modified, both or bad\"}");
+    } else {
+      fake.validators = (enum validators)v;
+      send_json(req, 200, "{\"ok\":true}");
+    }
   } else if (strcmp(path, "/_fake/reset") == 0) {
+    fake.validators = VALIDATORS_NONE;
+    fake.conditional_seen = fake.not_modified = 0;
     release_held(NULL, 0);
     fake.id_count = 0;
     memset(fake.id_slots, 0, sizeof(fake.id_slots));

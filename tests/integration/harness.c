@@ -192,8 +192,44 @@ static long json_field_at(const char *url, const char *field) {
   return value;
 }
 
+size_t documented_cache_statuses(char (*values)[DOC_CACHE_STATUS_MAX], long *statuses, size_t max) {
+  FILE *doc = fopen(SOURCE_DIR "/docs/http.md", "r");
+  cr_assert(doc, "docs/http.md");
+  char line[1024];
+  size_t count = 0;
+  while (fgets(line, sizeof(line), doc) && count < max) {
+    /* "| `VALUE` | STATUS | ..." */
+    if (strncmp(line, "| `flipcached", 13) != 0)
+      continue;
+    const char *start = line + 3, *end = strchr(start, '`');
+    cr_assert(end && (size_t)(end - start) < DOC_CACHE_STATUS_MAX, "%s", line);
+    memcpy(values[count], start, (size_t)(end - start));
+    values[count][end - start] = '\0';
+    cr_assert(strncmp(end, "` | ", 4) == 0, "%s", line);
+    statuses[count] = atol(end + 4);
+    count++;
+  }
+  fclose(doc);
+  return count;
+}
+
+bool cache_status_matches(const char *documented, const char *actual) {
+  while (*documented) {
+    if (*documented == 'N') {
+      if (*actual < '0' || *actual > '9')
+        return false;
+      while (*actual >= '0' && *actual <= '9')
+        actual++;
+      documented++;
+    } else if (*documented++ != *actual++) {
+      return false;
+    }
+  }
+  return *actual == '\0';
+}
+
 /* POSTs a control request to the fake and requires a 200. */
-static void fake_control(struct fake_upstream *fake, const char *path_and_query) {
+void fake_control(struct fake_upstream *fake, const char *path_and_query) {
   char url[256];
   snprintf(url, sizeof(url), "%s%s", fake->base_url, path_and_query);
   struct http_response response;

@@ -64,6 +64,16 @@ void fake_start(struct fake_upstream *fake, const char *token);
 void fake_start_oauth(struct fake_upstream *fake, const char *token, const char *client_id,
                       const char *client_secret);
 void fake_stop(struct fake_upstream *fake);
+/* docs/http.md's table of every Cache-Status: each row's value (N for a number of seconds) and
+ * status, in *values and *statuses (at most max rows); returns how many. */
+#define DOC_CACHE_STATUS_MAX 160
+size_t documented_cache_statuses(char (*values)[DOC_CACHE_STATUS_MAX], long *statuses, size_t max);
+/* Whether a Cache-Status value is the documented one, N matching any whole number (a minus
+ * sign included: "ttl=-N" is "ttl=-" and digits). */
+bool cache_status_matches(const char *documented, const char *actual);
+
+/* POST {fake}/_fake/... (path_and_query from "/_fake/"); asserts a 200. */
+void fake_control(struct fake_upstream *fake, const char *path_and_query);
 void fake_set_mode(struct fake_upstream *fake, const char *id, const char *mode, unsigned delay_ms);
 /* The mode answers the next `times` requests for id, then the fake answers "ok". */
 void fake_fail_times(struct fake_upstream *fake, const char *id, const char *mode, unsigned times);

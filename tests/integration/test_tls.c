@@ -276,3 +276,77 @@ Test(tls, the_environment_can_neither_redirect_it_nor_have_its_tls_secrets_writt
   cr_expect(log_has("environment: SSLKEYLOGFILE is ignored"));
   cr_expect(log_has("environment: https_proxy is ignored"));
 }
+
+/* nginx serving the enrollment as a static file sends its own ETag and Last-Modified; the
+ * daemon's refresh of an expired copy sends both back, and nginx's 304 renews the copy without
+ * a body. A changed file is a 200 with a new body and a new ETag. */
+static void write_static_enrollment(const char *body) {
+  char path[400];
+  snprintf(path, sizeof(path), "%s/static", dir);
+  mkdir(path, 0755);
+  snprintf(path, sizeof(path), "%s/static/v1", dir);
+  mkdir(path, 0755);
+  snprintf(path, sizeof(path), "%s/static/v1/enrollments", dir);
+  mkdir(path, 0755);
+  snprintf(path, sizeof(path), "%s/static/v1/enrollments/%s", dir, ID);
+  FILE *file = fopen(path, "w");
+  cr_assert_not_null(file);
+  fputs(body, file);
+  fclose(file);
+}
+
+Test(tls, nginx_answers_a_conditional_refresh_with_304_and_the_copy_is_renewed) {
+  start_peers("good", false);
+  char url[256], authorization[128];
+  snprintf(url, sizeof(url), "%s/v1/enrollments/%s", fake.base_url, ID);
+  snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", token);
+  const char *headers[] = {authorization, NULL};
+  struct http_response from_fake;
+  http_request(NULL, url, headers, &from_fake);
+  cr_assert_eq(from_fake.status, 200);
+  write_static_enrollment(from_fake.body);
+  static char base_url[64];
+  snprintf(base_url, sizeof(base_url), "https://127.0.0.1:%d/static", nginx.port);
+  struct daemon_options options = {.token = token, .base_url = base_url, .ttl = 1,
+                                   .extra_upstream = ca_line(),
+                                   .extra_cache = "stale_while_revalidate = 0\n"};
+  flipcached_prepare(&daemon_proc, &fake, &options);
+  flipcached_launch(&daemon_proc);
+  struct http_response first;
+  get_enrollment_from(&daemon_proc, ID, &first);
+  cr_assert_eq(first.status, 200, "%s", first.body);
+  char etag[64] = "", cache_status[256] = "";
+  http_header(&first, "ETag", etag, sizeof(etag));
+  pause_ms(2100);
+  struct http_response renewed;
+  get_enrollment_from(&daemon_proc, ID, &renewed);
+  http_header(&renewed, "Cache-Status", cache_status, sizeof(cache_status));
+  cr_expect_str_eq(cache_status, "flipcached; fwd=stale; fwd-status=304; stored");
+  cr_expect(renewed.body_len == first.body_len &&
+            memcmp(renewed.body, first.body, first.body_len) == 0, "the kept body");
+  cr_expect_eq(flipcached_stat(&daemon_proc, "upstream_not_modified"), 1);
+  cr_expect(file_has(nginx.access_log, " 304"), "nginx answered 304");
+  http_response_free(&renewed);
+  /* The file changes (another size, so nginx's ETag changes whatever the clock says). */
+  char *changed = strdup(from_fake.body);
+  char *status = strstr(changed, "\"ACTIVE\"");
+  cr_assert_not_null(status);
+  memcpy(status, "\"PAUSED\"", 8);
+  char bigger[4096];
+  snprintf(bigger, sizeof(bigger), "%s\n\n", changed);
+  write_static_enrollment(bigger);
+  pause_ms(2100);
+  struct http_response fetched;
+  get_enrollment_from(&daemon_proc, ID, &fetched);
+  cache_status[0] = '\0';
+  char new_etag[64] = "";
+  http_header(&fetched, "Cache-Status", cache_status, sizeof(cache_status));
+  http_header(&fetched, "ETag", new_etag, sizeof(new_etag));
+  cr_expect_str_eq(cache_status, "flipcached; fwd=stale; stored");
+  cr_expect(strstr(fetched.body, "PAUSED") != NULL);
+  cr_expect_str_neq(new_etag, etag);
+  http_response_free(&fetched);
+  http_response_free(&first);
+  http_response_free(&from_fake);
+  free(changed);
+}

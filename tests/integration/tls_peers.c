@@ -88,11 +88,15 @@ static void start_nginx(struct nginx *nginx, const char *dir, const char *certif
            "      proxy_pass http://fake;\n      proxy_http_version 1.1;\n"
            "      proxy_set_header Connection \"\";\n"
            "    }\n"
+           "    location /static/ {\n"
+           "      alias %s/static/;\n      default_type application/json;\n"
+           "    }\n"
            "  }\n"
            "}\n",
            dir, dir, nginx->access_log, dir, dir, upstream_port, nginx->port, http2 ? " http2" : "",
            dir, certificate, dir, certificate,
-           client_certificates ? "ssl_client_certificate ca.pem;\n    ssl_verify_client on;" : "");
+           client_certificates ? "ssl_client_certificate ca.pem;\n    ssl_verify_client on;" : "",
+           dir);
   FILE *file = fopen(config_path, "w");
   cr_assert_not_null(file);
   fputs(config, file);

@@ -19,7 +19,9 @@ struct nginx {
   char access_log[400];
 };
 
-/* nginx on 127.0.0.1:port, TLS with DIR/<certificate>.pem, HTTP/2, proxying to the fake at
+/* nginx on 127.0.0.1:port, TLS with DIR/<certificate>.pem, HTTP/2, serving the files under
+ * DIR/static/ at /static/ (as JSON, with nginx's own ETag, Last-Modified and 304s), proxying the
+ * rest to the fake at
  * upstream_port; with client_certificates it requires a client certificate from ca.pem. Its
  * access log has "$connection $request $status" per request. */
 void nginx_start(struct nginx *nginx, const char *dir, const char *certificate,

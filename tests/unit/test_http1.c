@@ -255,21 +255,30 @@ Test(http1, host_origin_and_sec_fetch_site_are_captured_for_the_access_rules) {
   free(buf);
 }
 
-/* The client's Cache-Control directives (RFC 9111 5.2.1): only-if-cached, max-age, no-cache. */
+/* The client's Cache-Control directives (RFC 9111 5.2.1), and Pragma: no-cache without one. */
 Test(http1, cache_control_directives_are_read_and_the_rest_ignored) {
+  const long ANY = HTTP1_DELTA_MAX;
   const struct {
     const char *fields;
-    bool only_if_cached;
-    long max_age;
+    struct request_directives want;
   } cases[] = {
-    {"", false, -1},
-    {"Cache-Control: max-age=30\r\n", false, 30},
-    {"Cache-Control: MAX-AGE=\"5\", only-if-cached\r\n", true, 5},
-    {"Cache-Control: no-cache\r\n", false, 0},
-    {"Cache-Control: max-age=60\r\ncache-control: max-age=10\r\n", false, 10},
-    {"Cache-Control: no-store, private, max-stale=5\r\n", false, -1},
-    {"Cache-Control: max-age=abc, max-age=\r\n", false, -1},
-    {"Cache-Control: only-if-cached\r\n", true, -1},
+    {"", {-1, -1, -1, false, false, false}},
+    {"Cache-Control: max-age=30\r\n", {30, -1, -1, false, false, false}},
+    {"Cache-Control: MAX-AGE=\"5\", only-if-cached\r\n", {5, -1, -1, false, false, true}},
+    {"Cache-Control: no-cache\r\n", {-1, -1, -1, true, false, false}},
+    {"Cache-Control: max-age=60\r\ncache-control: max-age=10\r\n", {10, -1, -1, false, false, false}},
+    {"Cache-Control: no-store, private, max-stale=5\r\n", {-1, -1, 5, false, true, false}},
+    {"Cache-Control: max-stale\r\n", {-1, -1, ANY, false, false, false}},
+    {"Cache-Control: max-stale, max-stale=7\r\n", {-1, -1, 7, false, false, false}},
+    {"Cache-Control: min-fresh=10, min-fresh=\"40\"\r\n", {-1, 40, -1, false, false, false}},
+    {"Cache-Control: min-fresh=x, max-stale=-1\r\n", {-1, -1, -1, false, false, false}},
+    {"Cache-Control: max-age=99999999999999999999\r\n", {ANY, -1, -1, false, false, false}},
+    {"Cache-Control: max-age=abc, max-age=\r\n", {-1, -1, -1, false, false, false}},
+    {"Cache-Control: only-if-cached\r\n", {-1, -1, -1, false, false, true}},
+    {"Pragma: no-cache\r\n", {-1, -1, -1, true, false, false}},
+    {"Pragma: x, No-Cache\r\n", {-1, -1, -1, true, false, false}},
+    {"Pragma: no-cache\r\nCache-Control: max-age=5\r\n", {5, -1, -1, false, false, false}},
+    {"Pragma: no-cachex\r\n", {-1, -1, -1, false, false, false}},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     char text[512];
@@ -278,8 +287,28 @@ Test(http1, cache_control_directives_are_read_and_the_rest_ignored) {
     int status;
     char *buf;
     cr_assert_eq(parse(text, strlen(text), &req, &status, &buf), HTTP1_COMPLETE, "%s", text);
-    cr_expect_eq(req.only_if_cached, cases[i].only_if_cached, "%s", cases[i].fields);
-    cr_expect_eq(req.max_age, cases[i].max_age, "%s", cases[i].fields);
+    const struct request_directives *got = &req.directives, *want = &cases[i].want;
+    cr_expect_eq(got->max_age, want->max_age, "max-age of %s", cases[i].fields);
+    cr_expect_eq(got->min_fresh, want->min_fresh, "min-fresh of %s", cases[i].fields);
+    cr_expect_eq(got->max_stale, want->max_stale, "max-stale of %s", cases[i].fields);
+    cr_expect_eq(got->no_cache, want->no_cache, "no-cache of %s", cases[i].fields);
+    cr_expect_eq(got->no_store, want->no_store, "no-store of %s", cases[i].fields);
+    cr_expect_eq(got->only_if_cached, want->only_if_cached, "only-if-cached of %s", cases[i].fields);
     free(buf);
   }
+}
+
+Test(http1, if_none_match_is_kept_once_and_counted) {
+  const char one[] = "GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match:  \"x\", W/\"y\" \r\n\r\n";
+  struct http1_request req;
+  int status;
+  char *buf;
+  cr_assert_eq(parse(one, sizeof(one) - 1, &req, &status, &buf), HTTP1_COMPLETE);
+  cr_expect_eq(req.if_none_match_count, 1);
+  cr_expect(req.if_none_match_len == 10 && memcmp(req.if_none_match, "\"x\", W/\"y\"", 10) == 0);
+  free(buf);
+  const char two[] = "GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\"\r\nif-none-match: *\r\n\r\n";
+  cr_assert_eq(parse(two, sizeof(two) - 1, &req, &status, &buf), HTTP1_COMPLETE);
+  cr_expect_eq(req.if_none_match_count, 2, "the front end evaluates no condition then");
+  free(buf);
 }

@@ -174,3 +174,49 @@ Test(freshness, usable_stale_spans_both_windows) {
   cr_expect(record_usable_stale(&record, 1330, 60, 0), "within swr, sie 0");
   cr_expect_not(record_usable_stale(&record, 1900, 60, 600));
 }
+
+Test(record, upstream_validators_and_the_digest_round_trip) {
+  struct cache_record in = sample(), out;
+  static const char ETAG[] = "W/\"v7\"", LAST[] = "Tue, 01 Dec 2026 10:00:00 GMT";
+  for (int i = 0; i < BODY_DIGEST_LEN; i++)
+    in.body_digest[i] = (unsigned char)(i * 17);
+  in.upstream_etag = ETAG;
+  in.upstream_etag_len = sizeof(ETAG) - 1;
+  in.last_modified = LAST;
+  in.last_modified_len = sizeof(LAST) - 1;
+  size_t len;
+  unsigned char *buf = encode(&in, &len);
+  cr_assert_eq(len, RECORD_HEADER_LEN + sizeof(ETAG) - 1 + sizeof(LAST) - 1 + sizeof(BODY) - 1);
+  cr_assert_eq(record_decode(buf, len, &out), RECORD_OK);
+  cr_expect(memcmp(out.body_digest, in.body_digest, BODY_DIGEST_LEN) == 0);
+  cr_expect(out.upstream_etag_len == sizeof(ETAG) - 1 && memcmp(out.upstream_etag, ETAG, 6) == 0);
+  cr_expect(out.last_modified_len == sizeof(LAST) - 1 &&
+            memcmp(out.last_modified, LAST, out.last_modified_len) == 0);
+  cr_expect(out.body_len == in.body_len && memcmp(out.body, BODY, out.body_len) == 0);
+  buf[52] = UPSTREAM_ETAG_MAX + 1; /* a length no writer gives */
+  cr_expect_neq(record_decode(buf, len, &out), RECORD_OK);
+  free(buf);
+}
+
+/* A cache file written before the ETag (format 1) is still read: its digest is computed then,
+ * equal to the one a new record of the same body carries. */
+Test(record, a_format_1_record_still_decodes_with_its_digest) {
+  unsigned char v1[RECORD_V1_HEADER_LEN + sizeof(BODY) - 1] = {0};
+  v1[0] = 1;
+  v1[4] = 200;
+  int64_t times[3] = {1764000000, 1764000300, 1764086700};
+  for (int t = 0; t < 3; t++)
+    for (int i = 0; i < 8; i++)
+      v1[8 + 8 * t + i] = (unsigned char)((uint64_t)times[t] >> (8 * i));
+  v1[32] = sizeof(BODY) - 1;
+  memcpy(v1 + RECORD_V1_HEADER_LEN, BODY, sizeof(BODY) - 1);
+  struct cache_record out;
+  cr_assert_eq(record_decode(v1, sizeof(v1), &out), RECORD_OK);
+  cr_expect_eq(out.fresh_until, 1764000300);
+  cr_expect(out.body_len == sizeof(BODY) - 1 && memcmp(out.body, BODY, out.body_len) == 0);
+  cr_expect(out.upstream_etag_len == 0 && out.last_modified_len == 0);
+  unsigned char want[BODY_DIGEST_LEN];
+  cr_assert(body_digest(BODY, sizeof(BODY) - 1, want));
+  cr_expect(memcmp(out.body_digest, want, BODY_DIGEST_LEN) == 0);
+  cr_expect_eq(record_decode(v1, sizeof(v1) - 1, &out), RECORD_TRUNCATED);
+}
