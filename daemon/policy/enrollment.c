@@ -75,7 +75,9 @@ static void reply_copy(struct flipcached *daemon, struct client_request *request
                         .retry_after = -1, .body = (const char *)record->body,
                         .body_len = record->body_len};
   if (record->upstream_status == 200) {
-    etag_render(record->body_digest, etag);
+    unsigned char digest[BODY_DIGEST_LEN];
+    record_digest(record, digest);
+    etag_render(digest, etag);
     reply.etag = etag;
     size_t list_len;
     const char *list = front_request_if_none_match(request, &list_len);

@@ -43,7 +43,7 @@ void record_encode(const struct cache_record *record, unsigned char *out) {
   put_i64(out + 16, record->fresh_until);
   put_i64(out + 24, record->stale_until);
   put_u32(out + 32, record->body_len);
-  memcpy(out + 36, record->body_digest, BODY_DIGEST_LEN);
+  record_digest(record, out + 36);
   out[52] = record->upstream_etag_len;
   out[53] = record->last_modified_len;
   put_u16(out + 54, 0);
@@ -100,9 +100,15 @@ enum record_decode_result record_decode(const void *buf, size_t len, struct cach
   out->last_modified = out->last_modified_len ? (const char *)at : NULL;
   at += out->last_modified_len;
   out->body = at;
-  if (version == 1)
-    body_digest(out->body, out->body_len, out->body_digest);
+  out->digest_unknown = version == 1;
   return RECORD_OK;
+}
+
+void record_digest(const struct cache_record *record, unsigned char out[BODY_DIGEST_LEN]) {
+  if (record->digest_unknown)
+    body_digest(record->body, record->body_len, out);
+  else
+    memcpy(out, record->body_digest, BODY_DIGEST_LEN);
 }
 
 const char *record_decode_strerror(enum record_decode_result result) {

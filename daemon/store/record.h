@@ -18,8 +18,10 @@
  *   u16 reserved         0
  *   then etag_len bytes, last_modified_len bytes, body_len bytes: the upstream body, byte for byte
  * Format 1 (a file written before the ETag) is the first 36 bytes of that header then the body:
- * it decodes with no upstream validators and its digest computed then (once per read, until the
- * entry is next fetched, within one ttl), so that an upgrade keeps the cache.
+ * it decodes with no upstream validators and no digest (digest_unknown), so that an upgrade keeps
+ * the cache. record_digest computes that digest where an answer needs it, and record_encode
+ * where such a record is written again: never in the decode itself, which the sweeper, the
+ * reclaimer and the listing run on every entry they touch.
  * Times are wall-clock seconds because they must survive a restart. */
 #ifndef FLIPCACHED_RECORD_H
 #define FLIPCACHED_RECORD_H
@@ -43,7 +45,9 @@ struct cache_record {
   int64_t stale_until;
   const unsigned char *body; /* not owned: points into the caller's or the decoded buffer */
   uint32_t body_len;
-  unsigned char body_digest[BODY_DIGEST_LEN]; /* the ETag's (validators.h) */
+  unsigned char body_digest[BODY_DIGEST_LEN]; /* the ETag's (validators.h); read it through
+                                                 record_digest */
+  bool digest_unknown;       /* decoded from format 1: body_digest was never computed */
   /* The upstream's validators, not owned (as body), checked by validators.h before they were
    * kept; lengths 0 when the upstream sent none. */
   const char *upstream_etag;
@@ -61,8 +65,12 @@ enum record_decode_result {
 };
 
 size_t record_encoded_len(const struct cache_record *record);
-/* Writes record_encoded_len(record) bytes to out. */
+/* Writes record_encoded_len(record) bytes to out, always in RECORD_FORMAT_VERSION (a format 1
+ * record's digest computed then). */
 void record_encode(const struct cache_record *record, unsigned char *out);
+/* The body's digest, the ETag's (validators.h): the one kept, or for a format 1 record the one
+ * computed now. */
+void record_digest(const struct cache_record *record, unsigned char out[BODY_DIGEST_LEN]);
 /* Decodes buf[0..len); on RECORD_OK, out->body points into buf. */
 enum record_decode_result record_decode(const void *buf, size_t len, struct cache_record *out);
 const char *record_decode_strerror(enum record_decode_result result);

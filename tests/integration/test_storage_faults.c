@@ -324,3 +324,94 @@ Test(storage, nothing_is_flushed_on_the_event_loop_but_at_shutdown, .timeout = 1
   cr_expect_geq(on_keeper, 2, "the keeper flushes every second");
   cr_expect_geq(on_loop_after_stop, 1, "the last flush at shutdown");
 }
+
+/* Rewrites every record of the stopped daemon's cache in format 1 (before the ETag: the first
+ * 36 bytes of the header, then the body), as a cache file of the previous version has them. */
+static void rewrite_records_as_format_1(void) {
+  char path[400];
+  snprintf(path, sizeof(path), "%s/cache", daemon_proc.dir);
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi records;
+  MDB_cursor *cursor;
+  cr_assert_eq(mdb_env_create(&env), 0);
+  cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+  cr_assert_eq(mdb_env_open(env, path, 0, 0600), 0);
+  cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  cr_assert_eq(mdb_dbi_open(txn, "records", 0, &records), 0);
+  cr_assert_eq(mdb_cursor_open(txn, records, &cursor), 0);
+  MDB_val key, value;
+  /* Read every record first, then write: a put may move what a cursor walks. */
+  struct {
+    unsigned char key[8];
+    unsigned char *v1;
+    size_t len;
+  } rewrites[32];
+  size_t rewritten = 0;
+  for (int rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0 && rewritten < 32;
+       rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+    cr_assert_eq(key.mv_size, 8);
+    const unsigned char *v2 = (const unsigned char *)value.mv_data + 36; /* after the id */
+    cr_assert_eq(v2[0], 2, "a format 2 record");
+    size_t validators = (size_t)v2[52] + v2[53]; /* Flip's ETag and Last-Modified */
+    size_t body_len = value.mv_size - 36 - 56 - validators;
+    unsigned char *v1 = malloc(36 + 36 + body_len);
+    memcpy(v1, value.mv_data, 36 + 36); /* the id, the header's first 36 bytes */
+    memcpy(v1 + 72, v2 + 56 + validators, body_len);
+    v1[36] = 1; /* format_version, a little-endian u32 */
+    memcpy(rewrites[rewritten].key, key.mv_data, 8);
+    rewrites[rewritten].v1 = v1;
+    rewrites[rewritten].len = 72 + body_len;
+    rewritten++;
+  }
+  mdb_cursor_close(cursor);
+  for (size_t i = 0; i < rewritten; i++) {
+    MDB_val k = {.mv_size = 8, .mv_data = rewrites[i].key};
+    MDB_val v = {.mv_size = rewrites[i].len, .mv_data = rewrites[i].v1};
+    cr_assert_eq(mdb_put(txn, records, &k, &v, 0), 0);
+    free(rewrites[i].v1);
+  }
+  cr_assert_eq(rewritten, 20);
+  cr_assert_eq(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+/* An upgrade keeps the cache: every entry written before the ETag is still a hit, with the
+ * ETag its body has (the one a format 2 record of it carried), a 304 for it, and no file moved
+ * aside. */
+Test(storage, a_cache_written_before_the_etag_is_kept_and_served_with_its_etag) {
+  fixture_start(&fake, &daemon_proc, NULL);
+  char etags[20][64];
+  for (unsigned n = 0; n < 20; n++) {
+    char id[40];
+    id_of(n, id);
+    struct http_response response;
+    get_enrollment_from(&daemon_proc, id, &response);
+    cr_assert_eq(response.status, 200);
+    cr_assert(http_header(&response, "ETag", etags[n], sizeof(etags[n])));
+    http_response_free(&response);
+  }
+  cr_assert_eq(flipcached_stop(&daemon_proc), 0);
+  rewrite_records_as_format_1();
+  flipcached_launch(&daemon_proc);
+  for (unsigned n = 0; n < 20; n++) {
+    char id[40], url[256], etag[64] = "", line[128];
+    id_of(n, id);
+    cr_expect(strncmp(cache_status_of(n), "flipcached; hit;", 16) == 0, "%s", cache_status_of(n));
+    snprintf(url, sizeof(url), "%s/v1/enrollments/%s", daemon_proc.url, id);
+    snprintf(line, sizeof(line), "If-None-Match: %.63s", etags[n]);
+    const char *headers[] = {line, NULL};
+    struct http_response response;
+    http_request(NULL, url, headers, &response);
+    http_header(&response, "ETag", etag, sizeof(etag));
+    cr_expect_eq(response.status, 304, "entry %u", n);
+    cr_expect_str_eq(etag, etags[n]);
+    http_response_free(&response);
+  }
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, "ignored") == NULL, "no entry was refused: %s", log);
+  free(log);
+  cr_expect_eq(flipcached_stat(&daemon_proc, "cache_rebuilds"), 0);
+  cr_expect_eq(fake_count(&fake, ID), 0);
+  cr_expect_eq(flipcached_stat(&daemon_proc, "upstream_requests"), 0, "none since the restart");
+}
