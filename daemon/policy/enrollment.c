@@ -108,17 +108,20 @@ static void reply_record(struct flipcached *daemon, struct client_request *reque
 }
 
 /* The copy a fetch would replace, kept with the fetch so that the upstream's 304 can renew it
- * (inflight.h): encoded and malloc'd, or NULL when the upstream gave it no validator (a refresh
- * of it is then unconditional) or memory is short. */
+ * (inflight.h): encoded and malloc'd, with the conditions its validators make; bytes NULL when
+ * it has no validator that passes record_conditions (a refresh of it is then unconditional) or
+ * memory is short. */
 struct held_copy {
   unsigned char *bytes;
   size_t len;
+  char if_none_match[UPSTREAM_ETAG_MAX + 1];
+  char if_modified_since[UPSTREAM_LAST_MODIFIED_MAX + 1];
 };
 
 static struct held_copy hold_copy(const struct cache_record *copy) {
   struct held_copy held = {0};
   if (!copy || copy->upstream_status != 200 ||
-      (copy->upstream_etag_len == 0 && copy->last_modified_len == 0))
+      !record_conditions(copy, held.if_none_match, held.if_modified_since))
     return held;
   held.len = record_encoded_len(copy);
   held.bytes = malloc(held.len);
@@ -127,20 +130,12 @@ static struct held_copy hold_copy(const struct cache_record *copy) {
   return held;
 }
 
-/* Gives the held copy to the fetch, and its validators to the fetch's request. */
+/* Gives the held copy to the fetch, and its conditions to the fetch's request. */
 static void give_held_copy(struct inflight_fetch *fetch, struct held_copy *held) {
-  struct cache_record copy;
-  if (!held->bytes || record_decode(held->bytes, held->len, &copy) != RECORD_OK) {
-    free(held->bytes);
-    held->bytes = NULL;
+  if (!held->bytes)
     return;
-  }
-  memcpy(fetch->if_none_match, copy.upstream_etag ? copy.upstream_etag : "",
-         copy.upstream_etag_len);
-  fetch->if_none_match[copy.upstream_etag_len] = '\0';
-  memcpy(fetch->if_modified_since, copy.last_modified ? copy.last_modified : "",
-         copy.last_modified_len);
-  fetch->if_modified_since[copy.last_modified_len] = '\0';
+  memcpy(fetch->if_none_match, held->if_none_match, sizeof(fetch->if_none_match));
+  memcpy(fetch->if_modified_since, held->if_modified_since, sizeof(fetch->if_modified_since));
   fetch->held_copy = held->bytes;
   fetch->held_copy_len = held->len;
   held->bytes = NULL;
@@ -342,14 +337,10 @@ static bool record_of_fetch(struct flipcached *daemon, const struct inflight_fet
     struct cache_record held;
     if (!fetch->held_copy || record_decode(fetch->held_copy, fetch->held_copy_len, &held) != RECORD_OK)
       return false;
-    *kept = store_record_of(&daemon->cfg, 200, (const char *)held.body, held.body_len, now, 0,
-                            record);
-    record->upstream_etag = held.upstream_etag;
-    record->upstream_etag_len = held.upstream_etag_len;
-    record->last_modified = held.last_modified;
-    record->last_modified_len = held.last_modified_len;
+    store_record_renewed(&daemon->cfg, &held, now, record);
     take_validators(result, record);
-    return *kept;
+    *kept = true;
+    return true;
   }
   int status = d->action == FETCHED_SERVE_200 ? 200 : 404;
   if (d->own_404_body)

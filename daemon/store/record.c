@@ -154,3 +154,21 @@ bool record_usable_stale(const struct cache_record *record, int64_t now,
       record_freshness(record, now, stale_while_revalidate, stale_if_error);
   return freshness == FRESHNESS_STALE_WHILE_REVALIDATE || freshness == FRESHNESS_STALE_IF_ERROR;
 }
+
+/* Copies a validator of len bytes when valid() accepts it; else "". */
+static void condition_of(const char *value, size_t len, bool (*valid)(const char *, size_t),
+                         char *out) {
+  if (len > 0 && valid(value, len))
+    memcpy(out, value, len);
+  else
+    len = 0;
+  out[len] = '\0';
+}
+
+bool record_conditions(const struct cache_record *record, char etag[UPSTREAM_ETAG_MAX + 1],
+                       char last_modified[UPSTREAM_LAST_MODIFIED_MAX + 1]) {
+  condition_of(record->upstream_etag, record->upstream_etag_len, upstream_etag_valid, etag);
+  condition_of(record->last_modified, record->last_modified_len, upstream_last_modified_valid,
+               last_modified);
+  return etag[0] || last_modified[0];
+}

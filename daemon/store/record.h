@@ -92,6 +92,13 @@ bool record_usable_stale(const struct cache_record *record, int64_t now,
                          unsigned stale_while_revalidate, unsigned stale_if_error);
 
 
+/* The conditions a refresh of record may send (NUL-terminated, "" for none): Flip's ETag and
+ * Last-Modified, each only when it passes validators.h's check again here, where stored bytes
+ * (a cache file, another host's sealed copy) become header lines of our own request. false when
+ * neither is left. */
+bool record_conditions(const struct cache_record *record, char etag[UPSTREAM_ETAG_MAX + 1],
+                       char last_modified[UPSTREAM_LAST_MODIFIED_MAX + 1]);
+
 /* Seconds left fresh (negative once stale): the ttl= of Cache-Status. */
 int64_t record_ttl_left(const struct cache_record *record, int64_t now);
 /* Seconds since it was fetched, never negative (a clock stepped back gives 0): the Age header. */

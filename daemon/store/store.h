@@ -19,6 +19,11 @@ struct flipcached;
 bool store_record_of(const struct config *cfg, uint16_t upstream_status, const char *body,
                      size_t body_len, long long now, unsigned sooner_by,
                      struct cache_record *record);
+/* The record of a copy Flip's 304 renewed at `now`: held's body, digest and validators, fresh
+ * for ttl from now, then the longer of the stale windows (as store_record_of's 200). The record
+ * points into held's buffers. */
+void store_record_renewed(const struct config *cfg, const struct cache_record *held, long long now,
+                          struct cache_record *record);
 /* Writes record locally; true when stored (a full map or a failed write is counted in
  * daemon->stats and logged, rate-limited). */
 bool store_put(struct flipcached *daemon, const char *enrollment_id,

@@ -232,3 +232,30 @@ Test(record, a_format_1_record_still_decodes_with_its_digest) {
   free(again);
   cr_expect_eq(record_decode(v1, sizeof(v1) - 1, &out), RECORD_TRUNCATED);
 }
+
+/* Stored validators become header lines of a refresh: each is checked again there, so that bytes
+ * of a cache file or a shared copy that break their grammar (a CR LF, no quotes) are never sent. */
+Test(record, conditions_send_only_validators_that_pass_their_check) {
+  struct cache_record record = sample();
+  char etag[UPSTREAM_ETAG_MAX + 1], last[UPSTREAM_LAST_MODIFIED_MAX + 1];
+  cr_expect(!record_conditions(&record, etag, last), "no validator, no condition");
+  cr_expect(etag[0] == '\0' && last[0] == '\0');
+  static const char GOOD_ETAG[] = "W/\"v7\"", GOOD_LAST[] = "Tue, 01 Dec 2026 10:00:00 GMT";
+  record.upstream_etag = GOOD_ETAG;
+  record.upstream_etag_len = sizeof(GOOD_ETAG) - 1;
+  record.last_modified = GOOD_LAST;
+  record.last_modified_len = sizeof(GOOD_LAST) - 1;
+  cr_expect(record_conditions(&record, etag, last));
+  cr_expect_str_eq(etag, GOOD_ETAG);
+  cr_expect_str_eq(last, GOOD_LAST);
+  static const char BAD_ETAG[] = "\"v7\"\r\nX-Injected: 1", BAD_LAST[] = "yesterday";
+  record.upstream_etag = BAD_ETAG;
+  record.upstream_etag_len = sizeof(BAD_ETAG) - 1;
+  cr_expect(record_conditions(&record, etag, last), "the date still goes");
+  cr_expect_str_eq(etag, "");
+  cr_expect_str_eq(last, GOOD_LAST);
+  record.last_modified = BAD_LAST;
+  record.last_modified_len = sizeof(BAD_LAST) - 1;
+  cr_expect(!record_conditions(&record, etag, last), "nothing left to send");
+  cr_expect(etag[0] == '\0' && last[0] == '\0');
+}
