@@ -42,7 +42,7 @@ struct flipcached {
   struct peer_finder *peer_finder; /* the NETLINK_SOCK_DIAG socket; NULL: TCP peers unknown */
   struct quota *quota;            /* miss_rate_per_user's buckets */
   struct warm *warm;              /* the warm-up from the list endpoint ([warm]) */
-  struct hot_table *hot;          /* refresh-ahead's schedule of hot entries (refresh_schedule.h) */
+  struct hot_table *hot;          /* refresh-ahead's prediction and schedule (refresh_schedule.h) */
   struct fleet *fleet;            /* the shared tier in Redis ([shared]; does nothing when off) */
   struct event *refresh_timer;    /* refreshes the scheduled entries as they fall due */
   struct timespec started;     /* CLOCK_MONOTONIC at start, for uptime */

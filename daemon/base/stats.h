@@ -50,9 +50,11 @@ struct stats {
   uint64_t purged;            /* entries deleted through the admin routes */
   uint64_t cache_rebuilds;    /* damaged or foreign cache files moved aside */
   uint64_t background_refreshes; /* upstream fetches started to refresh a stale copy */
-  uint64_t refresh_ahead;     /* fetches started by a fresh hit past refresh_ahead of its ttl */
-  uint64_t refresh_scheduled; /* fetches started by the schedule of hot entries (refresh_schedule.h) */
-  uint64_t hot_untracked;     /* hot entries the full schedule could not hold */
+  uint64_t refresh_ahead;     /* refresh-ahead's fetches started by a fresh hit at or past its due time */
+  uint64_t refresh_scheduled; /* fetches started by refresh-ahead's schedule (refresh_schedule.h) */
+  uint64_t hot_untracked;     /* entries worth refreshing the full schedule could not hold */
+  uint64_t refresh_used;      /* scheduled refreshes whose generation was asked for afterwards */
+  uint64_t refresh_unused;    /* scheduled refreshes whose generation nobody asked for by its due time */
   uint64_t not_modified;      /* enrollment answers that were a 304 (the client's If-None-Match
                                  matched); each is also counted as its hit, stale or miss */
   uint64_t upstream_not_modified; /* the upstream's 304s to a conditional refresh: a copy renewed
@@ -127,7 +129,7 @@ struct stats_gauges {
   uint64_t cache_unavailable; /* 1 while the cache cannot be opened (everything goes upstream) */
   uint64_t credential_rejected; /* 1 while the upstream rejects the daemon's credential */
   uint64_t warm_running;      /* 1 while a warm-up run is in progress */
-  uint64_t hot_scheduled;     /* hot entries scheduled for a refresh now */
+  uint64_t hot_scheduled;     /* entries refresh-ahead's schedule holds now */
   uint64_t shared_state;      /* the shared tier: 0 off, 1 up, 2 down */
   uint64_t shared_waiting;    /* fetches waiting on another host's lock now */
   uint64_t shared_unavailable_seconds; /* a counter: whole seconds without the tier since the start */

@@ -502,9 +502,9 @@ static bool start_refresh(struct flipcached *daemon, const char *enrollment_id, 
                      held_copy->fetched_at + 1, &held, true, &fetch) == UPSTREAM_STARTED;
 }
 
-/* Refresh-ahead: a fresh 200 past refresh_ahead of the ttl it was stored with. A refresh then
- * replaces it before it turns stale, so a hot id never makes a client wait; the entry's own
- * times are never extended meanwhile. An entry the schedule holds (refresh_schedule.h) is left to it. */
+/* Refresh-ahead's hit trigger: a fresh 200 past refresh_ahead of the ttl it was stored with, for
+ * an entry the full schedule could not hold (refresh_schedule.h), is refreshed by the hit; the
+ * entry's own times are never extended meanwhile. */
 static bool refresh_ahead_due(const struct flipcached *daemon, const struct cache_record *record,
                               long long now) {
   unsigned permille = daemon->cfg.refresh_ahead_permille;
@@ -516,30 +516,80 @@ static bool refresh_ahead_due(const struct flipcached *daemon, const struct cach
  * fresh_until, late enough to cost no more than one fetch a ttl, early enough for a fetch that
  * takes all of timeout_ms, and never earlier than refresh_ahead of its ttl; but at least 1 s
  * (times are whole seconds). */
-static int64_t refresh_lead(const struct flipcached *daemon, const struct cache_record *record) {
-  int64_t ttl = record->fresh_until - record->fetched_at;
+static int64_t refresh_lead(const struct flipcached *daemon, int64_t ttl) {
   int64_t latest = (ttl * (1000 - (int64_t)daemon->cfg.refresh_ahead_permille)) / 1000;
   int64_t needed = ((int64_t)daemon->cfg.timeout_ms + 999) / 1000;
   int64_t lead = needed < latest ? needed : latest;
   return lead < 1 ? 1 : lead;
 }
 
-/* A fresh hit on a 200 with refresh-ahead on: noted for the schedule; true when the schedule
- * holds the entry (it will be refreshed at its due time). */
-static bool schedule_hot(struct flipcached *daemon, const char *enrollment_id,
-                         const struct cache_record *record) {
+/* The rate refresh-ahead's rule predicts from (refresh_schedule.h): every request for a valid id
+ * is counted; 0 with refresh-ahead off. */
+static double note_request(struct flipcached *daemon, const char *enrollment_id) {
   if (!daemon->hot || daemon->cfg.refresh_ahead_permille == 0)
-    return false;
-  enum hot_note note = hot_note_hit(daemon->hot, enrollment_id, record->fetched_at,
-                                    record->fresh_until - refresh_lead(daemon, record));
-  if (note == HOT_FULL)
-    daemon->stats.hot_untracked++;
-  return note == HOT_SCHEDULED || note == HOT_ALREADY;
+    return 0;
+  return hot_note_request(daemon->hot, enrollment_id, clock_coarse_ms());
 }
 
-/* The schedule's timer: refreshes the hot entries due now, at most REFRESH_BATCH a turn, each
- * only if the cache still holds the generation that was scheduled (a newer copy or a delete
- * makes it moot). */
+/* A fresh hit on a 200 with refresh-ahead on, from an id asked at rate: noted for the schedule,
+ * and a refresh it brought counted as used. true when the hit itself must start the refresh: the
+ * schedule holds the entry and its due time has come (the timer would start it within its next
+ * turn; the hit saves that wait), or the schedule is full and the hit is past refresh_ahead of
+ * the ttl. */
+static bool schedule_hot(struct flipcached *daemon, const char *enrollment_id,
+                         const struct cache_record *record, double rate, int64_t now) {
+  if (!daemon->hot || daemon->cfg.refresh_ahead_permille == 0)
+    return false;
+  int64_t ttl = record->fresh_until - record->fetched_at, lead = refresh_lead(daemon, ttl);
+  int64_t due = record->fresh_until - lead;
+  /* An entry whose ttl is no longer than the lead would be refreshed as soon as it is stored. */
+  bool worth = ttl > lead && hot_worth_refreshing(rate, ttl), used;
+  enum hot_note note = hot_note_hit(daemon->hot, enrollment_id, worth, record->fetched_at, due,
+                                    &used);
+  if (used)
+    daemon->stats.refresh_used++;
+  if (note == HOT_FULL) {
+    daemon->stats.hot_untracked++;
+    return refresh_ahead_due(daemon, record, now);
+  }
+  return (note == HOT_SCHEDULED || note == HOT_ALREADY) && due <= now;
+}
+
+/* A refresh of the generation record names was started (by the schedule or a hit): the table
+ * checks its use when the refreshed generation expires (it is fetched now, within timeout_ms).
+ * A full table (counted when the hit found it so) leaves the refresh unaccounted. */
+static void refresh_started(struct flipcached *daemon, const char *enrollment_id,
+                            const struct cache_record *record, int64_t now) {
+  (void)hot_refresh_started(daemon->hot, enrollment_id, record->fetched_at,
+                            now + (record->fresh_until - record->fetched_at));
+}
+
+/* One entry the schedule says is due: a decision (refresh it if the cache still holds the
+ * generation scheduled, fresh, and the rule still holds it worth it; a newer copy or a delete
+ * makes it moot), or the check of a refresh nobody asked for (unused if it brought a newer
+ * generation; a refresh that failed brought none and counts as neither). */
+static void refresh_due(struct flipcached *daemon, const char *enrollment_id, int64_t generation,
+                        enum hot_due why, int64_t now) {
+  struct cache_entry entry;
+  if (cache_get_borrowed(daemon->cache, enrollment_id, &entry) != CACHE_FOUND)
+    return;
+  const struct cache_record *record = &entry.record;
+  int64_t ttl = record->fresh_until - record->fetched_at;
+  if (why == HOT_DUE_CHECK) {
+    if (record->fetched_at > generation)
+      daemon->stats.refresh_unused++;
+  } else if (record->fetched_at == generation && record->upstream_status == 200 &&
+             now < record->fresh_until &&
+             hot_worth_refreshing(hot_rate(daemon->hot, enrollment_id, clock_coarse_ms()), ttl) &&
+             start_refresh(daemon, enrollment_id, false, record)) {
+    /* Started while borrowed, as a refresh-ahead is: start_refresh copies what it keeps. */
+    daemon->stats.refresh_scheduled++;
+    refresh_started(daemon, enrollment_id, record, now);
+  }
+  cache_entry_release(&entry);
+}
+
+/* The schedule's timer: handles the entries due now, at most REFRESH_BATCH a turn. */
 #define REFRESH_BATCH 256
 static void on_refresh_due(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
@@ -549,22 +599,15 @@ static void on_refresh_due(evutil_socket_t fd, short what, void *arg) {
     return;
   int64_t now = clock_wall_seconds(), generation;
   char enrollment_id[UUID_TEXT_LEN + 1];
-  for (int i = 0; i < REFRESH_BATCH && hot_pop_due(daemon->hot, now, enrollment_id, &generation);
-       i++) {
-    struct cache_entry entry;
-    if (cache_get_borrowed(daemon->cache, enrollment_id, &entry) != CACHE_FOUND)
-      continue;
-    bool same = entry.record.fetched_at == generation && entry.record.upstream_status == 200 &&
-                now < entry.record.fresh_until;
-    /* Started while borrowed, as a refresh-ahead is: start_refresh copies what it keeps. */
-    if (same && start_refresh(daemon, enrollment_id, false, &entry.record))
-      daemon->stats.refresh_scheduled++;
-    cache_entry_release(&entry);
-  }
+  enum hot_due why;
+  for (int i = 0;
+       i < REFRESH_BATCH && hot_pop_due(daemon->hot, now, enrollment_id, &generation, &why); i++)
+    refresh_due(daemon, enrollment_id, generation, why, now);
 }
 
 int enrollment_start_schedule(struct flipcached *daemon) {
-  daemon->hot = hot_new();
+  int64_t horizon_ms = (int64_t)HOT_HORIZON_TTLS * daemon->cfg.ttl * 1000;
+  daemon->hot = hot_new(horizon_ms, clock_coarse_ms());
   daemon->refresh_timer = event_new(daemon->base, -1, EV_PERSIST, on_refresh_due, daemon);
   struct timeval every = {.tv_sec = 0, .tv_usec = 250 * 1000};
   if (!daemon->hot || !daemon->refresh_timer || event_add(daemon->refresh_timer, &every) != 0)
@@ -590,6 +633,7 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
     return;
   }
 
+  double rate = note_request(daemon, enrollment_id);
   long long now = clock_wall_seconds();
   /* Borrowed: the answer is copied into the connection's output before the release, and
    * nothing else touches the cache until then. */
@@ -603,10 +647,12 @@ void enrollment_handle(struct client_request *request, const char *enrollment_id
   case ANSWER_FRESH:
     if (entry.record.upstream_status == 200) {
       daemon->stats.hits++;
-      bool scheduled = schedule_hot(daemon, enrollment_id, &entry.record);
-      if (!scheduled && refresh_ahead_due(daemon, &entry.record, now) &&
+      /* only-if-cached: this request starts nothing upstream (the schedule's timer may). */
+      if (schedule_hot(daemon, enrollment_id, &entry.record, rate, now) &&
+          !front_request_directives(request)->only_if_cached &&
           start_refresh(daemon, enrollment_id, false, &entry.record)) {
         daemon->stats.refresh_ahead++;
+        refresh_started(daemon, enrollment_id, &entry.record, now);
         cs.detail = "refresh-ahead";
       }
     } else {

@@ -559,15 +559,22 @@ Test(refresh_ahead, a_hot_id_never_gets_anything_but_a_fresh_hit, .fini = stop_a
   cr_expect_leq(fetched, 8, "one fetch at most each second (ttl 2 s less its 1 s lead): %ld",
                 fetched);
   cr_expect_eq(stat_of("misses"), 1, "only the first request");
+  long scheduled = refreshes;
+  cr_expect_eq(stat_of("refresh_unused"), 0, "every refresh was asked for");
+  cr_expect_geq(stat_of("refresh_used"), scheduled - 1, "all but one still awaited: %ld of %ld",
+                stat_of("refresh_used"), scheduled);
 }
 
-/* The schedule: an entry hit twice early in its life and not again before it expires is still
- * refreshed in time (refresh_ahead's hit trigger alone would have let it turn stale); an entry
- * hit once is not (that refresh would mostly be wasted). ttl 6, refresh_ahead 0.5: due 3 s
- * before expiry (the lead is timeout_ms, 5 s, at most half the ttl). */
-static void asked_then_silent(int hits) {
+/* The schedule predicts: an entry whose id is expected to be asked at least three times in its
+ * next ttl (its rate since the daemon started, which is younger than the rate's horizon of four
+ * ttls) is refreshed before it expires, even with no hit late in its life; one expected to be
+ * asked less is left to expire. ttl 6, refresh_ahead 0.5: due 3 s before expiry (the lead is
+ * timeout_ms, 5 s, at most half the ttl). `quiet_ms` passes before the first request, so that
+ * the same requests make a lower rate. */
+static void asked_then_silent(int hits, int quiet_ms) {
   struct daemon_options options = {.ttl = 6, .extra_cache = "refresh_ahead = 0.5\n"};
   start_with(&options);
+  pause_ms(quiet_ms);
   prime(ID);
   for (int i = 0; i < hits; i++) {
     pause_ms(300);
@@ -579,28 +586,57 @@ static void asked_then_silent(int hits) {
   pause_ms(7200 - 300 * hits); /* a second past the first entry's ttl, no hit in its last half */
 }
 
-Test(refresh_ahead, a_hot_entry_is_refreshed_before_it_expires_without_a_late_hit,
+Test(refresh_ahead, an_entry_asked_often_is_refreshed_before_it_expires_without_a_late_hit,
      .fini = stop_all, .timeout = 60) {
-  asked_then_silent(2);
+  asked_then_silent(4, 0); /* 5 requests in the first 3 s: 10 expected in a ttl */
   cr_expect_eq(stat_of("refresh_scheduled"), 1);
   cr_expect_eq(stat_of("refresh_ahead"), 0, "no hit came past half the ttl");
   cr_expect_eq(fake_count(&fake, ID), 2);
+  cr_expect_eq(stat_of("refresh_used"), 0, "not asked for yet");
   struct http_response response;
   get_enrollment(ID, &response);
   cr_expect(is_fresh_hit(&response), "the refreshed entry: %s", cache_status_of(&response));
   http_response_free(&response);
   cr_expect_eq(stat_of("stale_served"), 0);
+  cr_expect_eq(stat_of("refresh_used"), 1, "the refresh was asked for");
+  cr_expect_eq(stat_of("refresh_unused"), 0);
 }
 
-Test(refresh_ahead, an_entry_hit_once_is_not_scheduled, .fini = stop_all, .timeout = 60) {
-  asked_then_silent(1);
+Test(refresh_ahead, an_entry_asked_less_than_three_times_a_ttl_is_left_to_expire,
+     .fini = stop_all, .timeout = 60) {
+  asked_then_silent(1, 5000); /* 2 requests in the daemon's first 8 s: 1.5 expected in a ttl */
   cr_expect_eq(stat_of("refresh_scheduled"), 0);
+  cr_expect_eq(stat_of("refresh_ahead"), 0, "nor by the hit trigger");
   cr_expect_eq(fake_count(&fake, ID), 1);
   struct http_response response;
   get_enrollment(ID, &response);
-  cr_expect(!is_fresh_hit(&response), "expired, as without the schedule: %s",
+  cr_expect(!is_fresh_hit(&response), "expired, as without refresh-ahead: %s",
             cache_status_of(&response));
   http_response_free(&response);
+}
+
+/* An id asked four times a second for half a second, then never again (ttl 2, lead 1 s): it is
+ * refreshed while its rate says so, but a refresh nobody asks for is counted unused and not
+ * repeated, so the silent id stops costing fetches within a ttl or two. */
+Test(refresh_ahead, a_refresh_nobody_asks_for_is_counted_and_not_repeated, .fini = stop_all,
+     .timeout = 60) {
+  struct daemon_options options = {.ttl = 2};
+  start_with(&options);
+  prime(ID);
+  for (int i = 0; i < 2; i++) {
+    pause_ms(250);
+    struct http_response response;
+    get_enrollment(ID, &response);
+    http_response_free(&response);
+  }
+  pause_ms(6000); /* three ttls of silence */
+  long scheduled = stat_of("refresh_scheduled") + stat_of("refresh_ahead");
+  cr_expect(scheduled >= 1 && scheduled <= 2, "%ld refreshes", scheduled);
+  cr_expect_geq(stat_of("refresh_unused"), 1);
+  cr_expect_eq(stat_of("refresh_used") + stat_of("refresh_unused"), scheduled,
+               "each refresh is counted once, used or not");
+  cr_expect_eq(fake_count(&fake, ID), 1 + scheduled);
+  cr_expect_eq(stat_of("hot_scheduled"), 0, "the silent id has left the schedule");
 }
 
 Test(refresh_ahead, off_the_same_hot_id_meets_stale_copies, .fini = stop_all, .timeout = 60) {
