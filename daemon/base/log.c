@@ -86,8 +86,11 @@ static void scrub_secrets(const char *line, char *out, size_t out_len) {
   out[used] = '\0';
 }
 
-__attribute__((format(printf, 2, 0))) static void log_vmsg(enum log_level level,
-                                                        const char *fmt, va_list ap) {
+/* Writes one line; the message as written (scrubbed, one line) into written[written_len] when
+ * written is not NULL, truncated with "..." if it is longer. */
+__attribute__((format(printf, 2, 0))) static void log_vmsg_written(enum log_level level,
+                                                                const char *fmt, va_list ap,
+                                                                char *written, size_t written_len) {
   char raw[LOG_LINE_MAX], message[LOG_LINE_MAX];
   vsnprintf(raw, sizeof(raw), fmt, ap);
   /* One line per event: a newline inside a message would forge a second log line. */
@@ -96,6 +99,13 @@ __attribute__((format(printf, 2, 0))) static void log_vmsg(enum log_level level,
       *p = ' ';
   }
   scrub_secrets(raw, message, sizeof(message));
+  if (written) {
+    size_t len = strlen(message);
+    if (len < written_len)
+      memcpy(written, message, len + 1);
+    else
+      snprintf(written, written_len, "%.*s...", (int)(written_len - 4), message);
+  }
 
   char line[LOG_LINE_MAX + 64];
   int len;
@@ -114,9 +124,14 @@ __attribute__((format(printf, 2, 0))) static void log_vmsg(enum log_level level,
   if (len > 0) {
     size_t n = (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1;
     /* One write per line so that lines from concurrent writers never interleave. */
-    ssize_t written = write(STDERR_FILENO, line, n);
-    (void)written;
+    ssize_t wrote = write(STDERR_FILENO, line, n);
+    (void)wrote;
   }
+}
+
+__attribute__((format(printf, 2, 0))) static void log_vmsg(enum log_level level,
+                                                        const char *fmt, va_list ap) {
+  log_vmsg_written(level, fmt, ap, NULL, 0);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...) {
@@ -145,7 +160,7 @@ static void report_suppressed(struct log_limit *limit) {
   if (limit->suppressed == 0)
     return;
   log_msg(limit->level, "%lu more line%s like \"%s\" suppressed (at most one a second)",
-          limit->suppressed, limit->suppressed == 1 ? "" : "s", limit->kind);
+          limit->suppressed, limit->suppressed == 1 ? "" : "s", limit->example);
   limit->suppressed = 0;
 }
 
@@ -155,7 +170,6 @@ void log_limited(struct log_limit *limit, enum log_level level, const char *fmt,
   long now = limit_clock();
   if (!limit->registered) {
     limit->registered = true;
-    limit->kind = fmt;
     limit->level = level;
     limit->second = now - 1;
     limit->next = limits;
@@ -169,7 +183,7 @@ void log_limited(struct log_limit *limit, enum log_level level, const char *fmt,
   limit->second = now;
   va_list ap;
   va_start(ap, fmt);
-  log_vmsg(level, fmt, ap);
+  log_vmsg_written(level, fmt, ap, limit->example, sizeof(limit->example));
   va_end(ap);
 }
 

@@ -26,10 +26,11 @@ void log_remove_secret(const char *secret);
 __attribute__((format(printf, 2, 3))) void log_msg(enum log_level level, const char *fmt, ...);
 
 /* A call site's rate limit: at most one line a second; the lines past it are counted and
- * reported in one line ("N more like this suppressed") when the kind next logs after that second,
- * or at the next log_flush_suppressed. Static, one per call site (log_limited's macros). */
+ * reported in one line ('N more lines like "<the last written>" suppressed') when the kind next
+ * logs after that second, or at the next log_flush_suppressed. Static, one per call site (log_limited's macros). */
 struct log_limit {
-  const char *kind;       /* the call site's format, named in the suppression line */
+  char example[120];      /* the last line written, as written (truncated with "..."): the
+                             suppression line names the lines it counts by it */
   enum log_level level;
   long second;            /* the clock's second of the last line written */
   unsigned long suppressed;

@@ -63,10 +63,32 @@ Test(log, a_repeated_warning_is_written_once_a_second_and_the_rest_counted, .ini
   fake_now = 101;
   fail_id(5000);
   text = captured();
-  cr_expect(strstr(text, "999 more lines like \"upstream: enrollment %u failed\" suppressed") != NULL,
-            "%s", text);
+  cr_expect(strstr(text, "999 more lines like \"upstream: enrollment 0 failed\" suppressed") != NULL,
+            "the line written, never its format: %s", text);
+  cr_expect(strstr(text, "%u") == NULL, "%s", text);
   cr_expect(strstr(text, "upstream: enrollment 5000 failed") != NULL);
   cr_expect_eq(count(text, "suppressed"), 1, "nothing suppressed of the other kind");
+}
+
+static void long_line(void) {
+  log_warning_limited("refused %s from %s", "GET", /* 200 characters */
+                      "a-client-whose-name-goes-on-and-on-and-on-and-on-and-on-and-on-and-on-and-"
+                      "on-and-on-and-on-and-on-and-on-and-on-and-on-and-on-and-on-and-on-and-on-"
+                      "and-on-and-on-and-on-and-on-and-on-and-on-and-on");
+}
+
+Test(log, a_long_line_is_named_cut_short_in_its_suppression_line, .init = capture,
+     .fini = release) {
+  fake_now = 300;
+  for (int i = 0; i < 3; i++)
+    long_line();
+  fake_now = 301;
+  log_flush_suppressed();
+  const char *report = strstr(captured(), "2 more lines like \"refused GET from a-client-whose");
+  cr_assert(report != NULL, "%s", captured());
+  const char *end = strstr(report, "...\" suppressed (at most one a second)");
+  cr_expect(end != NULL, "cut short with ...: %s", report);
+  cr_expect(end && end - report < 160, "at most about 120 characters of the line");
 }
 
 Test(log, a_flood_that_stops_is_still_counted_at_the_next_flush, .init = capture,
