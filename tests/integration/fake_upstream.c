@@ -933,6 +933,48 @@ static void on_signal(evutil_socket_t fd, short what, void *arg) {
   event_base_loopexit(fake.base, NULL);
 }
 
+/* --help: what the demo's reader needs without reading this file. */
+static const char USAGE[] =
+    "usage: flip-fake-upstream --token-file FILE [--port N] [--client-id ID --client-secret-file FILE]\n"
+    "                          [--serve-log FILE]\n"
+    "A stand-in for the Flip API on 127.0.0.1 (for the tests and the demo): GET\n"
+    "/v1/enrollments/{id} answers a synthetic enrollment to \"Authorization: Bearer <token>\".\n"
+    "\n"
+    "  --token-file FILE          the key it expects (the first line)\n"
+    "  --port N                   the port (default 8751; 0 picks a free one)\n"
+    "  --client-id, --client-secret-file  also an OAuth2 token endpoint, POST /oauth/token\n"
+    "  --serve-log FILE           a JSON line per version change and per 200 served\n"
+    "  -h, --help                 this text\n"
+    "\n"
+    "Control routes (no credential; e.g. curl -X POST 'http://127.0.0.1:8751/_fake/mode?id=*&mode=500'):\n"
+    "  POST /_fake/mode?id=<uuid|*>&mode=M[&delay_ms=N][&fail_times=N]  how to answer\n"
+    "  GET  /_fake/count?id=<uuid>      enrollment requests received for that id\n"
+    "  GET  /_fake/stats                counts of everything received\n"
+    "  POST /_fake/version?id=<uuid>    the enrollment changes (a new updated_at)\n"
+    "  POST /_fake/validators?send=none|etag|last-modified|both|bad  validators on a 200\n"
+    "  POST /_fake/retry-after?seconds=N  the Retry-After of a 429 (default 7)\n"
+    "  POST /_fake/token?value=KEY      expect another key from now on\n"
+    "  POST /_fake/release[?id=<uuid>|?n=N]  answer requests held by mode=hold\n"
+    "  POST /_fake/program?id=P&count=N&prefix=HHHHHHHH[&mode=M]  a program's list\n"
+    "  POST /_fake/oauth?expires_in=N, /_fake/oauth-revoke, /_fake/oauth-trickle?on=0|1\n"
+    "  POST /_fake/reset                counts and modes back to zero and ok\n"
+    "\n"
+    "Modes are failures to show: a status (404, 429 with Retry-After, 500, ...), garbage (not\n"
+    "JSON), wrong-id (another enrollment's id), hold (no answer until released), trickle (a\n"
+    "byte every 100 ms), reset (the socket shut mid-body), huge (64 MiB); slow is ok after\n"
+    "delay_ms. The whole list:\n";
+
+static void print_usage(FILE *out) {
+  fputs(USAGE, out);
+  fputs("  enrollment modes:", out);
+  for (size_t i = 0; i < sizeof(MODE_NAMES) / sizeof(MODE_NAMES[0]); i++)
+    fprintf(out, " %s", MODE_NAMES[i]);
+  fputs("\n  program list modes:", out);
+  for (size_t i = 0; i < sizeof(LIST_MODE_NAMES) / sizeof(LIST_MODE_NAMES[0]); i++)
+    fprintf(out, " %s", LIST_MODE_NAMES[i]);
+  fputs("\n", out);
+}
+
 int main(int argc, char **argv) {
   int port = 8751;
   const char *token_file = NULL, *client_id = NULL, *client_secret_file = NULL;
@@ -941,10 +983,14 @@ int main(int argc, char **argv) {
                                           {"client-id", required_argument, NULL, 'i'},
                                           {"client-secret-file", required_argument, NULL, 's'},
                                           {"serve-log", required_argument, NULL, 'l'},
+                                          {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
   int option;
-  while ((option = getopt_long(argc, argv, "p:t:i:s:l:", OPTIONS, NULL)) != -1) {
-    if (option == 'p')
+  while ((option = getopt_long(argc, argv, "p:t:i:s:l:h", OPTIONS, NULL)) != -1) {
+    if (option == 'h') {
+      print_usage(stdout);
+      return 0;
+    } else if (option == 'p')
       port = atoi(optarg);
     else if (option == 't')
       token_file = optarg;
@@ -955,8 +1001,10 @@ int main(int argc, char **argv) {
     else if (option == 'l' && !(fake.serve_log = fopen(optarg, "a"))) {
       fprintf(stderr, "flip-fake-upstream: cannot open %s\n", optarg);
       return 1;
-    } else if (option != 'l')
+    } else if (option != 'l') {
+      print_usage(stderr);
       return 2;
+    }
   }
   fake.token_expires_in = 3600;
   srand((unsigned)time(NULL) ^ (unsigned)getpid());
@@ -976,7 +1024,7 @@ int main(int argc, char **argv) {
     snprintf(fake.expected_client_basic, sizeof(fake.expected_client_basic), "Basic %s", encoded);
   }
   if (!token_file) {
-    fprintf(stderr, "usage: flip-fake-upstream --token-file FILE [--port N]\n");
+    print_usage(stderr);
     return 2;
   }
   FILE *file = fopen(token_file, "r");

@@ -1,6 +1,8 @@
 /* The test harness's own guarantees, on which every integration suite relies. */
 #include <criterion/criterion.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -83,4 +85,31 @@ Test(harness, reserved_ports_lie_outside_the_ephemeral_range_when_there_is_room)
     cr_expect_eq(first, CASES[i].first, "ephemeral %d..%d", CASES[i].low, CASES[i].high);
     cr_expect_eq(count, CASES[i].count, "ephemeral %d..%d", CASES[i].low, CASES[i].high);
   }
+}
+
+/* The demo's stand-in upstream explains itself: --help names its control routes and every mode
+ * (the list is printed from the table the fake answers by, so it cannot go stale). */
+static int run_fake(const char *arguments, char *out, size_t len) {
+  char command[512];
+  snprintf(command, sizeof(command), "%s %s 2>&1", FAKE_UPSTREAM_BIN, arguments);
+  FILE *pipe = popen(command, "r");
+  cr_assert(pipe);
+  size_t used = fread(out, 1, len - 1, pipe);
+  out[used] = '\0';
+  int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+Test(harness, the_fake_upstream_has_a_help_naming_its_routes_and_modes) {
+  char out[8192];
+  cr_expect_eq(run_fake("--help", out, sizeof(out)), 0);
+  const char *expected[] = {"--token-file", "--port", "/_fake/mode", "/_fake/stats",
+                            "/_fake/reset", "/_fake/release", "/_fake/version",
+                            " 404", " 429", " 500", " hold", " wrong-id", " garbage", " trickle",
+                            " bad-element"};
+  for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
+    cr_expect(strstr(out, expected[i]) != NULL, "--help lacks %s:\n%s", expected[i], out);
+  cr_expect_eq(run_fake("--no-such-option", out, sizeof(out)), 2);
+  cr_expect(strstr(out, "usage: flip-fake-upstream") != NULL, "%s", out);
+  cr_expect_eq(run_fake("", out, sizeof(out)), 2, "no token file");
 }
