@@ -162,6 +162,18 @@ static bool in_credentials_directory(const char *path) {
   return len > 0 && strncmp(path, dir, len) == 0 && path[len] == '/';
 }
 
+bool creds_source_replaced(const struct creds *creds) {
+  if (!creds->from_systemd)
+    return false;
+  struct stat copy, source;
+  if (!creds->copied_from[0] || stat(creds->source, &copy) != 0 ||
+      stat(creds->copied_from, &source) != 0)
+    return true; /* cannot tell: say how a new key is taken */
+  return source.st_mtim.tv_sec > copy.st_mtim.tv_sec ||
+         (source.st_mtim.tv_sec == copy.st_mtim.tv_sec &&
+          source.st_mtim.tv_nsec > copy.st_mtim.tv_nsec);
+}
+
 const char *creds_how_to_replace(const struct creds *creds) {
   return creds->from_systemd ? "restart the service (systemctl restart flipcached: systemd copies "
                                "the credential only at start)"
@@ -195,6 +207,7 @@ static int load_static_key(struct creds *creds, const struct config *cfg, char *
   set_authorization(creds, CREDS_STATIC_KEY, CREDS_BEARER_PREFIX, key, key_len, path);
   explicit_bzero(key, sizeof(key));
   creds->from_systemd = in_credentials_directory(path);
+  snprintf(creds->copied_from, sizeof(creds->copied_from), "%s", cfg->token_file);
   return 0;
 }
 
@@ -237,6 +250,7 @@ static int load_oauth_client(struct creds *creds, const struct config *cfg, char
   }
   set_authorization(creds, CREDS_OAUTH_CLIENT, PREFIX, encoded, encoded_len, path);
   creds->from_systemd = in_credentials_directory(path);
+  snprintf(creds->copied_from, sizeof(creds->copied_from), "%s", cfg->oauth_client_secret_file);
   explicit_bzero(encoded, sizeof(encoded));
   memcpy(creds->secret, secret, secret_len + 1);
   creds->secret_len = secret_len;

@@ -44,6 +44,8 @@ struct creds {
   bool from_systemd;          /* source is in $CREDENTIALS_DIRECTORY: systemd's copy, which
                                  systemd 252 makes only when the service starts, so a new key
                                  takes a restart, not a reload */
+  char copied_from[PATH_MAX]; /* with from_systemd: the file the configuration names, where the
+                                 operator replaces the key (LoadCredential='s source) */
   char client_key_path[PATH_MAX]; /* mutual TLS ([upstream] client_key): its file, checked with
                                      the secret file rules ($CREDENTIALS_DIRECTORY/flip-client-key
                                      wins); empty without client_key */
@@ -82,6 +84,10 @@ void creds_move(struct creds *to, struct creds *from);
 /* What an operator does to load a replaced key: "restart the service (systemctl restart
  * flipcached)" for systemd's copy, else "send SIGHUP (systemctl reload flipcached)". */
 const char *creds_how_to_replace(const struct creds *creds);
+/* With systemd's copy: true when the file the configuration names (its source) was modified
+ * after the copy was made, i.e. the key was replaced and a reload cannot take it; also true when
+ * either cannot be examined (the operator is then told how a new key is taken). */
+bool creds_source_replaced(const struct creds *creds);
 /* Wipes the key and unregisters it from the logger. Accepts a zeroed struct. */
 void creds_wipe(struct creds *creds);
 

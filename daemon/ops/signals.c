@@ -159,9 +159,11 @@ static void reload(struct flipcached *daemon, struct config *fresh) {
     log_info("reload: new credential loaded from %s", daemon->creds.source);
   } else {
     log_info("reload: credential unchanged (%s)", daemon->creds.source);
-  if (!changed && daemon->creds.from_systemd)
-    log_warning("reload: the credential is systemd's copy (LoadCredential=), made when the "
-                "service started; after replacing the key, %s",
-                creds_how_to_replace(&daemon->creds));
+    /* Only when the key was replaced at its source since systemd copied it, not on every
+     * reload. */
+    if (creds_source_replaced(&daemon->creds))
+      log_warning("reload: %s changed, but the credential is systemd's copy (LoadCredential=), "
+                  "made when the service started; to load the new key, %s",
+                  daemon->creds.copied_from, creds_how_to_replace(&daemon->creds));
   }
 }

@@ -372,11 +372,19 @@ Test(systemd, a_restart_with_socket_activation_refuses_no_connection_and_loads_t
   flipcached_launch(&daemon_proc);
   cr_expect_eq(status_of(ID), 200);
 
+  /* A reload with the key untouched says nothing of systemd's copy. */
+  flipcached_reload(&daemon_proc, "reload: credential unchanged");
+  pause_ms(100);
+  char *log = flipcached_log(&daemon_proc);
+  cr_expect(strstr(log, "systemd's copy") == NULL, "a warning with nothing replaced: %s", log);
+  free(log);
+
   /* The operator replaces the key at its source; systemd's copy stays the old one until a start. */
+  pause_ms(20); /* past the file system's timestamp granularity */
   flipcached_write_token(&daemon_proc, new_token, 0600);
   fake_expect_token(&fake, new_token);
-  flipcached_reload(&daemon_proc, "reload: the credential is systemd's copy");
-  char *log = flipcached_log(&daemon_proc);
+  flipcached_reload(&daemon_proc, "changed, but the credential is systemd's copy");
+  log = flipcached_log(&daemon_proc);
   cr_expect(strstr(log, "restart the service (systemctl restart flipcached") != NULL, "%s", log);
   free(log);
 
