@@ -125,7 +125,14 @@ static void print_table(json_object *root) {
   } else {
     printf("%-24s %7s  (no enrollment request yet)\n", "hit ratio", "-");
   }
+  /* A feature that is off has nothing to count: its rows are left out (--json has them all). */
+  bool shared_off = number(root, "shared_state") == 0;
+  unsigned hidden = 0;
   json_object_object_foreach(root, key, value) {
+    if (shared_off && strncmp(key, "shared_", 7) == 0 && strcmp(key, "shared_state") != 0) {
+      hidden++;
+      continue;
+    }
     if (strcmp(key, "shared_master") == 0 && json_object_get_string_len(value) > 0)
       printf("%-24s %16s\n", key, json_object_get_string(value));
     if (!json_object_is_type(value, json_type_int))
@@ -143,6 +150,9 @@ static void print_table(json_object *root) {
       printf("%-24s %16llu\n", key, (unsigned long long)n);
     }
   }
+  if (hidden)
+    printf("(%u rows of the shared tier left out: it is off; --json prints every counter)\n",
+           hidden);
 }
 
 /* GET target's /stats into body; the HTTP status, or 0 with *code set when nothing answered. */
@@ -168,7 +178,7 @@ static long fetch(const struct target *target, struct text *body, CURLcode *code
 }
 
 static const char USAGE[] =
-    "usage: flipcached stats [-c FILE] [--url URL] [--json]\n"
+    "usage: " CLI_STATS_SYNOPSIS "\n"
     "  -c, --config FILE  the daemon's configuration (default " CONFIG_DEFAULT_PATH "); its first\n"
     "                     listener is asked, then flipcached.socket's (" SOCKET_UNIT_PATH ",\n"
     "                     " SOCKET_UNIT_TCP ")\n"

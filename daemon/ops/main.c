@@ -38,7 +38,7 @@
 static void usage(FILE *out) {
   fprintf(out,
           "usage: flipcached [-c FILE] [-t] [-h] [--version]\n"
-          "       flipcached stats [-c FILE] [--url URL]\n"
+          "       " CLI_STATS_SYNOPSIS "\n"
           "  -c, --config FILE    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
           "  -t, --check-config   validate the configuration and exit 0 (OK) or 1\n"
           "  -h, --help           this text\n"

@@ -293,6 +293,9 @@ Test(systemd, the_stats_command_takes_a_base_url_json_and_help, .fini = stop_all
   cr_expect_eq(run_command(command, out, sizeof(out)), 0, "the base URL: %s", out);
   cr_expect(strstr(out, "breaker_state                      closed\n") != NULL, "by name: %s", out);
   cr_expect(strstr(out, "shared_state                          off\n") != NULL, "by name: %s", out);
+  cr_expect(strstr(out, "shared_lookups") == NULL && strstr(out, "shared_errors") == NULL,
+            "the tier is off: its rows are left out: %s", out);
+  cr_expect(strstr(out, "rows of the shared tier left out: it is off") != NULL, "%s", out);
   cr_expect(strstr(out, "cache_max_bytes                  16.0 MiB  (16777216)\n") != NULL,
             "sizes in units: %s", out);
   char fresh[80], stale[80];
@@ -302,8 +305,13 @@ Test(systemd, the_stats_command_takes_a_base_url_json_and_help, .fini = stop_all
   snprintf(command, sizeof(command), "%s stats --json -u %s/stats", FLIPCACHED_BIN, daemon_proc.url);
   cr_expect_eq(run_command(command, out, sizeof(out)), 0, "%s", out);
   cr_expect(out[0] == '{' && strstr(out, "\"misses\":1") != NULL, "%s", out);
+  cr_expect(strstr(out, "\"shared_lookups\":0") != NULL, "--json has every counter: %s", out);
   cr_expect_eq(run_command(FLIPCACHED_BIN " stats --help", out, sizeof(out)), 0);
-  cr_expect(strstr(out, "usage: flipcached stats") != NULL, "%s", out);
+  cr_expect(strstr(out, "usage: flipcached stats [-c FILE] [--url URL] [--json]\n") != NULL, "%s",
+            out);
+  cr_expect_eq(run_command(FLIPCACHED_BIN " -h", out, sizeof(out)), 0);
+  cr_expect(strstr(out, "flipcached stats [-c FILE] [--url URL] [--json]\n") != NULL,
+            "-h and stats --help agree: %s", out);
   cr_expect_eq(run_command(FLIPCACHED_BIN " stats extra", out, sizeof(out)), 2);
 }
 
