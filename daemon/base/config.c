@@ -337,10 +337,10 @@ static int parse(struct parse_state *state) {
 }
 
 void config_each_key(void (*fn)(const char *section, const char *name, const char *default_value,
-                                void *arg),
+                                bool needs_restart, void *arg),
                      void *arg) {
   for (size_t i = 0; i < KEY_COUNT; i++)
-    fn(KEYS[i].section, KEYS[i].name, KEYS[i].default_value, arg);
+    fn(KEYS[i].section, KEYS[i].name, KEYS[i].default_value, KEYS[i].restart, arg);
 }
 
 /* A key's value as a file would write it, for the reload's log lines (no key holds a secret). */

@@ -140,10 +140,10 @@ void config_apply_reload(struct config *live, const struct config *fresh,
                          void (*report)(const struct config_change *change, void *arg),
                          void *arg);
 
-/* Calls fn for every key of the table, in order: its section, name and default (as written in a
- * file). For documentation checks. */
+/* Calls fn for every key of the table, in order: its section, name, default (as written in a
+ * file) and whether a change of it needs a restart. For documentation checks. */
 void config_each_key(void (*fn)(const char *section, const char *name, const char *default_value,
-                                void *arg),
+                                bool needs_restart, void *arg),
                      void *arg);
 
 /* Pure value parsers, exposed for the unit tests. Each returns true on success. */

@@ -1,5 +1,7 @@
 /* config: defaults, values, and every error reported with its line. */
 #include <criterion/criterion.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <criterion/parameterized.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -276,8 +278,31 @@ static char *read_text(const char *path) {
   return text;
 }
 
+/* The comment that documents the key line at `key` in the shipped configuration: the '#' lines
+ * right above it, or above the key lines right above it (keys documented together). */
+static void comment_above(const char *text, const char *key, char *out, size_t len) {
+  const char *end = key; /* the start of the key's line */
+  const char *start = end;
+  bool in_comment = false;
+  while (start > text) {
+    const char *line = start - 1;
+    while (line > text && line[-1] != '\n')
+      line--;
+    if (line[0] == '#')
+      in_comment = true;
+    else if (in_comment || line[0] == '\n' || line[0] == '[')
+      break;
+    start = line;
+  }
+  while (start < end && start[0] != '#') /* the key lines above, if any */
+    start = strchr(start, '\n') + 1;
+  size_t n = (size_t)(end - start) < len - 1 ? (size_t)(end - start) : len - 1;
+  memcpy(out, start, n);
+  out[n] = '\0';
+}
+
 static void check_documented(const char *section, const char *name, const char *default_value,
-                             void *arg) {
+                             bool needs_restart, void *arg) {
   struct documents *documents = arg;
   char header[64], line[300], entry[128];
   snprintf(header, sizeof(header), "\n[%s]\n", section);
@@ -291,6 +316,15 @@ static void check_documented(const char *section, const char *name, const char *
   const char *found = strstr(section_start, line);
   cr_expect(found && (!next_section || found < next_section),
             "conf/flipcached.conf lacks \"%s = %s\" in [%s]", name, default_value, section);
+  if (found) {
+    char comment[4096];
+    comment_above(documents->conf, found + 1, comment, sizeof(comment));
+    cr_expect_eq(strstr(comment, "(restart)") != NULL, needs_restart,
+                 "[%s] %s %s in conf/flipcached.conf:\n%s", section, name,
+                 needs_restart ? "needs a restart, which its comment does not say"
+                               : "is applied by a reload, but its comment says (restart)",
+                 comment);
+  }
   snprintf(entry, sizeof(entry), ".It Cm %s ", name);
   cr_expect(strstr(documents->manual, entry) != NULL, "flipcached.conf(5) lacks %s", name);
 }
@@ -302,6 +336,34 @@ Test(config, every_key_is_documented_with_its_default) {
   cr_expect_eq(config_load(SOURCE_DIR "/conf/flipcached.conf", &cfg, &errors), 0);
   free(documents.conf);
   free(documents.manual);
+}
+
+/* The reader never saw the project's contract: the README, docs/ and the shipped configuration
+ * do not speak of it. */
+static void expect_no_contract(const char *path) {
+  char *text = read_text(path);
+  for (char *p = text; *p; p++)
+    *p = (char)tolower((unsigned char)*p);
+  cr_expect(strstr(text, "contract") == NULL, "%s speaks of the contract", path);
+  free(text);
+}
+
+Test(config, the_readme_docs_and_configuration_never_speak_of_the_contract) {
+  expect_no_contract(SOURCE_DIR "/README.md");
+  expect_no_contract(SOURCE_DIR "/conf/flipcached.conf");
+  DIR *docs = opendir(SOURCE_DIR "/docs");
+  cr_assert_not_null(docs);
+  size_t checked = 0;
+  for (struct dirent *entry; (entry = readdir(docs)) != NULL;) {
+    if (entry->d_name[0] == '.')
+      continue;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/docs/%s", SOURCE_DIR, entry->d_name);
+    expect_no_contract(path);
+    checked++;
+  }
+  closedir(docs);
+  cr_expect_geq(checked, 5, "docs/ read");
 }
 
 Test(config, a_users_share_of_connections_is_a_quarter_unless_set) {
