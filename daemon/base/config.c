@@ -83,11 +83,63 @@ void config_add_error(struct parse_state *state, int line, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
-    snprintf(errors->text[errors->count], sizeof(errors->text[0]), "%s:%d: %s", state->name, line,
-             message);
+    if (line > 0)
+      snprintf(errors->text[errors->count], sizeof(errors->text[0]), "%s:%d: %s", state->name,
+               line, message);
+    else /* the file as a whole: no line to name */
+      snprintf(errors->text[errors->count], sizeof(errors->text[0]), "%s: %s", state->name,
+               message);
     errors->line[errors->count] = line;
   }
   errors->count++;
+}
+
+/* Levenshtein distance of a and b, both shorter than 64 characters (else "far": 64). */
+static size_t edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la >= 64 || lb >= 64)
+    return 64;
+  size_t row[64];
+  for (size_t j = 0; j <= lb; j++)
+    row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t above = row[j];
+      size_t best = diagonal + (a[i - 1] != b[j - 1]);
+      if (above + 1 < best)
+        best = above + 1;
+      if (row[j - 1] + 1 < best)
+        best = row[j - 1] + 1;
+      row[j] = best;
+      diagonal = above;
+    }
+  }
+  return row[lb];
+}
+
+/* The key an unknown name most likely meant: within two edits, the same section's first; else
+ * another section's (with its section named). "" when none is that close. */
+static void suggest_key(const char *section, const char *name, char *out, size_t len) {
+  const struct config_key *best = NULL;
+  size_t best_distance = 3;
+  for (int pass = 0; pass < 2 && !best; pass++)
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+      if ((strcmp(KEYS[i].section, section) == 0) != (pass == 0))
+        continue;
+      size_t distance = edit_distance(name, KEYS[i].name);
+      if (distance < best_distance) {
+        best_distance = distance;
+        best = &KEYS[i];
+      }
+    }
+  if (!best)
+    out[0] = '\0';
+  else if (strcmp(best->section, section) == 0)
+    snprintf(out, len, " (did you mean %s?)", best->name);
+  else
+    snprintf(out, len, " (did you mean %s in [%s]?)", best->name, best->section);
 }
 
 static int on_key(void *user, const char *section, const char *name, const char *value) {
@@ -112,8 +164,12 @@ static int on_key(void *user, const char *section, const char *name, const char 
   else if (!known_section)
     config_add_error(state, state->lineno, "'%s' is in an unknown section [%s] (the sections are "
               "[server], [upstream], [cache], [warm], [shared] and [log])", name, section);
-  else
-    config_add_error(state, state->lineno, "unknown key '%s' in section [%s]", name, section);
+  else {
+    char suggestion[96];
+    suggest_key(section, name, suggestion, sizeof(suggestion));
+    config_add_error(state, state->lineno, "unknown key '%s' in section [%s]%s", name, section,
+                     suggestion);
+  }
   return 1; /* keep going: every error is reported, not only the first */
 }
 

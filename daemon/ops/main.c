@@ -262,11 +262,12 @@ int main(int argc, char **argv) {
   static struct flipcached daemon; /* static: large, and signal callbacks reach it via arg */
   daemon.config_path = args.config_path;
   daemon.config_given = args.config_given;
-  if (settings_load(args.config_path, args.config_given, &daemon.cfg,
-                    settings_report_to_stderr) != 0)
+  int loaded = settings_load(args.config_path, args.config_given, &daemon.cfg,
+                             settings_report_to_stderr);
+  if (args.check_only && loaded != SETTINGS_UNREADABLE) /* every problem in one run */
+    return settings_check(&daemon.cfg, loaded != 0);
+  if (loaded != 0)
     return 1;
-  if (args.check_only)
-    return settings_check(&daemon.cfg);
 
   struct signal_events signals = {0};
   int status = 1;

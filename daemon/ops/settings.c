@@ -43,7 +43,7 @@ int settings_load(const char *path, bool path_given, struct config *cfg,
     snprintf(more, sizeof(more), "%zu more errors", errors.count - CONFIG_MAX_ERRORS);
     report(more);
   }
-  return -1;
+  return errors.count == 1 && errors.line[0] == 0 ? SETTINGS_UNREADABLE : -1;
 }
 
 void settings_report_to_stderr(const char *line) { fprintf(stderr, "%s\n", line); }
@@ -79,10 +79,10 @@ static int check_cache_path(const char *path, char *err, size_t err_len) {
 /* -t: what start-up would check, short of binding and the network: the credential files' rules
  * (a message names the file and the rule, never the content), the cache directory, the TLS files,
  * the Redis password's file ([shared] password_file), the shared key's ([shared] key_file). */
-int settings_check(const struct config *cfg) {
+int settings_check(const struct config *cfg, bool config_has_errors) {
   char problem[2 * PATH_MAX + 512], key_path[PATH_MAX];
   struct creds probe = {0};
-  int rc = 0;
+  int rc = config_has_errors ? 1 : 0;
   if (creds_load(&probe, cfg, problem, sizeof(problem)) != 0) {
     fprintf(stderr, "credential: %s\n", problem);
     rc = 1;

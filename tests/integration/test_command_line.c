@@ -172,7 +172,7 @@ Test(command_line, check_config_checks_the_credential_the_cache_path_and_the_fil
   cr_expect_eq(run(args, out, sizeof(out)), 0, "%s", out);
   const char *directory[] = {"-t", "-c", "/tmp", NULL};
   cr_expect_eq(run(directory, out, sizeof(out)), 1);
-  cr_expect(strstr(out, "/tmp:0: not a regular file") != NULL, "-c naming a directory: %s", out);
+  cr_expect(strstr(out, "/tmp: not a regular file") != NULL, "-c naming a directory: %s", out);
 }
 
 /* The shipped file says allow_users = *: an operator who fills in only allow_groups must hear that
@@ -220,7 +220,23 @@ Test(command_line, a_missing_file_named_with_c_is_an_error) {
   char out[4096];
   const char *args[] = {"-t", "-c", "/nonexistent/flipcached.conf", NULL};
   cr_expect_eq(run(args, out, sizeof(out)), 1);
-  cr_expect(strstr(out, "/nonexistent/flipcached.conf:0: cannot open: No such file") != NULL, "%s", out);
+  cr_expect(strstr(out, "/nonexistent/flipcached.conf: cannot open: No such file") != NULL, "%s", out);
+  cr_expect(strstr(out, "credential") == NULL, "nothing was read: nothing else is checked: %s",
+            out);
+}
+
+/* One run of -t reports every problem: the file's errors and the files it names, together. */
+Test(command_line, check_config_reports_file_errors_and_a_missing_token_in_one_run) {
+  char cache[200];
+  snprintf(cache, sizeof(cache), "%s/cache-not-created", test_dir());
+  const char *path = config_with(0, cache, "ttl = soon\n"); /* and no token file */
+  char out[4096];
+  const char *args[] = {"-t", "-c", path, NULL};
+  cr_expect_eq(run(args, out, sizeof(out)), 1);
+  cr_expect(strstr(out, ":5: ttl: 'soon' is not a whole number") != NULL, "%s", out);
+  cr_expect(strstr(out, "credential: ") != NULL && strstr(out, "/token") != NULL,
+            "the missing token file, in the same run: %s", out);
+  cr_expect(strstr(out, "configuration OK") == NULL, "%s", out);
 }
 
 Test(command_line, version_names_every_library) {

@@ -197,7 +197,20 @@ Test(config, an_overlong_line_is_an_error_not_two_lines) {
 
 Test(config, a_missing_file_is_an_error) {
   cr_assert_eq(config_load("/nonexistent/flipcached.conf", &cfg, &errors), -1);
-  cr_expect(has_error("/nonexistent/flipcached.conf:0: cannot open"));
+  cr_expect(has_error("/nonexistent/flipcached.conf: cannot open: No such file"),
+            "the file named as such, no line 0");
+}
+
+Test(config, an_unknown_key_close_to_a_known_one_gets_a_did_you_mean) {
+  cr_assert_eq(config_load_string("[server]\nlistn = 127.0.0.1:1\n[cache]\nttll = 5\n"
+                                  "timeout_ms = 5\nfrobnicate = 1\n",
+                                  "t.conf", &cfg, &errors), -1);
+  cr_expect(has_error("t.conf:2: unknown key 'listn' in section [server] (did you mean listen?)"));
+  cr_expect(has_error("t.conf:4: unknown key 'ttll' in section [cache] (did you mean ttl?)"));
+  cr_expect(has_error("t.conf:5: unknown key 'timeout_ms' in section [cache] (did you mean "
+                      "timeout_ms in [upstream]?)"), "another section's key, named with it");
+  cr_expect(has_error("t.conf:6: unknown key 'frobnicate' in section [cache]"));
+  cr_expect_not(has_error("frobnicate' in section [cache] (did"), "nothing close: no guess");
 }
 
 Test(config, sizes) {
