@@ -750,9 +750,17 @@ Test(bounded_work, a_repeated_warning_is_rate_limited_and_counted) {
   get_enrollment(id, &response);
   http_response_free(&response);
   char *log = flipcached_log(&daemon_proc);
-  int lines = 0;
-  for (const char *p = log; (p = strstr(p, ": HTTP 500")) != NULL; p++)
-    lines++;
+  int lines = 0; /* the warnings written, not the suppression lines that quote one */
+  for (const char *p = log; (p = strstr(p, ": HTTP 500")) != NULL; p++) {
+    const char *end = strchr(p, '\n'), *start = p;
+    while (start > log && start[-1] != '\n')
+      start--;
+    char line[1024];
+    snprintf(line, sizeof(line), "%.*s", (int)((end ? end : p + strlen(p)) - start), start);
+    if (!strstr(line, "suppressed (at most one a second)"))
+      lines++;
+    p = end ? end : p + strlen(p) - 1;
+  }
   cr_expect_leq(lines, 8, "%d warning lines for 301 failures", lines);
   cr_expect_geq(lines, 2);
   cr_expect(strstr(log, "suppressed (at most one a second)") != NULL, "%s", log);
