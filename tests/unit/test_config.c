@@ -342,6 +342,45 @@ static void check_documented(const char *section, const char *name, const char *
   cr_expect(strstr(documents->manual, entry) != NULL, "flipcached.conf(5) lacks %s", name);
 }
 
+/* docs/configuration.md: each key in a row of its table (alone, "`[section] name`", or after the
+ * row's first key, "`name`"), and the row's "on SIGHUP" column right. */
+static void check_reference_row(const char *section, const char *name, const char *default_value,
+                                bool needs_restart, void *arg) {
+  (void)default_value;
+  const char *reference = arg;
+  char first[96], later[96], row_start[64];
+  snprintf(first, sizeof(first), "`[%s] %s`", section, name);
+  snprintf(later, sizeof(later), ", `%s`", name);
+  snprintf(row_start, sizeof(row_start), "\n| `[%s] ", section);
+  const char *row = NULL;
+  for (const char *p = reference; !row && (p = strstr(p, row_start)) != NULL; p++) {
+    const char *key_cell_end = strstr(p + 3, " | ");
+    size_t key_len = (size_t)(key_cell_end - p);
+    char key_cell[512];
+    snprintf(key_cell, sizeof(key_cell), "%.*s", (int)key_len, p);
+    if (strstr(key_cell, first) || strstr(key_cell, later))
+      row = p;
+  }
+  cr_expect(row != NULL, "docs/configuration.md has no row for [%s] %s", section, name);
+  if (!row)
+    return;
+  /* | key | default | on SIGHUP | ... : the third cell */
+  const char *cell = row + 2;
+  for (int i = 0; i < 2 && cell; i++)
+    cell = strstr(cell, " | ") ? strstr(cell, " | ") + 3 : NULL;
+  cr_assert_not_null(cell);
+  const char *expected = needs_restart ? "restart | " : "reload | ";
+  cr_expect(strncmp(cell, expected, strlen(expected)) == 0,
+            "docs/configuration.md: [%s] %s should say %.*s", section, name,
+            (int)strlen(expected) - 3, expected);
+}
+
+Test(config, every_key_is_in_docs_configuration_md_with_whether_a_reload_applies_it) {
+  char *reference = read_text(SOURCE_DIR "/docs/configuration.md");
+  config_each_key(check_reference_row, reference);
+  free(reference);
+}
+
 Test(config, every_key_is_documented_with_its_default) {
   struct documents documents = {read_text(SOURCE_DIR "/conf/flipcached.conf"),
                                 read_text(SOURCE_DIR "/docs/flipcached.conf.5")};
