@@ -83,19 +83,27 @@ static double rate_of(const struct hot_table *table, double least, int64_t now_m
   return least / counted_s;
 }
 
-/* Conservative update: a cell is raised only as far as the id's new least count, so a cell the
- * id shares with busier ids is not inflated further; the least is still never below the id's
- * own decayed count. */
-double hot_note_request(struct hot_table *table, const char *enrollment_id, int64_t now_ms) {
-  uint32_t columns[HOT_SKETCH_ROWS], now = stamp_of(table, now_ms);
+/* The id's cells (into columns), each one's count decayed to now (into counts), and the least
+ * of them: the id's count, never below its own requests, raised only by collisions. */
+static double least_count(const struct hot_table *table, const char *enrollment_id, uint32_t now,
+                          uint32_t columns[HOT_SKETCH_ROWS], double counts[HOT_SKETCH_ROWS]) {
   cells_of(enrollment_id, columns);
-  double counts[HOT_SKETCH_ROWS], least = INFINITY;
+  double least = INFINITY;
   for (int row = 0; row < HOT_SKETCH_ROWS; row++) {
     counts[row] = decayed(table, &table->sketch[row][columns[row]], now);
     if (counts[row] < least)
       least = counts[row];
   }
-  least += 1.0;
+  return least;
+}
+
+/* Conservative update: a cell is raised only as far as the id's new least count, so a cell the
+ * id shares with busier ids is not inflated further; the least is still never below the id's
+ * own decayed count. */
+double hot_note_request(struct hot_table *table, const char *enrollment_id, int64_t now_ms) {
+  uint32_t columns[HOT_SKETCH_ROWS], now = stamp_of(table, now_ms);
+  double counts[HOT_SKETCH_ROWS];
+  double least = least_count(table, enrollment_id, now, columns, counts) + 1.0;
   for (int row = 0; row < HOT_SKETCH_ROWS; row++) {
     struct hot_cell *cell = &table->sketch[row][columns[row]];
     cell->count = (float)(counts[row] > least ? counts[row] : least);
@@ -105,15 +113,10 @@ double hot_note_request(struct hot_table *table, const char *enrollment_id, int6
 }
 
 double hot_rate(const struct hot_table *table, const char *enrollment_id, int64_t now_ms) {
-  uint32_t columns[HOT_SKETCH_ROWS], now = stamp_of(table, now_ms);
-  cells_of(enrollment_id, columns);
-  double least = INFINITY;
-  for (int row = 0; row < HOT_SKETCH_ROWS; row++) {
-    double count = decayed(table, &table->sketch[row][columns[row]], now);
-    if (count < least)
-      least = count;
-  }
-  return rate_of(table, least, now_ms);
+  uint32_t columns[HOT_SKETCH_ROWS];
+  double counts[HOT_SKETCH_ROWS];
+  return rate_of(table, least_count(table, enrollment_id, stamp_of(table, now_ms), columns, counts),
+                 now_ms);
 }
 
 bool hot_worth_refreshing(double rate, int64_t ttl_seconds) {
