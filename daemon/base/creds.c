@@ -169,9 +169,11 @@ bool creds_source_replaced(const struct creds *creds) {
   if (!creds->copied_from[0] || stat(creds->source, &copy) != 0 ||
       stat(creds->copied_from, &source) != 0)
     return true; /* cannot tell: say how a new key is taken */
-  return source.st_mtim.tv_sec > copy.st_mtim.tv_sec ||
-         (source.st_mtim.tv_sec == copy.st_mtim.tv_sec &&
-          source.st_mtim.tv_nsec > copy.st_mtim.tv_nsec);
+  /* The change time, not the modification time: `cp -p` or `touch -d` can set the latter to
+   * before the copy, but any write, rename or chmod of the source moves the former to now. */
+  return source.st_ctim.tv_sec > copy.st_ctim.tv_sec ||
+         (source.st_ctim.tv_sec == copy.st_ctim.tv_sec &&
+          source.st_ctim.tv_nsec > copy.st_ctim.tv_nsec);
 }
 
 const char *creds_how_to_replace(const struct creds *creds) {

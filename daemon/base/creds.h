@@ -84,9 +84,10 @@ void creds_move(struct creds *to, struct creds *from);
 /* What an operator does to load a replaced key: "restart the service (systemctl restart
  * flipcached)" for systemd's copy, else "send SIGHUP (systemctl reload flipcached)". */
 const char *creds_how_to_replace(const struct creds *creds);
-/* With systemd's copy: true when the file the configuration names (its source) was modified
- * after the copy was made, i.e. the key was replaced and a reload cannot take it; also true when
- * either cannot be examined (the operator is then told how a new key is taken). */
+/* With systemd's copy: true when the file the configuration names (its source) was changed
+ * (written, replaced or chmod-ed: its ctime) after the copy was made, i.e. the key was replaced
+ * and a reload cannot take it; also true when either cannot be examined (the operator is then
+ * told how a new key is taken). */
 bool creds_source_replaced(const struct creds *creds);
 /* Wipes the key and unregisters it from the logger. Accepts a zeroed struct. */
 void creds_wipe(struct creds *creds);

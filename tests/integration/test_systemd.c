@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <sys/time.h>
 
 #include "fixture.h"
 #include "harness.h"
@@ -390,6 +391,10 @@ Test(systemd, a_restart_with_socket_activation_refuses_no_connection_and_loads_t
   /* The operator replaces the key at its source; systemd's copy stays the old one until a start. */
   pause_ms(20); /* past the file system's timestamp granularity */
   flipcached_write_token(&daemon_proc, new_token, 0600);
+  /* As `cp -p` of a key kept aside would: a modification time older than systemd's copy. The
+   * change time still says the file was replaced. */
+  struct timeval long_ago[2] = {{.tv_sec = 946684800}, {.tv_sec = 946684800}};
+  cr_assert_eq(utimes(daemon_proc.token_path, long_ago), 0);
   fake_expect_token(&fake, new_token);
   flipcached_reload(&daemon_proc, "changed, but the credential is systemd's copy");
   log = flipcached_log(&daemon_proc);
